@@ -1,0 +1,164 @@
+"""Tasks the server sends and results clients return, as frozen values.
+
+These are the messages of the data flow, independent of any transport: the in-process
+transport passes them as they are, a network transport encodes them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from fedhive.core.serde import Scalar
+from fedhive.core.weights import Weights
+from fedhive.errors import ClientError, ConfigError
+
+Metrics = Mapping[str, float]
+
+
+def check_metrics(metrics: Mapping[str, object], *, what: str = "metrics") -> dict[str, float]:
+    """Return ``metrics`` as a dict of finite floats keyed by non-empty strings.
+
+    Raises:
+        ClientError: a key is not a string or a value is not a finite real number.
+    """
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if not isinstance(key, str) or not key:
+            raise ClientError(f"{what} keys must be non-empty strings, got {key!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            try:
+                value = float(value)  # type: ignore[arg-type]  # numpy scalars
+            except (TypeError, ValueError):
+                raise ClientError(f"{what}[{key!r}] is not a number: {value!r}") from None
+        number = float(value)
+        if not math.isfinite(number):
+            raise ClientError(f"{what}[{key!r}] is not finite: {number}")
+        out[key] = number
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrivacyBudget:
+    """A device's own (epsilon, delta) budget for the whole run."""
+
+    epsilon_max: float
+    delta: float
+
+    def __post_init__(self) -> None:
+        if not self.epsilon_max > 0:
+            raise ConfigError(f"epsilon_max: must be > 0, got {self.epsilon_max}")
+        if not 0 < self.delta < 1:
+            raise ConfigError(f"delta: must be in (0, 1), got {self.delta}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientConfig:
+    """How one client trains in one round: epochs, batch size, learning rate, budget.
+
+    ``extra`` carries strategy- or app-specific scalars (e.g. a proximal ``mu``).
+    """
+
+    local_epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 0.01
+    privacy_budget: PrivacyBudget | None = None
+    extra: Mapping[str, Scalar] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.local_epochs, bool) or not (
+            isinstance(self.local_epochs, int) and self.local_epochs >= 1
+        ):
+            raise ConfigError(f"local_epochs: must be an integer >= 1, got {self.local_epochs!r}")
+        if isinstance(self.batch_size, bool) or not (
+            isinstance(self.batch_size, int) and self.batch_size >= 1
+        ):
+            raise ConfigError(f"batch_size: must be an integer >= 1, got {self.batch_size!r}")
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
+            raise ConfigError(f"learning_rate: must be > 0, got {self.learning_rate!r}")
+        if not math.isfinite(self.learning_rate):
+            raise ConfigError(f"learning_rate: must be finite, got {self.learning_rate!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitTask:
+    """Train the model ``version`` of round ``round`` on client ``client_id``."""
+
+    round: int
+    client_id: str
+    version: str
+    seed: int
+    config: ClientConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateTask:
+    """Evaluate the model ``version`` on client ``client_id``'s local test split."""
+
+    round: int
+    client_id: str
+    version: str
+    seed: int
+    config: ClientConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitResult:
+    """What ``Client.fit`` returns: new weights *or* a delta, examples used, metrics."""
+
+    num_examples: int
+    weights: Weights | None = None
+    delta: Weights | None = None
+    metrics: Metrics = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.weights is None) == (self.delta is None):
+            raise ClientError("FitResult needs exactly one of weights= or delta=")
+        if isinstance(self.num_examples, bool) or not isinstance(self.num_examples, int):
+            raise ClientError(f"num_examples must be an int, got {self.num_examples!r}")
+        if self.num_examples < 0:
+            raise ClientError(f"num_examples must be >= 0, got {self.num_examples}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateResult:
+    """What ``Client.evaluate`` returns: loss, examples evaluated, metrics."""
+
+    loss: float
+    num_examples: int
+    metrics: Metrics = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitReply:
+    """A client's accepted-for-checking answer to a FitTask: its update (a delta)."""
+
+    client_id: str
+    round: int
+    version: str
+    update: Weights
+    num_examples: int
+    metrics: Metrics = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateReply:
+    """A client's answer to an EvaluateTask."""
+
+    client_id: str
+    round: int
+    loss: float
+    num_examples: int
+    metrics: Metrics = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failure:
+    """A task that produced no usable reply: which client, which stage, what error."""
+
+    client_id: str
+    round: int
+    stage: str
+    error_type: str
+    message: str

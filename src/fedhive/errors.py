@@ -1,0 +1,118 @@
+"""The one exception tree of fedhive.
+
+Every rejection fedhive makes is an instance of :class:`FedhiveError`. Subclasses also
+inherit the builtin exception that fits, so ``except ValueError`` keeps working::
+
+    FedhiveError
+    ├── ConfigError(ValueError)            a configuration value is not allowed
+    ├── MissingDependencyError(ImportError) an optional extra is not installed
+    ├── SerializationError(ValueError)     bytes that do not decode to what they claim
+    ├── ValidationError(ValueError)        a value does not match its reference
+    │   ├── NameMismatchError               tensor names differ from the model's
+    │   ├── ShapeMismatchError              a tensor's shape differs
+    │   ├── DTypeMismatchError              a tensor's dtype differs
+    │   └── NonFiniteError                  NaN or infinity in a tensor
+    ├── ClientError(RuntimeError)          a client raised or returned something unusable
+    ├── AggregationError(ArithmeticError)  aggregation cannot produce a model
+    ├── NotEnoughClientsError(RuntimeError) fewer clients than a strategy requires
+    └── TransportError(ConnectionError)    a transport could not deliver a message
+
+Errors carry context where it is known: ``client_id``, ``round`` and ``stage`` (the
+pipeline stage that refused), shown in ``str(err)``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AggregationError",
+    "ClientError",
+    "ConfigError",
+    "DTypeMismatchError",
+    "FedhiveError",
+    "MissingDependencyError",
+    "NameMismatchError",
+    "NonFiniteError",
+    "NotEnoughClientsError",
+    "SerializationError",
+    "ShapeMismatchError",
+    "TransportError",
+    "ValidationError",
+]
+
+
+class FedhiveError(Exception):
+    """Root of every error fedhive raises on purpose."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        client_id: str | None = None,
+        round: int | None = None,  # noqa: A002 - the field's name in FL
+        stage: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.client_id = client_id
+        self.round = round
+        self.stage = stage
+
+    def __str__(self) -> str:
+        context = [
+            f"{key}={value}"
+            for key, value in (
+                ("client", self.client_id),
+                ("round", self.round),
+                ("stage", self.stage),
+            )
+            if value is not None
+        ]
+        return f"{self.message} [{', '.join(context)}]" if context else self.message
+
+
+class ConfigError(FedhiveError, ValueError):
+    """A configuration value is not allowed; the message names the key path."""
+
+
+class MissingDependencyError(FedhiveError, ImportError):
+    """An optional extra is needed; the message says which one to install."""
+
+
+class SerializationError(FedhiveError, ValueError):
+    """Bytes that do not decode to the structure they claim to hold."""
+
+
+class ValidationError(FedhiveError, ValueError):
+    """A value does not match what was expected (its reference model or bounds)."""
+
+
+class NameMismatchError(ValidationError):
+    """Tensor names differ from the reference model's."""
+
+
+class ShapeMismatchError(ValidationError):
+    """A tensor's shape differs from the reference model's."""
+
+
+class DTypeMismatchError(ValidationError):
+    """A tensor's dtype differs from the reference model's."""
+
+
+class NonFiniteError(ValidationError):
+    """A tensor holds NaN or infinity."""
+
+
+class ClientError(FedhiveError, RuntimeError):
+    """A client raised, or returned a result that cannot be used."""
+
+
+class AggregationError(FedhiveError, ArithmeticError):
+    """Aggregation cannot produce a model (no results, zero weight, overflow)."""
+
+
+class NotEnoughClientsError(FedhiveError, RuntimeError):
+    """Fewer clients are available or succeeded than the strategy requires."""
+
+
+class TransportError(FedhiveError, ConnectionError):
+    """A transport could not deliver a message (a worker died, a connection closed)."""
