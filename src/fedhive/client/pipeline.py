@@ -1,0 +1,122 @@
+"""The client-side pipeline: run the user's Client on a task and package its reply.
+
+``fit``: verify the model → train (``Client.fit``) → update = w_local − v_k → reply.
+Later stages (clip, noise, compress, mask, sign) slot in after the update, in that
+order. Every stage that refuses returns a :class:`~fedhive.core.messages.Failure` naming
+itself, so a bad client is one failed task, never a crashed run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fedhive.client.base import Client, Context
+from fedhive.core.messages import (
+    EvaluateReply,
+    EvaluateResult,
+    EvaluateTask,
+    Failure,
+    FitReply,
+    FitResult,
+    FitTask,
+    check_metrics,
+)
+from fedhive.core.rng import SeedStream
+from fedhive.core.serde import RecordValue
+from fedhive.core.weights import Array, Weights
+from fedhive.errors import (
+    ClientError,
+    DTypeMismatchError,
+    NameMismatchError,
+    ShapeMismatchError,
+)
+
+
+def run_fit(
+    client: Client, task: FitTask, weights: Weights, state: dict[str, RecordValue]
+) -> FitReply | Failure:
+    """Train ``client`` on ``weights`` for ``task``; ``state`` is updated in place."""
+    context = _context(task.client_id, task.round, task.seed, "fit", state)
+    try:
+        result = client.fit(weights, task.config, context)
+        if not isinstance(result, FitResult):
+            raise ClientError(f"fit must return a FitResult, got {type(result).__name__}")
+        update = result.delta if result.delta is not None else _subtract(result.weights, weights)
+        metrics = check_metrics(result.metrics, what="fit metrics")
+    except Exception as exc:  # the user's code: any error is this task's failure
+        return _failure(task.client_id, task.round, "fit", exc)
+    return FitReply(
+        client_id=task.client_id,
+        round=task.round,
+        version=task.version,
+        update=update,
+        num_examples=result.num_examples,
+        metrics=metrics,
+    )
+
+
+def run_evaluate(
+    client: Client, task: EvaluateTask, weights: Weights, state: dict[str, RecordValue]
+) -> EvaluateReply | Failure:
+    """Evaluate ``weights`` on ``client``'s local test data for ``task``."""
+    context = _context(task.client_id, task.round, task.seed, "evaluate", state)
+    try:
+        result = client.evaluate(weights, task.config, context)
+        if not isinstance(result, EvaluateResult):
+            raise ClientError(
+                f"evaluate must return an EvaluateResult, got {type(result).__name__}"
+            )
+        loss = check_metrics({"loss": result.loss}, what="evaluate")["loss"]
+        metrics = check_metrics(result.metrics, what="evaluate metrics")
+        if isinstance(result.num_examples, bool) or not isinstance(result.num_examples, int):
+            raise ClientError(f"num_examples must be an int, got {result.num_examples!r}")
+        if result.num_examples < 0:
+            raise ClientError(f"num_examples must be >= 0, got {result.num_examples}")
+    except Exception as exc:  # the user's code: any error is this task's failure
+        return _failure(task.client_id, task.round, "evaluate", exc)
+    return EvaluateReply(
+        client_id=task.client_id,
+        round=task.round,
+        loss=loss,
+        num_examples=result.num_examples,
+        metrics=metrics,
+    )
+
+
+def _context(
+    client_id: str, round_: int, seed: int, stage: str, state: dict[str, RecordValue]
+) -> Context:
+    stream = SeedStream(seed, f"run/round/{round_}/client/{client_id}/{stage}")
+    return Context(client_id=client_id, round=round_, seed=stream, state=state)
+
+
+def _subtract(new: Weights | None, old: Weights) -> Weights:
+    """``new - old`` per tensor, after checking names, shapes and dtypes."""
+    assert new is not None  # FitResult guarantees one of weights/delta
+    if tuple(new) != tuple(old):
+        raise NameMismatchError(
+            f"fit returned parameters {sorted(new)}, the model has {sorted(old)}"
+        )
+    delta: dict[str, Array] = {}
+    for name, array in new.items():
+        reference = old[name]
+        if array.shape != reference.shape:
+            raise ShapeMismatchError(
+                f"parameter {name!r} has shape {array.shape}, expected {reference.shape}"
+            )
+        if array.dtype != reference.dtype:
+            raise DTypeMismatchError(
+                f"parameter {name!r} has dtype {array.dtype}, expected {reference.dtype}"
+            )
+        delta[name] = np.subtract(array, reference)
+    return Weights(delta)
+
+
+def _failure(client_id: str, round_: int, stage: str, exc: Exception) -> Failure:
+    return Failure(
+        client_id=client_id,
+        round=round_,
+        stage=stage,
+        error_type=type(exc).__name__,
+        message=str(exc),
+    )

@@ -1,0 +1,49 @@
+"""What a run records about each round: counts, bytes, timings and metrics."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from fedhive.core.messages import Failure
+
+
+@dataclass
+class CohortStats:
+    """Outcomes of one cohort of tasks (fit or evaluate) in a round."""
+
+    selected: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    bytes_down: int = 0
+    bytes_up: int = 0
+
+    def record_failure(self, failure: Failure) -> None:
+        """Count a failed task under ``stage:error_type``."""
+        self.failed += 1
+        self.failures[f"{failure.stage}:{failure.error_type}"] += 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundRecord:
+    """One finished round: whether it committed a new version, and what was measured."""
+
+    round: int
+    seconds: float
+    committed: bool
+    version: str
+    fit: CohortStats
+    evaluate: CohortStats
+    train: dict[str, float]
+    centralized: dict[str, float]
+    federated: dict[str, float]
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (one line of metrics.jsonl)."""
+        data = asdict(self)
+        for cohort in ("fit", "evaluate"):
+            data[cohort]["failures"] = dict(sorted(data[cohort]["failures"].items()))
+        return data

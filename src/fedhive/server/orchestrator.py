@@ -1,0 +1,199 @@
+"""The round loop: select → dispatch → collect → verify → aggregate → next version.
+
+The same loop drives a simulation (in-process transport) and a deployment (network
+transport): it sees only :class:`~fedhive.transport.base.Transport`. It never raises for
+a client's fault: failures are counted in the round's record and the round completes
+with the clients that succeeded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
+from fedhive.core.rng import SeedStream, run_stream
+from fedhive.core.serde import model_version, weights_to_bytes
+from fedhive.core.weights import Layout, Weights
+from fedhive.errors import AggregationError, FedhiveError, NotEnoughClientsError
+from fedhive.server.history import CohortStats, RoundRecord
+from fedhive.server.verify import verify_evaluate_reply, verify_fit_reply
+from fedhive.strategy.base import Strategy, StrategyState
+from fedhive.transport.base import Transport
+
+EvaluateFn = Callable[[Weights], Mapping[str, float]]
+"""Centralised evaluation on a server-side test set: weights → metrics (``loss``, …)."""
+
+
+class RunObserver(Protocol):
+    """Receives progress events (the CLI draws them; files are written from them)."""
+
+    def round_started(self, round: int, num_tasks: int) -> None:  # noqa: A002
+        """A round dispatched ``num_tasks`` fit tasks."""
+
+    def client_finished(self, round: int, ok: bool) -> None:  # noqa: A002
+        """One fit task of the round ended, successfully or not."""
+
+    def round_finished(self, record: RoundRecord) -> None:
+        """A round ended (committed or not)."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The final model, its version, the strategy state and every round's record."""
+
+    weights: Weights
+    version: str
+    state: StrategyState
+    history: tuple[RoundRecord, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundLoop:
+    """Runs rounds of a strategy over a transport, from a seed."""
+
+    strategy: Strategy
+    transport: Transport
+    seed: int
+    evaluate_fn: EvaluateFn | None = None
+    federated_every: int = 0
+    observer: RunObserver | None = None
+
+    def run(self, weights: Weights, rounds: int, first_round: int = 1) -> RunResult:
+        """Run ``rounds`` rounds from ``weights``; return the final model and history."""
+        state = self.strategy.initial_state(weights)
+        history: list[RoundRecord] = []
+        for rnd in range(first_round, first_round + rounds):
+            state, weights, record = self.run_round(state, rnd, weights)
+            history.append(record)
+            if self.observer is not None:
+                self.observer.round_finished(record)
+        return RunResult(weights, model_version(weights), state, tuple(history))
+
+    def run_round(
+        self, state: StrategyState, rnd: int, weights: Weights
+    ) -> tuple[StrategyState, Weights, RoundRecord]:
+        """One round; returns the new state, the new (or unchanged) weights, the record."""
+        started = time.perf_counter()
+        stream = run_stream(self.seed).child("round").child(rnd)
+        fit = CohortStats()
+        note = ""
+        committed = False
+        train: dict[str, float] = {}
+        try:
+            state, new_weights, train = self._fit(state, rnd, weights, stream, fit)
+            weights, committed = new_weights, True
+        except (NotEnoughClientsError, AggregationError) as exc:
+            note = f"round not committed: {exc}"
+        centralized = dict(self.evaluate_fn(weights)) if self.evaluate_fn else {}
+        evaluate = CohortStats()
+        federated: dict[str, float] = {}
+        if self.federated_every and rnd % self.federated_every == 0:
+            state, federated = self._evaluate(state, rnd, weights, stream, evaluate)
+        record = RoundRecord(
+            round=rnd,
+            seconds=time.perf_counter() - started,
+            committed=committed,
+            version=model_version(weights),
+            fit=fit,
+            evaluate=evaluate,
+            train=train,
+            centralized=centralized,
+            federated=federated,
+            note=note,
+        )
+        return state, weights, record
+
+    def _fit(
+        self, state: StrategyState, rnd: int, weights: Weights, stream: SeedStream,
+        stats: CohortStats,
+    ) -> tuple[StrategyState, Weights, dict[str, float]]:
+        clients = self.transport.client_ids()
+        instructions = self.strategy.configure_fit(
+            state, rnd, weights, clients, stream.child("select-fit").numpy()
+        )
+        payload = weights_to_bytes(weights)
+        version = model_version(weights)
+        tasks = {
+            i.client_id: FitTask(
+                round=rnd,
+                client_id=i.client_id,
+                version=version,
+                seed=stream.child("client").child(i.client_id).child("fit").seed,
+                config=i.config,
+            )
+            for i in instructions
+        }
+        stats.selected = len(tasks)
+        stats.bytes_down = len(payload) * len(tasks)
+        if self.observer is not None:
+            self.observer.round_started(rnd, len(tasks))
+        outcomes = self.transport.fit(list(tasks.values()), weights)
+        verified = self._verified_fits(outcomes, tasks, weights.layout(), len(payload), stats)
+        try:
+            return self.strategy.aggregate_fit(state, rnd, weights, verified)
+        finally:
+            for _ in verified:  # drain what the strategy did not read
+                pass
+
+    def _verified_fits(
+        self, outcomes: Iterable[FitReply | Failure], tasks: Mapping[str, FitTask],
+        layout: Layout, reply_bytes: int, stats: CohortStats,
+    ) -> Iterator[FitReply]:
+        for outcome in outcomes:
+            if isinstance(outcome, FitReply):
+                try:
+                    verify_fit_reply(outcome, tasks[outcome.client_id], layout)
+                except (FedhiveError, KeyError) as exc:
+                    outcome = _rejected(outcome.client_id, outcome.round, exc)
+            if self.observer is not None:
+                self.observer.client_finished(outcome.round, isinstance(outcome, FitReply))
+            if isinstance(outcome, Failure):
+                stats.record_failure(outcome)
+                continue
+            stats.succeeded += 1
+            stats.bytes_up += reply_bytes
+            yield outcome
+
+    def _evaluate(
+        self, state: StrategyState, rnd: int, weights: Weights, stream: SeedStream,
+        stats: CohortStats,
+    ) -> tuple[StrategyState, dict[str, float]]:
+        instructions = self.strategy.configure_evaluate(
+            state, rnd, weights, self.transport.client_ids(),
+            stream.child("select-evaluate").numpy(),
+        )
+        version = model_version(weights)
+        tasks = {
+            i.client_id: EvaluateTask(
+                round=rnd, client_id=i.client_id, version=version,
+                seed=stream.child("client").child(i.client_id).child("evaluate").seed,
+                config=i.config,
+            )
+            for i in instructions
+        }
+        stats.selected = len(tasks)
+        if not tasks:
+            return state, {}
+        accepted: list[EvaluateReply] = []
+        for outcome in self.transport.evaluate(list(tasks.values()), weights):
+            if isinstance(outcome, EvaluateReply):
+                try:
+                    verify_evaluate_reply(outcome, tasks[outcome.client_id])
+                except (FedhiveError, KeyError) as exc:
+                    outcome = _rejected(outcome.client_id, outcome.round, exc)
+            if isinstance(outcome, Failure):
+                stats.record_failure(outcome)
+            else:
+                stats.succeeded += 1
+                accepted.append(outcome)
+        return self.strategy.aggregate_evaluate(state, rnd, accepted)
+
+
+def _rejected(client_id: str, rnd: int, exc: Exception) -> Failure:
+    return Failure(
+        client_id=client_id, round=rnd, stage="verify", error_type=type(exc).__name__,
+        message=str(exc),
+    )

@@ -1,0 +1,61 @@
+"""The local backend: every task runs in this process, one after another."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from fedhive.client.base import Client, ClientFn
+from fedhive.client.pipeline import run_evaluate, run_fit
+from fedhive.core.messages import EvaluateTask, Failure, FitTask
+from fedhive.core.serde import RecordValue
+from fedhive.core.weights import Weights
+from fedhive.transport.base import EvaluateOutcome, FitOutcome
+
+
+class LocalBackend:
+    """Runs client tasks sequentially in the calling process.
+
+    Clients are built by ``client_fn`` only when selected; each client's ``state``
+    dict is kept here between the rounds it joins.
+    """
+
+    def __init__(self, client_fn: ClientFn) -> None:
+        self._client_fn = client_fn
+        self._states: dict[str, dict[str, RecordValue]] = {}
+
+    def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
+        """Run each fit task in turn."""
+        for task in tasks:
+            client = self._build(task.client_id, task.round, "fit")
+            if isinstance(client, Failure):
+                yield client
+                continue
+            yield run_fit(client, task, weights, self._states.setdefault(task.client_id, {}))
+
+    def evaluate(
+        self, tasks: Sequence[EvaluateTask], weights: Weights
+    ) -> Iterator[EvaluateOutcome]:
+        """Run each evaluate task in turn."""
+        for task in tasks:
+            client = self._build(task.client_id, task.round, "evaluate")
+            if isinstance(client, Failure):
+                yield client
+                continue
+            state = self._states.setdefault(task.client_id, {})
+            yield run_evaluate(client, task, weights, state)
+
+    def close(self) -> None:
+        """Drop the clients' states."""
+        self._states.clear()
+
+    def _build(self, client_id: str, round_: int, stage: str) -> Client | Failure:
+        try:
+            return self._client_fn(client_id)
+        except Exception as exc:  # the user's factory: a failure of this task only
+            return Failure(
+                client_id=client_id,
+                round=round_,
+                stage=f"{stage}:client_fn",
+                error_type=type(exc).__name__,
+                message=str(exc),
+            )

@@ -1,0 +1,154 @@
+"""The configuration of ``fedhive simulate``: TOML sections onto frozen dataclasses.
+
+```toml
+[run]         app = "app:build", rounds = 30, seed = 0
+[strategy]    name = "fedavg", fraction_fit = 0.1, ... (the strategy's own fields)
+[client]      local_epochs = 5, batch_size = 16, learning_rate = 0.1
+[simulation]  backend = "local" | "process", workers = 2
+[evaluation]  centralized = true, federated_every = 0 (0: never)
+[app]         anything: passed to the app factory as ``params``
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedhive.core._compat import StrEnum, tomllib
+from fedhive.core.config import convert, from_table
+from fedhive.core.messages import ClientConfig
+from fedhive.errors import ConfigError
+from fedhive.strategy.registry import StrategyName, build_strategy
+from fedhive.strategy.base import Strategy
+
+
+class Backend(StrEnum):
+    """Where simulated clients run."""
+
+    LOCAL = "local"
+    PROCESS = "process"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSection:
+    """Which app to run, for how many rounds, from which seed."""
+
+    app: str
+    rounds: int
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise ConfigError(f"rounds: must be >= 1, got {self.rounds}")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed: must be in [0, 2**63), got {self.seed}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimulationSection:
+    """The backend that runs the clients."""
+
+    backend: Backend = Backend.LOCAL
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"workers: must be >= 1, got {self.workers}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationSection:
+    """Centralised evaluation each round; federated evaluation every N rounds."""
+
+    centralized: bool = True
+    federated_every: int = 0
+
+    def __post_init__(self) -> None:
+        if self.federated_every < 0:
+            raise ConfigError(f"federated_every: must be >= 0, got {self.federated_every}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimulationConfig:
+    """A whole ``fedhive simulate`` configuration, validated."""
+
+    run: RunSection
+    strategy_name: StrategyName
+    strategy: Strategy
+    simulation: SimulationSection = field(default_factory=SimulationSection)
+    evaluation: EvaluationSection = field(default_factory=EvaluationSection)
+    app: Mapping[str, Any] = field(default_factory=dict)
+
+    def with_overrides(self, *, seed: int | None = None, backend: str | None = None) -> (
+        SimulationConfig
+    ):
+        """This config with the CLI's ``--seed`` / ``--backend`` applied."""
+        run = self.run if seed is None else from_table(
+            RunSection, {**dataclasses.asdict(self.run), "seed": seed}, "run"
+        )
+        sim = self.simulation if backend is None else dataclasses.replace(
+            self.simulation, backend=convert(Backend, backend, "simulation.backend")
+        )
+        return dataclasses.replace(self, run=run, simulation=sim)
+
+    def to_json(self) -> dict[str, Any]:
+        """The resolved configuration (every default filled in) as JSON-ready data."""
+        strategy = dataclasses.asdict(self.strategy)  # type: ignore[call-overload]
+        client = strategy.pop("client_config")
+        return {
+            "run": dataclasses.asdict(self.run),
+            "strategy": {"name": str(self.strategy_name), **strategy},
+            "client": client,
+            "simulation": {**dataclasses.asdict(self.simulation),
+                           "backend": str(self.simulation.backend)},
+            "evaluation": dataclasses.asdict(self.evaluation),
+            "app": dict(self.app),
+        }
+
+
+_SECTIONS = ("run", "strategy", "client", "simulation", "evaluation", "app")
+
+
+def parse_config(data: Mapping[str, Any]) -> SimulationConfig:
+    """Validate a parsed TOML document.
+
+    Raises:
+        ConfigError: the first problem, naming its key path.
+    """
+    for key in data:
+        if key not in _SECTIONS:
+            raise ConfigError(f"{key}: unknown section; allowed: {', '.join(_SECTIONS)}")
+    if "run" not in data:
+        raise ConfigError("run: missing section (it needs at least app and rounds)")
+    run = from_table(RunSection, data["run"], "run")
+    client = from_table(ClientConfig, data.get("client", {}), "client")
+    strategy_table = dict(convert(dict, data.get("strategy", {}), "strategy"))
+    name = convert(StrategyName, strategy_table.pop("name", "fedavg"), "strategy.name")
+    strategy = build_strategy(name, strategy_table, client, path="strategy")
+    return SimulationConfig(
+        run=run,
+        strategy_name=name,
+        strategy=strategy,
+        simulation=from_table(SimulationSection, data.get("simulation", {}), "simulation"),
+        evaluation=from_table(EvaluationSection, data.get("evaluation", {}), "evaluation"),
+        app=convert(dict, data.get("app", {}), "app"),
+    )
+
+
+def load_config(path: Path) -> SimulationConfig:
+    """Read and validate a TOML config file.
+
+    Raises:
+        ConfigError: unreadable file, invalid TOML, or an invalid setting.
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return parse_config(data)

@@ -1,0 +1,69 @@
+"""The simulation engine: an app, a backend and the server's round loop, in one process.
+
+The round loop is the server's own (:class:`~fedhive.server.orchestrator.RoundLoop`);
+the simulation only joins it to the in-process transport and a backend that runs the
+virtual clients (sequentially here, or in worker processes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fedhive.server.orchestrator import RoundLoop, RunObserver, RunResult
+from fedhive.simulation.app import AppSpec, SimulationApp
+from fedhive.simulation.backends.local import LocalBackend
+from fedhive.simulation.backends.process import ProcessBackend
+from fedhive.simulation.config import Backend, SimulationConfig
+from fedhive.strategy.base import Strategy
+from fedhive.transport.base import CohortRunner
+from fedhive.transport.inprocess import InProcessTransport
+
+
+def run_simulation(
+    app: SimulationApp,
+    *,
+    strategy: Strategy,
+    rounds: int,
+    seed: int = 0,
+    federated_every: int = 0,
+    observer: RunObserver | None = None,
+) -> RunResult:
+    """Run ``rounds`` rounds of ``app`` in this process (the local backend)."""
+    return _run(app, LocalBackend(app.client_fn), strategy=strategy, rounds=rounds, seed=seed,
+                federated_every=federated_every, observer=observer, centralized=True)
+
+
+def simulate(
+    config: SimulationConfig, *, base_dir: Path, observer: RunObserver | None = None
+) -> RunResult:
+    """Run the simulation a config describes, on the backend it names."""
+    spec = AppSpec(config.run.app, base_dir)
+    app = spec.build(config.app, config.run.seed)
+    runner: CohortRunner
+    if config.simulation.backend == Backend.PROCESS:
+        runner = ProcessBackend(app=spec, params=config.app, seed=config.run.seed,
+                                workers=config.simulation.workers)
+    else:
+        runner = LocalBackend(app.client_fn)
+    return _run(app, runner, strategy=config.strategy, rounds=config.run.rounds,
+                seed=config.run.seed, federated_every=config.evaluation.federated_every,
+                observer=observer, centralized=config.evaluation.centralized)
+
+
+def _run(
+    app: SimulationApp, runner: CohortRunner, *, strategy: Strategy, rounds: int, seed: int,
+    federated_every: int, observer: RunObserver | None, centralized: bool,
+) -> RunResult:
+    transport = InProcessTransport(client_ids=app.client_ids, runner=runner)
+    loop = RoundLoop(
+        strategy=strategy,
+        transport=transport,
+        seed=seed,
+        evaluate_fn=app.evaluate_fn if centralized else None,
+        federated_every=federated_every,
+        observer=observer,
+    )
+    try:
+        return loop.run(app.initial_weights, rounds)
+    finally:
+        transport.close()

@@ -1,0 +1,160 @@
+"""Frames between the simulation driver and its worker processes (no pickle).
+
+A frame is ``[u32 header length][header JSON][blob 0][blob 1]…`` where the header lists
+the blob lengths. Blobs are safetensors bytes (weights, client state). Tasks, replies
+and failures map to and from JSON-ready dicts here, in pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import IO, Any
+
+from fedhive.core.messages import (
+    ClientConfig,
+    EvaluateReply,
+    EvaluateTask,
+    Failure,
+    FitReply,
+    FitTask,
+    PrivacyBudget,
+)
+from fedhive.core.weights import Weights
+from fedhive.errors import SerializationError
+
+MAX_HEADER_BYTES = 64 << 20
+MAX_BLOB_BYTES = 4 << 30
+_LEN = struct.Struct("<I")
+
+Header = dict[str, Any]
+
+
+def encode_frame(header: Header, blobs: list[bytes] | None = None) -> bytes:
+    """Encode one frame."""
+    blobs = blobs or []
+    head = json.dumps({**header, "blobs": [len(b) for b in blobs]}, allow_nan=False).encode()
+    return b"".join([_LEN.pack(len(head)), head, *blobs])
+
+
+def read_frame(stream: IO[bytes]) -> tuple[Header, list[bytes]] | None:
+    """Read one frame from ``stream``; None at a clean end of stream.
+
+    Raises:
+        SerializationError: a truncated or malformed frame.
+    """
+    prefix = stream.read(_LEN.size)
+    if not prefix:
+        return None
+    (head_len,) = _LEN.unpack(_exact(stream, prefix, _LEN.size))
+    if head_len > MAX_HEADER_BYTES:
+        raise SerializationError(f"frame header of {head_len} bytes exceeds the limit")
+    try:
+        header = json.loads(_exact(stream, stream.read(head_len), head_len))
+    except ValueError as exc:
+        raise SerializationError(f"frame header is not JSON: {exc}") from exc
+    if not isinstance(header, dict) or not isinstance(header.get("blobs"), list):
+        raise SerializationError("frame header must be an object with a blob list")
+    sizes = header.pop("blobs")
+    if not all(isinstance(n, int) and 0 <= n <= MAX_BLOB_BYTES for n in sizes):
+        raise SerializationError("frame blob sizes must be integers within the limit")
+    return header, [_exact(stream, stream.read(n), n) for n in sizes]
+
+
+def _exact(stream: IO[bytes], data: bytes, size: int) -> bytes:
+    while len(data) < size:
+        more = stream.read(size - len(data))
+        if not more:
+            raise SerializationError(f"truncated frame: {len(data)} of {size} bytes")
+        data += more
+    return data
+
+
+def config_to_json(config: ClientConfig) -> dict[str, Any]:
+    """A ClientConfig as a JSON-ready dict."""
+    budget = config.privacy_budget
+    return {
+        "local_epochs": config.local_epochs,
+        "batch_size": config.batch_size,
+        "learning_rate": config.learning_rate,
+        "privacy_budget": None
+        if budget is None
+        else {"epsilon_max": budget.epsilon_max, "delta": budget.delta},
+        "extra": dict(config.extra),
+    }
+
+
+def config_from_json(data: dict[str, Any]) -> ClientConfig:
+    """Inverse of :func:`config_to_json`."""
+    budget = data.get("privacy_budget")
+    return ClientConfig(
+        local_epochs=data["local_epochs"],
+        batch_size=data["batch_size"],
+        learning_rate=data["learning_rate"],
+        privacy_budget=None if budget is None else PrivacyBudget(**budget),
+        extra=data.get("extra", {}),
+    )
+
+
+def task_to_json(task: FitTask | EvaluateTask) -> dict[str, Any]:
+    """A task as a JSON-ready dict."""
+    return {
+        "round": task.round,
+        "client_id": task.client_id,
+        "version": task.version,
+        "seed": task.seed,
+        "config": config_to_json(task.config),
+    }
+
+
+def fit_task_from_json(data: dict[str, Any]) -> FitTask:
+    """Inverse of :func:`task_to_json` for fit tasks."""
+    return FitTask(**{**data, "config": config_from_json(data["config"])})
+
+
+def evaluate_task_from_json(data: dict[str, Any]) -> EvaluateTask:
+    """Inverse of :func:`task_to_json` for evaluate tasks."""
+    return EvaluateTask(**{**data, "config": config_from_json(data["config"])})
+
+
+def failure_to_json(failure: Failure) -> dict[str, Any]:
+    """A Failure as a JSON-ready dict."""
+    return {
+        "client_id": failure.client_id,
+        "round": failure.round,
+        "stage": failure.stage,
+        "error_type": failure.error_type,
+        "message": failure.message,
+    }
+
+
+def fit_reply_to_json(reply: FitReply) -> dict[str, Any]:
+    """A FitReply's fields except the update (sent as a blob)."""
+    return {
+        "client_id": reply.client_id,
+        "round": reply.round,
+        "version": reply.version,
+        "num_examples": reply.num_examples,
+        "metrics": dict(reply.metrics),
+    }
+
+
+def fit_reply_from_json(data: dict[str, Any], update: Weights) -> FitReply:
+    """Inverse of :func:`fit_reply_to_json`."""
+    return FitReply(update=update, **data)
+
+
+def evaluate_reply_to_json(reply: EvaluateReply) -> dict[str, Any]:
+    """An EvaluateReply as a JSON-ready dict."""
+    return {
+        "client_id": reply.client_id,
+        "round": reply.round,
+        "loss": reply.loss,
+        "num_examples": reply.num_examples,
+        "metrics": dict(reply.metrics),
+    }
+
+
+def evaluate_reply_from_json(data: dict[str, Any]) -> EvaluateReply:
+    """Inverse of :func:`evaluate_reply_to_json`."""
+    return EvaluateReply(**data)

@@ -1,0 +1,128 @@
+"""A simulation worker process: loads the app once, then runs cohorts of client tasks.
+
+Started by the process backend as ``python -m fedhive.simulation.worker``. It reads
+frames on stdin and writes frames on the original stdout; the user's own prints go to
+stderr so they can never corrupt a frame.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+from fedhive.client.base import Client
+from fedhive.client.pipeline import run_evaluate, run_fit
+from fedhive.core.messages import Failure, FitReply
+from fedhive.core.serde import (
+    RecordValue,
+    record_from_bytes,
+    record_to_bytes,
+    weights_from_bytes,
+    weights_to_bytes,
+)
+from fedhive.core.weights import Weights
+from fedhive.simulation.app import AppSpec, SimulationApp
+from fedhive.simulation.wire import (
+    Header,
+    encode_frame,
+    evaluate_reply_to_json,
+    evaluate_task_from_json,
+    failure_to_json,
+    fit_reply_to_json,
+    fit_task_from_json,
+    read_frame,
+)
+
+
+class _Worker:
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.app: SimulationApp | None = None
+        self.weights: Weights | None = None
+
+    def send(self, header: Header, blobs: list[bytes] | None = None) -> None:
+        self.out.write(encode_frame(header, blobs))
+        self.out.flush()
+
+    def handle(self, header: Header, blobs: list[bytes]) -> bool:
+        kind = header.get("type")
+        if kind == "init":
+            spec = AppSpec(header["app"], Path(header["base_dir"]))
+            self.app = spec.build(header["params"], header["seed"])
+            self.send({"type": "ready"})
+        elif kind == "model":
+            self.weights = weights_from_bytes(blobs[0])
+        elif kind in ("fit", "evaluate"):
+            self.run_cohort(header, blobs)
+        elif kind == "shutdown":
+            return False
+        else:
+            raise ValueError(f"unknown frame type {kind!r}")
+        return True
+
+    def run_cohort(self, header: Header, blobs: list[bytes]) -> None:
+        assert self.app is not None and self.weights is not None, "init and model first"
+        cohort = header["cohort"]
+        for task_json, state_index in zip(header["tasks"], header["states"], strict=True):
+            state: dict[str, RecordValue] = (
+                record_from_bytes(blobs[state_index]) if state_index >= 0 else {}
+            )
+            had_state = bool(state)
+            try:
+                client: Client | Failure = self.app.client_fn(task_json["client_id"])
+            except Exception as exc:  # the user's factory: this task fails
+                client = Failure(
+                    client_id=task_json["client_id"], round=task_json["round"],
+                    stage=f"{header['type']}:client_fn", error_type=type(exc).__name__,
+                    message=str(exc),
+                )
+            if isinstance(client, Failure):
+                outcome: Any = client
+            elif header["type"] == "fit":
+                outcome = run_fit(client, fit_task_from_json(task_json), self.weights, state)
+            else:
+                task = evaluate_task_from_json(task_json)
+                outcome = run_evaluate(client, task, self.weights, state)
+            self.send_outcome(cohort, outcome, state if (state or had_state) else None)
+        self.send({"type": "done", "cohort": cohort})
+
+    def send_outcome(self, cohort: int, outcome: Any, state: dict[str, RecordValue] | None) -> None:
+        blobs = [] if state is None else [record_to_bytes(state)]
+        if isinstance(outcome, Failure):
+            self.send({"type": "failure", "cohort": cohort, **failure_to_json(outcome)})
+        elif isinstance(outcome, FitReply):
+            body = fit_reply_to_json(outcome)
+            self.send(
+                {"type": "fit_reply", "cohort": cohort, "state": state is not None, **body},
+                [weights_to_bytes(outcome.update), *blobs],
+            )
+        else:
+            body = evaluate_reply_to_json(outcome)
+            self.send(
+                {"type": "evaluate_reply", "cohort": cohort, "state": state is not None, **body},
+                blobs,
+            )
+
+
+def main() -> int:
+    """Serve frames until shutdown or end of input."""
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # user prints go to stderr
+    worker = _Worker(out)
+    stdin = sys.stdin.buffer
+    while True:
+        frame = read_frame(stdin)
+        if frame is None:
+            return 0
+        try:
+            if not worker.handle(*frame):
+                return 0
+        except Exception as exc:  # report, then let the driver decide; never hang
+            worker.send({"type": "error", "message": f"{type(exc).__name__}: {exc}"})
+            return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Streaming accumulators whose result does not depend on the order of arrival.
+
+Floating-point addition is not associative, so a plain running sum of client updates
+gives different bits for different arrival orders, and a networked run could never
+match a simulated one. :class:`ExactWeightedSum` instead adds each weighted value as a
+fixed-point number split over two int64 words (a unit of 2**-16 and a unit of 2**-63):
+each value is rounded once, on arrival, independently of the others, and integer
+addition is exact and associative. Memory is O(model size), whatever the number of
+clients.
+
+Limits (checked, raising :class:`~fedhive.errors.AggregationError`): each weighted value
+``|weight * value| < 2**30`` and at most 2**16 additions per sum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fractions import Fraction
+
+import numpy as np
+import numpy.typing as npt
+
+from fedhive.errors import AggregationError
+
+_HI_SCALE = 2.0**16  # one unit of the high word is 2**-16
+_LO_BITS = 47  # the low word holds the remaining fraction in units of 2**-63
+_LO_SCALE = 2.0**_LO_BITS
+_MAX_ABS_SCALED = 2.0**46  # |weight * value| < 2**30 before scaling
+_MAX_ADDS = 1 << 16  # keeps |hi| sums < 2**62 and lo sums <= 2**63, with no carries
+
+FloatVector = npt.NDArray[np.float64]
+
+
+class ExactWeightedSum:
+    """A running sum of ``weight * vector`` that is exact up to 2**-63 per term.
+
+    The accumulator is a local value of one aggregation: create it, ``add`` results as
+    they arrive, read ``total()`` and ``total_weight``.
+    """
+
+    __slots__ = ("_adds", "_hi", "_lo", "total_weight")
+
+    def __init__(self, size: int) -> None:
+        self._hi = np.zeros(size, dtype=np.int64)
+        self._lo = np.zeros(size, dtype=np.int64)
+        self._adds = 0
+        self.total_weight = 0
+
+    @property
+    def count(self) -> int:
+        """How many vectors were added."""
+        return self._adds
+
+    def add(self, vector: FloatVector, weight: int) -> None:
+        """Add ``weight * vector``; ``weight`` is a non-negative integer (e.g. examples).
+
+        Raises:
+            AggregationError: a weighted value is out of the exact range, or too many
+                vectors were added.
+        """
+        if weight < 0:
+            raise AggregationError(f"weights must be >= 0, got {weight}")
+        if self._adds >= _MAX_ADDS:
+            raise AggregationError(f"at most {_MAX_ADDS} vectors can be summed exactly")
+        if vector.shape != self._hi.shape:
+            raise AggregationError(f"vector of size {vector.size}, expected {self._hi.size}")
+        # float32-derived values times an integer below 2**29 are exact in float64, and
+        # scaling by a power of two is exact: `scaled` is the true product * 2**16.
+        scaled = vector * (float(weight) * _HI_SCALE)
+        if scaled.size and max(scaled.max(), -scaled.min()) >= _MAX_ABS_SCALED:
+            raise AggregationError("a weighted update value exceeds 2**30 in magnitude")
+        hi = np.floor(scaled)
+        self._hi += hi.astype(np.int64)
+        # scaled - hi is exact and in [0, 1); rounding it to 47 bits is the only rounding.
+        self._lo += np.rint((scaled - hi) * _LO_SCALE).astype(np.int64)
+        self._adds += 1
+        self.total_weight += weight
+
+    def total(self) -> FloatVector:
+        """The sum as float64 (the same bits whatever the order of ``add`` calls)."""
+        lo = self._lo.view(np.uint64)  # never negative
+        carry = (lo >> np.uint64(_LO_BITS)).astype(np.int64)
+        rest = (lo & np.uint64((1 << _LO_BITS) - 1)).astype(np.float64)
+        return (self._hi + carry).astype(np.float64) / _HI_SCALE + rest / (
+            _HI_SCALE * _LO_SCALE
+        )
+
+
+class WeightedMetrics:
+    """Running example-weighted means of scalar metrics (keys may differ per client).
+
+    Scalars are summed as exact fractions, so the means do not depend on arrival order.
+    """
+
+    __slots__ = ("_sums", "_weights")
+
+    def __init__(self) -> None:
+        self._sums: dict[str, Fraction] = {}
+        self._weights: dict[str, int] = {}
+
+    def add(self, metrics: Mapping[str, float], weight: int) -> None:
+        """Add one client's (finite) metrics with its example count as weight."""
+        for key, value in metrics.items():
+            self._sums[key] = self._sums.get(key, Fraction(0)) + Fraction(value) * weight
+            self._weights[key] = self._weights.get(key, 0) + weight
+
+    def means(self) -> dict[str, float]:
+        """Weighted mean of each metric (keys whose total weight is 0 are left out)."""
+        return {
+            key: float(total / self._weights[key])
+            for key, total in sorted(self._sums.items())
+            if self._weights[key] > 0
+        }

@@ -1,0 +1,88 @@
+"""The Strategy protocol: how clients are chosen and configured, and updates combined.
+
+A strategy object is immutable configuration plus pure methods. Everything that changes
+from round to round (optimizer moments, control variates, counters) is the explicit
+``StrategyState`` value passed in and returned, so the server can persist it with each
+committed round and restore it after a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from fedhive.core.messages import ClientConfig, EvaluateReply, FitReply
+from fedhive.core.serde import RecordValue
+from fedhive.core.weights import Weights
+
+StrategyState = dict[str, RecordValue]
+"""A strategy's round-to-round state: arrays and scalars (see ``record_to_bytes``)."""
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One selected client and how it should train (or evaluate) this round."""
+
+    client_id: str
+    config: ClientConfig
+
+
+class Strategy(Protocol):
+    """Selects and configures clients, and aggregates their replies into a new model."""
+
+    def initial_state(self, weights: Weights) -> StrategyState:
+        """The state before round 1, for the initial global ``weights``."""
+        ...
+
+    def configure_fit(
+        self,
+        state: StrategyState,
+        round: int,  # noqa: A002 - the field's name in FL
+        weights: Weights,
+        clients: Sequence[str],
+        rng: np.random.Generator,
+    ) -> list[Instruction]:
+        """Choose the clients that train in ``round`` and their configuration.
+
+        Raises:
+            NotEnoughClientsError: fewer clients are available than required.
+        """
+        ...
+
+    def aggregate_fit(
+        self,
+        state: StrategyState,
+        round: int,  # noqa: A002
+        weights: Weights,
+        replies: Iterable[FitReply],
+    ) -> tuple[StrategyState, Weights, dict[str, float]]:
+        """Fold verified replies (streamed, any order) into the next global model.
+
+        Raises:
+            NotEnoughClientsError: fewer replies than the strategy requires.
+            AggregationError: the replies cannot produce a model.
+        """
+        ...
+
+    def configure_evaluate(
+        self,
+        state: StrategyState,
+        round: int,  # noqa: A002
+        weights: Weights,
+        clients: Sequence[str],
+        rng: np.random.Generator,
+    ) -> list[Instruction]:
+        """Choose the clients that evaluate ``weights`` (none: no federated evaluation)."""
+        ...
+
+    def aggregate_evaluate(
+        self,
+        state: StrategyState,
+        round: int,  # noqa: A002
+        replies: Iterable[EvaluateReply],
+    ) -> tuple[StrategyState, dict[str, float]]:
+        """Combine evaluation replies into federated metrics (``loss`` and the rest)."""
+        ...

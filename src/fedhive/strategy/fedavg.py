@@ -1,0 +1,128 @@
+"""FedAvg: the example-weighted mean of client updates (McMahan et al., AISTATS 2017).
+
+With a server learning rate eta (Reddi et al., ICLR 2021, Alg. 1 with SGD as the server
+optimizer): ``w_{t+1} = w_t + eta * sum_k n_k (w_k - w_t) / sum_k n_k``, which for
+eta = 1 is the weighted mean of the clients' models (eq. in Alg. 1 of McMahan et al.).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fedhive.core.messages import ClientConfig, EvaluateReply, FitReply
+from fedhive.core.weights import Weights
+from fedhive.errors import ConfigError, NotEnoughClientsError
+from fedhive.strategy.aggregate import ExactWeightedSum, WeightedMetrics
+from fedhive.strategy.base import Instruction, StrategyState
+from fedhive.strategy.sampling import sample_clients
+
+
+@dataclass(frozen=True, kw_only=True)
+class FedAvg:
+    """Federated averaging with client sampling and a server learning rate."""
+
+    fraction_fit: float = 1.0
+    fraction_evaluate: float = 0.0
+    min_fit_clients: int = 1
+    min_evaluate_clients: int = 1
+    min_available_clients: int = 1
+    server_learning_rate: float = 1.0
+    client_config: ClientConfig = field(default_factory=ClientConfig)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fraction_fit <= 1:
+            raise ConfigError(f"fraction_fit: must be in (0, 1], got {self.fraction_fit}")
+        if not 0 <= self.fraction_evaluate <= 1:
+            raise ConfigError(
+                f"fraction_evaluate: must be in [0, 1], got {self.fraction_evaluate}"
+            )
+        for name in ("min_fit_clients", "min_evaluate_clients", "min_available_clients"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}: must be an integer >= 1, got {value!r}")
+        if not self.server_learning_rate > 0:
+            raise ConfigError(
+                f"server_learning_rate: must be > 0, got {self.server_learning_rate}"
+            )
+
+    def initial_state(self, weights: Weights) -> StrategyState:
+        """FedAvg keeps no state between rounds."""
+        return {}
+
+    def configure_fit(
+        self,
+        state: StrategyState,
+        round: int,  # noqa: A002
+        weights: Weights,
+        clients: Sequence[str],
+        rng: np.random.Generator,
+    ) -> list[Instruction]:
+        """Sample ``fraction_fit`` of the clients (at least ``min_fit_clients``)."""
+        chosen = sample_clients(
+            clients,
+            fraction=self.fraction_fit,
+            min_clients=self.min_fit_clients,
+            min_available=self.min_available_clients,
+            rng=rng,
+        )
+        return [Instruction(cid, self.client_config) for cid in chosen]
+
+    def aggregate_fit(
+        self,
+        state: StrategyState,
+        round: int,  # noqa: A002
+        weights: Weights,
+        replies: Iterable[FitReply],
+    ) -> tuple[StrategyState, Weights, dict[str, float]]:
+        """Streaming weighted mean of the updates, applied with the server rate."""
+        layout = weights.layout()
+        total = ExactWeightedSum(layout.total_size)
+        metrics = WeightedMetrics()
+        for reply in replies:
+            total.add(layout.flatten(reply.update), reply.num_examples)
+            metrics.add(reply.metrics, reply.num_examples)
+        if total.count < self.min_fit_clients:
+            raise NotEnoughClientsError(
+                f"{total.count} clients succeeded, min_fit_clients is {self.min_fit_clients}",
+                round=round,
+                stage="aggregate",
+            )
+        if total.total_weight == 0:
+            return state, weights, metrics.means()
+        step = total.total() * (self.server_learning_rate / total.total_weight)
+        return state, layout.unflatten(layout.flatten(weights) + step), metrics.means()
+
+    def configure_evaluate(
+        self,
+        state: StrategyState,
+        round: int,  # noqa: A002
+        weights: Weights,
+        clients: Sequence[str],
+        rng: np.random.Generator,
+    ) -> list[Instruction]:
+        """Sample ``fraction_evaluate`` of the clients; none when it is 0."""
+        if self.fraction_evaluate == 0:
+            return []
+        chosen = sample_clients(
+            clients,
+            fraction=self.fraction_evaluate,
+            min_clients=self.min_evaluate_clients,
+            min_available=self.min_available_clients,
+            rng=rng,
+        )
+        return [Instruction(cid, self.client_config) for cid in chosen]
+
+    def aggregate_evaluate(
+        self,
+        state: StrategyState,
+        round: int,  # noqa: A002
+        replies: Iterable[EvaluateReply],
+    ) -> tuple[StrategyState, dict[str, float]]:
+        """Example-weighted mean of loss and metrics."""
+        metrics = WeightedMetrics()
+        for reply in replies:
+            metrics.add({"loss": reply.loss, **reply.metrics}, reply.num_examples)
+        return state, metrics.means()

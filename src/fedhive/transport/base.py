@@ -1,0 +1,43 @@
+"""The narrow interface between the server and wherever clients run.
+
+The server hands a transport a cohort of tasks and the model they name, and reads back
+one reply per task, in whatever order they complete. The in-process transport runs
+them on this machine (simulation); the gRPC transport sends them to real clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol, Union
+
+from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
+from fedhive.core.weights import Weights
+
+FitOutcome = Union[FitReply, Failure]  # noqa: UP007 - runtime alias, 3.10-safe
+EvaluateOutcome = Union[EvaluateReply, Failure]  # noqa: UP007
+
+
+class CohortRunner(Protocol):
+    """Runs a cohort of client tasks and yields one outcome per task as each completes."""
+
+    def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
+        """Run fit tasks against ``weights`` (the version the tasks name)."""
+        ...
+
+    def evaluate(
+        self, tasks: Sequence[EvaluateTask], weights: Weights
+    ) -> Iterator[EvaluateOutcome]:
+        """Run evaluate tasks against ``weights``."""
+        ...
+
+    def close(self) -> None:
+        """Release workers, connections and files; idempotent."""
+        ...
+
+
+class Transport(CohortRunner, Protocol):
+    """A CohortRunner that also knows which clients are available right now."""
+
+    def client_ids(self) -> Sequence[str]:
+        """Ids of the clients that can be given a task now."""
+        ...
