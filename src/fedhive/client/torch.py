@@ -294,9 +294,13 @@ def _batches(
     if isinstance(data, tuple):
         x, y = data[0].to(device), data[1].to(device)
         n = int(x.shape[0])
-        if generator is None or n <= batch_size:
+        if n <= batch_size:
             # One batch per epoch: a permutation would only reorder rows inside it, which a
             # mean-reduced loss and its gradient do not see; skip its cost (~25 us/epoch).
+            if n:
+                yield x, y
+            return
+        if generator is None:
             for start in range(0, n, batch_size):
                 yield x[start : start + batch_size], y[start : start + batch_size]
             return

@@ -1,8 +1,13 @@
 """Canonical bytes for weights and records (safetensors), and model version ids.
 
 The same weights always give the same bytes, and the SHA-256 of those bytes is the
-model's version id. Records (strategy state, client state) put their arrays in
-safetensors and their scalars in the safetensors metadata as JSON. Nothing is pickled.
+model's version id. The bytes are a standard safetensors file that any safetensors
+reader loads, written here rather than by ``safetensors.save`` because that writer
+orders metadata keys differently from call to call: this one writes the header as
+compact JSON in a fixed order (metadata first, then tensors in the model's order) and
+the tensors' little-endian data in that same order. Records (strategy state, client
+state) put their arrays in the tensors and their scalars in the metadata. Nothing is
+pickled.
 """
 
 from __future__ import annotations
@@ -10,12 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load as _st_load
-from safetensors.numpy import save as _st_save
 
 from fedhive.core.weights import Array, Weights
 from fedhive.errors import SerializationError
@@ -24,18 +28,54 @@ Scalar = Union[bool, int, float, str]  # noqa: UP007 - a runtime alias, 3.10-saf
 RecordValue = Union[Array, Scalar]  # noqa: UP007
 Record = Mapping[str, RecordValue]
 
-_NAMES_KEY = "fedhive.names"
-_SCALARS_KEY = "fedhive.scalars"
-_FORMAT_KEY = "fedhive.format"
+_META_KEY = "fedhive"
 _WEIGHTS_FORMAT = "weights/1"
 _RECORD_FORMAT = "record/1"
+_DTYPES = {
+    np.dtype(np.bool_): "BOOL",
+    np.dtype(np.uint8): "U8",
+    np.dtype(np.int8): "I8",
+    np.dtype(np.uint16): "U16",
+    np.dtype(np.int16): "I16",
+    np.dtype(np.float16): "F16",
+    np.dtype(np.uint32): "U32",
+    np.dtype(np.int32): "I32",
+    np.dtype(np.float32): "F32",
+    np.dtype(np.uint64): "U64",
+    np.dtype(np.int64): "I64",
+    np.dtype(np.float64): "F64",
+}
+
+
+def _encode(arrays: Mapping[str, Array], meta: dict[str, Any]) -> bytes:
+    """A safetensors file with ``arrays`` in order and ``meta`` as one JSON string."""
+    header: dict[str, Any] = {
+        "__metadata__": {_META_KEY: json.dumps(meta, sort_keys=True, allow_nan=False)}
+    }
+    chunks: list[bytes] = []
+    offset = 0
+    for name, array in arrays.items():
+        if name == "__metadata__":
+            raise SerializationError("'__metadata__' cannot name a tensor")
+        code = _DTYPES.get(array.dtype.newbyteorder("="))
+        if code is None:
+            raise SerializationError(f"tensor {name!r}: dtype {array.dtype} has no safetensors code")
+        data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+        header[name] = {
+            "dtype": code,
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        chunks.append(data)
+        offset += len(data)
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)  # the format allows space padding; keeps data aligned
+    return b"".join([len(head).to_bytes(8, "little"), head, *chunks])
 
 
 def weights_to_bytes(weights: Weights) -> bytes:
     """Serialize ``weights`` to canonical safetensors bytes (order kept in metadata)."""
-    arrays = {name: np.ascontiguousarray(a) for name, a in weights.items()}
-    meta = {_FORMAT_KEY: _WEIGHTS_FORMAT, _NAMES_KEY: json.dumps(list(arrays))}
-    return bytes(_st_save(arrays, metadata=meta))
+    return _encode(weights, {"format": _WEIGHTS_FORMAT, "names": list(weights)})
 
 
 def weights_from_bytes(data: bytes) -> Weights:
@@ -45,10 +85,7 @@ def weights_from_bytes(data: bytes) -> Weights:
         SerializationError: the bytes are not such a safetensors file.
     """
     arrays, meta = _load(data, _WEIGHTS_FORMAT)
-    try:
-        names = json.loads(meta[_NAMES_KEY])
-    except (KeyError, ValueError) as exc:
-        raise SerializationError("weights bytes carry no valid name list") from exc
+    names = meta.get("names")
     if not isinstance(names, list) or sorted(names) != sorted(arrays):
         raise SerializationError("weights bytes: name list does not match the tensors")
     return Weights({name: arrays[name] for name in names})
@@ -65,21 +102,23 @@ def sha256_hex(data: bytes) -> str:
 
 
 def record_to_bytes(record: Record) -> bytes:
-    """Serialize a record: arrays to safetensors, scalars to JSON metadata."""
+    """Serialize a record: arrays to safetensors tensors, scalars to JSON metadata."""
     arrays: dict[str, Array] = {}
     scalars: dict[str, Scalar] = {}
     for key, value in record.items():
         if isinstance(value, (bool, int, float, str)):
             scalars[key] = value
         elif isinstance(value, np.ndarray) and value.dtype != np.object_:
-            arrays[key] = np.ascontiguousarray(value)
+            arrays[key] = value
         else:
             raise SerializationError(
                 f"record value {key!r} must be a numpy array, bool, int, float or str, "
                 f"got {type(value).__name__}"
             )
-    meta = {_FORMAT_KEY: _RECORD_FORMAT, _SCALARS_KEY: json.dumps(scalars, allow_nan=False)}
-    return bytes(_st_save(arrays, metadata=meta))
+    try:
+        return _encode(arrays, {"format": _RECORD_FORMAT, "scalars": scalars})
+    except ValueError as exc:  # json refuses NaN and infinity
+        raise SerializationError(f"record scalars must be finite: {exc}") from None
 
 
 def record_from_bytes(data: bytes) -> dict[str, RecordValue]:
@@ -89,10 +128,7 @@ def record_from_bytes(data: bytes) -> dict[str, RecordValue]:
         SerializationError: the bytes are not such a record.
     """
     arrays, meta = _load(data, _RECORD_FORMAT)
-    try:
-        scalars = json.loads(meta[_SCALARS_KEY])
-    except (KeyError, ValueError) as exc:
-        raise SerializationError("record bytes carry no valid scalar table") from exc
+    scalars = meta.get("scalars")
     if not isinstance(scalars, dict) or not all(
         isinstance(v, (bool, int, float, str)) for v in scalars.values()
     ):
@@ -104,7 +140,7 @@ def record_from_bytes(data: bytes) -> dict[str, RecordValue]:
     return out
 
 
-def _load(data: bytes, expected_format: str) -> tuple[dict[str, Array], dict[str, str]]:
+def _load(data: bytes, expected_format: str) -> tuple[dict[str, Array], dict[str, Any]]:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise SerializationError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -116,9 +152,9 @@ def _load(data: bytes, expected_format: str) -> tuple[dict[str, Array], dict[str
     try:
         header = json.loads(data[8 : 8 + header_len])
         arrays = _st_load(data)
-    except (SafetensorError, ValueError, UnicodeDecodeError, TypeError) as exc:
-        raise SerializationError(f"invalid safetensors bytes: {exc}") from exc
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(meta, dict) or meta.get(_FORMAT_KEY) != expected_format:
+        meta = json.loads(header["__metadata__"][_META_KEY])
+    except (SafetensorError, ValueError, UnicodeDecodeError, TypeError, KeyError) as exc:
+        raise SerializationError(f"invalid fedhive safetensors bytes: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != expected_format:
         raise SerializationError(f"bytes are not a fedhive {expected_format.split('/')[0]}")
     return arrays, meta

@@ -45,6 +45,7 @@ _CHUNKS_PER_WORKER = 4
 class _Proc:
     index: int
     popen: subprocess.Popen[bytes]
+    reader: threading.Thread | None = None
     version: str = ""
     in_flight: dict[str, int] = field(default_factory=dict)  # client id -> round
     chunks: int = 0
@@ -53,6 +54,27 @@ class _Proc:
         assert self.popen.stdin is not None
         self.popen.stdin.write(encode_frame(header, blobs))
         self.popen.stdin.flush()
+
+    def stop(self, *, polite: bool) -> None:
+        """Ask the worker to exit (or kill it), reap it and close its pipes."""
+        try:
+            if polite:
+                self.send({"type": "shutdown"})
+        except (OSError, ValueError):
+            pass
+        try:
+            self.popen.wait(timeout=10 if polite else 0.001)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+        if self.reader is not None:
+            self.reader.join(timeout=10)
+        for pipe in (self.popen.stdin, self.popen.stdout):
+            if pipe is not None:
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
 
 
 class ProcessBackend:
@@ -96,18 +118,7 @@ class ProcessBackend:
     def close(self) -> None:
         """Stop every worker (politely, then by force)."""
         for proc in self._procs.values():
-            try:
-                proc.send({"type": "shutdown"})
-                assert proc.popen.stdin is not None
-                proc.popen.stdin.close()
-            except (OSError, ValueError):
-                pass
-        for proc in self._procs.values():
-            try:
-                proc.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.popen.kill()
-                proc.popen.wait()
+            proc.stop(polite=True)
         self._procs.clear()
 
     def _run(
@@ -175,7 +186,7 @@ class ProcessBackend:
     def _lost(self, proc: _Proc, header: Header | None) -> Iterator[tuple[Header, list[bytes]]]:
         reason = "worker process died" if header is None else f"worker error: {header['message']}"
         del self._procs[proc.index]
-        proc.popen.kill()
+        proc.stop(polite=False)
         for client_id, round_ in proc.in_flight.items():
             yield _failure_header(client_id, round_, reason), []
 
@@ -204,7 +215,8 @@ class ProcessBackend:
         )
         proc = _Proc(self._next_index, popen)
         self._next_index += 1
-        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+        proc.reader = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        proc.reader.start()
         proc.send({"type": "init", "app": self._app.spec, "base_dir": str(self._app.base_dir),
                    "params": self._params, "seed": self._seed})
         return proc

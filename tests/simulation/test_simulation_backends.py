@@ -1,0 +1,94 @@
+"""Contract tests run against every simulation backend (local and process)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fedhive.server.orchestrator import RoundLoop
+from fedhive.simulation.app import AppSpec
+from fedhive.simulation.backends.local import LocalBackend
+from fedhive.simulation.backends.process import ProcessBackend
+from fedhive.strategy.fedavg import FedAvg
+from fedhive.transport.base import CohortRunner
+from fedhive.transport.inprocess import InProcessTransport
+
+TESTS = Path(__file__).resolve().parents[1]
+SPEC = AppSpec("fake_app:build", TESTS)
+FAULTY = ["good-0", "good-1", "good-2", "shape-0", "nan-0", "dtype-0", "raise-0"]
+
+
+def make_runner(kind: str, clients: list[str]) -> CohortRunner:
+    if kind == "local":
+        return LocalBackend(SPEC.build({"clients": clients}, 0).client_fn)
+    return ProcessBackend(app=SPEC, params={"clients": clients}, seed=0, workers=2)
+
+
+@pytest.fixture(params=["local", "process"])
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    yield request.param
+
+
+def run(kind: str, clients: list[str], rounds: int, federated_every: int = 0) -> RoundLoop:
+    app = SPEC.build({"clients": clients}, 0)
+    transport = InProcessTransport(client_ids=clients, runner=make_runner(kind, clients))
+    return RoundLoop(strategy=FedAvg(fraction_evaluate=1.0), transport=transport, seed=3,
+                     evaluate_fn=app.evaluate_fn, federated_every=federated_every), app
+
+
+def test_faulty_clients_are_counted_and_the_round_completes(backend: str) -> None:
+    loop, app = run(backend, FAULTY, rounds=1)
+    try:
+        result = loop.run(app.initial_weights, 1)
+    finally:
+        loop.transport.close()
+    record = result.history[0]
+    assert record.committed
+    assert (record.fit.selected, record.fit.succeeded, record.fit.failed) == (7, 3, 4)
+    assert dict(record.fit.failures) == {
+        "verify:ShapeMismatchError": 1,
+        "verify:NonFiniteError": 1,
+        "fit:DTypeMismatchError": 1,
+        "fit:RuntimeError": 1,
+    }
+    # good-i moves by i+1 with weight i+1: (1*1 + 2*2 + 3*3) / 6 = 14/6
+    np.testing.assert_allclose(result.weights["w"], np.full((2, 3), 14 / 6, np.float32))
+
+
+def test_state_persists_between_rounds_and_evaluation_runs(backend: str) -> None:
+    loop, app = run(backend, ["good-0", "good-1"], rounds=3, federated_every=1)
+    try:
+        result = loop.run(app.initial_weights, 3)
+    finally:
+        loop.transport.close()
+    assert [r.train["calls"] for r in result.history] == [1.0, 2.0, 3.0]
+    assert all(r.federated["accuracy"] == 0.5 for r in result.history)
+    assert all(r.evaluate.succeeded == 2 for r in result.history)
+
+
+def test_backends_agree_bit_for_bit() -> None:
+    versions = {}
+    for kind in ("local", "process"):
+        loop, app = run(kind, ["good-0", "good-1", "good-2", "good-3"], rounds=2)
+        try:
+            result = loop.run(app.initial_weights, 2)
+        finally:
+            loop.transport.close()
+        versions[kind] = (result.version, [r.train["rng"] for r in result.history])
+    assert versions["local"] == versions["process"]
+
+
+def test_a_crashed_worker_fails_its_tasks_and_is_replaced() -> None:
+    clients = ["good-0", "crash-0", "good-1"]
+    loop, app = run("process", clients, rounds=2)
+    try:
+        result = loop.run(app.initial_weights, 2)
+    finally:
+        loop.transport.close()
+    for record in result.history:
+        assert record.committed
+        assert record.fit.failures["transport:TransportError"] >= 1
+        assert record.fit.succeeded >= 1
