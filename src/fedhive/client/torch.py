@@ -24,7 +24,7 @@ from fedhive.errors import ClientError, ConfigError, MissingDependencyError
 try:
     import torch
     from torch import nn
-    from torch.utils.data import DataLoader, Dataset
+    from torch.utils.data import DataLoader, Dataset, IterableDataset
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependencyError(
         "fedhive.client.torch needs PyTorch: pip install 'fedhive[torch]'"
@@ -44,7 +44,6 @@ class _Slots:
 
     names: tuple[str, ...]
     tensors: tuple[torch.Tensor, ...]
-    shapes: tuple[torch.Size, ...]
     dtypes: tuple[torch.dtype, ...]
     homes: tuple[tuple[dict[str, Any], str], ...] | None  # None: not safe to cache
     layout: Layout
@@ -53,7 +52,7 @@ class _Slots:
         """Whether the module still holds these very tensors, with the same shapes/dtypes."""
         assert self.homes is not None
         for (home, key), tensor, shape, dtype in zip(
-            self.homes, self.tensors, self.shapes, self.dtypes, strict=True
+            self.homes, self.tensors, self.layout.shapes, self.dtypes, strict=True
         ):
             if home.get(key) is not tensor or tensor.shape != shape or tensor.dtype != dtype:
                 return False
@@ -87,16 +86,14 @@ def _home(module: nn.Module, name: str, tensor: torch.Tensor) -> tuple[dict[str,
 
 def _read_slots(module: nn.Module) -> _Slots:
     state = module.state_dict(keep_vars=True)
+    names, tensors = tuple(state), tuple(state.values())
     for name, value in state.items():
         if not isinstance(value, torch.Tensor):
             raise ClientError(f"state_dict entry {name!r} is not a tensor ({type(value)})")
-    tensors = tuple(state.values())
     homes = tuple(_home(module, name, t) for name, t in state.items())
-    names = tuple(state)
     return _Slots(
         names=names,
         tensors=tensors,
-        shapes=tuple(t.shape for t in tensors),
         dtypes=tuple(t.dtype for t in tensors),
         homes=None if any(h is None for h in homes) else homes,  # type: ignore[arg-type]
         layout=Layout(
@@ -119,7 +116,11 @@ def _slots(module: nn.Module) -> _Slots:
 
 def weights_from_module(module: nn.Module) -> Weights:
     """Copy a module's ``state_dict`` (parameters and buffers) into :class:`Weights`."""
-    slots = _slots(module)
+    return _weights(_slots(module))
+
+
+def _weights(slots: _Slots) -> Weights:
+    # A copy: the module is reused by the next call (and by other clients).
     return Weights(
         {
             n: t.detach().cpu().numpy().copy()
@@ -135,11 +136,16 @@ def load_into_module(module: nn.Module, weights: Weights) -> None:
         NameMismatchError, ShapeMismatchError, DTypeMismatchError, NonFiniteError:
             ``weights`` do not match the module's own layout (nothing is copied then).
     """
+    _load(module, weights)
+
+
+def _load(module: nn.Module, weights: Weights) -> _Slots:
     slots = _slots(module)
     weights.validate_like(slots.layout)
     with torch.no_grad():
         for tensor, array in zip(slots.tensors, weights.values(), strict=True):
             tensor.copy_(torch.from_numpy(_writable(array)))
+    return slots
 
 
 def _writable(array: Array) -> Array:
@@ -227,39 +233,51 @@ class TorchClient:
     def fit(self, weights: Weights, config: ClientConfig, context: Context) -> FitResult:
         """Load ``weights``, train ``config.local_epochs`` epochs, return the new weights."""
         model = self.model
-        load_into_module(model, weights)
-        device = _device(model)
+        slots = _load(model, weights)
+        device = _device(slots)
         model.train()
         with _rng_fork(context.seed.torch_seed, device):
             generator = torch.Generator().manual_seed(context.seed.torch_seed)
             optimizer = self._optimizer_fn(model.parameters(), config)
-            count, total = 0, 0.0
             for epoch in range(config.local_epochs):
-                last = epoch == config.local_epochs - 1
-                count, total = 0, 0.0
-                for x, y in _batches(self._train, config.batch_size, generator, device):
-                    optimizer.zero_grad()
-                    loss = self._loss_fn(model(x), y)
-                    loss.backward()  # type: ignore[no-untyped-call]
-                    optimizer.step()
-                    if last:
-                        count += int(y.shape[0])
-                        total += float(loss.item()) * int(y.shape[0])
+                batches = _batches(self._train, config.batch_size, generator, device)
+                count, total = self._epoch(
+                    model, optimizer, batches, last=epoch == config.local_epochs - 1
+                )
         if count == 0:
             return FitResult(weights=weights, num_examples=0)
         return FitResult(
-            weights=weights_from_module(model),
+            weights=_weights(slots),
             num_examples=count,
             metrics={"train_loss": total / count},
         )
+
+    def _epoch(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        batches: Iterator[Batch],
+        *,
+        last: bool,
+    ) -> tuple[int, float]:
+        """One pass over the training data: examples seen and (last epoch only) loss sum."""
+        count, total = 0, 0.0
+        for x, y in batches:
+            optimizer.zero_grad()
+            loss = self._loss_fn(model(x), y)
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+            count += int(y.shape[0])
+            if last:  # .item() synchronises with the device: only where it is reported
+                total += float(loss.item()) * int(y.shape[0])
+        return count, total
 
     def evaluate(self, weights: Weights, config: ClientConfig, context: Context) -> EvaluateResult:
         """Load ``weights`` and report the mean loss (and accuracy for class logits)."""
         if self._test is None:
             return EvaluateResult(loss=0.0, num_examples=0)
         model = self.model
-        load_into_module(model, weights)
-        device = _device(model)
+        device = _device(_load(model, weights))
         model.eval()
         count, total, correct, classify = 0, 0.0, 0, True
         with torch.no_grad():
@@ -277,9 +295,8 @@ class TorchClient:
         return EvaluateResult(loss=total / count, num_examples=count, metrics=metrics)
 
 
-def _device(model: nn.Module) -> torch.device:
-    tensors = _slots(model).tensors
-    return tensors[0].device if tensors else torch.device("cpu")
+def _device(slots: _Slots) -> torch.device:
+    return slots.tensors[0].device if slots.tensors else torch.device("cpu")
 
 
 def _is_classification(outputs: torch.Tensor, y: torch.Tensor) -> bool:
@@ -294,13 +311,9 @@ def _batches(
     if isinstance(data, tuple):
         x, y = data[0].to(device), data[1].to(device)
         n = int(x.shape[0])
-        if n <= batch_size:
-            # One batch per epoch: a permutation would only reorder rows inside it, which a
-            # mean-reduced loss and its gradient do not see; skip its cost (~25 us/epoch).
-            if n:
-                yield x, y
-            return
-        if generator is None:
+        if generator is None or n <= batch_size:
+            # A permutation of a single batch only reorders its rows, which a mean-reduced
+            # loss and its gradient do not see: skip its cost (~25 us per epoch).
             for start in range(0, n, batch_size):
                 yield x[start : start + batch_size], y[start : start + batch_size]
             return
@@ -309,14 +322,21 @@ def _batches(
             index = order[start : start + batch_size]
             yield x[index], y[index]
         return
-    loader: DataLoader[Any] = (
-        data
-        if isinstance(data, DataLoader)
-        else DataLoader(
-            data, batch_size=batch_size, shuffle=generator is not None, generator=generator
-        )
-    )
+    loader = data if isinstance(data, DataLoader) else _loader(data, batch_size, generator)
     for batch in loader:
         if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
             raise ClientError(f"data batches must be (x, y) pairs, got {type(batch)}")
         yield batch[0].to(device), batch[1].to(device)
+
+
+def _loader(
+    data: Dataset[Any], batch_size: int, generator: torch.Generator | None
+) -> Iterable[Any]:
+    """A DataLoader over ``data``, shuffled by ``generator`` when given (and possible)."""
+    if isinstance(data, IterableDataset):
+        return DataLoader(data, batch_size=batch_size)
+    if len(data) == 0:  # type: ignore[arg-type]  # RandomSampler refuses empty datasets
+        return ()
+    return DataLoader(
+        data, batch_size=batch_size, shuffle=generator is not None, generator=generator
+    )

@@ -44,6 +44,7 @@ class RoundRecord:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (one line of metrics.jsonl)."""
         data = asdict(self)
-        for cohort in ("fit", "evaluate"):
-            data[cohort]["failures"] = dict(sorted(data[cohort]["failures"].items()))
+        # asdict would rebuild a Counter from its items; take the counts as they are.
+        data["fit"]["failures"] = dict(sorted(self.fit.failures.items()))
+        data["evaluate"]["failures"] = dict(sorted(self.evaluate.failures.items()))
         return data

@@ -1,0 +1,59 @@
+"""The public API is pinned: adding or removing a name is a deliberate change here."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PUBLIC = {
+    "fedhive": [
+        "AppContext", "Client", "ClientConfig", "Context", "EvaluateResult", "FedAvg",
+        "FedhiveError", "FitResult", "PrivacyBudget", "RunResult", "SimulationApp", "Weights",
+        "__version__", "run_simulation",
+    ],
+    "fedhive.core": [
+        "ClientConfig", "EvaluateReply", "EvaluateResult", "EvaluateTask", "Failure",
+        "FitReply", "FitResult", "FitTask", "Layout", "PrivacyBudget", "SeedStream", "Weights",
+        "model_version", "record_from_bytes", "record_to_bytes", "run_stream",
+        "weights_from_bytes", "weights_to_bytes",
+    ],
+    "fedhive.client": ["Client", "ClientFn", "Context", "run_evaluate", "run_fit"],
+    "fedhive.strategy": [
+        "ExactWeightedSum", "FedAvg", "Instruction", "Strategy", "StrategyName",
+        "StrategyState", "WeightedMetrics", "build_strategy",
+    ],
+    "fedhive.transport": [
+        "CohortRunner", "EvaluateOutcome", "FitOutcome", "InProcessTransport", "Transport",
+    ],
+    "fedhive.server": [
+        "CohortStats", "EvaluateFn", "RoundLoop", "RoundRecord", "RunObserver", "RunResult",
+    ],
+    "fedhive.simulation": [
+        "AppContext", "AppSpec", "SimulationApp", "SimulationConfig", "load_config",
+        "parse_config", "run_simulation", "simulate",
+    ],
+}
+
+
+@pytest.mark.parametrize("module_name", sorted(PUBLIC))
+def test_all_is_pinned_and_importable(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    assert sorted(module.__all__) == sorted(PUBLIC[module_name])
+    for name in module.__all__:
+        assert hasattr(module, name), name
+
+
+def test_errors_all_derive_from_the_root() -> None:
+    errors = importlib.import_module("fedhive.errors")
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), errors.FedhiveError)
+
+
+def test_importing_fedhive_does_not_import_torch_or_sklearn() -> None:
+    import subprocess
+    import sys
+
+    code = "import fedhive, fedhive.simulation, sys; print('torch' in sys.modules, 'sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
