@@ -41,14 +41,19 @@ def fedhive_run(w: dict[str, Any], backend: str) -> tuple[float, float]:
     from fedhive.simulation.config import parse_config
     from fedhive.simulation.engine import simulate
 
-    config = parse_config({
-        "run": {"app": "app:build", "rounds": w["rounds"], "seed": SEED},
-        "strategy": {"name": "fedavg", "fraction_fit": w["fraction"]},
-        "client": {"local_epochs": w["epochs"], "batch_size": w["batch"],
-                   "learning_rate": w["lr"]},
-        "simulation": {"backend": backend, "workers": 2},
-        "app": {"num_clients": w["clients"], "alpha": 0.5, "local_test_fraction": 0.0},
-    })
+    config = parse_config(
+        {
+            "run": {"app": "app:build", "rounds": w["rounds"], "seed": SEED},
+            "strategy": {"name": "fedavg", "fraction_fit": w["fraction"]},
+            "client": {
+                "local_epochs": w["epochs"],
+                "batch_size": w["batch"],
+                "learning_rate": w["lr"],
+            },
+            "simulation": {"backend": backend, "workers": 2},
+            "app": {"num_clients": w["clients"], "alpha": 0.5, "local_test_fraction": 0.0},
+        }
+    )
     start = time.perf_counter()
     result = simulate(config, base_dir=EXAMPLE)
     seconds = time.perf_counter() - start
@@ -75,8 +80,7 @@ def bare_run(w: dict[str, Any]) -> tuple[float, float]:
     data = load_digits(test_fraction=0.2, rng=app.child("split").numpy())
     parts = dirichlet(data.y_train, w["clients"], 0.5, app.child("partition").numpy())
     x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-    shards = [(x[torch.from_numpy(i.copy())], y[torch.from_numpy(i.copy())])
-              for i in parts.indices]
+    shards = [(x[torch.from_numpy(i.copy())], y[torch.from_numpy(i.copy())]) for i in parts.indices]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(app.child("init").torch_seed)
         model = make_model()
@@ -132,6 +136,7 @@ def one(workload: str, method: str) -> dict[str, Any]:
     import torch  # noqa: F401
 
     import fedhive.simulation  # noqa: F401
+
     if method == "bare":
         seconds, accuracy = bare_run(w)
     else:
@@ -143,7 +148,9 @@ def measure(workload: str, method: str) -> dict[str, Any]:
     """Run one (workload, method) in a fresh interpreter."""
     out = subprocess.run(
         [sys.executable, __file__, "--one", workload, method],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -161,22 +168,27 @@ def main() -> None:
     for workload in args.workloads:
         runs: dict[str, list[dict[str, Any]]] = {m: [] for m in ["bare", *args.backends]}
         for _ in range(args.repeats):  # interleaved, so drift hits both sides alike
-            for method in runs:
-                runs[method].append(measure(workload, method))
+            for method, results in runs.items():
+                results.append(measure(workload, method))
         bare = min(runs["bare"], key=lambda r: r["seconds"])
         for backend in args.backends:
             best = min(runs[backend], key=lambda r: r["seconds"])
-            print(json.dumps({
-                "workload": workload,
-                "backend": backend,
-                "fedhive_s": round(best["seconds"], 3),
-                "bare_s": round(bare["seconds"], 3),
-                "ratio": round(best["seconds"] / bare["seconds"], 3),
-                "fedhive_accuracy": round(best["accuracy"], 4),
-                "bare_accuracy": round(bare["accuracy"], 4),
-                "peak_rss_mb": best["peak_rss_mb"],
-                "bare_peak_rss_mb": bare["peak_rss_mb"],
-            }), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "workload": workload,
+                        "backend": backend,
+                        "fedhive_s": round(best["seconds"], 3),
+                        "bare_s": round(bare["seconds"], 3),
+                        "ratio": round(best["seconds"] / bare["seconds"], 3),
+                        "fedhive_accuracy": round(best["accuracy"], 4),
+                        "bare_accuracy": round(bare["accuracy"], 4),
+                        "peak_rss_mb": best["peak_rss_mb"],
+                        "bare_peak_rss_mb": bare["peak_rss_mb"],
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -11,8 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from fedhive import AppContext, ClientConfig, Context, EvaluateResult, FitResult, SimulationApp
-from fedhive import Weights
+from fedhive import (
+    AppContext,
+    ClientConfig,
+    Context,
+    EvaluateResult,
+    FitResult,
+    SimulationApp,
+    Weights,
+)
 
 INITIAL = Weights({"w": np.zeros((2, 3), np.float32), "b": np.zeros(3, np.float32)})
 
@@ -28,8 +35,9 @@ class FakeClient:
         context.state["calls"] = int(context.state.get("calls", 0)) + 1
         moved = {k: v + np.float32(self.step) for k, v in weights.items()}
         if self.kind == "shape":
-            return FitResult(delta=Weights({"w": np.zeros((3, 2), np.float32), "b": moved["b"]}),
-                             num_examples=1)
+            return FitResult(
+                delta=Weights({"w": np.zeros((3, 2), np.float32), "b": moved["b"]}), num_examples=1
+            )
         if self.kind == "nan":
             moved["w"] = np.full((2, 3), np.nan, np.float32)
         if self.kind == "dtype":
@@ -38,12 +46,16 @@ class FakeClient:
             raise RuntimeError("this client always fails")
         if self.kind == "crash":
             os._exit(3)
-        metrics = {"calls": float(context.state["calls"]), "rng": float(context.numpy_rng().random())}
+        metrics = {
+            "calls": float(context.state["calls"]),
+            "rng": float(context.numpy_rng().random()),
+        }
         return FitResult(weights=Weights(moved), num_examples=int(self.step), metrics=metrics)
 
     def evaluate(self, weights: Weights, config: ClientConfig, context: Context) -> EvaluateResult:
-        return EvaluateResult(loss=float(np.abs(weights["w"]).sum()), num_examples=1,
-                              metrics={"accuracy": 0.5})
+        return EvaluateResult(
+            loss=float(np.abs(weights["w"]).sum()), num_examples=1, metrics={"accuracy": 0.5}
+        )
 
 
 def build(ctx: AppContext) -> SimulationApp:

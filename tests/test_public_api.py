@@ -8,30 +8,76 @@ import pytest
 
 PUBLIC = {
     "fedhive": [
-        "AppContext", "Client", "ClientConfig", "Context", "EvaluateResult", "FedAvg",
-        "FedhiveError", "FitResult", "PrivacyBudget", "RunResult", "SimulationApp", "Weights",
-        "__version__", "run_simulation",
+        "AppContext",
+        "Client",
+        "ClientConfig",
+        "Context",
+        "EvaluateResult",
+        "FedAvg",
+        "FedhiveError",
+        "FitResult",
+        "PrivacyBudget",
+        "RunResult",
+        "SimulationApp",
+        "Weights",
+        "__version__",
+        "run_simulation",
     ],
     "fedhive.core": [
-        "ClientConfig", "EvaluateReply", "EvaluateResult", "EvaluateTask", "Failure",
-        "FitReply", "FitResult", "FitTask", "Layout", "PrivacyBudget", "SeedStream", "Weights",
-        "model_version", "record_from_bytes", "record_to_bytes", "run_stream",
-        "weights_from_bytes", "weights_to_bytes",
+        "ClientConfig",
+        "EvaluateReply",
+        "EvaluateResult",
+        "EvaluateTask",
+        "Failure",
+        "FitReply",
+        "FitResult",
+        "FitTask",
+        "Layout",
+        "PrivacyBudget",
+        "SeedStream",
+        "Weights",
+        "model_version",
+        "record_from_bytes",
+        "record_to_bytes",
+        "run_stream",
+        "weights_from_bytes",
+        "weights_to_bytes",
     ],
     "fedhive.client": ["Client", "ClientFn", "Context", "run_evaluate", "run_fit"],
     "fedhive.strategy": [
-        "ExactWeightedSum", "FedAvg", "Instruction", "Strategy", "StrategyName",
-        "StrategyState", "WeightedMetrics", "build_strategy",
+        "ExactWeightedSum",
+        "FedAvg",
+        "Instruction",
+        "Strategy",
+        "StrategyName",
+        "StrategyState",
+        "WeightedMetrics",
+        "build_strategy",
     ],
     "fedhive.transport": [
-        "CohortRunner", "EvaluateOutcome", "FitOutcome", "InProcessTransport", "Transport",
+        "CohortRunner",
+        "EvaluateOutcome",
+        "FitOutcome",
+        "InProcessTransport",
+        "Transport",
     ],
     "fedhive.server": [
-        "CohortStats", "EvaluateFn", "RoundLoop", "RoundRecord", "RunObserver", "RunResult",
+        "CohortStats",
+        "EvaluateFn",
+        "RoundLoop",
+        "RoundRecord",
+        "RunObserver",
+        "RunResult",
     ],
     "fedhive.simulation": [
-        "AppContext", "AppSpec", "SimulationApp", "SimulationConfig", "load_config",
-        "parse_config", "run_simulation", "simulate",
+        "AppContext",
+        "AppSpec",
+        "SimulationApp",
+        "SimulationConfig",
+        "load_config",
+        "parse_config",
+        "run_simulation",
+        "simulate",
     ],
 }
 
@@ -54,6 +100,9 @@ def test_importing_fedhive_does_not_import_torch_or_sklearn() -> None:
     import subprocess
     import sys
 
-    code = "import fedhive, fedhive.simulation, sys; print('torch' in sys.modules, 'sklearn' in sys.modules)"
+    code = (
+        "import fedhive, fedhive.simulation, sys;"
+        "print('torch' in sys.modules, 'sklearn' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"

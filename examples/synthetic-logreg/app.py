@@ -11,9 +11,9 @@ from collections.abc import Mapping
 
 import numpy as np
 import numpy.typing as npt
+from fedhive.client.numpy import NumpyClient
 
 from fedhive import AppContext, ClientConfig, Context, SimulationApp, Weights
-from fedhive.client.numpy import NumpyClient
 from fedhive.core import run_stream
 from fedhive.simulation.datasets import Dataset, synthetic
 
@@ -21,7 +21,8 @@ Data = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]
 
 
 def _softmax_loss(
-    weights: Mapping[str, npt.NDArray[np.float32]], x: npt.NDArray[np.float32],
+    weights: Mapping[str, npt.NDArray[np.float32]],
+    x: npt.NDArray[np.float32],
     y: npt.NDArray[np.int64],
 ) -> tuple[float, npt.NDArray[np.float64]]:
     logits = x @ weights["w"] + weights["b"]
@@ -32,9 +33,9 @@ def _softmax_loss(
     return float(loss), probs
 
 
-def train(weights: Weights, data: Data, config: ClientConfig, context: Context) -> tuple[
-    Weights, int, dict[str, float]
-]:
+def train(
+    weights: Weights, data: Data, config: ClientConfig, context: Context
+) -> tuple[Weights, int, dict[str, float]]:
     """Mini-batch SGD on the softmax cross-entropy."""
     x, y = data
     w, b = weights["w"].copy(), weights["b"].copy()
@@ -52,9 +53,9 @@ def train(weights: Weights, data: Data, config: ClientConfig, context: Context) 
     return Weights({"w": w, "b": b}), len(y), {"train_loss": loss}
 
 
-def evaluate(weights: Weights, data: Data, config: ClientConfig, context: Context) -> tuple[
-    float, int, dict[str, float]
-]:
+def evaluate(
+    weights: Weights, data: Data, config: ClientConfig, context: Context
+) -> tuple[float, int, dict[str, float]]:
     """Loss and accuracy on a test split."""
     x, y = data
     if len(y) == 0:
@@ -78,8 +79,12 @@ def build(ctx: AppContext) -> SimulationApp:
 
     def client_fn(client_id: str) -> NumpyClient:
         d = clients[client_id]
-        return NumpyClient(train=train, evaluate=evaluate, data=(d.x_train, d.y_train),
-                           test_data=(d.x_test, d.y_test))
+        return NumpyClient(
+            train=train,
+            evaluate=evaluate,
+            data=(d.x_train, d.y_train),
+            test_data=(d.x_test, d.y_test),
+        )
 
     x_test = np.concatenate([d.x_test for d in devices])
     y_test = np.concatenate([d.y_test for d in devices])
@@ -88,7 +93,15 @@ def build(ctx: AppContext) -> SimulationApp:
         loss, probs = _softmax_loss(weights, x_test, y_test)
         return {"loss": loss, "accuracy": float((probs.argmax(axis=1) == y_test).mean())}
 
-    initial = Weights({"w": np.zeros((num_features, num_classes), np.float32),
-                       "b": np.zeros(num_classes, np.float32)})
-    return SimulationApp(client_fn=client_fn, client_ids=sorted(clients),
-                         initial_weights=initial, evaluate_fn=central)
+    initial = Weights(
+        {
+            "w": np.zeros((num_features, num_classes), np.float32),
+            "b": np.zeros(num_classes, np.float32),
+        }
+    )
+    return SimulationApp(
+        client_fn=client_fn,
+        client_ids=sorted(clients),
+        initial_weights=initial,
+        evaluate_fn=central,
+    )

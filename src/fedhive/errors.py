@@ -48,7 +48,7 @@ class FedhiveError(Exception):
         message: str,
         *,
         client_id: str | None = None,
-        round: int | None = None,  # noqa: A002 - the field's name in FL
+        round: int | None = None,
         stage: str | None = None,
     ) -> None:
         super().__init__(message)

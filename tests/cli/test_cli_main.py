@@ -52,14 +52,16 @@ def test_simulate_writes_the_run_files(tmp_path: Path, capsys: pytest.CaptureFix
         assert line["fit"]["selected"] == 2
         assert line["fit"]["succeeded"] + line["fit"]["failed"] == 2
         assert line["fit"]["bytes_down"] > 0
-        assert "loss" in line["centralized"] and "accuracy" in line["federated"]
+        assert "loss" in line["centralized"]
+        assert "accuracy" in line["federated"]
         assert line["seconds"] >= 0
     assert (out / "model.safetensors").stat().st_size > 0
     resolved = json.loads((out / "config.json").read_text())
     assert resolved["strategy"]["name"] == "fedavg"
     assert resolved["client"]["batch_size"] == 32  # the default, filled in
     printed = capsys.readouterr().out
-    assert "round   3" in printed and summary["model_sha256"] in printed
+    assert "round   3" in printed
+    assert summary["model_sha256"] in printed
 
 
 def test_seed_override_changes_the_model(tmp_path: Path) -> None:
@@ -75,8 +77,10 @@ def test_seed_override_changes_the_model(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (("fraction_fit = 0.5", "fraction_fit = 1.5"),
-         "strategy.fraction_fit: must be in (0, 1], got 1.5"),
+        (
+            ("fraction_fit = 0.5", "fraction_fit = 1.5"),
+            "strategy.fraction_fit: must be in (0, 1], got 1.5",
+        ),
         (("rounds = 3", "rounds = 'three'"), "run.rounds: must be an integer"),
         (("[evaluation]", "[evaluation]\nfederated = 2"), "evaluation.federated: unknown key"),
         (("fraction_fit = 0.5", "name = 'fedsgd'"), "strategy.name: must be one of fedavg"),

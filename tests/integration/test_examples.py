@@ -43,11 +43,13 @@ def test_same_seed_same_model_across_runs_and_backends() -> None:
         )
         for backend in ("local", "process")
     }
-    again = run_example("digits-mlp", run={"rounds": 2, "seed": 7}, app=small,
-                        evaluation={"federated_every": 0})
+    again = run_example(
+        "digits-mlp", run={"rounds": 2, "seed": 7}, app=small, evaluation={"federated_every": 0}
+    )
     assert runs["local"].version == runs["process"].version == again.version
-    other = run_example("digits-mlp", run={"rounds": 2, "seed": 8}, app=small,
-                        evaluation={"federated_every": 0})
+    other = run_example(
+        "digits-mlp", run={"rounds": 2, "seed": 8}, app=small, evaluation={"federated_every": 0}
+    )
     assert other.version != again.version
 
 
@@ -57,8 +59,7 @@ def test_digits_sklearn_example_learns() -> None:
 
 
 def test_synthetic_logreg_example_learns() -> None:
-    result = run_example("synthetic-logreg", run={"rounds": 10},
-                         evaluation={"federated_every": 5})
+    result = run_example("synthetic-logreg", run={"rounds": 10}, evaluation={"federated_every": 5})
     first, last = result.history[0], result.history[-1]
     assert last.centralized["loss"] < first.centralized["loss"]
     assert last.federated["accuracy"] > 0.3  # 10 classes: chance is 0.1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +27,20 @@ def make_runner(kind: str, clients: list[str]) -> CohortRunner:
 
 
 @pytest.fixture(params=["local", "process"])
-def backend(request: pytest.FixtureRequest) -> Iterator[str]:
-    yield request.param
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 def run(kind: str, clients: list[str], rounds: int, federated_every: int = 0) -> RoundLoop:
     app = SPEC.build({"clients": clients}, 0)
     transport = InProcessTransport(client_ids=clients, runner=make_runner(kind, clients))
-    return RoundLoop(strategy=FedAvg(fraction_evaluate=1.0), transport=transport, seed=3,
-                     evaluate_fn=app.evaluate_fn, federated_every=federated_every), app
+    return RoundLoop(
+        strategy=FedAvg(fraction_evaluate=1.0),
+        transport=transport,
+        seed=3,
+        evaluate_fn=app.evaluate_fn,
+        federated_every=federated_every,
+    ), app
 
 
 def test_faulty_clients_are_counted_and_the_round_completes(backend: str) -> None:

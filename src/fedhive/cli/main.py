@@ -38,8 +38,9 @@ def _simulate(args: argparse.Namespace, console: Console) -> int:
         result = simulate(
             config, base_dir=args.config.resolve().parent, observer=Observers(writer, display)
         )
-    summary = writer.finish(result, seed=config.run.seed,
-                            wall_seconds=time.perf_counter() - started)
+    summary = writer.finish(
+        result, seed=config.run.seed, wall_seconds=time.perf_counter() - started
+    )
     console.print(json.dumps(summary, indent=2, sort_keys=True), highlight=False, soft_wrap=True)
     console.print(f"results written to {out}/", highlight=False)
     return 0

@@ -64,11 +64,11 @@ class ProgressDisplay:
         if self._live:
             self._progress.stop()
 
-    def round_started(self, round: int, num_tasks: int) -> None:  # noqa: A002
+    def round_started(self, round: int, num_tasks: int) -> None:
         """Reset the clients bar for the new round."""
         self._progress.reset(self._clients, total=num_tasks, description=f"round {round}")
 
-    def client_finished(self, round: int, ok: bool) -> None:  # noqa: A002
+    def client_finished(self, round: int, ok: bool) -> None:
         """Advance the clients bar."""
         self._progress.advance(self._clients)
 
@@ -90,12 +90,12 @@ class Observers:
     def __init__(self, *observers: object) -> None:
         self._observers = observers
 
-    def round_started(self, round: int, num_tasks: int) -> None:  # noqa: A002
+    def round_started(self, round: int, num_tasks: int) -> None:
         """Forward."""
         for o in self._observers:
             o.round_started(round, num_tasks)  # type: ignore[attr-defined]
 
-    def client_finished(self, round: int, ok: bool) -> None:  # noqa: A002
+    def client_finished(self, round: int, ok: bool) -> None:
         """Forward."""
         for o in self._observers:
             o.client_finished(round, ok)  # type: ignore[attr-defined]

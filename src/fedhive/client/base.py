@@ -42,9 +42,7 @@ class Client(Protocol):
         """Train from ``weights`` on local data; return new weights or a delta."""
         ...
 
-    def evaluate(
-        self, weights: Weights, config: ClientConfig, context: Context
-    ) -> EvaluateResult:
+    def evaluate(self, weights: Weights, config: ClientConfig, context: Context) -> EvaluateResult:
         """Evaluate ``weights`` on local test data."""
         ...
 

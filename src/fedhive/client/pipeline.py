@@ -1,6 +1,6 @@
 """The client-side pipeline: run the user's Client on a task and package its reply.
 
-``fit``: verify the model → train (``Client.fit``) → update = w_local − v_k → reply.
+``fit``: verify the model → train (``Client.fit``) → update = w_local - v_k → reply.
 Later stages (clip, noise, compress, mask, sign) slot in after the update, in that
 order. Every stage that refuses returns a :class:`~fedhive.core.messages.Failure` naming
 itself, so a bad client is one failed task, never a crashed run.

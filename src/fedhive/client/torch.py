@@ -1,9 +1,7 @@
 """PyTorch adapter: a Client that trains an ``nn.Module`` on local tensors or a Dataset.
 
-The model's ``state_dict()`` (parameters *and* persistent buffers such as BatchNorm
-running statistics) is the federated state: its names, order, shapes and dtypes are the
-model's layout. The module may be shared by many clients in one process, so every call
-first loads the weights it is given.
+The module's ``state_dict()`` (parameters *and* buffers, e.g. BatchNorm statistics) is the
+federated state. A module may be shared by many clients: every call loads its weights.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ import numpy as np
 
 from fedhive.client.base import Context
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitResult
-from fedhive.core.weights import Array, Layout, Weights
+from fedhive.core.weights import Layout, Weights
 from fedhive.errors import ClientError, ConfigError, MissingDependencyError
 
 try:
@@ -36,32 +34,32 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 Data = tuple[torch.Tensor, torch.Tensor] | Dataset[Any] | DataLoader[Any]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 OptimizerFn = Callable[[Iterable[nn.Parameter], ClientConfig], torch.optim.Optimizer]
+_Home = tuple[dict[str, Any], str]  # the _parameters or _buffers dict holding a tensor
 
 
 @dataclass(frozen=True)
 class _Slots:
-    """A module's state tensors in ``state_dict`` order, where they live, and the layout."""
+    """A module's state tensors in ``state_dict`` order, where each lives, its layout."""
 
     names: tuple[str, ...]
     tensors: tuple[torch.Tensor, ...]
     dtypes: tuple[torch.dtype, ...]
-    homes: tuple[tuple[dict[str, Any], str], ...] | None  # None: not safe to cache
+    homes: tuple[_Home, ...] | None  # None: some tensor has no home, do not cache
     layout: Layout
 
     def current(self) -> bool:
         """Whether the module still holds these very tensors, with the same shapes/dtypes."""
-        assert self.homes is not None
-        for (home, key), tensor, shape, dtype in zip(
-            self.homes, self.tensors, self.layout.shapes, self.dtypes, strict=True
-        ):
-            if home.get(key) is not tensor or tensor.shape != shape or tensor.dtype != dtype:
-                return False
-        return True
+        return self.homes is not None and all(
+            home.get(key) is t and t.shape == shape and t.dtype == dtype
+            for (home, key), t, shape, dtype in zip(
+                self.homes, self.tensors, self.layout.shapes, self.dtypes, strict=True
+            )
+        )
 
 
-# Reading state_dict() walks every submodule and its hooks; the slots of a module are read
-# once and re-checked cheaply (identity, shape, dtype) on each use. Adding or removing
-# submodules after first use is not detected.
+# state_dict() walks every submodule and its hooks: a module's slots are read once and
+# re-checked cheaply on each use (same tensor objects, shapes and dtypes; this catches
+# .to(), .double() and reassigned parameters, not submodules added after first use).
 _SLOTS: weakref.WeakKeyDictionary[nn.Module, _Slots] = weakref.WeakKeyDictionary()
 
 
@@ -72,43 +70,30 @@ def _numpy_dtype(dtype: torch.dtype) -> np.dtype[Any]:
         raise ClientError(f"tensors of dtype {dtype} have no numpy equivalent") from exc
 
 
-def _home(module: nn.Module, name: str, tensor: torch.Tensor) -> tuple[dict[str, Any], str] | None:
+def _home(module: nn.Module, name: str, tensor: torch.Tensor) -> _Home | None:
     prefix, _, key = name.rpartition(".")
     try:
         owner = module.get_submodule(prefix)
     except AttributeError:
         return None
-    for home in (owner._parameters, owner._buffers):
-        if home.get(key) is tensor:
-            return home, key
-    return None
-
-
-def _read_slots(module: nn.Module) -> _Slots:
-    state = module.state_dict(keep_vars=True)
-    names, tensors = tuple(state), tuple(state.values())
-    for name, value in state.items():
-        if not isinstance(value, torch.Tensor):
-            raise ClientError(f"state_dict entry {name!r} is not a tensor ({type(value)})")
-    homes = tuple(_home(module, name, t) for name, t in state.items())
-    return _Slots(
-        names=names,
-        tensors=tensors,
-        dtypes=tuple(t.dtype for t in tensors),
-        homes=None if any(h is None for h in homes) else homes,  # type: ignore[arg-type]
-        layout=Layout(
-            names=names,
-            shapes=tuple(tuple(t.shape) for t in tensors),
-            dtypes=tuple(_numpy_dtype(t.dtype) for t in tensors),
-        ),
-    )
+    homes = (owner._parameters, owner._buffers)
+    return next(((home, key) for home in homes if home.get(key) is tensor), None)
 
 
 def _slots(module: nn.Module) -> _Slots:
     cached = _SLOTS.get(module)
     if cached is not None and cached.current():
         return cached
-    slots = _read_slots(module)
+    state = module.state_dict(keep_vars=True)
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise ClientError(f"state_dict entry {name!r} is not a tensor ({type(value)})")
+    names, tensors = tuple(state), tuple(state.values())
+    homes = tuple(h for n, t in state.items() if (h := _home(module, n, t)) is not None)
+    dtypes = tuple(t.dtype for t in tensors)
+    shapes = tuple(tuple(t.shape) for t in tensors)
+    layout = Layout(names, shapes, tuple(_numpy_dtype(d) for d in dtypes))
+    slots = _Slots(names, tensors, dtypes, homes if len(homes) == len(names) else None, layout)
     if slots.homes is not None:
         _SLOTS[module] = slots
     return slots
@@ -116,17 +101,9 @@ def _slots(module: nn.Module) -> _Slots:
 
 def weights_from_module(module: nn.Module) -> Weights:
     """Copy a module's ``state_dict`` (parameters and buffers) into :class:`Weights`."""
-    return _weights(_slots(module))
-
-
-def _weights(slots: _Slots) -> Weights:
-    # A copy: the module is reused by the next call (and by other clients).
-    return Weights(
-        {
-            n: t.detach().cpu().numpy().copy()
-            for n, t in zip(slots.names, slots.tensors, strict=True)
-        }
-    )
+    slots = _slots(module)  # copies: the module is reused by the next call
+    pairs = zip(slots.names, slots.tensors, strict=True)
+    return Weights({name: t.detach().cpu().numpy().copy() for name, t in pairs})
 
 
 def load_into_module(module: nn.Module, weights: Weights) -> None:
@@ -136,41 +113,23 @@ def load_into_module(module: nn.Module, weights: Weights) -> None:
         NameMismatchError, ShapeMismatchError, DTypeMismatchError, NonFiniteError:
             ``weights`` do not match the module's own layout (nothing is copied then).
     """
-    _load(module, weights)
-
-
-def _load(module: nn.Module, weights: Weights) -> _Slots:
     slots = _slots(module)
     weights.validate_like(slots.layout)
     with torch.no_grad():
         for tensor, array in zip(slots.tensors, weights.values(), strict=True):
-            tensor.copy_(torch.from_numpy(_writable(array)))
-    return slots
-
-
-def _writable(array: Array) -> Array:
-    # torch.from_numpy warns on read-only arrays and refuses negative strides.
-    if array.flags.writeable and array.flags.c_contiguous:
-        return array
-    return np.array(array, order="C")
-
-
-def _default_optimizer(params: Iterable[nn.Parameter], config: ClientConfig) -> torch.optim.SGD:
-    return torch.optim.SGD(params, lr=config.learning_rate)
+            # torch.from_numpy warns on read-only arrays and refuses negative strides.
+            if not (array.flags.writeable and array.flags.c_contiguous):
+                array = np.array(array, order="C")  # noqa: PLW2901
+            tensor.copy_(torch.from_numpy(array))
 
 
 def _check_data(data: Any, what: str) -> Data:
     if isinstance(data, (Dataset, DataLoader)):
         return data
-    if (
-        isinstance(data, tuple)
-        and len(data) == 2
-        and all(isinstance(t, torch.Tensor) for t in data)
-    ):
-        x, y = data
-        if x.ndim == 0 or y.ndim == 0 or x.shape[0] != y.shape[0]:
-            raise ConfigError(f"{what}: x and y need the same first dimension")
-        return (x, y)
+    if isinstance(data, tuple) and all(isinstance(t, torch.Tensor) for t in data):
+        if len(data) != 2 or min(t.ndim for t in data) == 0 or len(data[0]) != len(data[1]):
+            raise ConfigError(f"{what}: expected (x, y) tensors of the same first dimension")
+        return (data[0], data[1])
     raise ConfigError(f"{what}: expected a (x, y) tuple of tensors, a Dataset or a DataLoader")
 
 
@@ -178,7 +137,7 @@ def _check_data(data: Any, what: str) -> Data:
 def _rng_fork(seed: int, device: torch.device) -> Iterator[None]:
     """Seed torch's global generator for ``device`` inside a fork that restores it."""
     # Seed only the generators we fork: torch.manual_seed also seeds every accelerator
-    # (about 100 us per call even on CPU-only machines) and that would leak past the fork.
+    # (about 100 us per call even on a CPU-only machine) and that would leak past the fork.
     cuda = device.type == "cuda"
     with torch.random.fork_rng(devices=[device] if cuda else [], device_type="cuda"):
         torch.default_generator.manual_seed(seed)
@@ -218,7 +177,9 @@ class TorchClient:
         self._train = _check_data(train_data, "train_data")
         self._test = None if test_data is None else _check_data(test_data, "test_data")
         self._loss_fn: LossFn = nn.CrossEntropyLoss() if loss_fn is None else loss_fn
-        self._optimizer_fn: OptimizerFn = optimizer_fn or _default_optimizer
+        self._optimizer_fn: OptimizerFn = optimizer_fn or (
+            lambda params, config: torch.optim.SGD(params, lr=config.learning_rate)
+        )
 
     @property
     def model(self) -> nn.Module:
@@ -233,24 +194,20 @@ class TorchClient:
     def fit(self, weights: Weights, config: ClientConfig, context: Context) -> FitResult:
         """Load ``weights``, train ``config.local_epochs`` epochs, return the new weights."""
         model = self.model
-        slots = _load(model, weights)
-        device = _device(slots)
+        load_into_module(model, weights)
+        device = _device(model)
         model.train()
         with _rng_fork(context.seed.torch_seed, device):
             generator = torch.Generator().manual_seed(context.seed.torch_seed)
             optimizer = self._optimizer_fn(model.parameters(), config)
             for epoch in range(config.local_epochs):
                 batches = _batches(self._train, config.batch_size, generator, device)
-                count, total = self._epoch(
-                    model, optimizer, batches, last=epoch == config.local_epochs - 1
-                )
+                last = epoch == config.local_epochs - 1
+                count, total = self._epoch(model, optimizer, batches, last=last)
         if count == 0:
             return FitResult(weights=weights, num_examples=0)
-        return FitResult(
-            weights=_weights(slots),
-            num_examples=count,
-            metrics={"train_loss": total / count},
-        )
+        metrics = {"train_loss": total / count}
+        return FitResult(weights=weights_from_module(model), num_examples=count, metrics=metrics)
 
     def _epoch(
         self,
@@ -268,7 +225,7 @@ class TorchClient:
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             count += int(y.shape[0])
-            if last:  # .item() synchronises with the device: only where it is reported
+            if last:  # .item() waits for the device: only where the value is reported
                 total += float(loss.item()) * int(y.shape[0])
         return count, total
 
@@ -277,7 +234,8 @@ class TorchClient:
         if self._test is None:
             return EvaluateResult(loss=0.0, num_examples=0)
         model = self.model
-        device = _device(_load(model, weights))
+        load_into_module(model, weights)
+        device = _device(model)
         model.eval()
         count, total, correct, classify = 0, 0.0, 0, True
         with torch.no_grad():
@@ -295,8 +253,9 @@ class TorchClient:
         return EvaluateResult(loss=total / count, num_examples=count, metrics=metrics)
 
 
-def _device(slots: _Slots) -> torch.device:
-    return slots.tensors[0].device if slots.tensors else torch.device("cpu")
+def _device(model: nn.Module) -> torch.device:
+    tensors = _slots(model).tensors
+    return tensors[0].device if tensors else torch.device("cpu")
 
 
 def _is_classification(outputs: torch.Tensor, y: torch.Tensor) -> bool:
@@ -309,11 +268,13 @@ def _batches(
 ) -> Iterator[Batch]:
     """Mini-batches ``(x, y)`` on ``device``; shuffled with ``generator`` when given."""
     if isinstance(data, tuple):
-        x, y = data[0].to(device), data[1].to(device)
-        n = int(x.shape[0])
-        if generator is None or n <= batch_size:
-            # A permutation of a single batch only reorders its rows, which a mean-reduced
-            # loss and its gradient do not see: skip its cost (~25 us per epoch).
+        (x, y), n = (t.to(device) for t in data), len(data[0])
+        if n <= batch_size:
+            # Permuting one batch only reorders rows, unseen by a mean-reduced loss and its
+            # gradient; skipping it and the slicing saves ~10% of a tiny model's fit.
+            yield from ((x, y),) if n else ()
+            return
+        if generator is None:
             for start in range(0, n, batch_size):
                 yield x[start : start + batch_size], y[start : start + batch_size]
             return
@@ -329,14 +290,10 @@ def _batches(
         yield batch[0].to(device), batch[1].to(device)
 
 
-def _loader(
-    data: Dataset[Any], batch_size: int, generator: torch.Generator | None
-) -> Iterable[Any]:
-    """A DataLoader over ``data``, shuffled by ``generator`` when given (and possible)."""
-    if isinstance(data, IterableDataset):
-        return DataLoader(data, batch_size=batch_size)
-    if len(data) == 0:  # type: ignore[arg-type]  # RandomSampler refuses empty datasets
+def _loader(data: Dataset[Any], batch_size: int, generator: torch.Generator | None) -> Any:
+    """A DataLoader over ``data``, shuffled by ``generator`` where given and possible."""
+    sized = not isinstance(data, IterableDataset)
+    if sized and len(data) == 0:  # type: ignore[arg-type]  # RandomSampler refuses empty data
         return ()
-    return DataLoader(
-        data, batch_size=batch_size, shuffle=generator is not None, generator=generator
-    )
+    shuffle = sized and generator is not None
+    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator)

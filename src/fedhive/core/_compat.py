@@ -6,8 +6,9 @@ import sys
 from enum import Enum
 
 if sys.version_info >= (3, 11):
-    import tomllib
     from enum import StrEnum
+
+    import tomllib
 else:  # pragma: no cover - exercised only on 3.10
     import tomli as tomllib
 

@@ -27,12 +27,12 @@ def check_metrics(metrics: Mapping[str, object], *, what: str = "metrics") -> di
     for key, value in metrics.items():
         if not isinstance(key, str) or not key:
             raise ClientError(f"{what} keys must be non-empty strings, got {key!r}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            try:
-                value = float(value)  # type: ignore[arg-type]  # numpy scalars
-            except (TypeError, ValueError):
-                raise ClientError(f"{what}[{key!r}] is not a number: {value!r}") from None
-        number = float(value)
+        if isinstance(value, (bool, str, bytes)):
+            raise ClientError(f"{what}[{key!r}] is not a number: {value!r}")
+        try:
+            number = float(value)  # type: ignore[arg-type]  # also numpy scalars
+        except (TypeError, ValueError):
+            raise ClientError(f"{what}[{key!r}] is not a number: {value!r}") from None
         if not math.isfinite(number):
             raise ClientError(f"{what}[{key!r}] is not finite: {number}")
         out[key] = number

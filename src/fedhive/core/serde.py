@@ -59,7 +59,9 @@ def _encode(arrays: Mapping[str, Array], meta: dict[str, Any]) -> bytes:
             raise SerializationError("'__metadata__' cannot name a tensor")
         code = _DTYPES.get(array.dtype.newbyteorder("="))
         if code is None:
-            raise SerializationError(f"tensor {name!r}: dtype {array.dtype} has no safetensors code")
+            raise SerializationError(
+                f"tensor {name!r}: dtype {array.dtype} has no safetensors code"
+            )
         data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
         header[name] = {
             "dtype": code,
@@ -156,5 +158,6 @@ def _load(data: bytes, expected_format: str) -> tuple[dict[str, Array], dict[str
     except (SafetensorError, ValueError, UnicodeDecodeError, TypeError, KeyError) as exc:
         raise SerializationError(f"invalid fedhive safetensors bytes: {exc}") from exc
     if not isinstance(meta, dict) or meta.get("format") != expected_format:
-        raise SerializationError(f"bytes are not a fedhive {expected_format.split('/')[0]}")
+        kind = expected_format.split("/", maxsplit=1)[0]
+        raise SerializationError(f"bytes are not a fedhive {kind}")
     return arrays, meta

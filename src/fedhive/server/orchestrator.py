@@ -30,10 +30,10 @@ EvaluateFn = Callable[[Weights], Mapping[str, float]]
 class RunObserver(Protocol):
     """Receives progress events (the CLI draws them; files are written from them)."""
 
-    def round_started(self, round: int, num_tasks: int) -> None:  # noqa: A002
+    def round_started(self, round: int, num_tasks: int) -> None:
         """A round dispatched ``num_tasks`` fit tasks."""
 
-    def client_finished(self, round: int, ok: bool) -> None:  # noqa: A002
+    def client_finished(self, round: int, ok: bool) -> None:
         """One fit task of the round ended, successfully or not."""
 
     def round_finished(self, record: RoundRecord) -> None:
@@ -107,7 +107,11 @@ class RoundLoop:
         return state, weights, record
 
     def _fit(
-        self, state: StrategyState, rnd: int, weights: Weights, stream: SeedStream,
+        self,
+        state: StrategyState,
+        rnd: int,
+        weights: Weights,
+        stream: SeedStream,
         stats: CohortStats,
     ) -> tuple[StrategyState, Weights, dict[str, float]]:
         clients = self.transport.client_ids()
@@ -139,15 +143,20 @@ class RoundLoop:
                 pass
 
     def _verified_fits(
-        self, outcomes: Iterable[FitReply | Failure], tasks: Mapping[str, FitTask],
-        layout: Layout, reply_bytes: int, stats: CohortStats,
+        self,
+        outcomes: Iterable[FitReply | Failure],
+        tasks: Mapping[str, FitTask],
+        layout: Layout,
+        reply_bytes: int,
+        stats: CohortStats,
     ) -> Iterator[FitReply]:
-        for outcome in outcomes:
-            if isinstance(outcome, FitReply):
+        for received in outcomes:
+            outcome = received
+            if isinstance(received, FitReply):
                 try:
-                    verify_fit_reply(outcome, tasks[outcome.client_id], layout)
+                    verify_fit_reply(received, tasks[received.client_id], layout)
                 except (FedhiveError, KeyError) as exc:
-                    outcome = _rejected(outcome.client_id, outcome.round, exc)
+                    outcome = _rejected(received.client_id, received.round, exc)
             if self.observer is not None:
                 self.observer.client_finished(outcome.round, isinstance(outcome, FitReply))
             if isinstance(outcome, Failure):
@@ -158,17 +167,26 @@ class RoundLoop:
             yield outcome
 
     def _evaluate(
-        self, state: StrategyState, rnd: int, weights: Weights, stream: SeedStream,
+        self,
+        state: StrategyState,
+        rnd: int,
+        weights: Weights,
+        stream: SeedStream,
         stats: CohortStats,
     ) -> tuple[StrategyState, dict[str, float]]:
         instructions = self.strategy.configure_evaluate(
-            state, rnd, weights, self.transport.client_ids(),
+            state,
+            rnd,
+            weights,
+            self.transport.client_ids(),
             stream.child("select-evaluate").numpy(),
         )
         version = model_version(weights)
         tasks = {
             i.client_id: EvaluateTask(
-                round=rnd, client_id=i.client_id, version=version,
+                round=rnd,
+                client_id=i.client_id,
+                version=version,
                 seed=stream.child("client").child(i.client_id).child("evaluate").seed,
                 config=i.config,
             )
@@ -178,12 +196,13 @@ class RoundLoop:
         if not tasks:
             return state, {}
         accepted: list[EvaluateReply] = []
-        for outcome in self.transport.evaluate(list(tasks.values()), weights):
-            if isinstance(outcome, EvaluateReply):
+        for received in self.transport.evaluate(list(tasks.values()), weights):
+            outcome = received
+            if isinstance(received, EvaluateReply):
                 try:
-                    verify_evaluate_reply(outcome, tasks[outcome.client_id])
+                    verify_evaluate_reply(received, tasks[received.client_id])
                 except (FedhiveError, KeyError) as exc:
-                    outcome = _rejected(outcome.client_id, outcome.round, exc)
+                    outcome = _rejected(received.client_id, received.round, exc)
             if isinstance(outcome, Failure):
                 stats.record_failure(outcome)
             else:
@@ -194,6 +213,9 @@ class RoundLoop:
 
 def _rejected(client_id: str, rnd: int, exc: Exception) -> Failure:
     return Failure(
-        client_id=client_id, round=rnd, stage="verify", error_type=type(exc).__name__,
+        client_id=client_id,
+        round=rnd,
+        stage="verify",
+        error_type=type(exc).__name__,
         message=str(exc),
     )

@@ -25,8 +25,7 @@ def verify_fit_reply(reply: FitReply, task: FitTask, layout: Layout) -> None:
     _check_identity(reply.client_id, reply.round, task.client_id, task.round)
     if reply.version != task.version:
         raise ValidationError(
-            f"reply is for model version {reply.version[:12]}, the task named "
-            f"{task.version[:12]}",
+            f"reply is for model version {reply.version[:12]}, the task named {task.version[:12]}",
             client_id=reply.client_id,
             round=reply.round,
         )

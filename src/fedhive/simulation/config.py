@@ -22,8 +22,8 @@ from fedhive.core._compat import StrEnum, tomllib
 from fedhive.core.config import convert, from_table
 from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
-from fedhive.strategy.registry import StrategyName, build_strategy
 from fedhive.strategy.base import Strategy
+from fedhive.strategy.registry import StrategyName, build_strategy
 
 
 class Backend(StrEnum):
@@ -83,15 +83,21 @@ class SimulationConfig:
     evaluation: EvaluationSection = field(default_factory=EvaluationSection)
     app: Mapping[str, Any] = field(default_factory=dict)
 
-    def with_overrides(self, *, seed: int | None = None, backend: str | None = None) -> (
-        SimulationConfig
-    ):
+    def with_overrides(
+        self, *, seed: int | None = None, backend: str | None = None
+    ) -> SimulationConfig:
         """This config with the CLI's ``--seed`` / ``--backend`` applied."""
-        run = self.run if seed is None else from_table(
-            RunSection, {**dataclasses.asdict(self.run), "seed": seed}, "run"
+        run = (
+            self.run
+            if seed is None
+            else from_table(RunSection, {**dataclasses.asdict(self.run), "seed": seed}, "run")
         )
-        sim = self.simulation if backend is None else dataclasses.replace(
-            self.simulation, backend=convert(Backend, backend, "simulation.backend")
+        sim = (
+            self.simulation
+            if backend is None
+            else dataclasses.replace(
+                self.simulation, backend=convert(Backend, backend, "simulation.backend")
+            )
         )
         return dataclasses.replace(self, run=run, simulation=sim)
 
@@ -103,8 +109,10 @@ class SimulationConfig:
             "run": dataclasses.asdict(self.run),
             "strategy": {"name": str(self.strategy_name), **strategy},
             "client": client,
-            "simulation": {**dataclasses.asdict(self.simulation),
-                           "backend": str(self.simulation.backend)},
+            "simulation": {
+                **dataclasses.asdict(self.simulation),
+                "backend": str(self.simulation.backend),
+            },
             "evaluation": dataclasses.asdict(self.evaluation),
             "app": dict(self.app),
         }

@@ -29,8 +29,16 @@ def run_simulation(
     observer: RunObserver | None = None,
 ) -> RunResult:
     """Run ``rounds`` rounds of ``app`` in this process (the local backend)."""
-    return _run(app, LocalBackend(app.client_fn), strategy=strategy, rounds=rounds, seed=seed,
-                federated_every=federated_every, observer=observer, centralized=True)
+    return _run(
+        app,
+        LocalBackend(app.client_fn),
+        strategy=strategy,
+        rounds=rounds,
+        seed=seed,
+        federated_every=federated_every,
+        observer=observer,
+        centralized=True,
+    )
 
 
 def simulate(
@@ -41,18 +49,33 @@ def simulate(
     app = spec.build(config.app, config.run.seed)
     runner: CohortRunner
     if config.simulation.backend == Backend.PROCESS:
-        runner = ProcessBackend(app=spec, params=config.app, seed=config.run.seed,
-                                workers=config.simulation.workers)
+        runner = ProcessBackend(
+            app=spec, params=config.app, seed=config.run.seed, workers=config.simulation.workers
+        )
     else:
         runner = LocalBackend(app.client_fn)
-    return _run(app, runner, strategy=config.strategy, rounds=config.run.rounds,
-                seed=config.run.seed, federated_every=config.evaluation.federated_every,
-                observer=observer, centralized=config.evaluation.centralized)
+    return _run(
+        app,
+        runner,
+        strategy=config.strategy,
+        rounds=config.run.rounds,
+        seed=config.run.seed,
+        federated_every=config.evaluation.federated_every,
+        observer=observer,
+        centralized=config.evaluation.centralized,
+    )
 
 
 def _run(
-    app: SimulationApp, runner: CohortRunner, *, strategy: Strategy, rounds: int, seed: int,
-    federated_every: int, observer: RunObserver | None, centralized: bool,
+    app: SimulationApp,
+    runner: CohortRunner,
+    *,
+    strategy: Strategy,
+    rounds: int,
+    seed: int,
+    federated_every: int,
+    observer: RunObserver | None,
+    centralized: bool,
 ) -> RunResult:
     transport = InProcessTransport(client_ids=app.client_ids, runner=runner)
     loop = RoundLoop(

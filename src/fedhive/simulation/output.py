@@ -26,10 +26,10 @@ class RunWriter:
         self._metrics = out_dir / "metrics.jsonl"
         self._metrics.write_text("", encoding="utf-8")
 
-    def round_started(self, round: int, num_tasks: int) -> None:  # noqa: A002
+    def round_started(self, round: int, num_tasks: int) -> None:
         """Nothing to write when a round starts."""
 
-    def client_finished(self, round: int, ok: bool) -> None:  # noqa: A002
+    def client_finished(self, round: int, ok: bool) -> None:
         """Nothing to write per client."""
 
     def round_finished(self, record: RoundRecord) -> None:

@@ -63,7 +63,8 @@ class _Worker:
         return True
 
     def run_cohort(self, header: Header, blobs: list[bytes]) -> None:
-        assert self.app is not None and self.weights is not None, "init and model first"
+        assert self.app is not None, "init comes first"
+        assert self.weights is not None, "a model frame comes before tasks"
         cohort = header["cohort"]
         for task_json, state_index in zip(header["tasks"], header["states"], strict=True):
             state: dict[str, RecordValue] = (
@@ -74,8 +75,10 @@ class _Worker:
                 client: Client | Failure = self.app.client_fn(task_json["client_id"])
             except Exception as exc:  # the user's factory: this task fails
                 client = Failure(
-                    client_id=task_json["client_id"], round=task_json["round"],
-                    stage=f"{header['type']}:client_fn", error_type=type(exc).__name__,
+                    client_id=task_json["client_id"],
+                    round=task_json["round"],
+                    stage=f"{header['type']}:client_fn",
+                    error_type=type(exc).__name__,
                     message=str(exc),
                 )
             if isinstance(client, Failure):

@@ -81,9 +81,7 @@ class ExactWeightedSum:
         lo = self._lo.view(np.uint64)  # never negative
         carry = (lo >> np.uint64(_LO_BITS)).astype(np.int64)
         rest = (lo & np.uint64((1 << _LO_BITS) - 1)).astype(np.float64)
-        return (self._hi + carry).astype(np.float64) / _HI_SCALE + rest / (
-            _HI_SCALE * _LO_SCALE
-        )
+        return (self._hi + carry).astype(np.float64) / _HI_SCALE + rest / (_HI_SCALE * _LO_SCALE)
 
 
 class WeightedMetrics:

@@ -40,7 +40,7 @@ class Strategy(Protocol):
     def configure_fit(
         self,
         state: StrategyState,
-        round: int,  # noqa: A002 - the field's name in FL
+        round: int,
         weights: Weights,
         clients: Sequence[str],
         rng: np.random.Generator,
@@ -55,7 +55,7 @@ class Strategy(Protocol):
     def aggregate_fit(
         self,
         state: StrategyState,
-        round: int,  # noqa: A002
+        round: int,
         weights: Weights,
         replies: Iterable[FitReply],
     ) -> tuple[StrategyState, Weights, dict[str, float]]:
@@ -70,7 +70,7 @@ class Strategy(Protocol):
     def configure_evaluate(
         self,
         state: StrategyState,
-        round: int,  # noqa: A002
+        round: int,
         weights: Weights,
         clients: Sequence[str],
         rng: np.random.Generator,
@@ -81,7 +81,7 @@ class Strategy(Protocol):
     def aggregate_evaluate(
         self,
         state: StrategyState,
-        round: int,  # noqa: A002
+        round: int,
         replies: Iterable[EvaluateReply],
     ) -> tuple[StrategyState, dict[str, float]]:
         """Combine evaluation replies into federated metrics (``loss`` and the rest)."""

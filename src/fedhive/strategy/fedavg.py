@@ -36,17 +36,13 @@ class FedAvg:
         if not 0 < self.fraction_fit <= 1:
             raise ConfigError(f"fraction_fit: must be in (0, 1], got {self.fraction_fit}")
         if not 0 <= self.fraction_evaluate <= 1:
-            raise ConfigError(
-                f"fraction_evaluate: must be in [0, 1], got {self.fraction_evaluate}"
-            )
+            raise ConfigError(f"fraction_evaluate: must be in [0, 1], got {self.fraction_evaluate}")
         for name in ("min_fit_clients", "min_evaluate_clients", "min_available_clients"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}: must be an integer >= 1, got {value!r}")
         if not self.server_learning_rate > 0:
-            raise ConfigError(
-                f"server_learning_rate: must be > 0, got {self.server_learning_rate}"
-            )
+            raise ConfigError(f"server_learning_rate: must be > 0, got {self.server_learning_rate}")
 
     def initial_state(self, weights: Weights) -> StrategyState:
         """FedAvg keeps no state between rounds."""
@@ -55,7 +51,7 @@ class FedAvg:
     def configure_fit(
         self,
         state: StrategyState,
-        round: int,  # noqa: A002
+        round: int,
         weights: Weights,
         clients: Sequence[str],
         rng: np.random.Generator,
@@ -73,7 +69,7 @@ class FedAvg:
     def aggregate_fit(
         self,
         state: StrategyState,
-        round: int,  # noqa: A002
+        round: int,
         weights: Weights,
         replies: Iterable[FitReply],
     ) -> tuple[StrategyState, Weights, dict[str, float]]:
@@ -98,7 +94,7 @@ class FedAvg:
     def configure_evaluate(
         self,
         state: StrategyState,
-        round: int,  # noqa: A002
+        round: int,
         weights: Weights,
         clients: Sequence[str],
         rng: np.random.Generator,
@@ -118,7 +114,7 @@ class FedAvg:
     def aggregate_evaluate(
         self,
         state: StrategyState,
-        round: int,  # noqa: A002
+        round: int,
         replies: Iterable[EvaluateReply],
     ) -> tuple[StrategyState, dict[str, float]]:
         """Example-weighted mean of loss and metrics."""

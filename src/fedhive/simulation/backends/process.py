@@ -10,6 +10,7 @@ tasks and is restarted for the next cohort.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -71,10 +72,8 @@ class _Proc:
             self.reader.join(timeout=10)
         for pipe in (self.popen.stdin, self.popen.stdout):
             if pipe is not None:
-                try:
+                with contextlib.suppress(OSError):
                     pipe.close()
-                except OSError:
-                    pass
 
 
 class ProcessBackend:
@@ -101,7 +100,10 @@ class ProcessBackend:
             if header["type"] == "failure":
                 yield Failure(**_fields(header, Failure))
             else:
-                body = {k: header[k] for k in ("client_id", "round", "version", "num_examples", "metrics")}
+                body = {
+                    k: header[k]
+                    for k in ("client_id", "round", "version", "num_examples", "metrics")
+                }
                 yield fit_reply_from_json(body, weights_from_bytes(blobs[0]))
 
     def evaluate(
@@ -112,7 +114,9 @@ class ProcessBackend:
             if header["type"] == "failure":
                 yield Failure(**_fields(header, Failure))
             else:
-                body = {k: header[k] for k in ("client_id", "round", "loss", "num_examples", "metrics")}
+                body = {
+                    k: header[k] for k in ("client_id", "round", "loss", "num_examples", "metrics")
+                }
                 yield evaluate_reply_from_json(body)
 
     def close(self) -> None:
@@ -131,7 +135,9 @@ class ProcessBackend:
         cohort = self._cohort
         self._send_model(tasks[0].version, weights)
         size = max(1, math.ceil(len(tasks) / (len(self._procs) * _CHUNKS_PER_WORKER)))
-        pending: list[list[_Task]] = [list(tasks[i : i + size]) for i in range(0, len(tasks), size)][::-1]
+        pending: list[list[_Task]] = [
+            list(tasks[i : i + size]) for i in range(0, len(tasks), size)
+        ][::-1]
         for proc in self._procs.values():  # forget anything an abandoned cohort left
             proc.in_flight.clear()
             proc.chunks = 0
@@ -161,7 +167,10 @@ class ProcessBackend:
                 yield _failure_header(task.client_id, task.round, "no live worker left"), []
 
     def _dispatch(
-        self, proc: _Proc, kind: str, cohort: int,
+        self,
+        proc: _Proc,
+        kind: str,
+        cohort: int,
         pending: list[list[_Task]],
     ) -> None:
         if not pending or proc.index not in self._procs:
@@ -176,12 +185,15 @@ class ProcessBackend:
                 blobs.append(state)
             proc.in_flight[task.client_id] = task.round
         proc.chunks += 1
-        header = {"type": kind, "cohort": cohort, "states": states,
-                  "tasks": [task_to_json(t) for t in chunk]}
-        try:
+        header = {
+            "type": kind,
+            "cohort": cohort,
+            "states": states,
+            "tasks": [task_to_json(t) for t in chunk],
+        }
+        # A dead worker is reported by its reader thread; its in-flight tasks fail there.
+        with contextlib.suppress(OSError):
             proc.send(header, blobs)
-        except OSError:
-            pass  # the reader thread reports the death; in-flight tasks fail there
 
     def _lost(self, proc: _Proc, header: Header | None) -> Iterator[tuple[Header, list[bytes]]]:
         reason = "worker process died" if header is None else f"worker error: {header['message']}"
@@ -211,14 +223,23 @@ class ProcessBackend:
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         popen = subprocess.Popen(
             [sys.executable, "-m", "fedhive.simulation.worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
         )
         proc = _Proc(self._next_index, popen)
         self._next_index += 1
         proc.reader = threading.Thread(target=self._read, args=(proc,), daemon=True)
         proc.reader.start()
-        proc.send({"type": "init", "app": self._app.spec, "base_dir": str(self._app.base_dir),
-                   "params": self._params, "seed": self._seed})
+        proc.send(
+            {
+                "type": "init",
+                "app": self._app.spec,
+                "base_dir": str(self._app.base_dir),
+                "params": self._params,
+                "seed": self._seed,
+            }
+        )
         return proc
 
     def _wait_for(self, index: int) -> _Event:
@@ -232,14 +253,20 @@ class ProcessBackend:
         try:
             while (frame := read_frame(proc.popen.stdout)) is not None:
                 self._events.put((proc.index, frame[0], frame[1]))
-        except Exception:  # noqa: S110 - a broken stream is reported as a death below
+        except Exception:
             pass
         self._events.put((proc.index, None, []))
 
 
 def _failure_header(client_id: str, round_: int, message: str) -> Header:
-    return {"type": "failure", "client_id": client_id, "round": round_, "stage": "transport",
-            "error_type": "TransportError", "message": message}
+    return {
+        "type": "failure",
+        "client_id": client_id,
+        "round": round_,
+        "stage": "transport",
+        "error_type": "TransportError",
+        "message": message,
+    }
 
 
 def _fields(header: Header, cls: type) -> dict[str, Any]:
