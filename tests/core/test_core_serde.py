@@ -44,7 +44,7 @@ DTYPES = [
     )
 ]
 
-# "__metadata__" is safetensors' reserved header key (see the xfail test below).
+# "__metadata__" is safetensors' reserved header key.
 names = st.text(min_size=1, max_size=12).filter(lambda s: s != "__metadata__")
 
 
@@ -229,11 +229,6 @@ def test_record_refuses_non_finite_scalars_with_a_typed_error(value: float) -> N
         record_to_bytes({"k": value})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: record_to_bytes wraps _encode in `except ValueError` (SerializationError is "
-    "a ValueError), so a refused array is reported as 'record scalars must be finite: ...'",
-)
 def test_record_array_refusal_is_not_blamed_on_scalars() -> None:
     with pytest.raises(SerializationError) as info:
         record_to_bytes({"z": np.zeros(2, np.complex64), "n": 1})
@@ -424,13 +419,6 @@ _GARBAGE_THAT_ESCAPES = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: hostile bytes escape as foreign errors: weights_from_bytes calls "
-    "sorted(names) outside any try, so a name list mixing str and int raises TypeError; "
-    "serde._load catches ValueError etc. around json.loads but not RecursionError, which a "
-    "deeply nested header raises",
-)
 @pytest.mark.parametrize("case", sorted(_GARBAGE_THAT_ESCAPES))
 def test_hostile_bytes_are_a_serialization_error(case: str) -> None:
     with pytest.raises(SerializationError):

@@ -50,7 +50,7 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-# "blobs" is the frame's own key (see the xfail test below)
+# "blobs" is the frame's own key
 headers = st.dictionaries(
     st.text(max_size=10).filter(lambda k: k != "blobs"), json_values, max_size=6
 )
@@ -167,11 +167,6 @@ def test_missing_blob_bytes_are_refused() -> None:
         read_frame(raw(b'{"blobs": [5]}', b"ab"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: wire.encode_frame silently overwrites a caller's 'blobs' header key with "
-    "the blob sizes (and read_frame pops it), so the key is lost instead of refused",
-)
 def test_reserved_blobs_key_is_refused_or_kept() -> None:
     header = {"blobs": "mine"}
     try:
@@ -181,11 +176,6 @@ def test_reserved_blobs_key_is_refused_or_kept() -> None:
     assert read_frame(io.BytesIO(frame)) == (header, [b"x"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: wire.read_frame catches only ValueError around json.loads; a deeply nested "
-    "header raises RecursionError instead of SerializationError",
-)
 def test_deeply_nested_header_is_a_serialization_error() -> None:
     with pytest.raises(SerializationError):
         read_frame(raw(b"[" * 100_000))

@@ -114,12 +114,6 @@ def test_exactly_enough_clients_is_fine() -> None:
     assert sample(clients(5), 0.2, min_clients=5, min_available=5) == clients(5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: sampling.sample_clients computes math.ceil(fraction * n) in floating point; "
-    "0.07 * 100 == 7.000000000000001, so 8 clients are sampled for 7% of 100 "
-    "(likewise 0.14 * 50, 0.28 * 25)",
-)
 @pytest.mark.parametrize(("fraction", "n", "expected"), [(0.07, 100, 7), (0.14, 50, 7)])
 def test_decimal_fractions_give_the_intended_count(fraction: float, n: int, expected: int) -> None:
     assert len(sample(clients(n), fraction)) == expected

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -35,6 +36,10 @@ def from_table(cls: type[T], table: object, path: str) -> T:
             raise ConfigError(
                 f"{_join(path, key)}: unknown key; allowed: {', '.join(sorted(fields))}"
             )
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if f.init and required and f.name not in table:
+            raise ConfigError(f"{_join(path, f.name)}: missing required key")
     kwargs = {key: convert(hints[key], value, _join(path, key)) for key, value in table.items()}
     try:
         return cls(**kwargs)
@@ -92,3 +97,33 @@ def _scalar(tp: Any, value: object, path: str) -> Any:
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
+
+
+def check_int(name: str, value: object, *, minimum: int) -> None:
+    """Raise ConfigError unless ``value`` is an int (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+
+
+def check_real(
+    name: str,
+    value: object,
+    *,
+    low: float,
+    high: float = float("inf"),
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """Raise ConfigError unless ``value`` is a finite real number in the interval."""
+    if math.isinf(high):
+        interval = f"a finite number {'>' if low_open else '>='} {low:g}"
+    else:
+        interval = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        number = float(value)  # type: ignore[arg-type]
+        ok = (low < number if low_open else low <= number) and (
+            number < high if high_open else number <= high
+        )
+    if not ok:
+        raise ConfigError(f"{name}: must be {interval}, got {value!r}")

@@ -10,9 +10,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from fedhive.core.config import check_int, check_real
 from fedhive.core.serde import Scalar
 from fedhive.core.weights import Weights
-from fedhive.errors import ClientError, ConfigError
+from fedhive.errors import ClientError
 
 Metrics = Mapping[str, float]
 
@@ -47,10 +48,8 @@ class PrivacyBudget:
     delta: float
 
     def __post_init__(self) -> None:
-        if not self.epsilon_max > 0:
-            raise ConfigError(f"epsilon_max: must be > 0, got {self.epsilon_max}")
-        if not 0 < self.delta < 1:
-            raise ConfigError(f"delta: must be in (0, 1), got {self.delta}")
+        check_real("epsilon_max", self.epsilon_max, low=0, low_open=True)
+        check_real("delta", self.delta, low=0, high=1, low_open=True, high_open=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,18 +66,9 @@ class ClientConfig:
     extra: Mapping[str, Scalar] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if isinstance(self.local_epochs, bool) or not (
-            isinstance(self.local_epochs, int) and self.local_epochs >= 1
-        ):
-            raise ConfigError(f"local_epochs: must be an integer >= 1, got {self.local_epochs!r}")
-        if isinstance(self.batch_size, bool) or not (
-            isinstance(self.batch_size, int) and self.batch_size >= 1
-        ):
-            raise ConfigError(f"batch_size: must be an integer >= 1, got {self.batch_size!r}")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
-            raise ConfigError(f"learning_rate: must be > 0, got {self.learning_rate!r}")
-        if not math.isfinite(self.learning_rate):
-            raise ConfigError(f"learning_rate: must be finite, got {self.learning_rate!r}")
+        check_int("local_epochs", self.local_epochs, minimum=1)
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_real("learning_rate", self.learning_rate, low=0, low_open=True)
 
 
 @dataclass(frozen=True, kw_only=True)

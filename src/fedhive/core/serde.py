@@ -49,9 +49,11 @@ _DTYPES = {
 
 def _encode(arrays: Mapping[str, Array], meta: dict[str, Any]) -> bytes:
     """A safetensors file with ``arrays`` in order and ``meta`` as one JSON string."""
-    header: dict[str, Any] = {
-        "__metadata__": {_META_KEY: json.dumps(meta, sort_keys=True, allow_nan=False)}
-    }
+    try:
+        meta_json = json.dumps(meta, sort_keys=True, allow_nan=False)
+    except ValueError as exc:  # json refuses NaN and infinity
+        raise SerializationError(f"metadata values must be finite: {exc}") from None
+    header: dict[str, Any] = {"__metadata__": {_META_KEY: meta_json}}
     chunks: list[bytes] = []
     offset = 0
     for name, array in arrays.items():
@@ -88,7 +90,11 @@ def weights_from_bytes(data: bytes) -> Weights:
     """
     arrays, meta = _load(data, _WEIGHTS_FORMAT)
     names = meta.get("names")
-    if not isinstance(names, list) or sorted(names) != sorted(arrays):
+    if (
+        not isinstance(names, list)
+        or not all(isinstance(n, str) for n in names)
+        or sorted(names) != sorted(arrays)
+    ):
         raise SerializationError("weights bytes: name list does not match the tensors")
     return Weights({name: arrays[name] for name in names})
 
@@ -117,10 +123,7 @@ def record_to_bytes(record: Record) -> bytes:
                 f"record value {key!r} must be a numpy array, bool, int, float or str, "
                 f"got {type(value).__name__}"
             )
-    try:
-        return _encode(arrays, {"format": _RECORD_FORMAT, "scalars": scalars})
-    except ValueError as exc:  # json refuses NaN and infinity
-        raise SerializationError(f"record scalars must be finite: {exc}") from None
+    return _encode(arrays, {"format": _RECORD_FORMAT, "scalars": scalars})
 
 
 def record_from_bytes(data: bytes) -> dict[str, RecordValue]:
@@ -155,7 +158,14 @@ def _load(data: bytes, expected_format: str) -> tuple[dict[str, Array], dict[str
         header = json.loads(data[8 : 8 + header_len])
         arrays = _st_load(data)
         meta = json.loads(header["__metadata__"][_META_KEY])
-    except (SafetensorError, ValueError, UnicodeDecodeError, TypeError, KeyError) as exc:
+    except (
+        SafetensorError,
+        ValueError,
+        UnicodeDecodeError,
+        TypeError,
+        KeyError,
+        RecursionError,
+    ) as exc:
         raise SerializationError(f"invalid fedhive safetensors bytes: {exc}") from exc
     if not isinstance(meta, dict) or meta.get("format") != expected_format:
         kind = expected_format.split("/", maxsplit=1)[0]

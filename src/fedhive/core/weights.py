@@ -120,9 +120,7 @@ class Layout:
         """All values of ``weights`` as one float64 vector, in layout order."""
         if not self.names:
             return np.zeros(0, dtype=np.float64)
-        return np.concatenate(
-            [np.asarray(weights[n], dtype=np.float64).ravel() for n in self.names]
-        )
+        return np.concatenate([weights[n].ravel() for n in self.names], dtype=np.float64)
 
     def unflatten(self, flat: npt.NDArray[np.float64]) -> Weights:
         """Split a flat vector back into named arrays of this layout's dtypes.

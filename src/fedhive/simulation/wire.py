@@ -33,6 +33,8 @@ Header = dict[str, Any]
 def encode_frame(header: Header, blobs: list[bytes] | None = None) -> bytes:
     """Encode one frame."""
     blobs = blobs or []
+    if "blobs" in header:
+        raise SerializationError("'blobs' is reserved in frame headers")
     head = json.dumps({**header, "blobs": [len(b) for b in blobs]}, allow_nan=False).encode()
     return b"".join([_LEN.pack(len(head)), head, *blobs])
 
@@ -51,7 +53,7 @@ def read_frame(stream: IO[bytes]) -> tuple[Header, list[bytes]] | None:
         raise SerializationError(f"frame header of {head_len} bytes exceeds the limit")
     try:
         header = json.loads(_exact(stream, stream.read(head_len), head_len))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise SerializationError(f"frame header is not JSON: {exc}") from exc
     if not isinstance(header, dict) or not isinstance(header.get("blobs"), list):
         raise SerializationError("frame header must be an object with a blob list")

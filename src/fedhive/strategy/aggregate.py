@@ -66,13 +66,16 @@ class ExactWeightedSum:
             raise AggregationError(f"vector of size {vector.size}, expected {self._hi.size}")
         # float32-derived values times an integer below 2**29 are exact in float64, and
         # scaling by a power of two is exact: `scaled` is the true product * 2**16.
-        scaled = vector * (float(weight) * _HI_SCALE)
-        if scaled.size and max(scaled.max(), -scaled.min()) >= _MAX_ABS_SCALED:
-            raise AggregationError("a weighted update value exceeds 2**30 in magnitude")
+        scaled = vector.astype(np.float64) * (float(weight) * _HI_SCALE)
+        # `not <` also refuses NaN, whose comparisons are all false.
+        if scaled.size and not max(scaled.max(), -scaled.min()) < _MAX_ABS_SCALED:
+            raise AggregationError("a weighted update value is not finite or exceeds 2**30")
         hi = np.floor(scaled)
-        self._hi += hi.astype(np.int64)
+        self._hi += hi.astype(np.int64)  # integer addition: exact, associative
         # scaled - hi is exact and in [0, 1); rounding it to 47 bits is the only rounding.
-        self._lo += np.rint((scaled - hi) * _LO_SCALE).astype(np.int64)
+        frac = np.subtract(scaled, hi, out=scaled)
+        frac = np.rint(np.multiply(frac, _LO_SCALE, out=frac), out=frac)
+        self._lo += frac.astype(np.int64)
         self._adds += 1
         self.total_weight += weight
 

@@ -14,7 +14,8 @@ import numpy as np
 
 from fedhive.core.messages import ClientConfig, EvaluateReply, FitReply
 from fedhive.core.weights import Weights
-from fedhive.errors import ConfigError, NotEnoughClientsError
+from fedhive.core.config import check_int, check_real
+from fedhive.errors import NotEnoughClientsError
 from fedhive.strategy.aggregate import ExactWeightedSum, WeightedMetrics
 from fedhive.strategy.base import Instruction, StrategyState
 from fedhive.strategy.sampling import sample_clients
@@ -33,16 +34,12 @@ class FedAvg:
     client_config: ClientConfig = field(default_factory=ClientConfig)
 
     def __post_init__(self) -> None:
-        if not 0 < self.fraction_fit <= 1:
-            raise ConfigError(f"fraction_fit: must be in (0, 1], got {self.fraction_fit}")
-        if not 0 <= self.fraction_evaluate <= 1:
-            raise ConfigError(f"fraction_evaluate: must be in [0, 1], got {self.fraction_evaluate}")
-        for name in ("min_fit_clients", "min_evaluate_clients", "min_available_clients"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name}: must be an integer >= 1, got {value!r}")
-        if not self.server_learning_rate > 0:
-            raise ConfigError(f"server_learning_rate: must be > 0, got {self.server_learning_rate}")
+        check_real("fraction_fit", self.fraction_fit, low=0, high=1, low_open=True)
+        check_real("fraction_evaluate", self.fraction_evaluate, low=0, high=1)
+        check_int("min_fit_clients", self.min_fit_clients, minimum=1)
+        check_int("min_evaluate_clients", self.min_evaluate_clients, minimum=1)
+        check_int("min_available_clients", self.min_available_clients, minimum=1)
+        check_real("server_learning_rate", self.server_learning_rate, low=0, low_open=True)
 
     def initial_state(self, weights: Weights) -> StrategyState:
         """FedAvg keeps no state between rounds."""

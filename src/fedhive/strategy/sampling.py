@@ -29,7 +29,9 @@ def sample_clients(
         raise NotEnoughClientsError(
             f"{len(available)} clients available, the strategy needs at least {needed}"
         )
-    count = min(len(available), max(min_clients, math.ceil(fraction * len(available))))
+    # round first: 0.07 * 100 is 7.000000000000001 in floating point, and means 7.
+    wanted = math.ceil(round(fraction * len(available), 9))
+    count = min(len(available), max(min_clients, wanted))
     if count == len(available):
         return available
     chosen = rng.choice(len(available), size=count, replace=False)
