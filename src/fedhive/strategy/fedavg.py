@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fedhive.core.config import check_int, check_real
 from fedhive.core.messages import ClientConfig, EvaluateReply, FitReply
 from fedhive.core.weights import Weights
-from fedhive.core.config import check_int, check_real
 from fedhive.errors import NotEnoughClientsError
 from fedhive.strategy.aggregate import ExactWeightedSum, WeightedMetrics
 from fedhive.strategy.base import Instruction, StrategyState
