@@ -104,12 +104,19 @@ class SklearnClient:
             if not np.isin(seen, self._classes).all():
                 raise ConfigError("classes: some local labels are not among the classes")
             n_outputs = None
+        elif classes is not None:
+            raise ConfigError("classes: given, but the estimator is not a classifier")
         self._layout = initial_weights(
             n_features=self._x.shape[1], classes=self._classes, n_outputs=n_outputs
         ).layout()
 
     def fit(self, weights: Weights, config: ClientConfig, context: Context) -> FitResult:
-        """Train a clone of the estimator from ``weights``; return its new weights."""
+        """Train a clone of the estimator from ``weights``; return its new weights.
+
+        A client without training data, or whose data lacks a class that an estimator
+        without ``partial_fit`` or ``sample_weight`` cannot do without, returns
+        ``weights`` unchanged with ``num_examples=0``.
+        """
         weights.validate_like(self._layout)
         if len(self._y) == 0:
             return FitResult(weights=weights, num_examples=0)

@@ -161,3 +161,5 @@ def test_empty_splits_and_bad_inputs() -> None:
         SklearnClient(estimator=SGDClassifier(), x_train=x, y_train=y, classes=[0, 1])
     with pytest.raises(ConfigError):
         SklearnClient(estimator=SGDClassifier(), x_train=x, y_train=y[:3])
+    with pytest.raises(ConfigError, match="not a classifier"):
+        SklearnClient(estimator=SGDRegressor(), x_train=x, y_train=y * 1.0, classes=CLASSES)
