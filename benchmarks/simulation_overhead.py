@@ -64,7 +64,6 @@ def bare_run(w: dict[str, Any]) -> tuple[float, float]:
     """The same computation as plain Python + PyTorch; return (seconds, accuracy)."""
     import numpy as np
     import torch
-    from torch import nn
 
     # Data and seeds come from the same helpers so both sides see identical inputs.
     from fedhive.core.rng import run_stream
@@ -101,16 +100,8 @@ def bare_run(w: dict[str, Any]) -> tuple[float, float]:
         for c in selected:
             cx, cy = shards[c]
             model.load_state_dict(state)
-            opt = torch.optim.SGD(model.parameters(), lr=w["lr"])
             seed = stream.child("client").child(ids[c]).child("fit").torch_seed
-            gen = torch.Generator().manual_seed(seed)
-            for _ in range(w["epochs"]):
-                order = torch.randperm(len(cy), generator=gen)
-                for b in range(0, len(cy), w["batch"]):
-                    batch = order[b : b + w["batch"]]
-                    opt.zero_grad()
-                    nn.functional.cross_entropy(model(cx[batch]), cy[batch]).backward()
-                    opt.step()
+            bare_local_training(model, cx, cy, w, seed)
             for k, v in model.state_dict().items():
                 total[k] += len(cy) * v.double()
             examples += len(cy)
@@ -119,6 +110,28 @@ def bare_run(w: dict[str, Any]) -> tuple[float, float]:
         with torch.no_grad():
             accuracy = (model(x_test).argmax(1) == y_test).double().mean().item()
     return time.perf_counter() - start, accuracy
+
+
+def bare_local_training(model: Any, cx: Any, cy: Any, w: dict[str, Any], seed: int) -> None:
+    """Plain SGD epochs over one client's tensors, shuffled by a seeded generator."""
+    import torch
+    from torch import nn
+
+    opt = torch.optim.SGD(model.parameters(), lr=w["lr"])
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(w["epochs"]):
+        if len(cy) <= w["batch"]:  # one batch: order is irrelevant (as in TorchClient)
+            batches = [(cx, cy)]
+        else:
+            order = torch.randperm(len(cy), generator=gen)
+            batches = [
+                (cx[order[b : b + w["batch"]]], cy[order[b : b + w["batch"]]])
+                for b in range(0, len(cy), w["batch"])
+            ]
+        for bx, by in batches:
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(bx), by).backward()
+            opt.step()
 
 
 def peak_rss_mb() -> float:
