@@ -7,10 +7,10 @@ produces coefficients of the federation's shape.
 from __future__ import annotations
 
 import numpy as np
-from fedhive.client.sklearn import SklearnClient, initial_weights
 from sklearn.linear_model import SGDClassifier
 
 from fedhive import AppContext, SimulationApp, Weights
+from fedhive.client.sklearn import SklearnClient, initial_weights
 from fedhive.core import run_stream
 from fedhive.simulation.datasets import load_digits
 from fedhive.simulation.partition import dirichlet

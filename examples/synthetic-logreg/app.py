@@ -11,9 +11,9 @@ from collections.abc import Mapping
 
 import numpy as np
 import numpy.typing as npt
-from fedhive.client.numpy import NumpyClient
 
 from fedhive import AppContext, ClientConfig, Context, SimulationApp, Weights
+from fedhive.client.numpy import NumpyClient
 from fedhive.core import run_stream
 from fedhive.simulation.datasets import Dataset, synthetic
 
