@@ -10,7 +10,7 @@ import pytest
 from fedhive.server.orchestrator import RoundLoop
 from fedhive.simulation.app import AppSpec
 from fedhive.simulation.backends.local import LocalBackend
-from fedhive.simulation.backends.process import ProcessBackend
+from fedhive.simulation.backends.process import ProcessBackend, StartMethod
 from fedhive.strategy.fedavg import FedAvg
 from fedhive.transport.base import CohortRunner
 from fedhive.transport.inprocess import InProcessTransport
@@ -21,12 +21,17 @@ FAULTY = ["good-0", "good-1", "good-2", "shape-0", "nan-0", "dtype-0", "raise-0"
 
 
 def make_runner(kind: str, clients: list[str]) -> CohortRunner:
+    app = SPEC.build({"clients": clients}, 0)
     if kind == "local":
-        return LocalBackend(SPEC.build({"clients": clients}, 0).client_fn)
-    return ProcessBackend(app=SPEC, params={"clients": clients}, seed=0, workers=2)
+        return LocalBackend(app.client_fn)
+    if kind == "fork":
+        return ProcessBackend(app=app, workers=2)
+    return ProcessBackend(
+        spec=SPEC, params={"clients": clients}, workers=2, start_method=StartMethod.SPAWN
+    )
 
 
-@pytest.fixture(params=["local", "process"])
+@pytest.fixture(params=["local", "fork", "spawn"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -75,19 +80,20 @@ def test_state_persists_between_rounds_and_evaluation_runs(backend: str) -> None
 
 def test_backends_agree_bit_for_bit() -> None:
     versions = {}
-    for kind in ("local", "process"):
+    for kind in ("local", "fork", "spawn"):
         loop, app = run(kind, ["good-0", "good-1", "good-2", "good-3"], rounds=2)
         try:
             result = loop.run(app.initial_weights, 2)
         finally:
             loop.transport.close()
         versions[kind] = (result.version, [r.train["rng"] for r in result.history])
-    assert versions["local"] == versions["process"]
+    assert versions["local"] == versions["fork"] == versions["spawn"]
 
 
-def test_a_crashed_worker_fails_its_tasks_and_is_replaced() -> None:
+@pytest.mark.parametrize("kind", ["fork", "spawn"])
+def test_a_crashed_worker_fails_its_tasks_and_is_replaced(kind: str) -> None:
     clients = ["good-0", "crash-0", "good-1"]
-    loop, app = run("process", clients, rounds=2)
+    loop, app = run(kind, clients, rounds=2)
     try:
         result = loop.run(app.initial_weights, 2)
     finally:

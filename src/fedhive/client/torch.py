@@ -101,8 +101,11 @@ def _slots(module: nn.Module) -> _Slots:
 
 def weights_from_module(module: nn.Module) -> Weights:
     """Copy a module's ``state_dict`` (parameters and buffers) into :class:`Weights`."""
-    slots = _slots(module)  # copies: the module is reused by the next call
-    pairs = zip(slots.names, slots.tensors, strict=True)
+    return _read(_slots(module))
+
+
+def _read(slots: _Slots) -> Weights:
+    pairs = zip(slots.names, slots.tensors, strict=True)  # copies: the module is reused
     return Weights({name: t.detach().cpu().numpy().copy() for name, t in pairs})
 
 
@@ -113,7 +116,10 @@ def load_into_module(module: nn.Module, weights: Weights) -> None:
         NameMismatchError, ShapeMismatchError, DTypeMismatchError, NonFiniteError:
             ``weights`` do not match the module's own layout (nothing is copied then).
     """
-    slots = _slots(module)
+    _write(_slots(module), weights)
+
+
+def _write(slots: _Slots, weights: Weights) -> None:
     weights.validate_like(slots.layout)
     with torch.no_grad():
         for tensor, array in zip(slots.tensors, weights.values(), strict=True):
@@ -194,9 +200,11 @@ class TorchClient:
     def fit(self, weights: Weights, config: ClientConfig, context: Context) -> FitResult:
         """Load ``weights``, train ``config.local_epochs`` epochs, return the new weights."""
         model = self.model
-        load_into_module(model, weights)
-        device = _device(model)
-        model.train()
+        slots = _slots(model)
+        _write(slots, weights)
+        device = slots.tensors[0].device if slots.tensors else torch.device("cpu")
+        if not model.training:
+            model.train()
         with _rng_fork(context.seed.torch_seed, device):
             generator = torch.Generator().manual_seed(context.seed.torch_seed)
             optimizer = self._optimizer_fn(model.parameters(), config)
@@ -207,7 +215,7 @@ class TorchClient:
         if count == 0:
             return FitResult(weights=weights, num_examples=0)
         metrics = {"train_loss": total / count}
-        return FitResult(weights=weights_from_module(model), num_examples=count, metrics=metrics)
+        return FitResult(weights=_read(slots), num_examples=count, metrics=metrics)
 
     def _epoch(
         self,

@@ -22,6 +22,7 @@ from fedhive.core._compat import StrEnum, tomllib
 from fedhive.core.config import convert, from_table
 from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
+from fedhive.simulation.backends.process import StartMethod
 from fedhive.strategy.base import Strategy
 from fedhive.strategy.registry import StrategyName, build_strategy
 
@@ -54,6 +55,7 @@ class SimulationSection:
 
     backend: Backend = Backend.LOCAL
     workers: int = 2
+    start_method: StartMethod = StartMethod.FORK
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -112,6 +114,7 @@ class SimulationConfig:
             "simulation": {
                 **dataclasses.asdict(self.simulation),
                 "backend": str(self.simulation.backend),
+                "start_method": str(self.simulation.start_method),
             },
             "evaluation": dataclasses.asdict(self.evaluation),
             "app": dict(self.app),

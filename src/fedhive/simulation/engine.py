@@ -25,13 +25,20 @@ def run_simulation(
     strategy: Strategy,
     rounds: int,
     seed: int = 0,
+    backend: Backend = Backend.LOCAL,
+    workers: int = 2,
     federated_every: int = 0,
     observer: RunObserver | None = None,
 ) -> RunResult:
-    """Run ``rounds`` rounds of ``app`` in this process (the local backend)."""
+    """Run ``rounds`` rounds of ``app``: in this process, or in forked worker processes."""
+    runner: CohortRunner
+    if Backend(backend) == Backend.PROCESS:
+        runner = ProcessBackend(app=app, seed=seed, workers=workers)
+    else:
+        runner = LocalBackend(app.client_fn)
     return _run(
         app,
-        LocalBackend(app.client_fn),
+        runner,
         strategy=strategy,
         rounds=rounds,
         seed=seed,
@@ -48,9 +55,15 @@ def simulate(
     spec = AppSpec(config.run.app, base_dir)
     app = spec.build(config.app, config.run.seed)
     runner: CohortRunner
-    if config.simulation.backend == Backend.PROCESS:
+    sim = config.simulation
+    if sim.backend == Backend.PROCESS:
         runner = ProcessBackend(
-            app=spec, params=config.app, seed=config.run.seed, workers=config.simulation.workers
+            app=app,
+            spec=spec,
+            params=config.app,
+            seed=config.run.seed,
+            workers=sim.workers,
+            start_method=sim.start_method,
         )
     else:
         runner = LocalBackend(app.client_fn)

@@ -48,19 +48,72 @@ def read_frame(stream: IO[bytes]) -> tuple[Header, list[bytes]] | None:
     prefix = stream.read(_LEN.size)
     if not prefix:
         return None
-    (head_len,) = _LEN.unpack(_exact(stream, prefix, _LEN.size))
+    head_len = _head_length(_exact(stream, prefix, _LEN.size))
+    header, sizes = _parse_header(_exact(stream, stream.read(head_len), head_len))
+    return header, [_exact(stream, stream.read(n), n) for n in sizes]
+
+
+class FrameDecoder:
+    """Decodes frames from bytes fed in pieces, as they arrive from a non-blocking pipe."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._pending: tuple[Header, list[int]] | None = None
+
+    def feed(self, data: bytes) -> list[tuple[Header, list[bytes]]]:
+        """Add ``data``; return every frame now complete, in order.
+
+        Raises:
+            SerializationError: a malformed frame.
+        """
+        self._buffer += data
+        frames = []
+        while (frame := self._next()) is not None:
+            frames.append(frame)
+        return frames
+
+    def _next(self) -> tuple[Header, list[bytes]] | None:
+        buffer = self._buffer
+        if self._pending is None:
+            if len(buffer) < _LEN.size:
+                return None
+            head_len = _head_length(bytes(buffer[: _LEN.size]))
+            if len(buffer) < _LEN.size + head_len:
+                return None
+            self._pending = _parse_header(bytes(buffer[_LEN.size : _LEN.size + head_len]))
+            del buffer[: _LEN.size + head_len]
+        header, sizes = self._pending
+        if len(buffer) < sum(sizes):
+            return None
+        blobs, offset = [], 0
+        for size in sizes:
+            blobs.append(bytes(buffer[offset : offset + size]))
+            offset += size
+        del buffer[:offset]
+        self._pending = None
+        return header, blobs
+
+
+def _head_length(prefix: bytes) -> int:
+    (head_len,) = _LEN.unpack(prefix)
     if head_len > MAX_HEADER_BYTES:
         raise SerializationError(f"frame header of {head_len} bytes exceeds the limit")
+    return int(head_len)
+
+
+def _parse_header(data: bytes) -> tuple[Header, list[int]]:
     try:
-        header = json.loads(_exact(stream, stream.read(head_len), head_len))
+        header = json.loads(data)
     except (ValueError, RecursionError) as exc:
         raise SerializationError(f"frame header is not JSON: {exc}") from exc
     if not isinstance(header, dict) or not isinstance(header.get("blobs"), list):
         raise SerializationError("frame header must be an object with a blob list")
     sizes = header.pop("blobs")
-    if not all(isinstance(n, int) and 0 <= n <= MAX_BLOB_BYTES for n in sizes):
+    if not all(
+        isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_BLOB_BYTES for n in sizes
+    ):
         raise SerializationError("frame blob sizes must be integers within the limit")
-    return header, [_exact(stream, stream.read(n), n) for n in sizes]
+    return header, sizes
 
 
 def _exact(stream: IO[bytes], data: bytes, size: int) -> bytes:

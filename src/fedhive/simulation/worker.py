@@ -1,8 +1,9 @@
-"""A simulation worker process: loads the app once, then runs cohorts of client tasks.
+"""A simulation worker process: runs cohorts of client tasks for the process backend.
 
-Started by the process backend as ``python -m fedhive.simulation.worker``. It reads
-frames on stdin and writes frames on the original stdout; the user's own prints go to
-stderr so they can never corrupt a frame.
+A worker is either forked from the driver (it inherits the built app) or started as
+``python -m fedhive.simulation.worker`` (it builds the app from the spec in its first
+frame). Either way it reads frames on one pipe and writes frames on another; a spawned
+worker sends the user's own prints to stderr so they can never corrupt a frame.
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ from fedhive.simulation.wire import (
 
 
 class _Worker:
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: IO[bytes], app: SimulationApp | None = None) -> None:
         self.out = out
-        self.app: SimulationApp | None = None
+        self.app = app
         self.weights: Weights | None = None
 
     def send(self, header: Header, blobs: list[bytes] | None = None) -> None:
@@ -109,14 +110,9 @@ class _Worker:
             )
 
 
-def main() -> int:
-    """Serve frames until shutdown or end of input."""
-    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # user prints go to stderr
-    worker = _Worker(out)
-    stdin = sys.stdin.buffer
+def _serve(worker: _Worker, frames: IO[bytes]) -> int:
     while True:
-        frame = read_frame(stdin)
+        frame = read_frame(frames)
         if frame is None:
             return 0
         try:
@@ -125,6 +121,21 @@ def main() -> int:
         except Exception as exc:  # report, then let the driver decide; never hang
             worker.send({"type": "error", "message": f"{type(exc).__name__}: {exc}"})
             return 1
+
+
+def serve_forked(app: SimulationApp, read_fd: int, write_fd: int) -> int:
+    """The loop of a worker forked from the driver, with the driver's built ``app``."""
+    with os.fdopen(read_fd, "rb") as frames, os.fdopen(write_fd, "wb") as out:
+        worker = _Worker(out, app)
+        worker.send({"type": "ready"})
+        return _serve(worker, frames)
+
+
+def main() -> int:
+    """Serve frames on stdin/stdout until shutdown or end of input (a spawned worker)."""
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # user prints go to stderr
+    return _serve(_Worker(out), sys.stdin.buffer)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """The process backend: a pool of worker processes, fed cohorts in chunks.
 
-Each worker is ``python -m fedhive.simulation.worker`` loading the same app from its
-spec; tasks, weights and client state cross the process boundary as JSON headers and
+Workers are forked from the driver (they inherit the built app: nothing to reload) or,
+with ``start_method="spawn"``, started as fresh interpreters that load the app from its
+spec. Tasks, weights and client state cross the process boundary as JSON headers and
 safetensors bytes (see :mod:`fedhive.simulation.wire`), never pickled. The global model
 goes to each worker once per version; tasks go in chunks to whichever worker is free,
-and replies stream back as they complete. A worker that dies fails only its in-flight
-tasks and is restarted for the next cohort.
+and replies stream back as they complete. One thread drives every pipe through a
+selector with non-blocking writes, so a large frame can never deadlock a worker that
+is itself writing. A worker that dies fails only its in-flight tasks and is replaced
+for the next cohort.
 """
 
 from __future__ import annotations
@@ -14,82 +17,99 @@ import contextlib
 import dataclasses
 import math
 import os
-import queue
+import selectors
+import signal
 import subprocess
 import sys
-import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fedhive.core._compat import StrEnum
 from fedhive.core.messages import EvaluateTask, Failure, FitTask
 from fedhive.core.serde import weights_from_bytes, weights_to_bytes
 from fedhive.core.weights import Weights
-from fedhive.errors import ConfigError, TransportError
-from fedhive.simulation.app import AppSpec
+from fedhive.errors import ConfigError, SerializationError, TransportError
+from fedhive.simulation.app import AppSpec, SimulationApp
 from fedhive.simulation.wire import (
+    FrameDecoder,
     Header,
     encode_frame,
     evaluate_reply_from_json,
     fit_reply_from_json,
-    read_frame,
     task_to_json,
 )
+from fedhive.simulation.worker import serve_forked
 from fedhive.transport.base import EvaluateOutcome, FitOutcome
 
-_Event = tuple[int, Header | None, list[bytes]]
 _Task = FitTask | EvaluateTask
+_Event = tuple["_Proc", Header | None, list[bytes]]
 _CHUNKS_PER_WORKER = 4
+_READ_SIZE = 1 << 20
+
+
+class StartMethod(StrEnum):
+    """How worker processes start."""
+
+    FORK = "fork"  # inherit the driver's built app (fast; POSIX only)
+    SPAWN = "spawn"  # a fresh interpreter that builds the app from its spec
 
 
 @dataclass
 class _Proc:
     index: int
-    popen: subprocess.Popen[bytes]
-    reader: threading.Thread | None = None
+    pid: int
+    write_fd: int
+    read_fd: int
+    popen: subprocess.Popen[bytes] | None = None
+    decoder: FrameDecoder = field(default_factory=FrameDecoder)
+    outbox: bytearray = field(default_factory=bytearray)
     version: str = ""
     in_flight: dict[str, int] = field(default_factory=dict)  # client id -> round
     chunks: int = 0
 
-    def send(self, header: Header, blobs: list[bytes] | None = None) -> None:
-        assert self.popen.stdin is not None
-        self.popen.stdin.write(encode_frame(header, blobs))
-        self.popen.stdin.flush()
-
-    def stop(self, *, polite: bool) -> None:
-        """Ask the worker to exit (or kill it), reap it and close its pipes."""
-        try:
-            if polite:
-                self.send({"type": "shutdown"})
-        except (OSError, ValueError):
-            pass
-        try:
-            self.popen.wait(timeout=10 if polite else 0.001)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
-        if self.reader is not None:
-            self.reader.join(timeout=10)
-        for pipe in (self.popen.stdin, self.popen.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
+    def reap(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the worker to exit, then kill it."""
+        if self.popen is not None:
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+            return
+        deadline = time.monotonic() + timeout
+        while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+                return
+            time.sleep(0.01)
 
 
 class ProcessBackend:
     """Runs client tasks in ``workers`` separate processes."""
 
     def __init__(
-        self, *, app: AppSpec, params: Mapping[str, Any], seed: int, workers: int = 2
+        self,
+        *,
+        app: SimulationApp | None = None,
+        spec: AppSpec | None = None,
+        params: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        workers: int = 2,
+        start_method: StartMethod = StartMethod.FORK,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"simulation.workers: must be >= 1, got {workers}")
-        self._app = app
-        self._params = dict(params)
-        self._seed = seed
-        self._size = workers
+        if start_method == StartMethod.FORK and (app is None or not hasattr(os, "fork")):
+            raise ConfigError("simulation.start_method: fork needs a built app and POSIX")
+        if start_method == StartMethod.SPAWN and spec is None:
+            raise ConfigError("simulation.start_method: spawn needs the app's spec")
+        self._app, self._spec, self._params = app, spec, dict(params or {})
+        self._seed, self._size, self._start = seed, workers, start_method
         self._procs: dict[int, _Proc] = {}
-        self._events: queue.Queue[_Event] = queue.Queue()
+        self._selector = selectors.DefaultSelector()
         self._states: dict[str, bytes] = {}
         self._cohort = 0
         self._next_index = 0
@@ -100,10 +120,8 @@ class ProcessBackend:
             if header["type"] == "failure":
                 yield Failure(**_fields(header, Failure))
             else:
-                body = {
-                    k: header[k]
-                    for k in ("client_id", "round", "version", "num_examples", "metrics")
-                }
+                keys = ("client_id", "round", "version", "num_examples", "metrics")
+                body = {k: header[k] for k in keys}
                 yield fit_reply_from_json(body, weights_from_bytes(blobs[0]))
 
     def evaluate(
@@ -114,16 +132,17 @@ class ProcessBackend:
             if header["type"] == "failure":
                 yield Failure(**_fields(header, Failure))
             else:
-                body = {
-                    k: header[k] for k in ("client_id", "round", "loss", "num_examples", "metrics")
-                }
-                yield evaluate_reply_from_json(body)
+                keys = ("client_id", "round", "loss", "num_examples", "metrics")
+                yield evaluate_reply_from_json({k: header[k] for k in keys})
 
     def close(self) -> None:
-        """Stop every worker (politely, then by force)."""
-        for proc in self._procs.values():
-            proc.stop(polite=True)
-        self._procs.clear()
+        """Stop every worker (politely, then by force) and release the pipes."""
+        for proc in list(self._procs.values()):
+            with contextlib.suppress(OSError):
+                os.set_blocking(proc.write_fd, True)
+                os.write(proc.write_fd, encode_frame({"type": "shutdown"}))
+            self._drop(proc, timeout=10)
+        self._selector.close()
 
     def _run(
         self, kind: str, tasks: Sequence[_Task], weights: Weights
@@ -135,9 +154,7 @@ class ProcessBackend:
         cohort = self._cohort
         self._send_model(tasks[0].version, weights)
         size = max(1, math.ceil(len(tasks) / (len(self._procs) * _CHUNKS_PER_WORKER)))
-        pending: list[list[_Task]] = [
-            list(tasks[i : i + size]) for i in range(0, len(tasks), size)
-        ][::-1]
+        pending = [list(tasks[i : i + size]) for i in range(0, len(tasks), size)][::-1]
         for proc in self._procs.values():  # forget anything an abandoned cohort left
             proc.in_flight.clear()
             proc.chunks = 0
@@ -145,34 +162,24 @@ class ProcessBackend:
             for _ in range(2):  # two chunks in flight keep a worker busy between frames
                 self._dispatch(proc, kind, cohort, pending)
         while any(p.chunks for p in self._procs.values()):
-            index, header, blobs = self._events.get()
-            if index not in self._procs:
-                continue
-            proc = self._procs[index]
-            if header is None or header.get("type") == "error":
-                yield from self._lost(proc, header)
-                continue
-            if header.get("cohort") != cohort:
-                continue  # a late frame of an abandoned cohort
-            if header["type"] == "done":
-                proc.chunks -= 1
-                self._dispatch(proc, kind, cohort, pending)
-                continue
-            proc.in_flight.pop(header["client_id"], None)
-            if header.get("state"):
-                self._states[header["client_id"]] = blobs[-1]
-            yield header, blobs
+            for proc, header, blobs in self._poll():
+                if header is None or header.get("type") == "error":
+                    yield from self._lost(proc, header)
+                elif header.get("cohort") != cohort:
+                    continue  # a late frame of an abandoned cohort
+                elif header["type"] == "done":
+                    proc.chunks -= 1
+                    self._dispatch(proc, kind, cohort, pending)
+                else:
+                    proc.in_flight.pop(header["client_id"], None)
+                    if header.get("state"):
+                        self._states[header["client_id"]] = blobs[-1]
+                    yield header, blobs
         for chunk in pending:  # every worker died: the rest cannot run
             for task in chunk:
                 yield _failure_header(task.client_id, task.round, "no live worker left"), []
 
-    def _dispatch(
-        self,
-        proc: _Proc,
-        kind: str,
-        cohort: int,
-        pending: list[list[_Task]],
-    ) -> None:
+    def _dispatch(self, proc: _Proc, kind: str, cohort: int, pending: list[list[_Task]]) -> None:
         if not pending or proc.index not in self._procs:
             return
         chunk = pending.pop()
@@ -185,41 +192,110 @@ class ProcessBackend:
                 blobs.append(state)
             proc.in_flight[task.client_id] = task.round
         proc.chunks += 1
-        header = {
-            "type": kind,
-            "cohort": cohort,
-            "states": states,
-            "tasks": [task_to_json(t) for t in chunk],
-        }
-        # A dead worker is reported by its reader thread; its in-flight tasks fail there.
-        with contextlib.suppress(OSError):
-            proc.send(header, blobs)
+        tasks = [task_to_json(t) for t in chunk]
+        header = {"type": kind, "cohort": cohort, "states": states, "tasks": tasks}
+        self._send(proc, encode_frame(header, blobs))
 
     def _lost(self, proc: _Proc, header: Header | None) -> Iterator[tuple[Header, list[bytes]]]:
         reason = "worker process died" if header is None else f"worker error: {header['message']}"
-        del self._procs[proc.index]
-        proc.stop(polite=False)
+        self._drop(proc, timeout=0)
         for client_id, round_ in proc.in_flight.items():
             yield _failure_header(client_id, round_, reason), []
 
     def _send_model(self, version: str, weights: Weights) -> None:
-        payload = weights_to_bytes(weights)
+        frame = encode_frame({"type": "model", "version": version}, [weights_to_bytes(weights)])
         for proc in self._procs.values():
             if proc.version != version:
-                proc.send({"type": "model", "version": version}, [payload])
+                self._send(proc, frame)
                 proc.version = version
 
+    def _send(self, proc: _Proc, frame: bytes) -> None:
+        proc.outbox += frame
+        self._flush(proc)
+
+    def _flush(self, proc: _Proc) -> None:
+        try:
+            while proc.outbox:
+                written = os.write(proc.write_fd, proc.outbox[:_READ_SIZE])
+                del proc.outbox[:written]
+        except BlockingIOError:
+            pass
+        except OSError:
+            proc.outbox.clear()  # a dead worker: its reader reports it
+        registered = proc.write_fd in self._selector.get_map()
+        if proc.outbox and not registered:
+            self._selector.register(proc.write_fd, selectors.EVENT_WRITE, proc)
+        elif not proc.outbox and registered:
+            self._selector.unregister(proc.write_fd)
+
+    def _poll(self) -> Iterator[_Event]:
+        """One round of the selector: flush what can be written, decode what arrived."""
+        for key, _mask in self._selector.select():
+            proc: _Proc = key.data
+            if key.fd == proc.write_fd:
+                self._flush(proc)
+                continue
+            try:
+                data = os.read(proc.read_fd, _READ_SIZE)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                yield proc, None, []
+                continue
+            try:
+                frames = proc.decoder.feed(data)
+            except SerializationError as exc:
+                yield proc, {"type": "error", "message": f"unreadable frame: {exc}"}, []
+                continue
+            for header, blobs in frames:
+                yield proc, header, blobs
+
     def _ensure_workers(self) -> None:
-        while len(self._procs) < self._size:
-            proc = self._spawn()
-            index, header, _ = self._wait_for(proc.index)
-            if header is None or header.get("type") != "ready":
-                message = "exited" if header is None else header.get("message")
-                self.close()
-                raise TransportError(f"simulation worker failed to start: {message}")
-            self._procs[index] = proc
+        starting = [self._start_worker() for _ in range(self._size - len(self._procs))]
+        waiting = {proc.index for proc in starting}
+        while waiting:
+            for proc, header, _ in self._poll():
+                if proc.index not in waiting:
+                    continue
+                if header is None or header.get("type") != "ready":
+                    message = "it exited" if header is None else header.get("message")
+                    self.close()
+                    raise TransportError(f"a simulation worker failed to start: {message}")
+                waiting.discard(proc.index)
+
+    def _start_worker(self) -> _Proc:
+        proc = self._fork() if self._start == StartMethod.FORK else self._spawn()
+        for fd in (proc.write_fd, proc.read_fd):
+            os.set_blocking(fd, False)
+        self._selector.register(proc.read_fd, selectors.EVENT_READ, proc)
+        self._procs[proc.index] = proc
+        self._next_index += 1
+        self._flush(proc)  # a spawned worker's init frame
+        return proc
+
+    def _fork(self) -> _Proc:
+        to_child = os.pipe()
+        from_child = os.pipe()
+        inherited = [fd for p in self._procs.values() for fd in (p.write_fd, p.read_fd)]
+        pid = os.fork()
+        if pid == 0:  # the worker: never returns into the driver's code
+            code = 1
+            try:
+                for fd in (to_child[1], from_child[0], self._selector.fileno(), *inherited):
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                assert self._app is not None
+                code = serve_forked(self._app, to_child[0], from_child[1])
+            finally:
+                os._exit(code)
+        os.close(to_child[0])
+        os.close(from_child[1])
+        return _Proc(self._next_index, pid, write_fd=to_child[1], read_fd=from_child[0])
 
     def _spawn(self) -> _Proc:
+        assert self._spec is not None
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         popen = subprocess.Popen(
             [sys.executable, "-m", "fedhive.simulation.worker"],
@@ -227,35 +303,38 @@ class ProcessBackend:
             stdout=subprocess.PIPE,
             env=env,
         )
-        proc = _Proc(self._next_index, popen)
-        self._next_index += 1
-        proc.reader = threading.Thread(target=self._read, args=(proc,), daemon=True)
-        proc.reader.start()
-        proc.send(
-            {
-                "type": "init",
-                "app": self._app.spec,
-                "base_dir": str(self._app.base_dir),
-                "params": self._params,
-                "seed": self._seed,
-            }
+        assert popen.stdin is not None
+        assert popen.stdout is not None
+        proc = _Proc(
+            self._next_index, popen.pid, popen.stdin.fileno(), popen.stdout.fileno(), popen=popen
         )
+        init = {
+            "type": "init",
+            "app": self._spec.spec,
+            "base_dir": str(self._spec.base_dir),
+            "params": self._params,
+            "seed": self._seed,
+        }
+        proc.outbox += encode_frame(init)
         return proc
 
-    def _wait_for(self, index: int) -> _Event:
-        while True:
-            event = self._events.get()
-            if event[0] == index:
-                return event
-
-    def _read(self, proc: _Proc) -> None:
-        assert proc.popen.stdout is not None
-        try:
-            while (frame := read_frame(proc.popen.stdout)) is not None:
-                self._events.put((proc.index, frame[0], frame[1]))
-        except Exception:
-            pass
-        self._events.put((proc.index, None, []))
+    def _drop(self, proc: _Proc, *, timeout: float) -> None:
+        self._procs.pop(proc.index, None)
+        for fd in (proc.read_fd, proc.write_fd):
+            if fd in self._selector.get_map():
+                self._selector.unregister(fd)
+        if proc.popen is not None:
+            for pipe in (proc.popen.stdin, proc.popen.stdout):
+                with contextlib.suppress(OSError):
+                    pipe.close()  # type: ignore[union-attr]
+        else:
+            for fd in (proc.write_fd, proc.read_fd):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        if timeout == 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+        proc.reap(timeout)
 
 
 def _failure_header(client_id: str, round_: int, message: str) -> Header:
