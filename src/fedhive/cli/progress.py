@@ -81,7 +81,7 @@ class ProgressDisplay:
         if self._live:
             self._progress.console.log(describe(record))
         else:
-            self._console.print(describe(record), highlight=False)
+            self._console.print(describe(record), highlight=False, soft_wrap=True)
 
 
 class Observers:
