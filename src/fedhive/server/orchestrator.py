@@ -9,19 +9,21 @@ with the clients that succeeded.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
 from fedhive.core.rng import SeedStream, run_stream
-from fedhive.core.serde import model_version, weights_to_bytes
+from fedhive.core.serde import model_version, sha256_hex, weights_to_bytes
 from fedhive.core.weights import Layout, Weights
 from fedhive.errors import AggregationError, FedhiveError, NotEnoughClientsError
 from fedhive.server.history import CohortStats, RoundRecord
 from fedhive.server.verify import verify_evaluate_reply, verify_fit_reply
-from fedhive.strategy.base import Strategy, StrategyState
+from fedhive.strategy.base import Instruction, Strategy, StrategyState
 from fedhive.transport.base import Transport
+
+_Task = TypeVar("_Task", FitTask, EvaluateTask)
 
 EvaluateFn = Callable[[Weights], Mapping[str, float]]
 """Centralised evaluation on a server-side test set: weights → metrics (``loss``, …)."""
@@ -87,16 +89,19 @@ class RoundLoop:
             weights, committed = new_weights, True
         except (NotEnoughClientsError, AggregationError) as exc:
             note = f"round not committed: {exc}"
+        version = model_version(weights)
         centralized = dict(self.evaluate_fn(weights)) if self.evaluate_fn else {}
         evaluate = CohortStats()
         federated: dict[str, float] = {}
         if self.federated_every and rnd % self.federated_every == 0:
-            state, federated = self._evaluate(state, rnd, weights, stream, evaluate)
+            state, federated = self._evaluate(
+                state, rnd, weights, version=version, stream=stream, stats=evaluate
+            )
         record = RoundRecord(
             round=rnd,
             seconds=time.perf_counter() - started,
             committed=committed,
-            version=model_version(weights),
+            version=version,
             fit=fit,
             evaluate=evaluate,
             train=train,
@@ -119,17 +124,7 @@ class RoundLoop:
             state, rnd, weights, clients, stream.child("select-fit").numpy()
         )
         payload = weights_to_bytes(weights)
-        version = model_version(weights)
-        tasks = {
-            i.client_id: FitTask(
-                round=rnd,
-                client_id=i.client_id,
-                version=version,
-                seed=stream.child("client").child(i.client_id).child("fit").seed,
-                config=i.config,
-            )
-            for i in instructions
-        }
+        tasks = _tasks(FitTask, instructions, rnd, sha256_hex(payload), stream)
         stats.selected = len(tasks)
         stats.bytes_down = len(payload) * len(tasks)
         if self.observer is not None:
@@ -171,6 +166,8 @@ class RoundLoop:
         state: StrategyState,
         rnd: int,
         weights: Weights,
+        *,
+        version: str,
         stream: SeedStream,
         stats: CohortStats,
     ) -> tuple[StrategyState, dict[str, float]]:
@@ -181,17 +178,7 @@ class RoundLoop:
             self.transport.client_ids(),
             stream.child("select-evaluate").numpy(),
         )
-        version = model_version(weights)
-        tasks = {
-            i.client_id: EvaluateTask(
-                round=rnd,
-                client_id=i.client_id,
-                version=version,
-                seed=stream.child("client").child(i.client_id).child("evaluate").seed,
-                config=i.config,
-            )
-            for i in instructions
-        }
+        tasks = _tasks(EvaluateTask, instructions, rnd, version, stream)
         stats.selected = len(tasks)
         if not tasks:
             return state, {}
@@ -209,6 +196,27 @@ class RoundLoop:
                 stats.succeeded += 1
                 accepted.append(outcome)
         return self.strategy.aggregate_evaluate(state, rnd, accepted)
+
+
+def _tasks(
+    kind: type[_Task],
+    instructions: Sequence[Instruction],
+    rnd: int,
+    version: str,
+    stream: SeedStream,
+) -> dict[str, _Task]:
+    """One task per instruction, each with its client's own seed for this round."""
+    stage = "fit" if kind is FitTask else "evaluate"
+    return {
+        i.client_id: kind(
+            round=rnd,
+            client_id=i.client_id,
+            version=version,
+            seed=stream.child("client").child(i.client_id).child(stage).seed,
+            config=i.config,
+        )
+        for i in instructions
+    }
 
 
 def _rejected(client_id: str, rnd: int, exc: Exception) -> Failure:
