@@ -21,6 +21,7 @@ from fedhive.errors import (
     NotEnoughClientsError,
     SerializationError,
     ShapeMismatchError,
+    SignatureError,
     TransportError,
     ValidationError,
 )
@@ -34,6 +35,7 @@ BUILTIN_BASES: list[tuple[type[FedhiveError], type[Exception]]] = [
     (ShapeMismatchError, ValidationError),
     (DTypeMismatchError, ValidationError),
     (NonFiniteError, ValidationError),
+    (SignatureError, ValidationError),
     (ClientError, RuntimeError),
     (AggregationError, ArithmeticError),
     (NotEnoughClientsError, RuntimeError),

@@ -11,7 +11,8 @@ inherit the builtin exception that fits, so ``except ValueError`` keeps working:
     │   ├── NameMismatchError               tensor names differ from the model's
     │   ├── ShapeMismatchError              a tensor's shape differs
     │   ├── DTypeMismatchError              a tensor's dtype differs
-    │   └── NonFiniteError                  NaN or infinity in a tensor
+    │   ├── NonFiniteError                  NaN or infinity in a tensor
+    │   └── SignatureError                  a signature or its certificate does not verify
     ├── ClientError(RuntimeError)          a client raised or returned something unusable
     ├── AggregationError(ArithmeticError)  aggregation cannot produce a model
     ├── NotEnoughClientsError(RuntimeError) fewer clients than a strategy requires
@@ -35,6 +36,7 @@ __all__ = [
     "NotEnoughClientsError",
     "SerializationError",
     "ShapeMismatchError",
+    "SignatureError",
     "TransportError",
     "ValidationError",
 ]
@@ -100,6 +102,14 @@ class DTypeMismatchError(ValidationError):
 
 class NonFiniteError(ValidationError):
     """A tensor holds NaN or infinity."""
+
+
+class SignatureError(ValidationError):
+    """A signature, or the certificate behind it, does not verify.
+
+    Raised for a bad or foreign signature, a certificate not issued by the trusted CA,
+    outside its validity period, or naming another client than the claim.
+    """
 
 
 class ClientError(FedhiveError, RuntimeError):

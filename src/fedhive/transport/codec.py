@@ -1,0 +1,175 @@
+"""Core messages to and from the wire contract's protobuf messages, checked on decode.
+
+Decoding is where network input enters: every decoder turns malformed bytes and
+out-of-range fields into typed errors (``SerializationError`` for bytes that do not
+parse, ``ValidationError`` for fields that parse but are not allowed), never anything
+else, and never a partially valid object.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from google.protobuf.message import DecodeError, Message
+
+from fedhive.core.messages import ClientConfig, EvaluateTask, FitTask, PrivacyBudget
+from fedhive.core.serde import Scalar
+from fedhive.errors import ConfigError, SerializationError, ValidationError
+from fedhive.transport.proto import pb
+
+_M = TypeVar("_M", bound=Message)
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+def decode(cls: type[_M], data: bytes) -> _M:
+    """Parse ``data`` as a ``cls`` protobuf message.
+
+    Raises:
+        SerializationError: the bytes are not such a message.
+    """
+    message = cls()
+    try:
+        message.ParseFromString(data)
+    except (DecodeError, ValueError) as exc:
+        raise SerializationError(f"not a valid {cls.__name__}: {exc}", stage="decode") from None
+    return message
+
+
+def check_digest(value: str, what: str) -> str:
+    """Return ``value`` if it is 64 lowercase hex characters (a SHA-256)."""
+    if not _HEX64.fullmatch(value):
+        raise ValidationError(f"{what} must be a hex SHA-256, got {value[:80]!r}", stage="decode")
+    return value
+
+
+def check_id(value: str, what: str) -> str:
+    """Return ``value`` if it is a well-formed identifier (run, task or client id)."""
+    if not _ID.fullmatch(value):
+        raise ValidationError(f"{what} is not a valid identifier: {value[:80]!r}", stage="decode")
+    return value
+
+
+def config_to_proto(config: ClientConfig) -> pb.ClientConfig:
+    """A ClientConfig as its protobuf message."""
+    message = pb.ClientConfig(
+        local_epochs=config.local_epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+    )
+    if config.privacy_budget is not None:
+        message.privacy_budget.epsilon_max = config.privacy_budget.epsilon_max
+        message.privacy_budget.delta = config.privacy_budget.delta
+    for key, value in config.extra.items():
+        message.extra[key].CopyFrom(_scalar_to_proto(value))
+    return message
+
+
+def config_from_proto(message: pb.ClientConfig) -> ClientConfig:
+    """A checked ClientConfig from its protobuf message."""
+    try:
+        budget = (
+            PrivacyBudget(
+                epsilon_max=message.privacy_budget.epsilon_max,
+                delta=message.privacy_budget.delta,
+            )
+            if message.HasField("privacy_budget")
+            else None
+        )
+        return ClientConfig(
+            local_epochs=message.local_epochs,
+            batch_size=message.batch_size,
+            learning_rate=message.learning_rate,
+            privacy_budget=budget,
+            extra={k: _scalar_from_proto(v) for k, v in message.extra.items()},
+        )
+    except ConfigError as exc:
+        raise ValidationError(f"invalid client config: {exc}", stage="decode") from None
+
+
+def _scalar_to_proto(value: Scalar) -> pb.Scalar:
+    if isinstance(value, bool):
+        return pb.Scalar(b=value)
+    if isinstance(value, int):
+        return pb.Scalar(i=value)
+    if isinstance(value, float):
+        return pb.Scalar(f=value)
+    return pb.Scalar(s=value)
+
+
+def _scalar_from_proto(message: pb.Scalar) -> Scalar:
+    kind = message.WhichOneof("value")
+    if kind is None:
+        raise ValidationError("a config scalar has no value", stage="decode")
+    value: Scalar = getattr(message, kind)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError("a config scalar is not finite", stage="decode")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskEnvelope:
+    """A task as it travels to a client: the core task plus deployment metadata."""
+
+    task: FitTask | EvaluateTask
+    task_id: str
+    run_id: str
+    deadline_unix: float
+    model_size: int
+    model_signature: bytes = field(default=b"", repr=False)
+
+
+def task_to_proto(envelope: TaskEnvelope) -> pb.Task:
+    """A task envelope as its protobuf message."""
+    task = envelope.task
+    kind = pb.TASK_KIND_FIT if isinstance(task, FitTask) else pb.TASK_KIND_EVALUATE
+    return pb.Task(
+        task_id=envelope.task_id,
+        run_id=envelope.run_id,
+        round=task.round,
+        kind=kind,
+        model_version=task.version,
+        model_size=envelope.model_size,
+        seed=task.seed,
+        config=config_to_proto(task.config),
+        deadline_unix=envelope.deadline_unix,
+        model_signature=envelope.model_signature,
+    )
+
+
+def task_from_proto(message: pb.Task, *, client_id: str) -> TaskEnvelope:
+    """A checked task envelope from its protobuf message, for the client ``client_id``."""
+    if message.kind not in (pb.TASK_KIND_FIT, pb.TASK_KIND_EVALUATE):
+        raise ValidationError(f"unknown task kind {message.kind}", stage="decode")
+    if not math.isfinite(message.deadline_unix):
+        raise ValidationError("task deadline is not finite", stage="decode")
+    cls = FitTask if message.kind == pb.TASK_KIND_FIT else EvaluateTask
+    task = cls(
+        round=message.round,
+        client_id=client_id,
+        version=check_digest(message.model_version, "model_version"),
+        seed=message.seed,
+        config=config_from_proto(message.config),
+    )
+    return TaskEnvelope(
+        task=task,
+        task_id=check_id(message.task_id, "task_id"),
+        run_id=check_id(message.run_id, "run_id"),
+        deadline_unix=message.deadline_unix,
+        model_size=message.model_size,
+        model_signature=message.model_signature,
+    )
+
+
+def metrics_from_proto(metrics: Mapping[str, float]) -> dict[str, float]:
+    """Checked metrics from a protobuf map: finite values under non-empty keys."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if not key or not math.isfinite(value):
+            raise ValidationError(f"metric {key!r} is empty or not finite", stage="decode")
+        out[key] = value
+    return out

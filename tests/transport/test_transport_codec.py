@@ -1,0 +1,135 @@
+"""Wire codec: round trips, and typed errors only for anything a network can send."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fedhive.core.messages import ClientConfig, EvaluateTask, FitTask, PrivacyBudget
+from fedhive.errors import SerializationError, ValidationError
+from fedhive.transport.codec import (
+    TaskEnvelope,
+    config_from_proto,
+    config_to_proto,
+    decode,
+    metrics_from_proto,
+    task_from_proto,
+    task_to_proto,
+)
+from fedhive.transport.proto import pb
+
+VERSION = hashlib.sha256(b"model").hexdigest()
+
+scalars = st.one_of(
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+)
+configs = st.builds(
+    ClientConfig,
+    local_epochs=st.integers(1, 2**31),
+    batch_size=st.integers(1, 2**31),
+    learning_rate=st.floats(min_value=1e-9, max_value=1e3),
+    privacy_budget=st.none()
+    | st.builds(
+        PrivacyBudget,
+        epsilon_max=st.floats(min_value=1e-3, max_value=1e3),
+        delta=st.floats(min_value=1e-12, max_value=0.5),
+    ),
+    extra=st.dictionaries(st.text(min_size=1, max_size=10), scalars, max_size=4),
+)
+
+
+@given(configs)
+def test_config_round_trip(config: ClientConfig) -> None:
+    wire = config_to_proto(config).SerializeToString()
+    assert config_from_proto(decode(pb.ClientConfig, wire)) == config
+
+
+@given(
+    config=configs,
+    fit=st.booleans(),
+    rnd=st.integers(0, 2**40),
+    seed=st.integers(0, 2**64 - 1),
+    deadline=st.floats(0, 1e10),
+)
+def test_task_round_trip(
+    config: ClientConfig, fit: bool, rnd: int, seed: int, deadline: float
+) -> None:
+    cls = FitTask if fit else EvaluateTask
+    task = cls(round=rnd, client_id="client-0001", version=VERSION, seed=seed, config=config)
+    envelope = TaskEnvelope(
+        task=task,
+        task_id="task-1",
+        run_id="run-a",
+        deadline_unix=deadline,
+        model_size=123,
+        model_signature=b"sig",
+    )
+    wire = task_to_proto(envelope).SerializeToString()
+    assert task_from_proto(decode(pb.Task, wire), client_id="client-0001") == envelope
+
+
+MESSAGES = [
+    pb.ClientConfig,
+    pb.Task,
+    pb.PullTaskReply,
+    pb.ModelChunk,
+    pb.ResultChunk,
+    pb.ResultHeader,
+    pb.RegisterRequest,
+    pb.UploadReply,
+]
+
+
+@pytest.mark.parametrize("cls", MESSAGES)
+@given(data=st.binary(max_size=300))
+def test_random_bytes_give_a_message_or_a_serialization_error(cls: type, data: bytes) -> None:
+    with contextlib.suppress(SerializationError):
+        decode(cls, data)
+
+
+@given(data=st.binary(max_size=300))
+def test_random_task_bytes_give_a_task_or_typed_errors_only(data: bytes) -> None:
+    with contextlib.suppress(SerializationError, ValidationError):
+        task_from_proto(decode(pb.Task, data), client_id="c")
+
+
+def test_a_task_with_bad_fields_is_refused() -> None:
+    good = pb.Task(
+        task_id="t",
+        run_id="r",
+        round=1,
+        kind=pb.TASK_KIND_FIT,
+        model_version=VERSION,
+        config=config_to_proto(ClientConfig()),
+    )
+    for change, message in [
+        ({"kind": pb.TASK_KIND_UNSPECIFIED}, "unknown task kind"),
+        ({"model_version": "abc"}, "model_version must be a hex SHA-256"),
+        ({"task_id": "../etc"}, "task_id is not a valid identifier"),
+        ({"deadline_unix": float("nan")}, "deadline is not finite"),
+    ]:
+        bad = pb.Task()
+        bad.CopyFrom(good)
+        for key, value in change.items():
+            setattr(bad, key, value)
+        with pytest.raises(ValidationError, match=message):
+            task_from_proto(bad, client_id="c")
+    bad = pb.Task()
+    bad.CopyFrom(good)
+    bad.config.batch_size = 0
+    with pytest.raises(ValidationError, match="batch_size"):
+        task_from_proto(bad, client_id="c")
+
+
+def test_metrics_must_be_finite() -> None:
+    assert metrics_from_proto({"a": 1.0}) == {"a": 1.0}
+    for bad in ({"a": float("nan")}, {"": 1.0}, {"a": float("inf")}):
+        with pytest.raises(ValidationError):
+            metrics_from_proto(bad)
