@@ -12,6 +12,7 @@ from typing import Protocol, Union
 
 from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
 from fedhive.core.weights import Weights
+from fedhive.transport.codec import TaskEnvelope
 
 FitOutcome = Union[FitReply, Failure]  # noqa: UP007 - runtime alias, 3.10-safe
 EvaluateOutcome = Union[EvaluateReply, Failure]  # noqa: UP007
@@ -40,4 +41,28 @@ class Transport(CohortRunner, Protocol):
 
     def client_ids(self) -> Sequence[str]:
         """Ids of the clients that can be given a task now."""
+        ...
+
+
+class ClientLink(Protocol):
+    """A client's connection to its server: it pulls, the server never calls it."""
+
+    def register(self) -> str:
+        """Join the federation; returns the server's run id."""
+        ...
+
+    def pull(self) -> TaskEnvelope | float:
+        """The next task, or the seconds to wait before asking again."""
+        ...
+
+    def download(self, envelope: TaskEnvelope) -> bytes:
+        """The model the task names, its SHA-256 checked against the version."""
+        ...
+
+    def upload(self, envelope: TaskEnvelope, outcome: FitReply | EvaluateReply | Failure) -> str:
+        """Send the task's outcome; returns the server's verdict (``accepted``, …)."""
+        ...
+
+    def close(self) -> None:
+        """Close the connection."""
         ...

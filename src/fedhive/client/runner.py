@@ -1,0 +1,86 @@
+"""A deployed client's loop: pull a task, fetch its model, run the pipeline, upload.
+
+Transport-agnostic: it sees only :class:`~fedhive.transport.base.ClientLink`. A lost
+connection is retried with exponential back-off and jitter; a task that fails on this
+client is reported to the server as a failure, never a crash of the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+
+from fedhive.client.base import Client
+from fedhive.client.pipeline import run_evaluate, run_fit
+from fedhive.core.messages import EvaluateReply, Failure, FitReply, FitTask
+from fedhive.core.serde import RecordValue, weights_from_bytes
+from fedhive.errors import FedhiveError, TransportError
+from fedhive.transport.base import ClientLink
+
+log = logging.getLogger("fedhive.client")
+
+
+class Backoff:
+    """Exponential back-off with full jitter, reset after a success."""
+
+    def __init__(self, *, base: float = 0.2, cap: float = 30.0) -> None:
+        self._base, self._cap, self._attempt = base, cap, 0
+        self._jitter = random.Random(os.urandom(16))  # timing only: no secret, no global RNG
+
+    def next_delay(self) -> float:
+        """The next wait: uniform in [0, min(cap, base * 2**attempt)]."""
+        delay = min(self._cap, self._base * 2**self._attempt)
+        self._attempt = min(self._attempt + 1, 30)
+        return self._jitter.uniform(0, delay)
+
+    def reset(self) -> None:
+        """Forget past failures."""
+        self._attempt = 0
+
+
+def serve(
+    link: ClientLink,
+    client: Client,
+    *,
+    stop: threading.Event,
+    max_tasks: int | None = None,
+) -> int:
+    """Work for the server until ``stop`` is set (or ``max_tasks`` are done).
+
+    Returns:
+        The number of tasks whose outcome the server received.
+    """
+    state: dict[str, RecordValue] = {}
+    backoff = Backoff()
+    registered = False
+    done = 0
+    while not stop.is_set() and (max_tasks is None or done < max_tasks):
+        try:
+            if not registered:
+                log.info("registered with run %s", link.register())
+                registered = True
+            item = link.pull()
+            backoff.reset()
+            if isinstance(item, float):
+                stop.wait(item)
+                continue
+            weights = weights_from_bytes(link.download(item))
+            task = item.task
+            outcome: FitReply | EvaluateReply | Failure
+            if isinstance(task, FitTask):
+                outcome = run_fit(client, task, weights, state)
+            else:
+                outcome = run_evaluate(client, task, weights, state)
+            verdict = link.upload(item, outcome)
+            log.info("round %d %s task: %s", task.round, type(task).__name__, verdict)
+            done += 1
+        except TransportError as exc:
+            registered = False
+            delay = backoff.next_delay()
+            log.warning("connection problem (%s); retrying in %.1fs", exc, delay)
+            stop.wait(delay)
+        except FedhiveError as exc:  # a bad task or model from the server: skip it
+            log.warning("task refused: %s", exc)
+    return done

@@ -1,0 +1,1 @@
+"""The gRPC transport: the only place fedhive imports ``grpc``."""

@@ -1,0 +1,174 @@
+"""A client's gRPC connection to the server: the :class:`ClientLink` over the wire."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from fedhive.core.messages import EvaluateReply, Failure, FitReply
+from fedhive.core.serde import weights_to_bytes
+from fedhive.errors import TransportError, ValidationError
+from fedhive.transport.chunks import DEFAULT_CHUNK_BYTES, Reassembler, split
+from fedhive.transport.codec import TaskEnvelope, decode, task_from_proto
+from fedhive.transport.grpc.service import SERVICE
+from fedhive.transport.proto import SCHEMA_VERSION, pb
+
+_T = TypeVar("_T")
+_M = TypeVar("_M", bound=Message)
+_MiB = 1 << 20
+_VERDICTS = {
+    pb.UPLOAD_STATUS_ACCEPTED: "accepted",
+    pb.UPLOAD_STATUS_REJECTED: "rejected",
+    pb.UPLOAD_STATUS_ROUND_CLOSED: "round_closed",
+    pb.UPLOAD_STATUS_DUPLICATE: "duplicate",
+}
+
+
+class GrpcLink:
+    """Register, pull tasks, download models and upload results over one channel."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        client_id: str,
+        credentials: grpc.ChannelCredentials | None,
+        server_name: str | None = None,
+        max_model_mib: int = 256,
+        timeout: float = 30.0,
+    ) -> None:
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", 16 * _MiB),
+            ("grpc.max_send_message_length", 16 * _MiB),
+        ]
+        if server_name:
+            options.append(("grpc.ssl_target_name_override", server_name))
+        self._channel = (
+            grpc.insecure_channel(target, options=options)
+            if credentials is None
+            else grpc.secure_channel(target, credentials, options=options)
+        )
+        self.client_id = client_id
+        self._max_model = max_model_mib * _MiB
+        self._timeout = timeout
+
+    def register(self) -> str:
+        """Join the federation; returns the run id."""
+        request = pb.RegisterRequest(schema_version=SCHEMA_VERSION, client_id=self.client_id)
+        reply = self._unary("Register", request, pb.RegisterReply)
+        return reply.run_id
+
+    def pull(self) -> TaskEnvelope | float:
+        """The next task, or how many seconds to wait."""
+        reply = self._unary(
+            "PullTask", pb.PullTaskRequest(client_id=self.client_id), pb.PullTaskReply
+        )
+        if reply.WhichOneof("reply") == "task":
+            return task_from_proto(reply.task, client_id=self.client_id)
+        return max(0.01, min(reply.wait.retry_after_seconds, 60.0))
+
+    def download(self, envelope: TaskEnvelope) -> bytes:
+        """The task's model, reassembled and checked against its version (SHA-256)."""
+        version = envelope.task.version
+        payload = Reassembler(
+            declared_size=envelope.model_size, max_size=self._max_model, sha256=version
+        )
+        call = self._channel.unary_stream(
+            f"/{SERVICE}/DownloadModel",
+            request_serializer=_serialize,
+            response_deserializer=lambda data: decode(pb.ModelChunk, data),
+        )
+        chunks: Iterator[Any] = self._call(
+            lambda: call(pb.ModelRequest(model_version=version), timeout=self._timeout)
+        )
+        for chunk in _guard(chunks):
+            if chunk.model_version != version or chunk.total_size != envelope.model_size:
+                raise ValidationError("the server streamed another model", stage="download")
+            payload.add(chunk.offset, chunk.data)
+        return payload.finish()
+
+    def upload(self, envelope: TaskEnvelope, outcome: FitReply | EvaluateReply | Failure) -> str:
+        """Send the outcome of ``envelope``'s task; returns the server's verdict."""
+        task = envelope.task
+        header = pb.ResultHeader(
+            task_id=envelope.task_id,
+            client_id=self.client_id,
+            run_id=envelope.run_id,
+            round=task.round,
+            model_version=task.version,
+        )
+        payload = b""
+        if isinstance(outcome, Failure):
+            header.failure_stage = outcome.stage
+            header.failure_error = outcome.error_type
+            header.failure_message = outcome.message[:2000]
+        elif isinstance(outcome, FitReply):
+            payload = weights_to_bytes(outcome.update)
+            header.kind = pb.TASK_KIND_FIT
+            header.num_examples = outcome.num_examples
+            header.metrics.update(outcome.metrics)
+        else:
+            header.kind = pb.TASK_KIND_EVALUATE
+            header.num_examples = outcome.num_examples
+            header.loss = outcome.loss
+            header.metrics.update(outcome.metrics)
+        header.payload_size = len(payload)
+        header.payload_sha256 = hashlib.sha256(payload).hexdigest()
+
+        def chunks() -> Iterator[Any]:
+            yield pb.ResultChunk(header=header)
+            if payload:
+                for _offset, data in split(payload, DEFAULT_CHUNK_BYTES):
+                    yield pb.ResultChunk(data=data)
+
+        call = self._channel.stream_unary(
+            f"/{SERVICE}/UploadResult",
+            request_serializer=_serialize,
+            response_deserializer=lambda data: decode(pb.UploadReply, data),
+        )
+        reply = self._call(lambda: call(chunks(), timeout=self._timeout))
+        return _VERDICTS.get(reply.status, "rejected")
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def _unary(self, method: str, request: Any, reply: type[_M]) -> _M:
+        call = self._channel.unary_unary(
+            f"/{SERVICE}/{method}",
+            request_serializer=_serialize,
+            response_deserializer=lambda data: decode(reply, data),
+        )
+        result: _M = self._call(lambda: call(request, timeout=self._timeout))
+        return result
+
+    @staticmethod
+    def _call(fn: Callable[[], _T]) -> _T:
+        try:
+            return fn()
+        except grpc.RpcError as exc:
+            raise _transport_error(exc) from None
+
+
+def _guard(chunks: Iterator[Any]) -> Iterator[Any]:
+    """Map gRPC errors raised while iterating a stream."""
+    try:
+        yield from chunks
+    except grpc.RpcError as exc:
+        raise _transport_error(exc) from None
+
+
+def _transport_error(exc: grpc.RpcError) -> TransportError:
+    code = exc.code() if isinstance(exc, grpc.Call) else None
+    details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+    name = code.name if code is not None else "UNKNOWN"
+    return TransportError(f"{name}: {details}", stage="grpc")
+
+
+def _serialize(message: Any) -> bytes:
+    data: bytes = message.SerializeToString()
+    return data

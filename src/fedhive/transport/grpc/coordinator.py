@@ -1,0 +1,150 @@
+"""The server's side of the wire, without the wire: who is connected, which tasks wait
+for whom, which results have come back. Thread-safe; the gRPC servicer calls into it
+from its worker threads and the round loop reads outcomes from it.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
+from fedhive.transport.codec import TaskEnvelope
+
+Outcome = FitReply | EvaluateReply | Failure
+
+
+class UploadRefusedError(Exception):
+    """Why an upload is refused: carries the status the client is told."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class _Issued:
+    envelope: TaskEnvelope
+    cohort: int
+
+
+@dataclass
+class Coordinator:
+    """Shared state between the servicer threads and the round loop."""
+
+    run_id: str
+    heartbeat_timeout: float = 30.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _seen: dict[str, float] = field(default_factory=dict)
+    _pending: dict[str, deque[TaskEnvelope]] = field(default_factory=dict)
+    _issued: dict[str, _Issued] = field(default_factory=dict)
+    _closed: set[str] = field(default_factory=set)
+    _models: dict[str, bytes] = field(default_factory=dict)
+    _outcomes: queue.Queue[tuple[int, Outcome]] = field(default_factory=queue.Queue)
+    _cohort: int = 0
+    round: int = 0
+
+    def touch(self, client_id: str) -> None:
+        """Record that ``client_id`` is alive (registration, heartbeat, any call)."""
+        with self._lock:
+            self._seen[client_id] = time.monotonic()
+
+    def forget(self, client_id: str) -> None:
+        """Mark a client as gone (it said goodbye or its connection broke)."""
+        with self._lock:
+            self._seen.pop(client_id, None)
+
+    def live_clients(self) -> list[str]:
+        """Clients heard from within the heartbeat timeout, sorted."""
+        horizon = time.monotonic() - self.heartbeat_timeout
+        with self._lock:
+            return sorted(c for c, seen in self._seen.items() if seen >= horizon)
+
+    def model(self, version: str) -> bytes | None:
+        """The published model bytes of ``version`` (None if not published)."""
+        with self._lock:
+            return self._models.get(version)
+
+    def publish(
+        self, tasks: Sequence[FitTask] | Sequence[EvaluateTask], payload: bytes, deadline: float
+    ) -> tuple[int, dict[str, str]]:
+        """Queue one task per client for pulling; return the cohort id and task ids."""
+        with self._lock:
+            self._cohort += 1
+            cohort = self._cohort
+            if tasks:
+                self._models = {tasks[0].version: payload}
+                self.round = tasks[0].round
+            ids: dict[str, str] = {}
+            for task in tasks:
+                envelope = TaskEnvelope(
+                    task=task,
+                    task_id=uuid.uuid4().hex,
+                    run_id=self.run_id,
+                    deadline_unix=deadline,
+                    model_size=len(payload),
+                )
+                self._pending.setdefault(task.client_id, deque()).append(envelope)
+                self._issued[envelope.task_id] = _Issued(envelope, cohort)
+                ids[envelope.task_id] = task.client_id
+            return cohort, ids
+
+    def pull(self, client_id: str) -> TaskEnvelope | None:
+        """The next task waiting for ``client_id``, if any."""
+        with self._lock:
+            waiting = self._pending.get(client_id)
+            return waiting.popleft() if waiting else None
+
+    def claim(self, task_id: str, client_id: str) -> tuple[TaskEnvelope, int]:
+        """Take the issued task ``task_id`` (and its cohort) for its result, once.
+
+        Raises:
+            UploadRefusedError: unknown task, another client's task, closed or duplicate.
+        """
+        with self._lock:
+            issued = self._issued.get(task_id)
+            if issued is None:
+                if task_id in self._closed:
+                    raise UploadRefusedError("round_closed", "the task's round has closed")
+                raise UploadRefusedError("rejected", "no such task was issued")
+            if issued.envelope.task.client_id != client_id:
+                raise UploadRefusedError("rejected", "this task was issued to another client")
+            del self._issued[task_id]
+            self._closed.add(task_id)
+            return issued.envelope, issued.cohort
+
+    def deliver(self, cohort: int, outcome: Outcome) -> None:
+        """Hand a claimed task's outcome to the round loop."""
+        self._outcomes.put((cohort, outcome))
+
+    def outcomes(self, cohort: int, expected: int, deadline: float) -> Iterator[Outcome]:
+        """Yield outcomes of ``cohort`` until ``expected`` arrived or ``deadline`` passed."""
+        received = 0
+        while received < expected:
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                return
+            try:
+                got, outcome = self._outcomes.get(timeout=min(remaining, 0.5))
+            except queue.Empty:
+                continue
+            if got == cohort:
+                received += 1
+                yield outcome
+
+    def close_cohort(self, cohort: int) -> list[TaskEnvelope]:
+        """Close the cohort: unanswered tasks are withdrawn and returned."""
+        with self._lock:
+            open_ = [t for t, i in self._issued.items() if i.cohort == cohort]
+            envelopes = [self._issued.pop(t).envelope for t in open_]
+            self._closed.update(open_)
+            for waiting in self._pending.values():
+                for envelope in [e for e in waiting if e.task_id in open_]:
+                    waiting.remove(envelope)
+            return envelopes

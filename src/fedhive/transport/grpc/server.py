@@ -1,0 +1,133 @@
+"""The gRPC server transport: the round loop's Transport, served to pulling clients.
+
+``fit``/``evaluate`` publish one task per selected client and stream back outcomes as
+uploads arrive; when every task is answered, or the round's deadline passes, the cohort
+closes: unanswered tasks become failures (``transport:DeadlineExceeded``) and a late
+upload is told ``ROUND_CLOSED``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent import futures
+
+import grpc
+
+from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
+from fedhive.core.serde import weights_to_bytes
+from fedhive.core.weights import Weights
+from fedhive.errors import ConfigError, TransportError
+from fedhive.transport.base import EvaluateOutcome, FitOutcome
+from fedhive.transport.grpc.coordinator import Coordinator, Outcome
+from fedhive.transport.grpc.service import Identify, Servicer, handler
+
+log = logging.getLogger("fedhive.server")
+_MiB = 1 << 20
+
+
+def trust_claimed_id(context: grpc.ServicerContext, claimed: str) -> str:
+    """Identity for ``insecure`` local experiments: the id the client claims."""
+    if not claimed:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no client id given")
+    return claimed
+
+
+class GrpcServerTransport:
+    """Serves tasks to remote clients over gRPC; a :class:`Transport` for the round loop.
+
+    Args:
+        address: ``host:port`` to bind (port 0: any free port, see ``port``).
+        credentials: server TLS credentials; None only with ``insecure=True``, which
+            also refuses any address but loopback.
+        identify: how a call's client id is established (from the peer certificate
+            under mutual TLS).
+        round_timeout: seconds a cohort waits for results before closing.
+    """
+
+    def __init__(
+        self,
+        *,
+        address: str,
+        credentials: grpc.ServerCredentials | None,
+        identify: Identify,
+        insecure: bool = False,
+        run_id: str | None = None,
+        round_timeout: float = 60.0,
+        max_message_mib: int = 256,
+        workers: int = 16,
+    ) -> None:
+        host = address.rsplit(":", 1)[0].strip("[]")
+        if credentials is None and not insecure:
+            raise ConfigError("server: TLS credentials are required (insecure=True to opt out)")
+        if insecure and host not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigError(f"server: insecure mode binds only to loopback, not {host!r}")
+        self.coordinator = Coordinator(run_id=run_id or uuid.uuid4().hex[:12])
+        self._round_timeout = round_timeout
+        options = [
+            ("grpc.max_receive_message_length", 16 * _MiB),
+            ("grpc.max_send_message_length", 16 * _MiB),
+        ]
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
+        servicer = Servicer(
+            self.coordinator, identify=identify, max_upload_bytes=max_message_mib * _MiB
+        )
+        self._server.add_generic_rpc_handlers((handler(servicer),))
+        if credentials is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            self.port = self._server.add_secure_port(address, credentials)
+        if self.port == 0:
+            raise TransportError(f"server: cannot bind {address}")
+        self._server.start()
+        log.info("serving on %s (port %d)", address, self.port)
+
+    def client_ids(self) -> Sequence[str]:
+        """Clients heard from recently."""
+        return self.coordinator.live_clients()
+
+    def wait_for_clients(self, count: int, timeout: float) -> bool:
+        """Block until ``count`` clients are live, or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while len(self.client_ids()) < count:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
+        """Publish fit tasks and stream their outcomes until all arrive or time runs out."""
+        for outcome in self._cohort(tasks, weights):
+            if isinstance(outcome, (FitReply, Failure)):
+                yield outcome
+
+    def evaluate(
+        self, tasks: Sequence[EvaluateTask], weights: Weights
+    ) -> Iterator[EvaluateOutcome]:
+        """Publish evaluate tasks and stream their outcomes."""
+        for outcome in self._cohort(tasks, weights):
+            if isinstance(outcome, (EvaluateReply, Failure)):
+                yield outcome
+
+    def close(self) -> None:
+        """Stop serving (bounded: see NOTES on gRPC shutdown)."""
+        self._server.stop(grace=1.0).wait(timeout=5.0)
+
+    def _cohort(
+        self, tasks: Sequence[FitTask] | Sequence[EvaluateTask], weights: Weights
+    ) -> Iterator[Outcome]:
+        if not tasks:
+            return
+        deadline = time.time() + self._round_timeout
+        cohort, _ids = self.coordinator.publish(tasks, weights_to_bytes(weights), deadline)
+        yield from self.coordinator.outcomes(cohort, len(tasks), deadline)
+        for envelope in self.coordinator.close_cohort(cohort):
+            yield Failure(
+                client_id=envelope.task.client_id,
+                round=envelope.task.round,
+                stage="transport",
+                error_type="DeadlineExceeded",
+                message=f"no result within {self._round_timeout:g}s",
+            )

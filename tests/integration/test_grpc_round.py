@@ -1,0 +1,112 @@
+"""Real rounds over gRPC on 127.0.0.1: clients pull, train, upload; the server aggregates.
+
+The same app run through the simulation gives the same model, bit for bit.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fedhive.client.runner import serve
+from fedhive.server.orchestrator import RoundLoop
+from fedhive.simulation.app import AppSpec
+from fedhive.simulation.engine import run_simulation
+from fedhive.strategy.fedavg import FedAvg
+from fedhive.transport.grpc.connection import GrpcLink
+from fedhive.transport.grpc.server import GrpcServerTransport, trust_claimed_id
+
+TESTS = Path(__file__).resolve().parents[1]
+CLIENTS = ["good-0", "good-1", "good-2", "raise-0"]
+
+
+@pytest.fixture
+def server() -> Iterator[GrpcServerTransport]:
+    transport = GrpcServerTransport(
+        address="127.0.0.1:0",
+        credentials=None,
+        insecure=True,
+        identify=trust_claimed_id,
+        round_timeout=20.0,
+    )
+    try:
+        yield transport
+    finally:
+        transport.close()
+
+
+def start_clients(port: int, stop: threading.Event) -> list[threading.Thread]:
+    app = AppSpec("fake_app:build", TESTS).build({"clients": CLIENTS}, 0)
+    threads = []
+    for client_id in CLIENTS:
+        link = GrpcLink(f"127.0.0.1:{port}", client_id=client_id, credentials=None)
+        thread = threading.Thread(
+            target=serve, args=(link, app.client_fn(client_id)), kwargs={"stop": stop}
+        )
+        thread.start()
+        threads.append(thread)
+    return threads
+
+
+def test_grpc_rounds_match_the_simulation_bit_for_bit(server: GrpcServerTransport) -> None:
+    app = AppSpec("fake_app:build", TESTS).build({"clients": CLIENTS}, 0)
+    strategy = FedAvg(min_available_clients=4, fraction_evaluate=1.0)
+    stop = threading.Event()
+    threads = start_clients(server.port, stop)
+    try:
+        assert server.wait_for_clients(4, timeout=20)
+        loop = RoundLoop(strategy=strategy, transport=server, seed=11, federated_every=1)
+        networked = loop.run(app.initial_weights, 3)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+    simulated = run_simulation(app, strategy=strategy, rounds=3, seed=11, federated_every=1)
+    assert networked.version == simulated.version
+    for net, sim in zip(networked.history, simulated.history, strict=True):
+        assert net.committed
+        assert (net.fit.succeeded, net.fit.failed) == (3, 1)
+        assert dict(net.fit.failures) == {"fit:RuntimeError": 1}
+        assert net.train == sim.train
+        assert net.federated == sim.federated
+
+
+def test_a_missing_client_fails_at_the_deadline_and_the_round_completes() -> None:
+    transport = GrpcServerTransport(
+        address="127.0.0.1:0",
+        credentials=None,
+        insecure=True,
+        identify=trust_claimed_id,
+        round_timeout=1.5,
+    )
+    app = AppSpec("fake_app:build", TESTS).build({"clients": CLIENTS}, 0)
+    stop = threading.Event()
+    threads = start_clients(transport.port, stop)
+    try:
+        assert transport.wait_for_clients(4, timeout=20)
+        stop.set()  # every client leaves; one ghost keeps "registered" status
+        for thread in threads:
+            thread.join(timeout=10)
+        transport.coordinator.touch("ghost")
+        loop = RoundLoop(strategy=FedAvg(), transport=transport, seed=1)
+        state = FedAvg().initial_state(app.initial_weights)
+        _, weights, record = loop.run_round(state, 1, app.initial_weights)
+    finally:
+        transport.close()
+    assert not record.committed  # nobody answered: nothing to aggregate
+    assert record.fit.failures["transport:DeadlineExceeded"] == record.fit.selected
+    assert weights is app.initial_weights
+
+
+def test_insecure_mode_refuses_a_non_loopback_address() -> None:
+    from fedhive.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="binds only to loopback"):
+        GrpcServerTransport(
+            address="0.0.0.0:0", credentials=None, insecure=True, identify=trust_claimed_id
+        )
+    with pytest.raises(ConfigError, match="TLS credentials are required"):
+        GrpcServerTransport(address="127.0.0.1:0", credentials=None, identify=trust_claimed_id)
