@@ -17,7 +17,7 @@ from fedhive.client.pipeline import run_evaluate, run_fit
 from fedhive.core.messages import EvaluateReply, Failure, FitReply, FitTask
 from fedhive.core.serde import RecordValue, weights_from_bytes
 from fedhive.errors import FedhiveError, TransportError
-from fedhive.transport.base import ClientLink
+from fedhive.transport.base import ClientLink, Wait
 
 log = logging.getLogger("fedhive.client")
 
@@ -63,8 +63,11 @@ def serve(
                 registered = True
             item = link.pull()
             backoff.reset()
-            if isinstance(item, float):
-                stop.wait(item)
+            if isinstance(item, Wait):
+                if item.finished:
+                    log.info("the run has finished")
+                    break
+                stop.wait(item.seconds)
                 continue
             weights = weights_from_bytes(link.download(item))
             task = item.task

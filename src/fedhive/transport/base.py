@@ -8,6 +8,7 @@ them on this machine (simulation); the gRPC transport sends them to real clients
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol, Union
 
 from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
@@ -44,6 +45,14 @@ class Transport(CohortRunner, Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Wait:
+    """No task now: ask again after ``seconds`` (or stop, when the run has finished)."""
+
+    seconds: float
+    finished: bool = False
+
+
 class ClientLink(Protocol):
     """A client's connection to its server: it pulls, the server never calls it."""
 
@@ -51,8 +60,8 @@ class ClientLink(Protocol):
         """Join the federation; returns the server's run id."""
         ...
 
-    def pull(self) -> TaskEnvelope | float:
-        """The next task, or the seconds to wait before asking again."""
+    def pull(self) -> TaskEnvelope | Wait:
+        """The next task, or how long to wait before asking again."""
         ...
 
     def download(self, envelope: TaskEnvelope) -> bytes:

@@ -14,7 +14,8 @@ from fedhive.core.serde import weights_to_bytes
 from fedhive.errors import TransportError, ValidationError
 from fedhive.transport.chunks import DEFAULT_CHUNK_BYTES, Reassembler, split
 from fedhive.transport.codec import TaskEnvelope, decode, task_from_proto
-from fedhive.transport.grpc.service import SERVICE
+from fedhive.transport.base import Wait
+from fedhive.transport.grpc.service import FINISHED, SERVICE
 from fedhive.transport.proto import SCHEMA_VERSION, pb
 
 _T = TypeVar("_T")
@@ -62,14 +63,15 @@ class GrpcLink:
         reply = self._unary("Register", request, pb.RegisterReply)
         return reply.run_id
 
-    def pull(self) -> TaskEnvelope | float:
-        """The next task, or how many seconds to wait."""
+    def pull(self) -> TaskEnvelope | Wait:
+        """The next task, or how long to wait (or that the run has finished)."""
         reply = self._unary(
             "PullTask", pb.PullTaskRequest(client_id=self.client_id), pb.PullTaskReply
         )
         if reply.WhichOneof("reply") == "task":
             return task_from_proto(reply.task, client_id=self.client_id)
-        return max(0.01, min(reply.wait.retry_after_seconds, 60.0))
+        finished = reply.wait.reason == FINISHED
+        return Wait(max(0.01, min(reply.wait.retry_after_seconds, 60.0)), finished=finished)
 
     def download(self, envelope: TaskEnvelope) -> bytes:
         """The task's model, reassembled and checked against its version (SHA-256)."""

@@ -49,6 +49,7 @@ class Coordinator:
     _outcomes: queue.Queue[tuple[int, Outcome]] = field(default_factory=queue.Queue)
     _cohort: int = 0
     round: int = 0
+    finished: bool = False
 
     def touch(self, client_id: str) -> None:
         """Record that ``client_id`` is alive (registration, heartbeat, any call)."""

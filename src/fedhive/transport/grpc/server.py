@@ -111,8 +111,13 @@ class GrpcServerTransport:
             if isinstance(outcome, (EvaluateReply, Failure)):
                 yield outcome
 
-    def close(self) -> None:
-        """Stop serving (bounded: see NOTES on gRPC shutdown)."""
+    def close(self, *, linger: float = 0.0) -> None:
+        """Tell clients the run is over, wait ``linger`` seconds for them to hear it,
+        then stop serving (bounded: see NOTES on gRPC shutdown)."""
+        self.coordinator.finished = True
+        deadline = time.monotonic() + linger
+        while linger and self.coordinator.live_clients() and time.monotonic() < deadline:
+            time.sleep(0.05)
         self._server.stop(grace=1.0).wait(timeout=5.0)
 
     def _cohort(

@@ -28,6 +28,8 @@ from fedhive.transport.grpc.coordinator import Coordinator, Outcome, UploadRefus
 from fedhive.transport.proto import SCHEMA_VERSION, pb
 
 SERVICE = "fedhive.v1.Fedhive"
+FINISHED = "run finished"
+"""The Wait reason that tells clients the run is over."""
 log = logging.getLogger("fedhive.server")
 
 Identify = Callable[[grpc.ServicerContext, str], str]
@@ -83,6 +85,9 @@ class Servicer:
     def pull_task(self, request: pb.PullTaskRequest, context: grpc.ServicerContext) -> Any:
         """The next task for the caller, or how long to wait before asking again."""
         client_id = self._identify(context, request.client_id)
+        if self._coord.finished:
+            self._coord.forget(client_id)  # told: the server may stop once all are told
+            return pb.PullTaskReply(wait=pb.Wait(retry_after_seconds=0, reason=FINISHED))
         self._coord.touch(client_id)
         envelope = self._coord.pull(client_id)
         if envelope is None:
