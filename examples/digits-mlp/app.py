@@ -23,6 +23,15 @@ def make_model(hidden: int = 32) -> nn.Module:
     return nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
 
 
+def client(client_id: str, ctx: AppContext) -> TorchClient:
+    """One deployed client (``fedhive client --app app:client``): its own share only.
+
+    It derives the federation's partition from the same config and seed as the server,
+    so a deployment of N clients trains on exactly the shares a simulation would.
+    """
+    return build(ctx).client_fn(client_id)  # type: ignore[return-value]
+
+
 def build(ctx: AppContext) -> SimulationApp:
     """Build the clients, the seeded initial model and the central evaluation."""
     params = ctx.params

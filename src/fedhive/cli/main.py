@@ -9,11 +9,16 @@ from typing import Any
 
 from rich.console import Console
 
-from fedhive.cli import simulate
+from fedhive.cli import audit, deploy, provision, simulate
 from fedhive.errors import FedhiveError
 
 # Each subcommand module registers its parser and sets ``handler(args, console) -> int``.
-SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (simulate.add_parser,)
+SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
+    simulate.add_parser,
+    deploy.add_parser,
+    provision.add_parser,
+    audit.add_parser,
+)
 
 
 def _parser() -> argparse.ArgumentParser:

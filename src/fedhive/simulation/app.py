@@ -58,14 +58,8 @@ class AppSpec:
         Raises:
             ConfigError: the spec is malformed, or the module or function is missing.
         """
-        module_name, sep, attr = self.spec.partition(":")
-        if not sep or not module_name or not attr.isidentifier():
-            raise ConfigError(f"run.app: must look like 'module:function', got {self.spec!r}")
-        module = _import(module_name, self.base_dir)
-        factory = getattr(module, attr, None)
-        if not callable(factory):
-            raise ConfigError(f"run.app: {module_name!r} has no function {attr!r}")
-        return factory  # type: ignore[no-any-return]
+        factory: AppFactory = load_callable(self.spec, self.base_dir, what="run.app")
+        return factory
 
     def build(self, params: Mapping[str, Any], seed: int) -> SimulationApp:
         """Load the factory and build the app."""
@@ -77,7 +71,24 @@ class AppSpec:
         return app
 
 
-def _import(module_name: str, base_dir: Path) -> Any:
+def load_callable(spec: str, base_dir: Path, *, what: str) -> Callable[..., Any]:
+    """The function ``"module:function"`` names (the module a file in ``base_dir`` or an
+    importable module).
+
+    Raises:
+        ConfigError: a malformed spec, a missing module or function (named by ``what``).
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr.isidentifier():
+        raise ConfigError(f"{what}: must look like 'module:function', got {spec!r}")
+    module = _import(module_name, base_dir, what)
+    function = getattr(module, attr, None)
+    if not callable(function):
+        raise ConfigError(f"{what}: {module_name!r} has no function {attr!r}")
+    return function  # type: ignore[no-any-return]
+
+
+def _import(module_name: str, base_dir: Path, what: str) -> Any:
     path = base_dir.joinpath(*module_name.split(".")).with_suffix(".py")
     if path.is_file():
         # A unique name per file: two examples may both call their module "app".
@@ -87,7 +98,7 @@ def _import(module_name: str, base_dir: Path) -> Any:
             return sys.modules[unique]
         spec = importlib.util.spec_from_file_location(unique, path)
         if spec is None or spec.loader is None:
-            raise ConfigError(f"run.app: cannot load {path}")
+            raise ConfigError(f"{what}: cannot load {path}")
         module = importlib.util.module_from_spec(spec)
         sys.modules[unique] = module
         try:
@@ -100,5 +111,5 @@ def _import(module_name: str, base_dir: Path) -> Any:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise ConfigError(
-            f"run.app: no file {path} and no importable module {module_name!r}"
+            f"{what}: no file {path} and no importable module {module_name!r}"
         ) from exc

@@ -1,4 +1,5 @@
-"""The configuration of ``fedhive simulate``: TOML sections onto frozen dataclasses.
+"""The run configuration (``fedhive simulate`` and ``fedhive server``): TOML sections
+onto frozen dataclasses.
 
 ```toml
 [run]         app = "app:build", rounds = 30, seed = 0
@@ -6,6 +7,7 @@
 [client]      local_epochs = 5, batch_size = 16, learning_rate = 0.1
 [simulation]  backend = "local" | "process", workers = 2
 [evaluation]  centralized = true, federated_every = 0 (0: never)
+[server]      address = "127.0.0.1:8443", round_timeout = 60, min_clients = 1 (deployment)
 [app]         anything: passed to the app factory as ``params``
 ```
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fedhive.core._compat import StrEnum, tomllib
-from fedhive.core.config import convert, from_table
+from fedhive.core.config import check_int, check_real, convert, from_table
 from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
 from fedhive.simulation.backends.process import StartMethod
@@ -75,6 +77,21 @@ class EvaluationSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ServerSection:
+    """The deployment server: where it listens, how long rounds and start-up may take."""
+
+    address: str = "127.0.0.1:8443"
+    round_timeout: float = 60.0
+    min_clients: int = 1
+    wait_timeout: float = 300.0
+
+    def __post_init__(self) -> None:
+        check_real("round_timeout", self.round_timeout, low=0, low_open=True)
+        check_int("min_clients", self.min_clients, minimum=1)
+        check_real("wait_timeout", self.wait_timeout, low=0)
+
+
+@dataclass(frozen=True, kw_only=True)
 class SimulationConfig:
     """A whole ``fedhive simulate`` configuration, validated."""
 
@@ -83,6 +100,7 @@ class SimulationConfig:
     strategy: Strategy
     simulation: SimulationSection = field(default_factory=SimulationSection)
     evaluation: EvaluationSection = field(default_factory=EvaluationSection)
+    server: ServerSection = field(default_factory=ServerSection)
     app: Mapping[str, Any] = field(default_factory=dict)
 
     def with_overrides(
@@ -117,11 +135,12 @@ class SimulationConfig:
                 "start_method": str(self.simulation.start_method),
             },
             "evaluation": dataclasses.asdict(self.evaluation),
+            "server": dataclasses.asdict(self.server),
             "app": dict(self.app),
         }
 
 
-_SECTIONS = ("run", "strategy", "client", "simulation", "evaluation", "app")
+_SECTIONS = ("run", "strategy", "client", "simulation", "evaluation", "server", "app")
 
 
 def parse_config(data: Mapping[str, Any]) -> SimulationConfig:
@@ -146,6 +165,7 @@ def parse_config(data: Mapping[str, Any]) -> SimulationConfig:
         strategy=strategy,
         simulation=from_table(SimulationSection, data.get("simulation", {}), "simulation"),
         evaluation=from_table(EvaluationSection, data.get("evaluation", {}), "evaluation"),
+        server=from_table(ServerSection, data.get("server", {}), "server"),
         app=convert(dict, data.get("app", {}), "app"),
     )
 

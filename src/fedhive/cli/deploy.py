@@ -1,0 +1,157 @@
+"""``fedhive server`` and ``fedhive client``: one federation across real processes.
+
+The server runs the same round loop as ``fedhive simulate`` over the gRPC transport
+with mutual TLS; each client pulls its tasks, trains on its own data and uploads.
+Both stop cleanly on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from fedhive.cli.progress import Observers, ProgressDisplay
+from fedhive.client.base import Client
+from fedhive.client.runner import serve
+from fedhive.errors import ConfigError, NotEnoughClientsError
+from fedhive.pki.revocation import RevocationList
+from fedhive.pki.tls import TLSConfig
+from fedhive.server.orchestrator import RoundLoop
+from fedhive.simulation.app import AppContext, AppSpec, load_callable
+from fedhive.simulation.config import load_config
+from fedhive.simulation.output import RunWriter
+from fedhive.transport.grpc.connection import GrpcLink
+from fedhive.transport.grpc.security import (
+    CertificateIdentity,
+    channel_credentials,
+    server_credentials,
+)
+from fedhive.transport.grpc.server import GrpcServerTransport, trust_claimed_id
+
+
+def add_parser(commands: Any) -> None:
+    """Register the ``server`` and ``client`` subcommands."""
+    server = commands.add_parser("server", help="run the federation's server (gRPC, mTLS)")
+    server.add_argument("config", type=Path, help="the run's TOML config")
+    server.add_argument("--state", type=Path, required=True, help="folder for the run's files")
+    server.add_argument("--certs", type=Path, help="the provisioned server folder")
+    server.add_argument("--address", help="HOST:PORT to listen on (default: [server] address)")
+    server.add_argument("--insecure", action="store_true", help="no TLS (loopback only)")
+    server.set_defaults(handler=run_server)
+    client = commands.add_parser("client", help="join a federation as one client")
+    client.add_argument("--server", required=True, help="the server's HOST:PORT")
+    client.add_argument("--certs", type=Path, help="this client's provisioned folder")
+    client.add_argument("--client-id", required=True)
+    client.add_argument(
+        "--app", required=True, help="MODULE:FUNCTION(client_id, ctx) building the Client"
+    )
+    client.add_argument(
+        "--config", type=Path, help="a run config: its [app] table and seed reach the app"
+    )
+    client.add_argument("--server-name", default="localhost", help="name in the server cert")
+    client.add_argument("--insecure", action="store_true", help="no TLS (local experiments)")
+    client.set_defaults(handler=run_client)
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_server(args: argparse.Namespace, console: Console) -> int:
+    """Serve the run its config describes until its rounds are done."""
+    _logging()
+    config = load_config(args.config)
+    if args.insecure:
+        console.print("[bold red]WARNING: --insecure: no TLS, no client authentication[/]")
+        credentials, identify = None, trust_claimed_id
+    elif args.certs is None:
+        raise ConfigError("server: --certs is required (or --insecure for local experiments)")
+    else:
+        credentials = server_credentials(TLSConfig.from_dir(args.certs))
+        identify = CertificateIdentity(RevocationList.from_dir(args.certs))
+    app = AppSpec(config.run.app, args.config.resolve().parent).build(config.app, config.run.seed)
+    transport = GrpcServerTransport(
+        address=args.address or config.server.address,
+        credentials=credentials,
+        identify=identify,
+        insecure=args.insecure,
+        round_timeout=config.server.round_timeout,
+    )
+    signal.signal(signal.SIGTERM, _interrupt)
+    writer = RunWriter(args.state, config.to_json())
+    started = time.perf_counter()
+    try:
+        console.print(f"listening on port {transport.port}; waiting for clients", highlight=False)
+        if not transport.wait_for_clients(config.server.min_clients, config.server.wait_timeout):
+            raise NotEnoughClientsError(
+                f"fewer than {config.server.min_clients} clients joined within "
+                f"{config.server.wait_timeout:g}s"
+            )
+        with ProgressDisplay(console, config.run.rounds) as display:
+            loop = RoundLoop(
+                strategy=config.strategy,
+                transport=transport,
+                seed=config.run.seed,
+                evaluate_fn=app.evaluate_fn if config.evaluation.centralized else None,
+                federated_every=config.evaluation.federated_every,
+                observer=Observers(writer, display),
+            )
+            result = loop.run(app.initial_weights, config.run.rounds)
+    finally:
+        transport.close(linger=5.0)
+    summary = writer.finish(
+        result, seed=config.run.seed, wall_seconds=time.perf_counter() - started
+    )
+    console.print_json(data=summary)
+    return 0
+
+
+def run_client(args: argparse.Namespace, console: Console) -> int:
+    """Work for the server until the run finishes or a signal stops this client."""
+    _logging()
+    if args.config is not None:
+        config = load_config(args.config)
+        base = args.config.resolve().parent
+        ctx = AppContext(params=config.app, seed=config.run.seed, base_dir=base)
+    else:
+        ctx = AppContext(params={}, seed=0, base_dir=Path.cwd())
+    client = load_callable(args.app, ctx.base_dir, what="--app")(args.client_id, ctx)
+    if not isinstance(client, Client):
+        raise ConfigError(f"--app: {args.app} returned {type(client).__name__}, not a Client")
+    if args.insecure:
+        credentials = None
+        console.print("[bold red]WARNING: --insecure: no TLS[/]")
+    elif args.certs is None:
+        raise ConfigError("client: --certs is required (or --insecure for local experiments)")
+    else:
+        credentials = channel_credentials(TLSConfig.from_dir(args.certs))
+    link = GrpcLink(
+        args.server,
+        client_id=args.client_id,
+        credentials=credentials,
+        server_name=None if args.insecure else args.server_name,
+    )
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    try:
+        done = serve(link, client, stop=stop)
+    finally:
+        link.close()
+    console.print(f"client {args.client_id}: {done} tasks done", highlight=False)
+    return 0
