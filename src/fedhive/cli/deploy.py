@@ -30,6 +30,8 @@ from fedhive.simulation.output import RunWriter
 from fedhive.transport.grpc.connection import GrpcLink
 from fedhive.transport.grpc.security import (
     CertificateIdentity,
+    ClientSignatures,
+    Signatures,
     channel_credentials,
     server_credentials,
 )
@@ -79,12 +81,14 @@ def run_server(args: argparse.Namespace, console: Console) -> int:
     config = load_config(args.config)
     if args.insecure:
         console.print("[bold red]WARNING: --insecure: no TLS, no client authentication[/]")
-        credentials, identify = None, trust_claimed_id
+        credentials, identify, signatures = None, trust_claimed_id, None
     elif args.certs is None:
         raise ConfigError("server: --certs is required (or --insecure for local experiments)")
     else:
-        credentials = server_credentials(TLSConfig.from_dir(args.certs))
+        tls = TLSConfig.from_dir(args.certs)
+        credentials = server_credentials(tls)
         identify = CertificateIdentity(RevocationList.from_dir(args.certs))
+        signatures = Signatures(tls)
     app = AppSpec(config.run.app, args.config.resolve().parent).build(config.app, config.run.seed)
     transport = GrpcServerTransport(
         address=args.address or config.server.address,
@@ -92,6 +96,7 @@ def run_server(args: argparse.Namespace, console: Console) -> int:
         identify=identify,
         insecure=args.insecure,
         round_timeout=config.server.round_timeout,
+        signatures=signatures,
     )
     signal.signal(signal.SIGTERM, _interrupt)
     writer = RunWriter(args.state, config.to_json())
@@ -134,18 +139,22 @@ def run_client(args: argparse.Namespace, console: Console) -> int:
     client = load_callable(args.app, ctx.base_dir, what="--app")(args.client_id, ctx)
     if not isinstance(client, Client):
         raise ConfigError(f"--app: {args.app} returned {type(client).__name__}, not a Client")
+    client_signatures = None
     if args.insecure:
         credentials = None
         console.print("[bold red]WARNING: --insecure: no TLS[/]")
     elif args.certs is None:
         raise ConfigError("client: --certs is required (or --insecure for local experiments)")
     else:
-        credentials = channel_credentials(TLSConfig.from_dir(args.certs))
+        tls = TLSConfig.from_dir(args.certs)
+        credentials = channel_credentials(tls)
+        client_signatures = ClientSignatures(tls)
     link = GrpcLink(
         args.server,
         client_id=args.client_id,
         credentials=credentials,
         server_name=None if args.insecure else args.server_name,
+        signatures=client_signatures,
     )
     stop = threading.Event()
     _stop_on_signals(stop)

@@ -12,9 +12,11 @@ from google.protobuf.message import Message
 from fedhive.core.messages import EvaluateReply, Failure, FitReply
 from fedhive.core.serde import weights_to_bytes
 from fedhive.errors import TransportError, ValidationError
+from fedhive.transport.base import Wait
 from fedhive.transport.chunks import DEFAULT_CHUNK_BYTES, Reassembler, split
 from fedhive.transport.codec import TaskEnvelope, decode, task_from_proto
-from fedhive.transport.base import Wait
+from fedhive.transport.envelope import ModelClaim, ResultClaim
+from fedhive.transport.grpc.security import ClientSignatures
 from fedhive.transport.grpc.service import FINISHED, SERVICE
 from fedhive.transport.proto import SCHEMA_VERSION, pb
 
@@ -41,7 +43,10 @@ class GrpcLink:
         server_name: str | None = None,
         max_model_mib: int = 256,
         timeout: float = 30.0,
+        signatures: ClientSignatures | None = None,
     ) -> None:
+        self._signatures = signatures
+        self._server_certificate = b""
         options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", 16 * _MiB),
             ("grpc.max_send_message_length", 16 * _MiB),
@@ -61,6 +66,7 @@ class GrpcLink:
         """Join the federation; returns the run id."""
         request = pb.RegisterRequest(schema_version=SCHEMA_VERSION, client_id=self.client_id)
         reply = self._unary("Register", request, pb.RegisterReply)
+        self._server_certificate = reply.server_certificate
         return reply.run_id
 
     def pull(self) -> TaskEnvelope | Wait:
@@ -91,7 +97,18 @@ class GrpcLink:
             if chunk.model_version != version or chunk.total_size != envelope.model_size:
                 raise ValidationError("the server streamed another model", stage="download")
             payload.add(chunk.offset, chunk.data)
-        return payload.finish()
+        data = payload.finish()
+        if self._signatures is not None:
+            claim = ModelClaim(
+                run_id=envelope.run_id,
+                round=envelope.task.round,
+                model_version=version,
+                size=len(data),
+            )
+            self._signatures.verify_model(
+                claim, envelope.model_signature, data, self._server_certificate
+            )
+        return data
 
     def upload(self, envelope: TaskEnvelope, outcome: FitReply | EvaluateReply | Failure) -> str:
         """Send the outcome of ``envelope``'s task; returns the server's verdict."""
@@ -120,6 +137,16 @@ class GrpcLink:
             header.metrics.update(outcome.metrics)
         header.payload_size = len(payload)
         header.payload_sha256 = hashlib.sha256(payload).hexdigest()
+        if self._signatures is not None:
+            claim = ResultClaim(
+                run_id=envelope.run_id,
+                round=task.round,
+                task_id=envelope.task_id,
+                client_id=self.client_id,
+                model_version=task.version,
+                payload_sha256=header.payload_sha256,
+            )
+            header.signature = self._signatures.sign_result(claim)
 
         def chunks() -> Iterator[Any]:
             yield pb.ResultChunk(header=header)

@@ -73,7 +73,11 @@ class Coordinator:
             return self._models.get(version)
 
     def publish(
-        self, tasks: Sequence[FitTask] | Sequence[EvaluateTask], payload: bytes, deadline: float
+        self,
+        tasks: Sequence[FitTask] | Sequence[EvaluateTask],
+        payload: bytes,
+        deadline: float,
+        model_signature: bytes = b"",
     ) -> tuple[int, dict[str, str]]:
         """Queue one task per client for pulling; return the cohort id and task ids."""
         with self._lock:
@@ -90,6 +94,7 @@ class Coordinator:
                     run_id=self.run_id,
                     deadline_unix=deadline,
                     model_size=len(payload),
+                    model_signature=model_signature,
                 )
                 self._pending.setdefault(task.client_id, deque()).append(envelope)
                 self._issued[envelope.task_id] = _Issued(envelope, cohort)

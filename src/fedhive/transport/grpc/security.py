@@ -12,10 +12,19 @@ import logging
 
 import grpc
 
-from fedhive.errors import FedhiveError
+from fedhive.errors import FedhiveError, SignatureError
+from fedhive.pki.authority import load_private_key
 from fedhive.pki.identity import client_id_of, load_certificate
 from fedhive.pki.revocation import RevocationList
 from fedhive.pki.tls import TLSConfig
+from fedhive.transport.envelope import (
+    ModelClaim,
+    ResultClaim,
+    sign_model,
+    sign_result,
+    verify_model,
+    verify_result,
+)
 
 log = logging.getLogger("fedhive.server")
 
@@ -67,3 +76,69 @@ class CertificateIdentity:
                 f"the request names {claimed!r}, the certificate belongs to {client_id!r}",
             )
         return client_id
+
+
+class Signatures:
+    """The server's side of signed messages: it signs models, verifies results.
+
+    Args:
+        tls: the server's provisioned TLS material (its key signs; the CA verifies).
+    """
+
+    def __init__(self, tls: TLSConfig) -> None:
+        ca, cert, key = tls.read()
+        self.ca = load_certificate(ca)
+        self.certificate_pem = cert
+        self._key = load_private_key(key)
+
+    def sign_model(self, claim: ModelClaim) -> bytes:
+        """The server's signature over a model claim."""
+        return sign_model(claim, self._key)
+
+    def verify_result(
+        self, context: grpc.ServicerContext, claim: ResultClaim, signature: bytes
+    ) -> None:
+        """Check the caller's signature over ``claim`` with its TLS-verified certificate.
+
+        Raises:
+            SignatureError: the signature or the certificate does not verify.
+        """
+        pem = next(iter(context.auth_context().get("x509_pem_cert", ())), None)
+        if pem is None:
+            raise SignatureError("no client certificate to verify the signature with")
+        verify_result(
+            claim,
+            signature,
+            load_certificate(bytes(pem)),
+            ca_certificate=self.ca,
+            expected_client_id=claim.client_id,
+        )
+
+
+class ClientSignatures:
+    """A client's side: it signs results, verifies the models it is sent."""
+
+    def __init__(self, tls: TLSConfig) -> None:
+        ca, _cert, key = tls.read()
+        self._ca = load_certificate(ca)
+        self._key = load_private_key(key)
+
+    def sign_result(self, claim: ResultClaim) -> bytes:
+        """This client's signature over a result claim."""
+        return sign_result(claim, self._key)
+
+    def verify_model(
+        self, claim: ModelClaim, signature: bytes, payload: bytes, server_certificate: bytes
+    ) -> None:
+        """Check the server's signature and the payload before training on it.
+
+        Raises:
+            SignatureError: the signature, the certificate or the bytes do not verify.
+        """
+        verify_model(
+            claim,
+            signature,
+            load_certificate(server_certificate),
+            ca_certificate=self._ca,
+            payload=payload,
+        )

@@ -21,7 +21,9 @@ from fedhive.core.serde import weights_to_bytes
 from fedhive.core.weights import Weights
 from fedhive.errors import ConfigError, TransportError
 from fedhive.transport.base import EvaluateOutcome, FitOutcome
+from fedhive.transport.envelope import ModelClaim
 from fedhive.transport.grpc.coordinator import Coordinator, Outcome
+from fedhive.transport.grpc.security import Signatures
 from fedhive.transport.grpc.service import Identify, Servicer, handler
 
 log = logging.getLogger("fedhive.server")
@@ -58,12 +60,16 @@ class GrpcServerTransport:
         round_timeout: float = 60.0,
         max_message_mib: int = 256,
         workers: int = 16,
+        signatures: Signatures | None = None,
     ) -> None:
         host = address.rsplit(":", 1)[0].strip("[]")
         if credentials is None and not insecure:
             raise ConfigError("server: TLS credentials are required (insecure=True to opt out)")
         if insecure and host not in ("127.0.0.1", "localhost", "::1"):
             raise ConfigError(f"server: insecure mode binds only to loopback, not {host!r}")
+        if credentials is not None and signatures is None:
+            raise ConfigError("server: with TLS, results must be signed (pass signatures)")
+        self._signatures = signatures
         self.coordinator = Coordinator(run_id=run_id or uuid.uuid4().hex[:12])
         self._round_timeout = round_timeout
         options = [
@@ -72,7 +78,10 @@ class GrpcServerTransport:
         ]
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
         servicer = Servicer(
-            self.coordinator, identify=identify, max_upload_bytes=max_message_mib * _MiB
+            self.coordinator,
+            identify=identify,
+            max_upload_bytes=max_message_mib * _MiB,
+            signatures=signatures,
         )
         self._server.add_generic_rpc_handlers((handler(servicer),))
         if credentials is None:
@@ -98,18 +107,16 @@ class GrpcServerTransport:
         return True
 
     def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
-        """Publish fit tasks and stream their outcomes until all arrive or time runs out."""
-        for outcome in self._cohort(tasks, weights):
-            if isinstance(outcome, (FitReply, Failure)):
-                yield outcome
+        """Publish fit tasks now; stream their outcomes until all arrive or time runs out."""
+        collected = self._collect(tasks, self._publish(tasks, weights))
+        return (o for o in collected if isinstance(o, (FitReply, Failure)))
 
     def evaluate(
         self, tasks: Sequence[EvaluateTask], weights: Weights
     ) -> Iterator[EvaluateOutcome]:
-        """Publish evaluate tasks and stream their outcomes."""
-        for outcome in self._cohort(tasks, weights):
-            if isinstance(outcome, (EvaluateReply, Failure)):
-                yield outcome
+        """Publish evaluate tasks now; stream their outcomes."""
+        collected = self._collect(tasks, self._publish(tasks, weights))
+        return (o for o in collected if isinstance(o, (EvaluateReply, Failure)))
 
     def close(self, *, linger: float = 0.0) -> None:
         """Tell clients the run is over, wait ``linger`` seconds for them to hear it,
@@ -120,13 +127,33 @@ class GrpcServerTransport:
             time.sleep(0.05)
         self._server.stop(grace=1.0).wait(timeout=5.0)
 
-    def _cohort(
+    def _publish(
         self, tasks: Sequence[FitTask] | Sequence[EvaluateTask], weights: Weights
+    ) -> tuple[int, float]:
+        """Queue the tasks for their clients (with the signed model); cohort, deadline."""
+        deadline = time.time() + self._round_timeout
+        if not tasks:
+            return 0, deadline
+        payload = weights_to_bytes(weights)
+        signature = b""
+        if self._signatures is not None:
+            claim = ModelClaim(
+                run_id=self.coordinator.run_id,
+                round=tasks[0].round,
+                model_version=tasks[0].version,
+                size=len(payload),
+            )
+            signature = self._signatures.sign_model(claim)
+        cohort, _ids = self.coordinator.publish(tasks, payload, deadline, signature)
+        return cohort, deadline
+
+    def _collect(
+        self, tasks: Sequence[FitTask] | Sequence[EvaluateTask], published: tuple[int, float]
     ) -> Iterator[Outcome]:
+        """Outcomes of the cohort; at the deadline, failures for the unanswered."""
+        cohort, deadline = published
         if not tasks:
             return
-        deadline = time.time() + self._round_timeout
-        cohort, _ids = self.coordinator.publish(tasks, weights_to_bytes(weights), deadline)
         yield from self.coordinator.outcomes(cohort, len(tasks), deadline)
         for envelope in self.coordinator.close_cohort(cohort):
             yield Failure(

@@ -24,7 +24,9 @@ from fedhive.transport.codec import (
     metrics_from_proto,
     task_to_proto,
 )
+from fedhive.transport.envelope import ResultClaim
 from fedhive.transport.grpc.coordinator import Coordinator, Outcome, UploadRefusedError
+from fedhive.transport.grpc.security import Signatures
 from fedhive.transport.proto import SCHEMA_VERSION, pb
 
 SERVICE = "fedhive.v1.Fedhive"
@@ -54,7 +56,9 @@ class Servicer:
         max_upload_bytes: int,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         retry_after: float = 0.2,
+        signatures: Signatures | None = None,
     ) -> None:
+        self._signatures = signatures
         self._coord = coordinator
         self._identify = identify
         self._max_upload = max_upload_bytes
@@ -75,6 +79,7 @@ class Servicer:
             schema_version=SCHEMA_VERSION,
             run_id=self._coord.run_id,
             heartbeat_seconds=self._coord.heartbeat_timeout / 3,
+            server_certificate=self._signatures.certificate_pem if self._signatures else b"",
         )
 
     def heartbeat(self, request: pb.HeartbeatRequest, context: grpc.ServicerContext) -> Any:
@@ -127,6 +132,7 @@ class Servicer:
             return _reply(verdict.status, verdict.message)
         reply = _reply("accepted", "")
         try:
+            self._verify_signature(context, header, envelope)
             outcome: Outcome = self._receive(header, envelope, chunks)
         except FedhiveError as exc:
             log.warning("upload from %s rejected: %s", client_id, exc)
@@ -148,6 +154,22 @@ class Servicer:
             round=self._coord.round,
             connected_nodes=len(self._coord.live_clients()),
         )
+
+    def _verify_signature(
+        self, context: grpc.ServicerContext, header: pb.ResultHeader, envelope: TaskEnvelope
+    ) -> None:
+        """The client signed (run, round, task, model version, payload hash) of its task."""
+        if self._signatures is None:
+            return
+        claim = ResultClaim(
+            run_id=self._coord.run_id,
+            round=envelope.task.round,
+            task_id=envelope.task_id,
+            client_id=envelope.task.client_id,
+            model_version=envelope.task.version,
+            payload_sha256=check_digest(header.payload_sha256, "payload_sha256"),
+        )
+        self._signatures.verify_result(context, claim, header.signature)
 
     def _receive(
         self, header: pb.ResultHeader, envelope: TaskEnvelope, chunks: Iterator[pb.ResultChunk]

@@ -79,14 +79,16 @@ class RegisterRequest(_message.Message):
     def __init__(self, schema_version: _Optional[int] = ..., client_id: _Optional[str] = ...) -> None: ...
 
 class RegisterReply(_message.Message):
-    __slots__ = ("schema_version", "run_id", "heartbeat_seconds")
+    __slots__ = ("schema_version", "run_id", "heartbeat_seconds", "server_certificate")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SERVER_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     run_id: str
     heartbeat_seconds: float
-    def __init__(self, schema_version: _Optional[int] = ..., run_id: _Optional[str] = ..., heartbeat_seconds: _Optional[float] = ...) -> None: ...
+    server_certificate: bytes
+    def __init__(self, schema_version: _Optional[int] = ..., run_id: _Optional[str] = ..., heartbeat_seconds: _Optional[float] = ..., server_certificate: _Optional[bytes] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("client_id",)
