@@ -45,7 +45,7 @@ def load_certificate(pem: bytes | str) -> x509.Certificate:
     Raises:
         SerializationError: ``pem`` is not a PEM-encoded X.509 certificate.
     """
-    data = pem.encode("ascii", "replace") if isinstance(pem, str) else pem
+    data = pem.encode() if isinstance(pem, str) else pem
     if not isinstance(data, bytes):
         raise SerializationError(f"certificate: expected PEM bytes, got {type(pem).__name__}")
     try:
@@ -84,5 +84,9 @@ def _ids_from_san(cert: x509.Certificate) -> list[str]:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []
+    except ValueError as exc:  # extensions are parsed lazily, on first access
+        raise SerializationError(f"certificate: malformed extensions ({exc})") from None
     uris = san.get_values_for_type(x509.UniformResourceIdentifier)
-    return [uri.removeprefix(CLIENT_URI_PREFIX) for uri in uris if uri.startswith(CLIENT_URI_PREFIX)]
+    return [
+        uri.removeprefix(CLIENT_URI_PREFIX) for uri in uris if uri.startswith(CLIENT_URI_PREFIX)
+    ]

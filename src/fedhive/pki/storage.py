@@ -57,6 +57,7 @@ def write_private(path: Path, data: bytes) -> None:
             path.unlink()  # no half-written key left behind
         raise ConfigError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
+
 def write_atomic(path: Path, data: bytes, *, mode: int = PUBLIC_MODE) -> None:
     """Replace ``path`` with ``data`` atomically (temporary file, then ``os.replace``).
 

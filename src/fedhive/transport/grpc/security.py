@@ -62,7 +62,15 @@ class CertificateIdentity:
         except FedhiveError as exc:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, f"unusable certificate: {exc}")
             raise  # abort raises; this keeps type checkers informed
-        if self._revocations is not None and self._revocations.is_revoked(cert.serial_number):
+        try:
+            revoked = self._revocations is not None and self._revocations.is_revoked(
+                cert.serial_number
+            )
+        except FedhiveError as exc:  # fail closed: no readable CRL, no service
+            log.error("revocation list unusable: %s", exc)
+            context.abort(grpc.StatusCode.UNAVAILABLE, "revocation list unavailable")
+            raise
+        if revoked:
             log.warning(
                 "refused %s from %s: certificate %x revoked",
                 client_id,

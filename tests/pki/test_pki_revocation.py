@@ -1,0 +1,120 @@
+"""Revocation: the CRL grows, a live RevocationList sees it, a foreign CRL is refused."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fedhive.errors import ConfigError, SerializationError
+from fedhive.pki import (
+    CertificateAuthority,
+    RevocationList,
+    load_certificate,
+    provision,
+    read_registry,
+    revoke,
+)
+from fedhive.pki.revocation import sign_crl
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    provision(tmp_path / "pki", clients=3, server_names=[])
+    return tmp_path / "pki"
+
+
+def serial_of(out: Path, client_id: str) -> int:
+    return load_certificate((out / "clients" / client_id / "cert.pem").read_bytes()).serial_number
+
+
+def bump_mtime(path: Path, seconds: int) -> None:
+    # Set the time explicitly: a coarse file-system clock could leave it unchanged.
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + seconds * 1_000_000_000))
+
+
+def test_a_fresh_crl_revokes_nobody(out: Path) -> None:
+    crl = RevocationList.from_dir(out / "server")
+    assert crl.number == 1
+    assert crl.serials == frozenset()
+    assert not crl.is_revoked(serial_of(out, "client-0000"))
+
+
+def test_revoke_refuses_that_client_only(out: Path) -> None:
+    record = revoke(out, "client-0001")
+    assert record.revoked
+    assert record.serial == serial_of(out, "client-0001")
+    crl = RevocationList.from_dir(out / "server")
+    assert crl.is_revoked(serial_of(out, "client-0001"))
+    assert not crl.is_revoked(serial_of(out, "client-0000"))
+    assert not crl.is_revoked(serial_of(out, "client-0002"))
+    assert crl.number == 2
+    registry = read_registry(out / "registry.json")
+    assert [cid for cid, rec in sorted(registry.items()) if rec.revoked] == ["client-0001"]
+
+
+def test_a_running_list_sees_later_revocations(out: Path) -> None:
+    crl = RevocationList.from_dir(out / "server")  # made before any revocation
+    first, second = serial_of(out, "client-0000"), serial_of(out, "client-0002")
+    assert not crl.is_revoked(first)
+    revoke(out, "client-0000")
+    bump_mtime(out / "server" / "crl.pem", 1)
+    assert crl.is_revoked(first)
+    assert not crl.is_revoked(second)
+    revoke(out, "client-0002")
+    bump_mtime(out / "server" / "crl.pem", 2)
+    assert crl.is_revoked(first)
+    assert crl.is_revoked(second)
+    assert crl.number == 3
+
+
+def test_a_list_watching_a_copied_crl_sees_an_in_place_change(out: Path, tmp_path: Path) -> None:
+    # A server on another machine gets crl.pem copied over its own (same inode, new bytes).
+    server = tmp_path / "server-copy"
+    shutil.copytree(out / "server", server)
+    crl = RevocationList.from_dir(server)
+    revoke(out, "client-0002")
+    with (server / "crl.pem").open("r+b") as file:
+        file.write((out / "server" / "crl.pem").read_bytes())
+        file.truncate()
+    bump_mtime(server / "crl.pem", 5)
+    assert crl.is_revoked(serial_of(out, "client-0002"))
+
+
+def test_unknown_and_twice_revoked_clients_are_refused(out: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown"):
+        revoke(out, "client-0099")
+    with pytest.raises(ConfigError, match="client id"):
+        revoke(out, "bad id")
+    revoke(out, "client-0000")
+    with pytest.raises(ConfigError, match="already revoked"):
+        revoke(out, "client-0000")
+    assert RevocationList.from_dir(out / "server").number == 2
+
+
+def test_a_crl_signed_by_another_ca_is_refused(out: Path) -> None:
+    other = CertificateAuthority.create()  # same default name, other key
+    forged = sign_crl(other, {}, number=7)
+    crl_path = out / "server" / "crl.pem"
+    crl = RevocationList.from_dir(out / "server")
+    crl_path.write_bytes(forged)
+    bump_mtime(crl_path, 1)
+    with pytest.raises(SerializationError, match="not signed by this CA"):
+        crl.is_revoked(1)  # a running server fails closed
+    with pytest.raises(SerializationError, match="not signed by this CA"):
+        RevocationList.from_dir(out / "server")
+    with pytest.raises(SerializationError, match="not signed by this CA"):
+        revoke(out, "client-0000")
+
+
+def test_junk_and_missing_crls_are_refused(out: Path) -> None:
+    crl_path = out / "server" / "crl.pem"
+    crl_path.write_bytes(b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n")
+    with pytest.raises(SerializationError, match="CRL"):
+        RevocationList.from_dir(out / "server")
+    crl_path.unlink()
+    with pytest.raises(ConfigError, match=r"crl\.pem"):
+        RevocationList.from_dir(out / "server")
