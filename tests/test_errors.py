@@ -22,6 +22,7 @@ from fedhive.errors import (
     SerializationError,
     ShapeMismatchError,
     SignatureError,
+    StoreError,
     TransportError,
     ValidationError,
 )
@@ -40,6 +41,7 @@ BUILTIN_BASES: list[tuple[type[FedhiveError], type[Exception]]] = [
     (AggregationError, ArithmeticError),
     (NotEnoughClientsError, RuntimeError),
     (TransportError, ConnectionError),
+    (StoreError, RuntimeError),
 ]
 
 

@@ -16,7 +16,8 @@ inherit the builtin exception that fits, so ``except ValueError`` keeps working:
     ├── ClientError(RuntimeError)          a client raised or returned something unusable
     ├── AggregationError(ArithmeticError)  aggregation cannot produce a model
     ├── NotEnoughClientsError(RuntimeError) fewer clients than a strategy requires
-    └── TransportError(ConnectionError)    a transport could not deliver a message
+    ├── TransportError(ConnectionError)    a transport could not deliver a message
+    └── StoreError(RuntimeError)           the server's durable state cannot be read or written
 
 Errors carry context where it is known: ``client_id``, ``round`` and ``stage`` (the
 pipeline stage that refused), shown in ``str(err)``.
@@ -37,6 +38,7 @@ __all__ = [
     "SerializationError",
     "ShapeMismatchError",
     "SignatureError",
+    "StoreError",
     "TransportError",
     "ValidationError",
 ]
@@ -126,3 +128,8 @@ class NotEnoughClientsError(FedhiveError, RuntimeError):
 
 class TransportError(FedhiveError, ConnectionError):
     """A transport could not deliver a message (a worker died, a connection closed)."""
+
+
+class StoreError(FedhiveError, RuntimeError):
+    """The server's durable state store failed: I/O, locking, a broken constraint, or
+    data that is missing or in a state that does not allow the operation."""

@@ -1,0 +1,45 @@
+"""The durable state of a deployment server: SQLite, content-addressed blobs, audit log.
+
+A state folder holds ``state.sqlite`` (numbered SQL migrations, WAL, ``synchronous=FULL``)
+and ``blobs/`` (models and strategy states under their SHA-256). A committed round is
+all-or-nothing, so a server killed at any moment resumes from
+:meth:`StateStore.latest_committed` with nothing committed lost, and the hash-chained
+audit log (:func:`verify_chain`) shows whether history was edited since.
+"""
+
+from fedhive.server.store.audit import AuditEntry, AuditReport, verify_chain
+from fedhive.server.store.blobs import BlobStore
+from fedhive.server.store.records import (
+    CommittedRound,
+    ModelVersion,
+    NodeRecord,
+    NodeStatus,
+    ResultRecord,
+    RoundInfo,
+    RoundState,
+    Run,
+    TaskKind,
+    TaskRecord,
+    TaskStatus,
+)
+from fedhive.server.store.state import DATABASE_NAME, StateStore
+
+__all__ = [
+    "DATABASE_NAME",
+    "AuditEntry",
+    "AuditReport",
+    "BlobStore",
+    "CommittedRound",
+    "ModelVersion",
+    "NodeRecord",
+    "NodeStatus",
+    "ResultRecord",
+    "RoundInfo",
+    "RoundState",
+    "Run",
+    "StateStore",
+    "TaskKind",
+    "TaskRecord",
+    "TaskStatus",
+    "verify_chain",
+]

@@ -1,0 +1,120 @@
+"""A content-addressed blob store: bytes filed under their SHA-256, checked on read.
+
+A blob with digest ``abcdef…`` lives at ``ROOT/ab/cdef…``. It is written to a temporary
+file in the same folder, flushed and fsync'd, then renamed onto its final name with
+``os.replace`` (atomic on POSIX) and the folder fsync'd, so a crash never leaves a
+half-written blob under a final name, and a blob that a later database commit refers to
+survives a power loss. Temporary files a crash leaves behind (``.tmp-*``) are never
+read as blobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from fedhive.errors import SerializationError, StoreError
+
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+class BlobStore:
+    """Bytes stored once per content, addressed by their hex SHA-256."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        """Open (and create when missing) the blob folder ``root``.
+
+        Raises:
+            StoreError: the folder cannot be created.
+        """
+        self.root = Path(root)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"blob store: cannot create {self.root}: {exc}") from exc
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` durably and return its hex SHA-256 (a no-op if already stored).
+
+        Raises:
+            StoreError: the blob cannot be written (disk full, permissions).
+        """
+        digest = hashlib.sha256(data).hexdigest()
+        path = self._path(digest)
+        if path.is_file():
+            return digest
+        try:
+            _write_atomically(path, bytes(data))
+        except OSError as exc:
+            raise StoreError(f"blob store: cannot write blob {digest}: {exc}") from exc
+        return digest
+
+    def get(self, digest: str) -> bytes:
+        """The bytes stored under ``digest``, after checking that they still hash to it.
+
+        Raises:
+            StoreError: no blob has that digest.
+            SerializationError: ``digest`` is not a hex SHA-256, or the stored bytes no
+                longer match it (the file was corrupted or replaced).
+        """
+        path = self._path(digest)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"blob store: blob {digest} is missing") from None
+        except OSError as exc:
+            raise StoreError(f"blob store: cannot read blob {digest}: {exc}") from exc
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise SerializationError(
+                f"blob store: blob {digest} is corrupt (its bytes hash to {actual})"
+            )
+        return data
+
+    def has(self, digest: str) -> bool:
+        """Whether a blob is stored under ``digest`` (not read, so not verified).
+
+        Raises:
+            SerializationError: ``digest`` is not a hex SHA-256.
+        """
+        return self._path(digest).is_file()
+
+    def _path(self, digest: str) -> Path:
+        # Checked before it becomes a path: a digest never names a file outside root.
+        if not isinstance(digest, str) or _DIGEST.fullmatch(digest) is None:
+            raise SerializationError(f"not a lowercase hex SHA-256 digest: {digest!r}")
+        return self.root / digest[:2] / digest[2:]
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    folder = path.parent
+    if not folder.is_dir():
+        folder.mkdir(exist_ok=True)
+        _fsync_dir(folder.parent)  # make the new folder's entry durable too
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename is durable only once its folder is synced)."""
+    if os.name != "posix":  # pragma: no cover - Windows cannot open a folder to sync it
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,229 @@
+"""Runs and the life of a round: open (or reopen), abort, commit.
+
+Each function runs inside the caller's open write transaction (see ``StateStore``) and
+appends the audit entry for what it changed, so the change and its entry commit together.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fedhive.errors import StoreError
+from fedhive.server.store.audit import append_entry
+from fedhive.server.store.lineage import select_version_exists
+from fedhive.server.store.records import AuditKind, RoundInfo, RoundState, Run
+
+_ROUND_COLUMNS = "run_id, round, state, started_at, closed_at, model_version, metrics"
+
+
+def insert_run(
+    conn: sqlite3.Connection, run_id: str, *, seed: int, config: Mapping[str, Any], now: float
+) -> Run:
+    """Record a new run, audited with its seed and config.
+
+    Raises:
+        StoreError: a run with that id exists.
+        SerializationError: ``config`` is not a JSON object.
+    """
+    if select_run(conn, run_id) is not None:
+        raise StoreError(f"run {run_id!r} already exists")
+    payload = {"run_id": run_id, "seed": seed, "config": dict(config)}
+    entry = append_entry(conn, kind=AuditKind.RUN_CREATED, payload=payload, at=now)
+    stored = entry.payload["config"]  # the config as JSON reads it back
+    conn.execute(
+        "INSERT INTO runs (run_id, created_at, config, seed) VALUES (?, ?, ?, ?)",
+        (run_id, now, json.dumps(stored, sort_keys=True), seed),
+    )
+    return Run(run_id=run_id, seed=seed, config=stored, created_at=now)
+
+
+def select_run(conn: sqlite3.Connection, run_id: str) -> Run | None:
+    """The run with that id, or None."""
+    row = conn.execute(
+        "SELECT run_id, seed, config, created_at FROM runs WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    return Run(run_id=row[0], seed=row[1], config=json.loads(row[2]), created_at=row[3])
+
+
+def start_round(conn: sqlite3.Connection, run_id: str, *, round: int, now: float) -> RoundInfo:
+    """Open ``round``, or reopen it if it is still open from an interrupted attempt.
+
+    Reopening fails the interrupted attempt's unfinished tasks, so the round can run
+    again under the same number (and so with the same random streams).
+
+    Raises:
+        StoreError: the run is unknown, the round is closed, or a round at or after it
+            has committed.
+    """
+    if select_run(conn, run_id) is None:
+        raise StoreError(f"run {run_id!r} is unknown")
+    current = select_round(conn, run_id, round=round)
+    if current is None:
+        latest = conn.execute(
+            "SELECT MAX(round) FROM rounds WHERE run_id = ? AND state = 'committed'", (run_id,)
+        ).fetchone()[0]
+        if latest is not None and round <= latest:
+            raise StoreError(f"round {latest} has committed already", round=round)
+        conn.execute(
+            "INSERT INTO rounds (run_id, round, state, started_at) VALUES (?, ?, 'open', ?)",
+            (run_id, round, now),
+        )
+        kind = AuditKind.ROUND_OPENED
+    elif current.state is RoundState.OPEN:
+        conn.execute(
+            "UPDATE rounds SET started_at = ? WHERE run_id = ? AND round = ?", (now, run_id, round)
+        )
+        conn.execute(
+            "UPDATE tasks SET status = 'failed', error = 'round restarted'"
+            " WHERE run_id = ? AND round = ? AND status = 'issued'",
+            (run_id, round),
+        )
+        kind = AuditKind.ROUND_REOPENED
+    else:
+        raise StoreError(f"round is already {current.state}", round=round)
+    append_entry(conn, kind=kind, payload={"run_id": run_id, "round": round}, at=now)
+    return require_round(conn, run_id, round=round)
+
+
+def abort_round(
+    conn: sqlite3.Connection, run_id: str, *, round: int, reason: str, now: float
+) -> RoundInfo:
+    """Close an open round without a new version; audited with ``reason``.
+
+    Raises:
+        StoreError: the round is not open.
+    """
+    require_open(conn, run_id, round=round)
+    conn.execute(
+        "UPDATE rounds SET state = 'aborted', closed_at = ? WHERE run_id = ? AND round = ?",
+        (now, run_id, round),
+    )
+    payload = {"run_id": run_id, "round": round, "reason": reason}
+    append_entry(conn, kind=AuditKind.ROUND_ABORTED, payload=payload, at=now)
+    return require_round(conn, run_id, round=round)
+
+
+def record_commit(
+    conn: sqlite3.Connection,
+    *,
+    run_id: str,
+    round: int,
+    version: str,
+    parent_version: str | None,
+    state_digest: str,
+    strategy: str,
+    contributors: Sequence[str],
+    metrics_json: str,
+    now: float,
+) -> None:
+    """Record a committed round whose blobs are stored: version, state, round, audit.
+
+    A version already known (the same weights again) keeps its first row.
+
+    Raises:
+        StoreError: the round is not open, or the parent is not a known version.
+    """
+    require_open(conn, run_id, round=round)
+    if parent_version is not None and not select_version_exists(conn, parent_version):
+        raise StoreError(f"parent version {parent_version} is unknown", round=round)
+    conn.execute(
+        "INSERT INTO model_versions (version, parent_version, run_id, round, strategy,"
+        " contributors, metrics, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (version) DO NOTHING",
+        (
+            version,
+            parent_version,
+            run_id,
+            round,
+            strategy,
+            json.dumps(list(contributors)),
+            metrics_json,
+            now,
+        ),
+    )
+    conn.execute(
+        "INSERT INTO strategy_state (run_id, round, state_digest) VALUES (?, ?, ?)",
+        (run_id, round, state_digest),
+    )
+    conn.execute(
+        "UPDATE rounds SET state = 'committed', closed_at = ?, model_version = ?, metrics = ?"
+        " WHERE run_id = ? AND round = ?",
+        (now, version, metrics_json, run_id, round),
+    )
+    payload = {
+        "run_id": run_id,
+        "round": round,
+        "version": version,
+        "parent_version": parent_version,
+        "strategy_state": state_digest,
+        "strategy": strategy,
+        "contributors": list(contributors),
+    }
+    append_entry(conn, kind=AuditKind.ROUND_COMMITTED, payload=payload, at=now)
+
+
+def select_latest_commit(conn: sqlite3.Connection, run_id: str) -> tuple[int, str, str, str] | None:
+    """``(round, version, state digest, metrics JSON)`` of the last committed round."""
+    row = conn.execute(
+        "SELECT r.round, r.model_version, s.state_digest, r.metrics FROM rounds AS r"
+        " JOIN strategy_state AS s USING (run_id, round)"
+        " WHERE r.run_id = ? AND r.state = 'committed' ORDER BY r.round DESC LIMIT 1",
+        (run_id,),
+    ).fetchone()
+    return None if row is None else (int(row[0]), str(row[1]), str(row[2]), str(row[3]))
+
+
+def select_rounds(conn: sqlite3.Connection, run_id: str) -> tuple[RoundInfo, ...]:
+    """Every round of the run, in round order."""
+    rows = conn.execute(
+        f"SELECT {_ROUND_COLUMNS} FROM rounds WHERE run_id = ? ORDER BY round", (run_id,)
+    ).fetchall()
+    return tuple(_round_from_row(row) for row in rows)
+
+
+def select_round(conn: sqlite3.Connection, run_id: str, *, round: int) -> RoundInfo | None:
+    """The round's row, or None."""
+    row = conn.execute(
+        f"SELECT {_ROUND_COLUMNS} FROM rounds WHERE run_id = ? AND round = ?", (run_id, round)
+    ).fetchone()
+    return None if row is None else _round_from_row(row)
+
+
+def require_round(conn: sqlite3.Connection, run_id: str, *, round: int) -> RoundInfo:
+    """The round's row.
+
+    Raises:
+        StoreError: the run has no such round.
+    """
+    info = select_round(conn, run_id, round=round)
+    if info is None:
+        raise StoreError(f"run {run_id!r} has no such round", round=round)
+    return info
+
+
+def require_open(conn: sqlite3.Connection, run_id: str, *, round: int) -> None:
+    """Check that the round exists and is open.
+
+    Raises:
+        StoreError: it does not, or is closed.
+    """
+    state = require_round(conn, run_id, round=round).state
+    if state is not RoundState.OPEN:
+        raise StoreError(f"round is {state}, not open", round=round)
+
+
+def _round_from_row(row: tuple[Any, ...]) -> RoundInfo:
+    return RoundInfo(
+        run_id=row[0],
+        round=row[1],
+        state=RoundState(row[2]),
+        started_at=row[3],
+        closed_at=row[4],
+        model_version=row[5],
+        metrics=json.loads(row[6]) if row[6] is not None else {},
+    )

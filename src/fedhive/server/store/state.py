@@ -1,0 +1,292 @@
+"""The durable state of a deployment server: runs, rounds, versions, tasks, nodes, audit.
+
+A state folder holds ``state.sqlite`` (the SQLite database) and ``blobs/`` (model
+weights and strategy states, content-addressed). :meth:`StateStore.commit_round` is
+what makes a round durable: it stores both blobs first (idempotent, never visible under
+a partial name), then in ONE SQLite transaction records the version, the strategy
+state, the round's new state and an audit entry. A process killed at any point leaves
+either all of that or none of it, and :meth:`StateStore.latest_committed` returns the
+last round that committed whole: what a restarted server resumes from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from fedhive.errors import StoreError
+from fedhive.server.store import activity
+from fedhive.server.store import rounds as _rounds
+from fedhive.server.store.audit import AuditEntry, AuditReport, append_entry, verify_chain
+from fedhive.server.store.blobs import BlobStore
+from fedhive.server.store.database import connect, migrate, sqlite_errors, transaction
+from fedhive.server.store.lineage import select_lineage
+from fedhive.server.store.records import (
+    CommittedRound,
+    ModelVersion,
+    NodeRecord,
+    NodeStatus,
+    ResultRecord,
+    RoundInfo,
+    Run,
+    TaskRecord,
+    TaskStatus,
+)
+
+DATABASE_NAME = "state.sqlite"
+"""The SQLite file inside a state folder."""
+BLOBS_NAME = "blobs"
+"""The blob folder inside a state folder."""
+
+
+class StateStore:
+    """A server's state folder, opened (created and migrated when needed)."""
+
+    def __init__(
+        self, state_dir: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
+    ) -> None:
+        """Open the state folder ``state_dir``, creating it and its schema if missing.
+
+        Args:
+            state_dir: the folder holding ``state.sqlite`` and ``blobs/``.
+            clock: Unix seconds for the times the store records (tests pass a fake).
+
+        Raises:
+            StoreError: the folder or database cannot be opened or migrated.
+        """
+        self.state_dir = Path(state_dir)
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"state store: cannot create {self.state_dir}: {exc}") from exc
+        self.blobs = BlobStore(self.state_dir / BLOBS_NAME)
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._conn = connect(self.state_dir / DATABASE_NAME)
+        try:
+            self.schema_version = migrate(self._conn)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _read(self, action: str) -> Iterator[sqlite3.Connection]:
+        with self._lock, sqlite_errors(action):
+            yield self._conn
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+        with self._lock, sqlite_errors(action), transaction(self._conn) as conn:
+            yield conn
+
+    # Runs and rounds -------------------------------------------------------------------
+
+    def create_run(self, run_id: str, *, seed: int, config: Mapping[str, Any]) -> Run:
+        """Record a new run (audited with its seed and config).
+
+        Raises:
+            StoreError: a run with that id exists.
+            SerializationError: ``config`` is not a JSON object.
+        """
+        now = self._clock()
+        with self._write(f"create run {run_id!r}") as conn:
+            return _rounds.insert_run(conn, run_id, seed=seed, config=config, now=now)
+
+    def load_run(self, run_id: str) -> Run | None:
+        """The run with that id, or None."""
+        with self._read(f"load run {run_id!r}") as conn:
+            return _rounds.select_run(conn, run_id)
+
+    def open_round(self, run_id: str, round: int) -> RoundInfo:
+        """Start ``round``, or restart it if a crash interrupted it while open.
+
+        Restarting marks the interrupted attempt's unfinished tasks ``failed``, so the
+        round can run again with the same number (and so the same random streams).
+
+        Raises:
+            StoreError: the run is unknown, the round is already closed, or a round at
+                or after it has committed.
+        """
+        now = self._clock()
+        with self._write(f"open round {round} of run {run_id!r}") as conn:
+            return _rounds.start_round(conn, run_id, round=round, now=now)
+
+    def abort_round(self, run_id: str, round: int, *, reason: str) -> RoundInfo:
+        """Close an open round without a new version (too few clients, say); audited.
+
+        Raises:
+            StoreError: the round is not open.
+        """
+        now = self._clock()
+        with self._write(f"abort round {round} of run {run_id!r}") as conn:
+            return _rounds.abort_round(conn, run_id, round=round, reason=reason, now=now)
+
+    def rounds(self, run_id: str) -> tuple[RoundInfo, ...]:
+        """Every round of the run, in round order."""
+        with self._read(f"list rounds of run {run_id!r}") as conn:
+            return _rounds.select_rounds(conn, run_id)
+
+    # Committing and resuming -----------------------------------------------------------
+
+    def commit_round(
+        self,
+        run_id: str,
+        round: int,
+        *,
+        weights_bytes: bytes,
+        parent_version: str | None,
+        strategy_state: bytes,
+        strategy: str,
+        contributors: Iterable[str],
+        metrics: Mapping[str, float],
+    ) -> str:
+        """Make an open round's new model durable, all at once; return its version.
+
+        Both blobs are stored first; then one transaction records the version, the
+        strategy state, the round as committed and an audit entry.
+
+        Args:
+            run_id: the run.
+            round: the open round that produced the model.
+            weights_bytes: the model's canonical bytes (``weights_to_bytes``); their
+                SHA-256 is the version.
+            parent_version: the version the round started from (None for the initial
+                model, committed as round 0).
+            strategy_state: the strategy's state after the round (``record_to_bytes``).
+            strategy: the strategy's name.
+            contributors: the clients whose updates were aggregated (stored sorted).
+            metrics: the round's metrics (may hold NaN; kept out of the audit entry).
+
+        Raises:
+            StoreError: the round is not open, the parent is not a known version, or the
+                database cannot be written (then nothing of the round is visible).
+        """
+        clients = sorted(contributors)
+        metrics_json = json.dumps({str(k): float(v) for k, v in metrics.items()})
+        version = self.blobs.put(weights_bytes)
+        state_digest = self.blobs.put(strategy_state)
+        now = self._clock()
+        with self._write(f"commit round {round} of run {run_id!r}") as conn:
+            _rounds.record_commit(
+                conn,
+                run_id=run_id,
+                round=round,
+                version=version,
+                parent_version=parent_version,
+                state_digest=state_digest,
+                strategy=strategy,
+                contributors=clients,
+                metrics_json=metrics_json,
+                now=now,
+            )
+        return version
+
+    def latest_committed(self, run_id: str) -> CommittedRound | None:
+        """The run's last committed round with its model and strategy state, or None.
+
+        Raises:
+            StoreError: a blob the round refers to is missing.
+            SerializationError: a blob no longer matches its hash (corruption).
+        """
+        with self._read(f"find the last committed round of run {run_id!r}") as conn:
+            found = _rounds.select_latest_commit(conn, run_id)
+        if found is None:
+            return None
+        round_, version, state_digest, metrics_json = found
+        return CommittedRound(
+            run_id=run_id,
+            round=round_,
+            version=version,
+            weights_bytes=self.blobs.get(version),
+            strategy_state=self.blobs.get(state_digest),
+            metrics=json.loads(metrics_json),
+        )
+
+    def lineage(self, version: str) -> tuple[ModelVersion, ...]:
+        """``version`` and its ancestors, newest first, back to a version with no parent.
+
+        Raises:
+            StoreError: ``version`` is not a committed version.
+        """
+        with self._read(f"walk the lineage of {version}") as conn:
+            return select_lineage(conn, version)
+
+    # Tasks, results, nodes -------------------------------------------------------------
+
+    def record_task(self, task: TaskRecord) -> None:
+        """Record a task issued in an open round."""
+        with self._write(f"record task {task.task_id!r}") as conn:
+            activity.insert_task(conn, task)
+
+    def finish_task(self, task_id: str, *, status: TaskStatus, error: str | None = None) -> None:
+        """Close an issued task that ended without a result."""
+        with self._write(f"finish task {task_id!r}") as conn:
+            activity.finish_task(conn, task_id, status=status, error=error)
+
+    def record_result(self, result: ResultRecord) -> TaskStatus:
+        """Record a task's result; return the task's resulting status."""
+        with self._write(f"record the result of task {result.task_id!r}") as conn:
+            return activity.insert_result(conn, result)
+
+    def task(self, task_id: str) -> TaskRecord | None:
+        """The task with that id, or None."""
+        with self._read(f"load task {task_id!r}") as conn:
+            return activity.select_task(conn, task_id)
+
+    def upsert_node(
+        self, client_id: str, *, cert_serial: str | None, status: NodeStatus = NodeStatus.ONLINE
+    ) -> NodeRecord:
+        """Register a node or update its certificate serial and status (audited)."""
+        now = self._clock()
+        with self._write(f"register node {client_id!r}") as conn:
+            return activity.upsert_node(
+                conn, client_id, cert_serial=cert_serial, status=status, now=now
+            )
+
+    def heartbeat(self, client_id: str) -> NodeRecord:
+        """Note that a registered node is alive now."""
+        now = self._clock()
+        with self._write(f"record a heartbeat of {client_id!r}") as conn:
+            return activity.heartbeat(conn, client_id, now=now)
+
+    def node(self, client_id: str) -> NodeRecord | None:
+        """The node with that id, or None."""
+        with self._read(f"load node {client_id!r}") as conn:
+            return activity.select_node(conn, client_id)
+
+    # Audit -----------------------------------------------------------------------------
+
+    def append_audit(self, kind: str, payload: Mapping[str, Any]) -> AuditEntry:
+        """Append an entry of the server's own (a revocation, an operator action)."""
+        now = self._clock()
+        with self._write(f"append a {kind!r} audit entry") as conn:
+            return append_entry(conn, kind=kind, payload=payload, at=now)
+
+    def verify_audit(self) -> AuditReport:
+        """Recompute the audit chain (see :func:`~fedhive.server.store.audit.verify_chain`)."""
+        with self._read("verify the audit chain") as conn:
+            return verify_chain(conn)
