@@ -27,14 +27,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(folder: Path, port: int) -> Path:
+def write_config(folder: Path, port: int, *, rounds: int = 3, clients: int = 10) -> Path:
     shutil.copy(EXAMPLE / "app.py", folder / "app.py")
     text = (EXAMPLE / "config.toml").read_text()
-    text = text.replace("rounds = 40", "rounds = 3").replace(
-        "num_clients = 100", "num_clients = 10"
-    )
+    text = text.replace("rounds = 40", f"rounds = {rounds}")
+    text = text.replace("num_clients = 100", f"num_clients = {clients}")
+    text = text.replace("min_fit_clients = 10", f"min_fit_clients = {min(clients, 10)}")
     text = text.replace("federated_every = 10", "federated_every = 0")
-    text += f'\n[server]\naddress = "127.0.0.1:{port}"\nmin_clients = 10\nround_timeout = 120\n'
+    text += (
+        f'\n[server]\naddress = "127.0.0.1:{port}"\nmin_clients = {clients}\nround_timeout = 120\n'
+    )
     path = folder / "config.toml"
     path.write_text(text)
     return path

@@ -23,7 +23,9 @@ from fedhive.client.runner import serve
 from fedhive.errors import ConfigError, NotEnoughClientsError
 from fedhive.pki.revocation import RevocationList
 from fedhive.pki.tls import TLSConfig
+from fedhive.server.checkpoint import StoreCheckpoint
 from fedhive.server.orchestrator import RoundLoop
+from fedhive.server.store import StateStore
 from fedhive.simulation.app import AppContext, AppSpec, load_callable
 from fedhive.simulation.config import load_config
 from fedhive.simulation.output import RunWriter
@@ -99,7 +101,20 @@ def run_server(args: argparse.Namespace, console: Console) -> int:
         signatures=signatures,
     )
     signal.signal(signal.SIGTERM, _interrupt)
-    writer = RunWriter(args.state, config.to_json())
+    store = StateStore(args.state)
+    checkpoint, resumed = StoreCheckpoint.open(
+        store,
+        new_run_id=transport.coordinator.run_id,
+        strategy=str(config.strategy_name),
+        seed=config.run.seed,
+        config=config.to_json(),
+        initial=app.initial_weights,
+        initial_state=config.strategy.initial_state(app.initial_weights),
+    )
+    transport.coordinator.run_id = checkpoint.run_id
+    if resumed.round:
+        console.print(f"resuming run {checkpoint.run_id} after round {resumed.round}")
+    writer = RunWriter(args.state, config.to_json(), resume=resumed.round > 0)
     started = time.perf_counter()
     try:
         console.print(f"listening on port {transport.port}; waiting for clients", highlight=False)
@@ -116,10 +131,17 @@ def run_server(args: argparse.Namespace, console: Console) -> int:
                 evaluate_fn=app.evaluate_fn if config.evaluation.centralized else None,
                 federated_every=config.evaluation.federated_every,
                 observer=Observers(writer, display),
+                checkpoint=checkpoint,
             )
-            result = loop.run(app.initial_weights, config.run.rounds)
+            result = loop.run(
+                resumed.weights,
+                config.run.rounds,
+                first_round=resumed.round + 1,
+                state=resumed.state,
+            )
     finally:
         transport.close(linger=5.0)
+        store.close()
     summary = writer.finish(
         result, seed=config.run.seed, wall_seconds=time.perf_counter() - started
     )

@@ -19,6 +19,7 @@ class CohortStats:
     failures: Counter[str] = field(default_factory=Counter)
     bytes_down: int = 0
     bytes_up: int = 0
+    contributors: list[str] = field(default_factory=list)
 
     def record_failure(self, failure: Failure) -> None:
         """Count a failed task under ``stage:error_type``."""

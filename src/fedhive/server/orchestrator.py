@@ -29,6 +29,16 @@ EvaluateFn = Callable[[Weights], Mapping[str, float]]
 """Centralised evaluation on a server-side test set: weights → metrics (``loss``, …)."""
 
 
+class Checkpoint(Protocol):
+    """Makes rounds durable: told when a round begins and what it ended with."""
+
+    def begin(self, round: int) -> None:
+        """A round starts (an interrupted attempt of it is superseded)."""
+
+    def end(self, record: RoundRecord, weights: Weights, state: StrategyState) -> None:
+        """A round ended: persist the (new or unchanged) model and strategy state."""
+
+
 class RunObserver(Protocol):
     """Receives progress events (the CLI draws them; files are written from them)."""
 
@@ -62,13 +72,25 @@ class RoundLoop:
     evaluate_fn: EvaluateFn | None = None
     federated_every: int = 0
     observer: RunObserver | None = None
+    checkpoint: Checkpoint | None = None
 
-    def run(self, weights: Weights, rounds: int, first_round: int = 1) -> RunResult:
-        """Run ``rounds`` rounds from ``weights``; return the final model and history."""
-        state = self.strategy.initial_state(weights)
+    def run(
+        self,
+        weights: Weights,
+        rounds: int,
+        first_round: int = 1,
+        state: StrategyState | None = None,
+    ) -> RunResult:
+        """Run rounds ``first_round`` to ``rounds`` (inclusive) from ``weights`` and
+        ``state`` (default: the strategy's initial state); return the final model."""
+        state = self.strategy.initial_state(weights) if state is None else state
         history: list[RoundRecord] = []
-        for rnd in range(first_round, first_round + rounds):
+        for rnd in range(first_round, rounds + 1):
+            if self.checkpoint is not None:
+                self.checkpoint.begin(rnd)
             state, weights, record = self.run_round(state, rnd, weights)
+            if self.checkpoint is not None:
+                self.checkpoint.end(record, weights, state)
             history.append(record)
             if self.observer is not None:
                 self.observer.round_finished(record)
@@ -159,6 +181,7 @@ class RoundLoop:
                 continue
             stats.succeeded += 1
             stats.bytes_up += reply_bytes
+            stats.contributors.append(outcome.client_id)
             yield outcome
 
     def _evaluate(

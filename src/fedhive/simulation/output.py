@@ -19,12 +19,15 @@ from fedhive.server.orchestrator import RunResult
 class RunWriter:
     """Writes a run's files into ``out_dir`` as the run goes."""
 
-    def __init__(self, out_dir: Path, resolved_config: dict[str, Any]) -> None:
+    def __init__(
+        self, out_dir: Path, resolved_config: dict[str, Any], *, resume: bool = False
+    ) -> None:
         self.out_dir = out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_json(out_dir / "config.json", resolved_config)
         self._metrics = out_dir / "metrics.jsonl"
-        self._metrics.write_text("", encoding="utf-8")
+        if not (resume and self._metrics.exists()):  # a resumed run keeps its earlier lines
+            self._metrics.write_text("", encoding="utf-8")
 
     def round_started(self, round: int, num_tasks: int) -> None:
         """Nothing to write when a round starts."""
@@ -50,7 +53,7 @@ def summarize(result: RunResult, *, seed: int, wall_seconds: float) -> dict[str,
     last = result.history[-1] if result.history else None
     federated = next((r.federated for r in reversed(result.history) if r.federated), {})
     return {
-        "rounds": len(result.history),
+        "rounds": last.round if last else 0,
         "committed_rounds": sum(r.committed for r in result.history),
         "final": dict(last.centralized) if last else {},
         "final_federated": dict(federated),

@@ -116,6 +116,12 @@ class StateStore:
         with self._write(f"create run {run_id!r}") as conn:
             return _rounds.insert_run(conn, run_id, seed=seed, config=config, now=now)
 
+    def run_ids(self) -> tuple[str, ...]:
+        """Every run's id, oldest first (a restarted server resumes the newest)."""
+        with self._read("list runs") as conn:
+            rows = conn.execute("SELECT run_id FROM runs ORDER BY created_at, run_id")
+            return tuple(str(row[0]) for row in rows)
+
     def load_run(self, run_id: str) -> Run | None:
         """The run with that id, or None."""
         with self._read(f"load run {run_id!r}") as conn:

@@ -1,0 +1,117 @@
+"""Durable rounds: every round's outcome goes to the state store before the next begins.
+
+A restarted server finds the newest run in its state folder and resumes after its last
+committed round, with that round's model and strategy state: the round numbers, and so
+the random streams, continue where they stopped, so a resumed run ends with the model
+an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fedhive.core.serde import (
+    record_from_bytes,
+    record_to_bytes,
+    weights_from_bytes,
+    weights_to_bytes,
+)
+from fedhive.core.weights import Weights
+from fedhive.server.history import RoundRecord
+from fedhive.server.store import StateStore
+from fedhive.strategy.base import StrategyState
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """Where a run continues: after ``round``, from these weights and strategy state."""
+
+    run_id: str
+    round: int
+    weights: Weights
+    state: StrategyState
+
+
+class StoreCheckpoint:
+    """A :class:`~fedhive.server.orchestrator.Checkpoint` backed by a :class:`StateStore`."""
+
+    def __init__(self, store: StateStore, *, run_id: str, strategy: str) -> None:
+        self._store = store
+        self.run_id = run_id
+        self._strategy = strategy
+        self._version: str | None = None
+
+    @classmethod
+    def open(
+        cls,
+        store: StateStore,
+        *,
+        new_run_id: str,
+        strategy: str,
+        seed: int,
+        config: Mapping[str, Any],
+        initial: Weights,
+        initial_state: StrategyState,
+    ) -> tuple[StoreCheckpoint, Resumed]:
+        """Resume the store's newest run, or start ``new_run_id`` from ``initial``."""
+        runs = store.run_ids()
+        if runs:
+            checkpoint = cls(store, run_id=runs[-1], strategy=strategy)
+            resumed = checkpoint.resume()
+            if resumed is not None:
+                return checkpoint, resumed
+        checkpoint = cls(store, run_id=new_run_id, strategy=strategy)
+        store.create_run(new_run_id, seed=seed, config=config)
+        store.open_round(new_run_id, 0)  # the initial model is round 0
+        checkpoint._commit(0, initial, initial_state, contributors=(), metrics={})
+        return checkpoint, Resumed(new_run_id, 0, initial, initial_state)
+
+    def resume(self) -> Resumed | None:
+        """The last committed round of this run, or None."""
+        last = self._store.latest_committed(self.run_id)
+        if last is None:
+            return None
+        self._version = last.version
+        return Resumed(
+            self.run_id,
+            last.round,
+            weights_from_bytes(last.weights_bytes),
+            dict(record_from_bytes(last.strategy_state)),
+        )
+
+    def begin(self, round: int) -> None:
+        """Open the round in the store (superseding an interrupted attempt)."""
+        self._store.open_round(self.run_id, round)
+
+    def end(self, record: RoundRecord, weights: Weights, state: StrategyState) -> None:
+        """Commit the round's model and state, or record why it was not committed."""
+        if not record.committed:
+            self._store.abort_round(self.run_id, record.round, reason=record.note or "aborted")
+            return
+        metrics = {f"centralized.{k}": v for k, v in record.centralized.items()}
+        metrics.update({f"train.{k}": v for k, v in record.train.items()})
+        self._commit(
+            record.round, weights, state, contributors=record.fit.contributors, metrics=metrics
+        )
+
+    def _commit(
+        self,
+        round_: int,
+        weights: Weights,
+        state: StrategyState,
+        *,
+        contributors: Any,
+        metrics: Mapping[str, float],
+    ) -> None:
+        self._version = self._store.commit_round(
+            self.run_id,
+            round_,
+            weights_bytes=weights_to_bytes(weights),
+            parent_version=self._version,
+            strategy_state=record_to_bytes(state),
+            strategy=self._strategy,
+            contributors=contributors,
+            metrics=metrics,
+        )
