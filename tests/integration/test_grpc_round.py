@@ -110,3 +110,45 @@ def test_insecure_mode_refuses_a_non_loopback_address() -> None:
         )
     with pytest.raises(ConfigError, match="TLS credentials are required"):
         GrpcServerTransport(address="127.0.0.1:0", credentials=None, identify=trust_claimed_id)
+
+
+def test_garbage_bytes_to_every_method_leave_the_server_serving(
+    server: GrpcServerTransport,
+) -> None:
+    import grpc
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    codes = []
+    try:
+        for method in ("Register", "Heartbeat", "PullTask", "Status", "DownloadModel"):
+            call = channel.unary_unary(f"/fedhive.v1.Fedhive/{method}")
+            for _ in range(10):
+                try:
+                    call(rng.bytes(int(rng.integers(0, 200))), timeout=5)
+                except grpc.RpcError as exc:
+                    codes.append(exc.code())
+        upload = channel.stream_unary("/fedhive.v1.Fedhive/UploadResult")
+        for _ in range(10):
+            chunks = [rng.bytes(int(rng.integers(1, 300))) for _ in range(3)]
+            try:
+                upload(iter(chunks), timeout=5)
+            except grpc.RpcError as exc:
+                codes.append(exc.code())
+    finally:
+        channel.close()
+    assert codes  # junk was refused ...
+    assert set(codes) <= {
+        grpc.StatusCode.INTERNAL,  # ... as undecodable
+        grpc.StatusCode.NOT_FOUND,  # or decodable but naming nothing that exists
+        grpc.StatusCode.FAILED_PRECONDITION,  # or a wrong schema version
+    }
+    link = GrpcLink(f"127.0.0.1:{server.port}", client_id="after-junk", credentials=None)
+    try:
+        assert link.register() == server.coordinator.run_id
+        status = link.status()
+        assert status["run_id"] == server.coordinator.run_id
+        assert status["connected_nodes"] == 1
+    finally:
+        link.close()

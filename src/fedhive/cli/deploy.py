@@ -24,6 +24,7 @@ from fedhive.errors import ConfigError, NotEnoughClientsError
 from fedhive.pki.revocation import RevocationList
 from fedhive.pki.tls import TLSConfig
 from fedhive.server.checkpoint import StoreCheckpoint
+from fedhive.server.history import RoundRecord
 from fedhive.server.orchestrator import RoundLoop
 from fedhive.server.store import StateStore
 from fedhive.simulation.app import AppContext, AppSpec, load_callable
@@ -62,6 +63,12 @@ def add_parser(commands: Any) -> None:
     client.add_argument("--server-name", default="localhost", help="name in the server cert")
     client.add_argument("--insecure", action="store_true", help="no TLS (local experiments)")
     client.set_defaults(handler=run_client)
+    status = commands.add_parser("status", help="ask a running server how its run is going")
+    status.add_argument("--server", required=True, help="the server's HOST:PORT")
+    status.add_argument("--certs", type=Path, help="a provisioned client folder")
+    status.add_argument("--server-name", default="localhost", help="name in the server cert")
+    status.add_argument("--insecure", action="store_true", help="no TLS (local experiments)")
+    status.set_defaults(handler=run_status)
 
 
 def _logging() -> None:
@@ -71,6 +78,27 @@ def _logging() -> None:
 def _stop_on_signals(stop: threading.Event) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+
+
+class _StatusBoard:
+    """Keeps the server's Status answer current as rounds finish."""
+
+    def __init__(self, transport: GrpcServerTransport) -> None:
+        self._coordinator = transport.coordinator
+
+    def round_started(self, round: int, num_tasks: int) -> None:
+        """Nothing to show yet."""
+
+    def client_finished(self, round: int, ok: bool) -> None:
+        """Nothing to show per client."""
+
+    def round_finished(self, record: RoundRecord) -> None:
+        """Publish the new version and its metrics."""
+        self._coordinator.latest_version = record.version
+        self._coordinator.latest_metrics = {
+            **{f"central_{k}": v for k, v in record.centralized.items()},
+            **{f"federated_{k}": v for k, v in record.federated.items()},
+        }
 
 
 def _interrupt(*_: object) -> None:
@@ -130,7 +158,7 @@ def run_server(args: argparse.Namespace, console: Console) -> int:
                 seed=config.run.seed,
                 evaluate_fn=app.evaluate_fn if config.evaluation.centralized else None,
                 federated_every=config.evaluation.federated_every,
-                observer=Observers(writer, display),
+                observer=Observers(writer, display, _StatusBoard(transport)),
                 checkpoint=checkpoint,
             )
             result = loop.run(
@@ -185,4 +213,26 @@ def run_client(args: argparse.Namespace, console: Console) -> int:
     finally:
         link.close()
     console.print(f"client {args.client_id}: {done} tasks done", highlight=False)
+    return 0
+
+
+def run_status(args: argparse.Namespace, console: Console) -> int:
+    """Print the server's run, round, connected clients and latest metrics."""
+    if args.insecure:
+        credentials = None
+    elif args.certs is None:
+        raise ConfigError("status: --certs is required (or --insecure for local experiments)")
+    else:
+        credentials = channel_credentials(TLSConfig.from_dir(args.certs))
+    link = GrpcLink(
+        args.server,
+        client_id="",
+        credentials=credentials,
+        server_name=None if args.insecure else args.server_name,
+        timeout=10,
+    )
+    try:
+        console.print_json(data=link.status())
+    finally:
+        link.close()
     return 0

@@ -162,6 +162,17 @@ class GrpcLink:
         reply = self._call(lambda: call(chunks(), timeout=self._timeout))
         return _VERDICTS.get(reply.status, "rejected")
 
+    def status(self) -> dict[str, Any]:
+        """The server's run, round, connected clients and latest model and metrics."""
+        reply = self._unary("Status", pb.StatusRequest(), pb.StatusReply)
+        return {
+            "run_id": reply.run_id,
+            "round": reply.round,
+            "connected_nodes": reply.connected_nodes,
+            "latest_version": reply.latest_version,
+            "latest_metrics": dict(reply.latest_metrics),
+        }
+
     def close(self) -> None:
         """Close the channel."""
         self._channel.close()

@@ -50,6 +50,8 @@ class Coordinator:
     _cohort: int = 0
     round: int = 0
     finished: bool = False
+    latest_version: str = ""
+    latest_metrics: dict[str, float] = field(default_factory=dict)
 
     def touch(self, client_id: str) -> None:
         """Record that ``client_id`` is alive (registration, heartbeat, any call)."""

@@ -149,10 +149,13 @@ class Servicer:
 
     def status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> Any:
         """The run, its round and who is connected."""
+        self._identify(context, "")
         return pb.StatusReply(
             run_id=self._coord.run_id,
             round=self._coord.round,
             connected_nodes=len(self._coord.live_clients()),
+            latest_version=self._coord.latest_version,
+            latest_metrics=self._coord.latest_metrics,
         )
 
     def _verify_signature(
