@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo demo-sim test lint typecheck unit bench clean
+.PHONY: demo demo-sim demo-deploy test lint typecheck unit bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ demo: demo-sim
 
 demo-sim: $(VENV)/.demo-installed
 	$(BIN)/fedhive simulate examples/digits-mlp/config.toml --out runs/digits-mlp
+
+demo-deploy: $(VENV)/.demo-installed
+	$(BIN)/python scripts/demo_deploy.py
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check src tests benchmarks examples

@@ -7,7 +7,9 @@ a thread pool of ``--threads`` threads drives them with ``fedhive.client.runner.
 (``max_tasks=1``). All C clients register before the round, so C tasks are published at
 once; at most ``--threads`` of them are in flight at a time (the rest queue here), and
 the server's gRPC pool has ``max(32, min(C, 128))`` workers. The clients train nothing
-(fit adds 0.01 to the weights): the round measures the framework and the wire.
+(fit adds 0.01 to the weights): the round measures the framework and the wire. The
+server and the load generator share the machine's cores: on 2 cores C=500 is CPU-bound
+(both processes busy) and the three sizes take about a minute in all.
 
     python benchmarks/deployment_round.py [--clients 10 100 500] [--params 1000000]
 
@@ -46,7 +48,7 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -160,34 +162,29 @@ def raw_copy_seconds(params: int, clients: int) -> float:
     return time.perf_counter() - start
 
 
-def run_clients(pki: Path, port: int, clients: int, threads: int, stop: threading.Event) -> Any:
-    """Connect and register every client, then start serving them from a thread pool."""
+def run_clients(
+    pki: Path, port: int, pool: ThreadPoolExecutor, links: list[Any], stop: threading.Event
+) -> list[Future[int]]:
+    """Connect and register every client (into ``links``), then serve them on ``pool``."""
     from fedhive.client.runner import serve
     from fedhive.pki.tls import TLSConfig
     from fedhive.transport.grpc.connection import GrpcLink
     from fedhive.transport.grpc.security import ClientSignatures, channel_credentials
 
-    links = []
-    for index in range(clients):
+    for index in range(len(links)):
         tls = TLSConfig.from_dir(pki / "clients" / f"client-{index:04d}")
-        links.append(
-            GrpcLink(
-                f"127.0.0.1:{port}",
-                client_id=f"client-{index:04d}",
-                credentials=channel_credentials(tls),
-                server_name="localhost",
-                signatures=ClientSignatures(tls),
-                timeout=ROUND_TIMEOUT_S,
-            )
+        links[index] = GrpcLink(
+            f"127.0.0.1:{port}",
+            client_id=f"client-{index:04d}",
+            credentials=channel_credentials(tls),
+            server_name="localhost",
+            signatures=ClientSignatures(tls),
+            timeout=ROUND_TIMEOUT_S,
         )
-    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="client")
     # Register all first: only `threads` clients serve at a time, and the server waits
     # for all C before it publishes the round.
     list(pool.map(lambda link: link.register(), links))
-    futures = [
-        pool.submit(serve, link, AddClient(), stop=stop, max_tasks=1) for link in links
-    ]
-    return links, pool, futures
+    return [pool.submit(serve, link, AddClient(), stop=stop, max_tasks=1) for link in links]
 
 
 def measure(clients: int, params: int, threads: int) -> dict[str, Any]:
@@ -204,8 +201,8 @@ def measure(clients: int, params: int, threads: int) -> dict[str, Any]:
         command += ["--clients", str(clients), "--params", str(params)]
         server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         stop = threading.Event()
-        links: list[Any] = []
-        pool = None
+        links: list[Any] = [None] * clients
+        pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="client")
         try:
             assert server.stdout is not None
             first = server.stdout.readline()
@@ -213,7 +210,7 @@ def measure(clients: int, params: int, threads: int) -> dict[str, Any]:
                 raise RuntimeError(f"server exited before serving (rc {server.wait()})")
             port = json.loads(first)["port"]
             cpu0 = time.process_time()
-            links, pool, futures = run_clients(pki, port, clients, threads, stop)
+            futures = run_clients(pki, port, pool, links, stop)
             out, _ = server.communicate(timeout=ROUND_TIMEOUT_S + REGISTER_TIMEOUT_S)
             if server.returncode != 0 or not out.strip():
                 raise RuntimeError(f"server failed (rc {server.returncode})")
@@ -229,10 +226,10 @@ def measure(clients: int, params: int, threads: int) -> dict[str, Any]:
                 except subprocess.TimeoutExpired:
                     server.kill()
                     server.wait()
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)
             for link in links:
-                link.close()
+                if link is not None:
+                    link.close()
     raw = params * 4
     latency = report["round_latency_s"]
     row = {
