@@ -5,6 +5,7 @@ onto frozen dataclasses.
 [run]         app = "app:build", rounds = 30, seed = 0
 [strategy]    name = "fedavg", fraction_fit = 0.1, ... (the strategy's own fields)
 [client]      local_epochs = 5, batch_size = 16, learning_rate = 0.1
+[clients.ID]  any [client] key, for client ID only (its own batch size, budget, ...)
 [simulation]  backend = "local" | "process", workers = 2
 [evaluation]  centralized = true, federated_every = 0 (0: never)
 [server]      address = "127.0.0.1:8443", round_timeout = 60, min_clients = 1 (deployment)
@@ -125,10 +126,12 @@ class SimulationConfig:
         """The resolved configuration (every default filled in) as JSON-ready data."""
         strategy = dataclasses.asdict(self.strategy)  # type: ignore[call-overload]
         client = strategy.pop("client_config")
+        per_client = strategy.pop("per_client")
         return {
             "run": dataclasses.asdict(self.run),
             "strategy": {"name": str(self.strategy_name), **strategy},
             "client": client,
+            "clients": per_client,
             "simulation": {
                 **dataclasses.asdict(self.simulation),
                 "backend": str(self.simulation.backend),
@@ -140,7 +143,15 @@ class SimulationConfig:
         }
 
 
-_SECTIONS = ("run", "strategy", "client", "simulation", "evaluation", "server", "app")
+_SECTIONS = ("run", "strategy", "client", "clients", "simulation", "evaluation", "server", "app")
+
+
+def _client_table(config: ClientConfig) -> dict[str, Any]:
+    """A ClientConfig back as a TOML-like table (for per-client overrides)."""
+    table = dataclasses.asdict(config)
+    if table["privacy_budget"] is None:
+        del table["privacy_budget"]
+    return table
 
 
 def parse_config(data: Mapping[str, Any]) -> SimulationConfig:
@@ -158,7 +169,15 @@ def parse_config(data: Mapping[str, Any]) -> SimulationConfig:
     client = from_table(ClientConfig, data.get("client", {}), "client")
     strategy_table = dict(convert(dict, data.get("strategy", {}), "strategy"))
     name = convert(StrategyName, strategy_table.pop("name", "fedavg"), "strategy.name")
-    strategy = build_strategy(name, strategy_table, client, path="strategy")
+    per_client = {
+        client_id: from_table(
+            ClientConfig,
+            {**_client_table(client), **convert(dict, table, f"clients.{client_id}")},
+            f"clients.{client_id}",
+        )
+        for client_id, table in convert(dict, data.get("clients", {}), "clients").items()
+    }
+    strategy = build_strategy(name, strategy_table, client, path="strategy", per_client=per_client)
     return SimulationConfig(
         run=run,
         strategy_name=name,

@@ -7,7 +7,7 @@ eta = 1 is the weighted mean of the clients' models (eq. in Alg. 1 of McMahan et
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +32,9 @@ class FedAvg:
     min_available_clients: int = 1
     server_learning_rate: float = 1.0
     client_config: ClientConfig = field(default_factory=ClientConfig)
+    per_client: Mapping[str, ClientConfig] = field(default_factory=dict)
+    """Clients whose training differs from ``client_config`` (a device's own batch
+    size, learning rate, epochs or privacy budget)."""
 
     def __post_init__(self) -> None:
         check_real("fraction_fit", self.fraction_fit, low=0, high=1, low_open=True)
@@ -61,7 +64,7 @@ class FedAvg:
             min_available=self.min_available_clients,
             rng=rng,
         )
-        return [Instruction(cid, self.client_config) for cid in chosen]
+        return [Instruction(cid, self.per_client.get(cid, self.client_config)) for cid in chosen]
 
     def aggregate_fit(
         self,
@@ -106,7 +109,7 @@ class FedAvg:
             min_available=self.min_available_clients,
             rng=rng,
         )
-        return [Instruction(cid, self.client_config) for cid in chosen]
+        return [Instruction(cid, self.per_client.get(cid, self.client_config)) for cid in chosen]
 
     def aggregate_evaluate(
         self,

@@ -24,11 +24,19 @@ _CLASSES: dict[StrategyName, type[Any]] = {StrategyName.FEDAVG: FedAvg}
 
 
 def build_strategy(
-    name: StrategyName, table: Mapping[str, Any], client: ClientConfig, *, path: str
+    name: StrategyName,
+    table: Mapping[str, Any],
+    client: ClientConfig,
+    *,
+    path: str,
+    per_client: Mapping[str, ClientConfig] | None = None,
 ) -> Strategy:
-    """Build strategy ``name`` from its config table and the default client config."""
-    if "client_config" in table:
-        raise ConfigError(f"{path}.client_config: set the client's training in [client]")
+    """Build strategy ``name`` from its config table and the clients' configurations."""
+    for key, section in (("client_config", "[client]"), ("per_client", "[clients.ID]")):
+        if key in table:
+            raise ConfigError(f"{path}.{key}: set the clients' training in {section}")
     cls = _CLASSES[name]
     strategy = from_table(cls, table, path)
-    return dataclasses.replace(strategy, client_config=client)  # type: ignore[no-any-return]
+    return dataclasses.replace(  # type: ignore[no-any-return]
+        strategy, client_config=client, per_client=dict(per_client or {})
+    )
