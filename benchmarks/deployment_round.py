@@ -9,7 +9,7 @@ once; at most ``--threads`` of them are in flight at a time (the rest queue here
 the server's gRPC pool has ``max(32, min(C, 128))`` workers. The clients train nothing
 (fit adds 0.01 to the weights): the round measures the framework and the wire. The
 server and the load generator share the machine's cores: on 2 cores C=500 is CPU-bound
-(both processes busy) and the three sizes take about a minute in all.
+(both processes busy) and the three sizes take 30-40 s in all.
 
     python benchmarks/deployment_round.py [--clients 10 100 500] [--params 1000000]
 
@@ -22,7 +22,8 @@ Prints one JSON object per C:
 - ``wire_bytes_per_client_down`` / ``_up``: per client, TCP payload bytes (TLS records:
   HTTP/2 framing, protobuf, polls and all) the server sent / received during the round,
   summed over its sockets from the kernel's ``tcp_info`` (``ss -ti``); no IP/TCP headers.
-  (``/proc/<pid>/io`` cannot be used: gRPC's ``sendmsg``/``recvmsg`` are not counted there.)
+  Null without ``ss``. (``/proc/<pid>/io`` cannot serve: it does not count gRPC's
+  ``sendmsg``/``recvmsg``.)
 - ``wire_ratio_down`` / ``wire_ratio_up``: wire bytes per client / ``model_bytes``.
 - ``round_latency_s``: server wall time of ``RoundLoop.run`` for one round (select,
   sign and publish the model, collect and verify C uploads, aggregate, commit).
@@ -33,7 +34,8 @@ Prints one JSON object per C:
 - ``raw_copy_s``: reference, same run: serializing the model and SHA-256 over it C times
   in-process, the least a server must do per client; ``ratio`` = latency / raw_copy_s.
 - ``provision_s``: provisioning the CA, server and C client certificates (not in latency).
-- ``succeeded`` / ``failed``: the round record's fit outcomes; ``committed``: it committed.
+- ``succeeded`` / ``failed``: the round record's fit outcomes (``failures`` by kind, if
+  any); ``committed``: the round committed; ``served``: tasks the clients completed.
 """
 
 from __future__ import annotations
@@ -86,13 +88,17 @@ def raise_fd_limit() -> None:
 
 
 def socket_bytes(port: int) -> tuple[int, int]:
-    """(sent, received) TCP payload bytes over the established sockets of ``port``."""
-    out = subprocess.run(
-        ["ss", "-tinH", "state", "established", f"( sport = :{port} )"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    """(sent, received) TCP payload bytes over the established sockets of ``port``;
+    (-1, -1) where ``ss`` (iproute2) is not available."""
+    try:
+        out = subprocess.run(
+            ["ss", "-tinH", "state", "established", f"( sport = :{port} )"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return -1, -1
     sent = sum(int(n) for n in re.findall(r"\bbytes_sent:(\d+)", out))
     received = sum(int(n) for n in re.findall(r"\bbytes_received:(\d+)", out))
     return sent, received
@@ -141,8 +147,8 @@ def serve_round(pki: Path, clients: int, params: int) -> None:
             "server_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "payload_bytes_down": len(weights_to_bytes(weights)),
             "payload_bytes_up": len(update),
-            "wire_down": sent1 - sent0,
-            "wire_up": received1 - received0,
+            "wire_down": sent1 - sent0 if sent0 >= 0 else None,
+            "wire_up": received1 - received0 if sent0 >= 0 else None,
             "succeeded": record.fit.succeeded,
             "failed": record.fit.failed,
             "failures": dict(record.fit.failures),
@@ -232,16 +238,21 @@ def measure(clients: int, params: int, threads: int) -> dict[str, Any]:
                     link.close()
     raw = params * 4
     latency = report["round_latency_s"]
+    down, up = (
+        (report["wire_down"] / clients, report["wire_up"] / clients)
+        if report["wire_down"] is not None
+        else (None, None)
+    )
     row = {
         "clients": clients,
         "params": params,
         "model_bytes": raw,
         "payload_bytes_down": report["payload_bytes_down"],
         "payload_bytes_up": report["payload_bytes_up"],
-        "wire_bytes_per_client_down": round(report["wire_down"] / clients),
-        "wire_bytes_per_client_up": round(report["wire_up"] / clients),
-        "wire_ratio_down": round(report["wire_down"] / clients / raw, 4),
-        "wire_ratio_up": round(report["wire_up"] / clients / raw, 4),
+        "wire_bytes_per_client_down": None if down is None else round(down),
+        "wire_bytes_per_client_up": None if up is None else round(up),
+        "wire_ratio_down": None if down is None else round(down / raw, 4),
+        "wire_ratio_up": None if up is None else round(up / raw, 4),
         "round_latency_s": round(latency, 3),
         "latency_per_client_ms": round(1000 * latency / clients, 2),
         "server_cpu_s": round(report["server_cpu_s"], 3),

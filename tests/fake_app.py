@@ -1,12 +1,14 @@
 """A tiny app for tests: linear clients, some of them faulty by design.
 
 Client ``good-i`` moves every weight by ``i + 1`` and reports ``i + 1`` examples;
-faulty clients return a wrong shape, NaN, a wrong dtype, raise, or kill their process.
+faulty clients return a wrong shape, NaN, a wrong dtype, raise, kill their process, or
+(``slow-i``) take three seconds.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -46,6 +48,8 @@ class FakeClient:
             raise RuntimeError("this client always fails")
         if self.kind == "crash":
             os._exit(3)
+        if self.kind == "slow":
+            time.sleep(3)
         metrics = {
             "calls": float(context.state["calls"]),
             "rng": float(context.numpy_rng().random()),

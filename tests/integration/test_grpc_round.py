@@ -152,3 +152,32 @@ def test_garbage_bytes_to_every_method_leave_the_server_serving(
         assert status["connected_nodes"] == 1
     finally:
         link.close()
+
+
+def test_over_selection_closes_the_round_at_its_quorum(server: GrpcServerTransport) -> None:
+    clients = ["good-0", "good-1", "good-2", "slow-0"]
+    app = AppSpec("fake_app:build", TESTS).build({"clients": clients}, 0)
+    stop = threading.Event()
+    threads = []
+    for client_id in clients:
+        link = GrpcLink(f"127.0.0.1:{server.port}", client_id=client_id, credentials=None)
+        threads.append(
+            threading.Thread(
+                target=serve, args=(link, app.client_fn(client_id)), kwargs={"stop": stop}
+            )
+        )
+        threads[-1].start()
+    strategy = FedAvg(fraction_fit=0.75, over_selection=1 / 3, min_available_clients=4)
+    try:
+        assert server.wait_for_clients(4, timeout=20)
+        loop = RoundLoop(strategy=strategy, transport=server, seed=2)
+        record = loop.run(app.initial_weights, 1).history[0]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+    assert record.fit.selected == 4  # 3 wanted, one more selected
+    assert record.fit.succeeded == 3
+    assert dict(record.fit.failures) == {"transport:RoundClosed": 1}
+    assert "slow-0" not in record.fit.contributors
+    assert record.seconds < 3  # the straggler was not waited for

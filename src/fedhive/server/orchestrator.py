@@ -151,7 +151,8 @@ class RoundLoop:
         stats.bytes_down = len(payload) * len(tasks)
         if self.observer is not None:
             self.observer.round_started(rnd, len(tasks))
-        outcomes = self.transport.fit(list(tasks.values()), weights)
+        quorum = self.strategy.fit_quorum(len(tasks))
+        outcomes = self.transport.fit(list(tasks.values()), weights, quorum=quorum)
         verified = self._verified_fits(outcomes, tasks, weights.layout(), len(payload), stats)
         try:
             return self.strategy.aggregate_fit(state, rnd, weights, verified)

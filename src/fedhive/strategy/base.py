@@ -52,6 +52,11 @@ class Strategy(Protocol):
         """
         ...
 
+    def fit_quorum(self, selected: int) -> int:
+        """How many results close a round that selected ``selected`` clients (fewer than
+        ``selected`` when the strategy over-selects to tolerate stragglers)."""
+        ...
+
     def aggregate_fit(
         self,
         state: StrategyState,

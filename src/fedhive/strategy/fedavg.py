@@ -7,6 +7,7 @@ eta = 1 is the weighted mean of the clients' models (eq. in Alg. 1 of McMahan et
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +32,9 @@ class FedAvg:
     min_evaluate_clients: int = 1
     min_available_clients: int = 1
     server_learning_rate: float = 1.0
+    over_selection: float = 0.0
+    """Select this fraction more clients than needed; a deployed round closes once the
+    needed number of results arrived (stragglers are told the round has closed)."""
     client_config: ClientConfig = field(default_factory=ClientConfig)
     per_client: Mapping[str, ClientConfig] = field(default_factory=dict)
     """Clients whose training differs from ``client_config`` (a device's own batch
@@ -43,6 +47,7 @@ class FedAvg:
         check_int("min_evaluate_clients", self.min_evaluate_clients, minimum=1)
         check_int("min_available_clients", self.min_available_clients, minimum=1)
         check_real("server_learning_rate", self.server_learning_rate, low=0, low_open=True)
+        check_real("over_selection", self.over_selection, low=0, high=1)
 
     def initial_state(self, weights: Weights) -> StrategyState:
         """FedAvg keeps no state between rounds."""
@@ -59,12 +64,17 @@ class FedAvg:
         """Sample ``fraction_fit`` of the clients (at least ``min_fit_clients``)."""
         chosen = sample_clients(
             clients,
-            fraction=self.fraction_fit,
+            fraction=self.fraction_fit * (1 + self.over_selection),
             min_clients=self.min_fit_clients,
             min_available=self.min_available_clients,
             rng=rng,
         )
         return [Instruction(cid, self.per_client.get(cid, self.client_config)) for cid in chosen]
+
+    def fit_quorum(self, selected: int) -> int:
+        """The clients wanted before over-selection (at least ``min_fit_clients``)."""
+        wanted = math.ceil(round(selected / (1 + self.over_selection), 9))
+        return min(selected, max(self.min_fit_clients, wanted))
 
     def aggregate_fit(
         self,

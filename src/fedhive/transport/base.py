@@ -40,6 +40,13 @@ class CohortRunner(Protocol):
 class Transport(CohortRunner, Protocol):
     """A CohortRunner that also knows which clients are available right now."""
 
+    def fit(
+        self, tasks: Sequence[FitTask], weights: Weights, *, quorum: int | None = None
+    ) -> Iterator[FitOutcome]:
+        """Run fit tasks; a transport may close the cohort once ``quorum`` succeeded
+        (the rest then fail as ``transport:RoundClosed``)."""
+        ...
+
     def client_ids(self) -> Sequence[str]:
         """Ids of the clients that can be given a task now."""
         ...

@@ -28,8 +28,11 @@ class InProcessTransport:
         """All simulated clients are always available."""
         return self._client_ids
 
-    def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
-        """Run fit tasks through the runner."""
+    def fit(
+        self, tasks: Sequence[FitTask], weights: Weights, *, quorum: int | None = None
+    ) -> Iterator[FitOutcome]:
+        """Run fit tasks through the runner: every one, whatever the quorum, so that a
+        simulation stays reproducible."""
         return _one_per_task(tasks, lambda: self._runner.fit(tasks, weights))
 
     def evaluate(

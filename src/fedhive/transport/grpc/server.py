@@ -104,9 +104,12 @@ class GrpcServerTransport:
             time.sleep(0.05)
         return True
 
-    def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
-        """Publish fit tasks now; stream their outcomes until all arrive or time runs out."""
-        collected = self._collect(tasks, self._publish(tasks, weights))
+    def fit(
+        self, tasks: Sequence[FitTask], weights: Weights, *, quorum: int | None = None
+    ) -> Iterator[FitOutcome]:
+        """Publish fit tasks now; stream outcomes until ``quorum`` succeeded (default:
+        all answered) or time runs out."""
+        collected = self._collect(tasks, self._publish(tasks, weights), quorum)
         return (o for o in collected if isinstance(o, (FitReply, Failure)))
 
     def evaluate(
@@ -146,18 +149,30 @@ class GrpcServerTransport:
         return cohort, deadline
 
     def _collect(
-        self, tasks: Sequence[FitTask] | Sequence[EvaluateTask], published: tuple[int, float]
+        self,
+        tasks: Sequence[FitTask] | Sequence[EvaluateTask],
+        published: tuple[int, float],
+        quorum: int | None = None,
     ) -> Iterator[Outcome]:
-        """Outcomes of the cohort; at the deadline, failures for the unanswered."""
+        """Outcomes of the cohort; then failures for the unanswered (deadline passed, or
+        the quorum was reached without them)."""
         cohort, deadline = published
         if not tasks:
             return
-        yield from self.coordinator.outcomes(cohort, len(tasks), deadline)
+        succeeded = 0
+        for outcome in self.coordinator.outcomes(cohort, len(tasks), deadline):
+            yield outcome
+            succeeded += not isinstance(outcome, Failure)
+            if quorum is not None and succeeded >= quorum:
+                break
+        timed_out = time.time() >= deadline
         for envelope in self.coordinator.close_cohort(cohort):
             yield Failure(
                 client_id=envelope.task.client_id,
                 round=envelope.task.round,
                 stage="transport",
-                error_type="DeadlineExceeded",
-                message=f"no result within {self._round_timeout:g}s",
+                error_type="DeadlineExceeded" if timed_out else "RoundClosed",
+                message=f"no result within {self._round_timeout:g}s"
+                if timed_out
+                else "the round closed when its quorum was reached",
             )
