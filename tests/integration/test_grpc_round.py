@@ -180,4 +180,3 @@ def test_over_selection_closes_the_round_at_its_quorum(server: GrpcServerTranspo
     assert record.fit.succeeded == 3
     assert dict(record.fit.failures) == {"transport:RoundClosed": 1}
     assert "slow-0" not in record.fit.contributors
-    assert record.seconds < 3  # the straggler was not waited for
