@@ -30,10 +30,10 @@ def free_port() -> int:
 
 
 def write_config(port: int) -> Path:
+    """examples/digits-mlp/deployment.toml, on a free port."""
     shutil.copy(EXAMPLE / "app.py", OUT / "app.py")
-    text = (EXAMPLE / "config.toml").read_text()
-    text = text.replace("num_clients = 100", f"num_clients = {CLIENTS}")
-    text += f'\n[server]\naddress = "127.0.0.1:{port}"\nmin_clients = {CLIENTS}\n'
+    text = (EXAMPLE / "deployment.toml").read_text()
+    text = text.replace('address = "127.0.0.1:8443"', f'address = "127.0.0.1:{port}"')
     path = OUT / "config.toml"
     path.write_text(text)
     return path
