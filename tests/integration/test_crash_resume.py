@@ -101,3 +101,59 @@ def test_kill_9_then_resume_loses_nothing(tmp_path: Path) -> None:
     uninterrupted = simulate(parse_config(tomllib.loads(config.read_text())), base_dir=tmp_path)
     assert summary["model_sha256"] == uninterrupted.version
     assert main(["audit", "verify", str(state)]) == 0
+
+
+@pytest.mark.slow
+def test_a_client_killed_mid_run_fails_by_the_deadline_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port, rounds=6, clients=3)
+    text = config.read_text().replace("round_timeout = 120", "round_timeout = 3")
+    config.write_text(text.replace("min_fit_clients = 3", "min_fit_clients = 2"))
+    pki = tmp_path / "pki"
+    provision(pki, clients=CLIENTS)
+    state = tmp_path / "state"
+    server = start_server(config, state, pki / "server")
+    clients = [
+        subprocess.Popen(
+            [
+                *FEDHIVE,
+                "client",
+                "--server",
+                f"127.0.0.1:{port}",
+                "--certs",
+                str(pki / "clients" / cid),
+                "--client-id",
+                cid,
+                "--app",
+                "app:client",
+                "--config",
+                str(config),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for cid in CLIENTS
+    ]
+    try:
+        deadline = time.monotonic() + 240
+        while committed_lines(state) < 2:
+            assert time.monotonic() < deadline, "the server made no progress"
+            time.sleep(0.05)
+        os.kill(clients[0].pid, signal.SIGKILL)
+        out, _ = server.communicate(timeout=300)
+        assert server.returncode == 0, out
+    finally:
+        for proc in [server, *clients]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if server.stdout:
+            server.stdout.close()
+    lines = [json.loads(line) for line in (state / "metrics.jsonl").read_text().splitlines()]
+    assert [line["round"] for line in lines] == [1, 2, 3, 4, 5, 6]
+    assert all(line["committed"] for line in lines)
+    missed = sum(line["fit"]["failures"].get("transport:DeadlineExceeded", 0) for line in lines)
+    assert missed >= 1  # the killed client's tasks closed at their deadline
+    assert all(line["fit"]["succeeded"] >= 2 for line in lines)
