@@ -19,7 +19,7 @@ $(VENV)/.test-installed: $(VENV)/.demo-installed
 	$(PIP) -e '.[torch,sklearn,dev]'
 	touch $@
 
-demo: demo-sim
+demo: demo-deploy
 
 demo-sim: $(VENV)/.demo-installed
 	$(BIN)/fedhive simulate examples/digits-mlp/config.toml --out runs/digits-mlp
@@ -28,8 +28,8 @@ demo-deploy: $(VENV)/.demo-installed
 	$(BIN)/python scripts/demo_deploy.py
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples scripts
+	$(BIN)/ruff format --check src tests benchmarks examples scripts
 
 typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy --strict src/fedhive

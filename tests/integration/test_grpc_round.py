@@ -20,7 +20,7 @@ from fedhive.transport.grpc.connection import GrpcLink
 from fedhive.transport.grpc.server import GrpcServerTransport, trust_claimed_id
 
 TESTS = Path(__file__).resolve().parents[1]
-CLIENTS = ["good-0", "good-1", "good-2", "raise-0"]
+CLIENTS = ["good-0", "good-1", "good-2", "raise-0", "nan-0", "shape-0"]
 
 
 @pytest.fixture
@@ -53,11 +53,11 @@ def start_clients(port: int, stop: threading.Event) -> list[threading.Thread]:
 
 def test_grpc_rounds_match_the_simulation_bit_for_bit(server: GrpcServerTransport) -> None:
     app = AppSpec("fake_app:build", TESTS).build({"clients": CLIENTS}, 0)
-    strategy = FedAvg(min_available_clients=4, fraction_evaluate=1.0)
+    strategy = FedAvg(min_available_clients=6, fraction_evaluate=1.0)
     stop = threading.Event()
     threads = start_clients(server.port, stop)
     try:
-        assert server.wait_for_clients(4, timeout=20)
+        assert server.wait_for_clients(6, timeout=20)
         loop = RoundLoop(strategy=strategy, transport=server, seed=11, federated_every=1)
         networked = loop.run(app.initial_weights, 3)
     finally:
@@ -68,8 +68,13 @@ def test_grpc_rounds_match_the_simulation_bit_for_bit(server: GrpcServerTranspor
     assert networked.version == simulated.version
     for net, sim in zip(networked.history, simulated.history, strict=True):
         assert net.committed
-        assert (net.fit.succeeded, net.fit.failed) == (3, 1)
-        assert dict(net.fit.failures) == {"fit:RuntimeError": 1}
+        assert (net.fit.succeeded, net.fit.failed) == (3, 3)
+        assert dict(net.fit.failures) == {
+            "fit:RuntimeError": 1,
+            "verify:NonFiniteError": 1,
+            "verify:ShapeMismatchError": 1,
+        }
+        assert net.fit.failures == sim.fit.failures
         assert net.train == sim.train
         assert net.federated == sim.federated
 
@@ -86,7 +91,7 @@ def test_a_missing_client_fails_at_the_deadline_and_the_round_completes() -> Non
     stop = threading.Event()
     threads = start_clients(transport.port, stop)
     try:
-        assert transport.wait_for_clients(4, timeout=20)
+        assert transport.wait_for_clients(6, timeout=20)
         stop.set()  # every client leaves; one ghost keeps "registered" status
         for thread in threads:
             thread.join(timeout=10)
@@ -180,3 +185,32 @@ def test_over_selection_closes_the_round_at_its_quorum(server: GrpcServerTranspo
     assert record.fit.succeeded == 3
     assert dict(record.fit.failures) == {"transport:RoundClosed": 1}
     assert "slow-0" not in record.fit.contributors
+
+
+def test_a_replayed_result_is_refused_as_a_duplicate(server: GrpcServerTransport) -> None:
+    from fedhive.core.messages import ClientConfig, FitTask
+    from fedhive.core.serde import model_version
+    from fedhive.transport.base import Wait
+
+    app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
+    link = GrpcLink(f"127.0.0.1:{server.port}", client_id="good-0", credentials=None)
+    try:
+        link.register()
+        task = FitTask(
+            round=1,
+            client_id="good-0",
+            version=model_version(app.initial_weights),
+            seed=0,
+            config=ClientConfig(),
+        )
+        outcomes = server.fit([task], app.initial_weights)
+        envelope = link.pull()
+        assert not isinstance(envelope, Wait)
+        from fedhive.client.pipeline import run_fit
+
+        reply = run_fit(app.client_fn("good-0"), envelope.task, app.initial_weights, {})
+        assert link.upload(envelope, reply) == "accepted"
+        assert link.upload(envelope, reply) == "duplicate"
+        assert [type(o).__name__ for o in outcomes] == ["FitReply"]
+    finally:
+        link.close()

@@ -45,6 +45,7 @@ class Coordinator:
     _pending: dict[str, deque[TaskEnvelope]] = field(default_factory=dict)
     _issued: dict[str, _Issued] = field(default_factory=dict)
     _closed: set[str] = field(default_factory=set)
+    _answered: set[str] = field(default_factory=set)
     _models: dict[str, bytes] = field(default_factory=dict)
     _outcomes: queue.Queue[tuple[int, Outcome]] = field(default_factory=queue.Queue)
     _cohort: int = 0
@@ -118,13 +119,15 @@ class Coordinator:
         with self._lock:
             issued = self._issued.get(task_id)
             if issued is None:
+                if task_id in self._answered:
+                    raise UploadRefusedError("duplicate", "this task's result was received")
                 if task_id in self._closed:
                     raise UploadRefusedError("round_closed", "the task's round has closed")
                 raise UploadRefusedError("rejected", "no such task was issued")
             if issued.envelope.task.client_id != client_id:
                 raise UploadRefusedError("rejected", "this task was issued to another client")
             del self._issued[task_id]
-            self._closed.add(task_id)
+            self._answered.add(task_id)
             return issued.envelope, issued.cohort
 
     def deliver(self, cohort: int, outcome: Outcome) -> None:
