@@ -126,6 +126,7 @@ def run_server(args: argparse.Namespace, console: Console) -> int:
         identify=identify,
         insecure=args.insecure,
         round_timeout=config.server.round_timeout,
+        max_message_mib=config.server.max_message_mib,
         signatures=signatures,
     )
     signal.signal(signal.SIGTERM, _interrupt)

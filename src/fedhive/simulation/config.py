@@ -85,11 +85,13 @@ class ServerSection:
     round_timeout: float = 60.0
     min_clients: int = 1
     wait_timeout: float = 300.0
+    max_message_mib: int = 256
 
     def __post_init__(self) -> None:
         check_real("round_timeout", self.round_timeout, low=0, low_open=True)
         check_int("min_clients", self.min_clients, minimum=1)
         check_real("wait_timeout", self.wait_timeout, low=0)
+        check_int("max_message_mib", self.max_message_mib, minimum=1)
 
 
 @dataclass(frozen=True, kw_only=True)
