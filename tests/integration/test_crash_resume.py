@@ -7,13 +7,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from test_deployment import free_port, write_config
+from test_deployment import free_port, start_client, start_server, stop_all, write_config
 
 from fedhive.cli.main import main
 from fedhive.core._compat import tomllib
@@ -22,16 +20,6 @@ from fedhive.simulation.config import parse_config
 from fedhive.simulation.engine import simulate
 
 CLIENTS = [f"client-{i:04d}" for i in range(3)]
-FEDHIVE = [sys.executable, "-m", "fedhive"]
-
-
-def start_server(config: Path, state: Path, certs: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*FEDHIVE, "server", str(config), "--state", str(state), "--certs", str(certs)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def committed_lines(state: Path) -> int:
@@ -47,27 +35,7 @@ def test_kill_9_then_resume_loses_nothing(tmp_path: Path) -> None:
     provision(pki, clients=CLIENTS)
     state = tmp_path / "state"
     server = start_server(config, state, pki / "server")
-    clients = [
-        subprocess.Popen(
-            [
-                *FEDHIVE,
-                "client",
-                "--server",
-                f"127.0.0.1:{port}",
-                "--certs",
-                str(pki / "clients" / cid),
-                "--client-id",
-                cid,
-                "--app",
-                "app:client",
-                "--config",
-                str(config),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for cid in CLIENTS
-    ]
+    clients = [start_client(config, pki, port, cid) for cid in CLIENTS]
     try:
         deadline = time.monotonic() + 240
         while committed_lines(state) < 3:
@@ -85,12 +53,7 @@ def test_kill_9_then_resume_loses_nothing(tmp_path: Path) -> None:
         for proc in clients:
             proc.wait(timeout=60)
     finally:
-        for proc in [server, *clients]:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if server.stdout:
-            server.stdout.close()
+        stop_all([server, *clients])
     summary = json.loads((state / "summary.json").read_text())
     assert summary["rounds"] == 12
     rounds = [
@@ -115,27 +78,7 @@ def test_a_client_killed_mid_run_fails_by_the_deadline_and_the_run_goes_on(
     provision(pki, clients=CLIENTS)
     state = tmp_path / "state"
     server = start_server(config, state, pki / "server")
-    clients = [
-        subprocess.Popen(
-            [
-                *FEDHIVE,
-                "client",
-                "--server",
-                f"127.0.0.1:{port}",
-                "--certs",
-                str(pki / "clients" / cid),
-                "--client-id",
-                cid,
-                "--app",
-                "app:client",
-                "--config",
-                str(config),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for cid in CLIENTS
-    ]
+    clients = [start_client(config, pki, port, cid) for cid in CLIENTS]
     try:
         deadline = time.monotonic() + 240
         while committed_lines(state) < 2:
@@ -145,12 +88,7 @@ def test_a_client_killed_mid_run_fails_by_the_deadline_and_the_run_goes_on(
         out, _ = server.communicate(timeout=300)
         assert server.returncode == 0, out
     finally:
-        for proc in [server, *clients]:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if server.stdout:
-            server.stdout.close()
+        stop_all([server, *clients])
     lines = [json.loads(line) for line in (state / "metrics.jsonl").read_text().splitlines()]
     assert [line["round"] for line in lines] == [1, 2, 3, 4, 5, 6]
     assert all(line["committed"] for line in lines)

@@ -42,6 +42,55 @@ def write_config(folder: Path, port: int, *, rounds: int = 3, clients: int = 10)
     return path
 
 
+FEDHIVE = [sys.executable, "-m", "fedhive"]
+
+
+def start_server(config: Path, state: Path, certs: Path) -> subprocess.Popen[str]:
+    """`fedhive server` as a process; its output is collected for the test's messages."""
+    return subprocess.Popen(
+        [*FEDHIVE, "server", str(config), "--state", str(state), "--certs", str(certs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def start_client(config: Path, pki: Path, port: int, client_id: str) -> subprocess.Popen[str]:
+    """`fedhive client` as a process, with its provisioned certificates; its log goes to
+    a file beside the config (a pipe nobody reads could fill and block it)."""
+    log = (config.parent / f"{client_id}.log").open("w")
+    try:
+        return subprocess.Popen(
+            [
+                *FEDHIVE,
+                "client",
+                "--server",
+                f"127.0.0.1:{port}",
+                "--certs",
+                str(pki / "clients" / client_id),
+                "--client-id",
+                client_id,
+                "--app",
+                "app:client",
+                "--config",
+                str(config),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+        )
+    finally:
+        log.close()  # the child has its own copy of the descriptor
+
+
+def stop_all(procs: list[subprocess.Popen[str]]) -> None:
+    """Kill whatever still runs and close the pipes the test opened."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
 @pytest.mark.slow
 def test_ten_client_processes_over_mtls_match_the_simulation(tmp_path: Path) -> None:
     port = free_port()
@@ -49,46 +98,16 @@ def test_ten_client_processes_over_mtls_match_the_simulation(tmp_path: Path) -> 
     pki = tmp_path / "pki"
     provision(pki, clients=CLIENTS)
     state = tmp_path / "state"
-    fedhive = [sys.executable, "-m", "fedhive"]
-    server = subprocess.Popen(
-        [*fedhive, "server", str(config), "--state", str(state), "--certs", str(pki / "server")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    clients = [
-        subprocess.Popen(
-            [
-                *fedhive,
-                "client",
-                "--server",
-                f"127.0.0.1:{port}",
-                "--certs",
-                str(pki / "clients" / cid),
-                "--client-id",
-                cid,
-                "--app",
-                "app:client",
-                "--config",
-                str(config),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for cid in CLIENTS
-    ]
+    server = start_server(config, state, pki / "server")
+    clients = [start_client(config, pki, port, cid) for cid in CLIENTS]
     try:
         out, _ = server.communicate(timeout=400)
         assert server.returncode == 0, out
         for proc in clients:
-            _, err = proc.communicate(timeout=60)
-            assert proc.returncode == 0, err
+            proc.wait(timeout=60)
+            assert proc.returncode == 0
     finally:
-        for proc in [server, *clients]:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        stop_all([server, *clients])
     summary = json.loads((state / "summary.json").read_text())
     simulated = simulate(parse_config(tomllib.loads(config.read_text())), base_dir=tmp_path)
     assert summary["rounds"] == 3
