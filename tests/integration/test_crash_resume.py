@@ -72,7 +72,7 @@ def test_a_client_killed_mid_run_fails_by_the_deadline_and_the_run_goes_on(
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port, rounds=6, clients=3)
-    text = config.read_text().replace("round_timeout = 120", "round_timeout = 3")
+    text = config.read_text().replace("round_timeout = 120", "round_timeout = 8")
     config.write_text(text.replace("min_fit_clients = 3", "min_fit_clients = 2"))
     pki = tmp_path / "pki"
     provision(pki, clients=CLIENTS)
