@@ -17,8 +17,14 @@ from fedhive.core.config import check_int, check_real
 from fedhive.core.messages import ClientConfig, EvaluateReply, FitReply
 from fedhive.core.weights import Weights
 from fedhive.errors import NotEnoughClientsError
-from fedhive.strategy.aggregate import ExactWeightedSum, WeightedMetrics
+from fedhive.strategy.aggregate import WeightedMetrics
 from fedhive.strategy.base import Instruction, StrategyState
+from fedhive.strategy.compose import (
+    Aggregator,
+    ServerOptimizer,
+    ServerSGD,
+    WeightedMean,
+)
 from fedhive.strategy.sampling import sample_clients
 
 
@@ -35,6 +41,9 @@ class FedAvg:
     over_selection: float = 0.0
     """Select this fraction more clients than needed; a deployed round closes once the
     needed number of results arrived (stragglers are told the round has closed)."""
+    aggregator: Aggregator = field(default_factory=WeightedMean)
+    server_optimizer: ServerOptimizer | None = None
+    """None: server SGD with ``server_learning_rate`` (FedAvg); FedAdam & co. set one."""
     client_config: ClientConfig = field(default_factory=ClientConfig)
     per_client: Mapping[str, ClientConfig] = field(default_factory=dict)
     """Clients whose training differs from ``client_config`` (a device's own batch
@@ -49,9 +58,14 @@ class FedAvg:
         check_real("server_learning_rate", self.server_learning_rate, low=0, low_open=True)
         check_real("over_selection", self.over_selection, low=0, high=1)
 
+    @property
+    def optimizer(self) -> ServerOptimizer:
+        """The server optimizer in use."""
+        return self.server_optimizer or ServerSGD(self.server_learning_rate)
+
     def initial_state(self, weights: Weights) -> StrategyState:
-        """FedAvg keeps no state between rounds."""
-        return {}
+        """The server optimizer's initial state (none for plain FedAvg)."""
+        return self.optimizer.init(weights.layout())
 
     def configure_fit(
         self,
@@ -83,23 +97,19 @@ class FedAvg:
         weights: Weights,
         replies: Iterable[FitReply],
     ) -> tuple[StrategyState, Weights, dict[str, float]]:
-        """Streaming weighted mean of the updates, applied with the server rate."""
+        """Aggregate the updates (streamed), then let the server optimizer apply them."""
         layout = weights.layout()
-        total = ExactWeightedSum(layout.total_size)
-        metrics = WeightedMetrics()
-        for reply in replies:
-            total.add(layout.flatten(reply.update), reply.num_examples)
-            metrics.add(reply.metrics, reply.num_examples)
-        if total.count < self.min_fit_clients:
+        result = self.aggregator(layout, replies)
+        if result.count < self.min_fit_clients:
             raise NotEnoughClientsError(
-                f"{total.count} clients succeeded, min_fit_clients is {self.min_fit_clients}",
+                f"{result.count} clients succeeded, min_fit_clients is {self.min_fit_clients}",
                 round=round,
                 stage="aggregate",
             )
-        if total.total_weight == 0:
-            return state, weights, metrics.means()
-        step = total.total() * (self.server_learning_rate / total.total_weight)
-        return state, layout.unflatten(layout.flatten(weights) + step), metrics.means()
+        if result.update is None:
+            return state, weights, result.metrics
+        state, new = self.optimizer.step(state, layout.flatten(weights), result.update)
+        return state, layout.unflatten(new), result.metrics
 
     def configure_evaluate(
         self,
