@@ -1,17 +1,39 @@
-"""Strategies: selection, client configuration and aggregation, with explicit state."""
+"""Strategies: selection, client configuration and aggregation, with explicit state.
+
+A strategy composes an aggregator (``WeightedMean``; robust rules in
+``fedhive.strategy.robust``) and a server optimizer (``ServerSGD``, ``ServerAdam``,
+``ServerYogi``, ``ServerAdagrad``).
+"""
 
 from fedhive.strategy.aggregate import ExactWeightedSum, WeightedMetrics
 from fedhive.strategy.base import Instruction, Strategy, StrategyState
+from fedhive.strategy.compose import (
+    Aggregate,
+    Aggregator,
+    ServerOptimizer,
+    ServerSGD,
+    WeightedMean,
+)
 from fedhive.strategy.fedavg import FedAvg
-from fedhive.strategy.registry import StrategyName, build_strategy
+from fedhive.strategy.optimizers import ServerAdagrad, ServerAdam, ServerYogi
+from fedhive.strategy.registry import AggregatorName, StrategyName, build_strategy
 
 __all__ = [
+    "Aggregate",
+    "Aggregator",
+    "AggregatorName",
     "ExactWeightedSum",
     "FedAvg",
     "Instruction",
+    "ServerAdagrad",
+    "ServerAdam",
+    "ServerOptimizer",
+    "ServerSGD",
+    "ServerYogi",
     "Strategy",
     "StrategyName",
     "StrategyState",
+    "WeightedMean",
     "WeightedMetrics",
     "build_strategy",
 ]

@@ -1,26 +1,121 @@
-"""Strategies by name, as a config selects them."""
+"""Strategies by name, as a config selects them, with their aggregator and optimizer.
+
+```toml
+[strategy]
+name = "fedadam"            # fedavg | fedprox | fedadam | fedyogi | fedadagrad
+server_learning_rate = 0.01 # the server optimizer's learning rate (eta)
+beta_1 = 0.9                # adaptive optimizers only
+beta_2 = 0.99
+tau = 0.001
+proximal_mu = 0.01          # fedprox only: the proximal term's coefficient
+aggregator = "median"       # mean | median | trimmed_mean | krum | bulyan
+trim_fraction = 0.1         # trimmed_mean
+byzantine = 1               # krum, bulyan: the number of attackers tolerated
+multi = 1                   # krum: average the m best (Multi-Krum)
+max_update_norm = 0.0       # > 0: clip every update to this L2 norm first
+```
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fedhive.core._compat import StrEnum
-from fedhive.core.config import from_table
+from fedhive.core.config import check_int, check_real, from_table
 from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
 from fedhive.strategy.base import Strategy
+from fedhive.strategy.compose import Aggregator, ServerOptimizer, WeightedMean
 from fedhive.strategy.fedavg import FedAvg
+from fedhive.strategy.optimizers import ServerAdagrad, ServerAdam, ServerYogi
+from fedhive.strategy.robust import Bulyan, CoordinateMedian, Krum, NormBound, TrimmedMean
 
 
 class StrategyName(StrEnum):
     """The strategies a config can name."""
 
     FEDAVG = "fedavg"
+    FEDPROX = "fedprox"
+    FEDADAM = "fedadam"
+    FEDYOGI = "fedyogi"
+    FEDADAGRAD = "fedadagrad"
 
 
-_CLASSES: dict[StrategyName, type[Any]] = {StrategyName.FEDAVG: FedAvg}
+class AggregatorName(StrEnum):
+    """The aggregation rules a config can name."""
+
+    MEAN = "mean"
+    MEDIAN = "median"
+    TRIMMED_MEAN = "trimmed_mean"
+    KRUM = "krum"
+    BULYAN = "bulyan"
+
+
+@dataclass(frozen=True, kw_only=True)
+class _AggregatorTable:
+    aggregator: AggregatorName = AggregatorName.MEAN
+    trim_fraction: float = 0.1
+    byzantine: int = 0
+    multi: int = 1
+    max_update_norm: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_real("max_update_norm", self.max_update_norm, low=0)
+        check_int("byzantine", self.byzantine, minimum=0)
+        check_int("multi", self.multi, minimum=1)
+
+    def build(self) -> Aggregator:
+        rules: dict[AggregatorName, Any] = {
+            AggregatorName.MEAN: WeightedMean,
+            AggregatorName.MEDIAN: CoordinateMedian,
+            AggregatorName.TRIMMED_MEAN: lambda: TrimmedMean(trim_fraction=self.trim_fraction),
+            AggregatorName.KRUM: lambda: Krum(byzantine=self.byzantine, multi=self.multi),
+            AggregatorName.BULYAN: lambda: Bulyan(byzantine=self.byzantine),
+        }
+        rule: Aggregator = rules[self.aggregator]()
+        if self.max_update_norm > 0:
+            return NormBound(inner=rule, max_norm=self.max_update_norm)
+        return rule
+
+
+@dataclass(frozen=True, kw_only=True)
+class _AdaptiveTable:
+    beta_1: float = 0.9
+    beta_2: float = 0.99
+    tau: float = 1e-3
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ProxTable:
+    proximal_mu: float = 0.01
+
+    def __post_init__(self) -> None:
+        check_real("proximal_mu", self.proximal_mu, low=0)
+
+
+_ADAPTIVE = {
+    StrategyName.FEDADAM: ServerAdam,
+    StrategyName.FEDYOGI: ServerYogi,
+    StrategyName.FEDADAGRAD: ServerAdagrad,
+}
+
+
+def _split(table: Mapping[str, Any], cls: type[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return (
+        {k: v for k, v in table.items() if k in names},
+        {k: v for k, v in table.items() if k not in names},
+    )
+
+
+def _wrap_config_error(make: Any, path: str) -> Any:
+    try:
+        return make()
+    except ConfigError as exc:
+        raise ConfigError(f"{path}.{exc.message}") from None
 
 
 def build_strategy(
@@ -35,8 +130,40 @@ def build_strategy(
     for key, section in (("client_config", "[client]"), ("per_client", "[clients.ID]")):
         if key in table:
             raise ConfigError(f"{path}.{key}: set the clients' training in {section}")
-    cls = _CLASSES[name]
-    strategy = from_table(cls, table, path)
-    return dataclasses.replace(  # type: ignore[no-any-return]
-        strategy, client_config=client, per_client=dict(per_client or {})
+    for key in ("server_optimizer",):
+        if key in table:
+            raise ConfigError(f'{path}.{key}: choose it with name = "fedadam" (or yogi/adagrad)')
+    aggregation, rest = _split(table, _AggregatorTable)
+    rule = from_table(_AggregatorTable, aggregation, path)
+    aggregator = _wrap_config_error(rule.build, path)
+    adaptive: dict[str, Any] = {}
+    if name in _ADAPTIVE:
+        adaptive, rest = _split(rest, _AdaptiveTable)
+        if name == StrategyName.FEDADAGRAD and "beta_2" in adaptive:
+            raise ConfigError(f"{path}.beta_2: FedAdagrad has no second-moment decay")
+    if name == StrategyName.FEDPROX:
+        prox, rest = _split(rest, _ProxTable)
+        mu = from_table(_ProxTable, prox, path).proximal_mu
+        client = dataclasses.replace(client, extra={**client.extra, "proximal_mu": mu})
+        per_client = {
+            cid: dataclasses.replace(c, extra={"proximal_mu": mu, **c.extra})
+            for cid, c in (per_client or {}).items()
+        }
+    strategy = from_table(FedAvg, rest, path)
+    optimizer: ServerOptimizer | None = None
+    if name in _ADAPTIVE:
+        cls = _ADAPTIVE[name]
+        accepted = {f.name for f in dataclasses.fields(cls)}
+        settings = dataclasses.asdict(from_table(_AdaptiveTable, adaptive, path))
+        rate = strategy.server_learning_rate if "server_learning_rate" in rest else 0.01
+        optimizer = _wrap_config_error(
+            lambda: cls(learning_rate=rate, **{k: v for k, v in settings.items() if k in accepted}),
+            path,
+        )
+    return dataclasses.replace(
+        strategy,
+        aggregator=aggregator,
+        server_optimizer=optimizer,
+        client_config=client,
+        per_client=dict(per_client or {}),
     )

@@ -1,0 +1,82 @@
+"""Strategies, aggregators and server optimizers chosen by name in a config."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedhive.errors import ConfigError
+from fedhive.simulation.config import parse_config
+from fedhive.strategy.compose import WeightedMean
+from fedhive.strategy.fedavg import FedAvg
+from fedhive.strategy.optimizers import ServerAdagrad, ServerAdam, ServerYogi
+from fedhive.strategy.robust import Bulyan, CoordinateMedian, Krum, NormBound, TrimmedMean
+
+RUN = {"run": {"app": "app:build", "rounds": 1}}
+
+
+def strategy(table: dict[str, object]) -> FedAvg:
+    built = parse_config({**RUN, "strategy": table}).strategy
+    assert isinstance(built, FedAvg)
+    return built
+
+
+def test_fedavg_is_the_default_with_a_weighted_mean() -> None:
+    s = strategy({})
+    assert isinstance(s.aggregator, WeightedMean)
+    assert s.server_optimizer is None
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [("fedadam", ServerAdam), ("fedyogi", ServerYogi), ("fedadagrad", ServerAdagrad)],
+)
+def test_adaptive_strategies_get_their_server_optimizer(name: str, cls: type) -> None:
+    s = strategy({"name": name, "server_learning_rate": 0.05, "tau": 0.01})
+    assert isinstance(s.server_optimizer, cls)
+    assert s.server_optimizer.learning_rate == 0.05
+    assert s.server_optimizer.tau == 0.01
+
+
+def test_fedprox_puts_mu_into_every_clients_config() -> None:
+    config = parse_config(
+        {
+            **RUN,
+            "strategy": {"name": "fedprox", "proximal_mu": 0.5},
+            "clients": {"slow": {"batch_size": 2}},
+        }
+    )
+    s = config.strategy
+    assert isinstance(s, FedAvg)
+    assert s.client_config.extra["proximal_mu"] == 0.5
+    assert s.per_client["slow"].extra["proximal_mu"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("table", "cls"),
+    [
+        ({"aggregator": "median"}, CoordinateMedian),
+        ({"aggregator": "trimmed_mean", "trim_fraction": 0.2}, TrimmedMean),
+        ({"aggregator": "krum", "byzantine": 1, "multi": 2}, Krum),
+        ({"aggregator": "bulyan", "byzantine": 1}, Bulyan),
+        ({"aggregator": "mean", "max_update_norm": 3.0}, NormBound),
+    ],
+)
+def test_aggregators_by_name(table: dict[str, object], cls: type) -> None:
+    assert isinstance(strategy(table).aggregator, cls)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"aggregator": "mode"}, "^strategy.aggregator: must be one of mean, median"),
+        ({"aggregator": "trimmed_mean", "trim_fraction": 0.9}, "^strategy.trim_fraction"),
+        ({"name": "fedadagrad", "beta_2": 0.5}, "^strategy.beta_2: FedAdagrad has no"),
+        ({"name": "fedprox", "proximal_mu": -1.0}, "strategy.proximal_mu"),
+        ({"name": "fedadam", "beta_1": "high"}, "strategy.beta_1: must be a number"),
+        ({"beta_1": 0.9}, "strategy.beta_1: unknown key"),
+        ({"server_optimizer": "adam"}, "strategy.server_optimizer"),
+    ],
+)
+def test_bad_strategy_settings_name_their_key(table: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        strategy(table)
