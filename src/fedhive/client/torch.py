@@ -10,11 +10,13 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import numpy as np
 
 from fedhive.client.base import Context
+from fedhive.client.proximal import max_local_steps, proximal_mu
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitResult
 from fedhive.core.weights import Layout, Weights
 from fedhive.errors import ClientError, ConfigError, MissingDependencyError
@@ -165,6 +167,18 @@ class TorchClient:
         loss_fn: a mean-reduced loss ``loss_fn(outputs, y)``; default cross-entropy.
         optimizer_fn: ``optimizer_fn(params, config) -> Optimizer``; default SGD with
             ``lr=config.learning_rate``.
+
+    ``fit`` reads two FedProx keys of ``config.extra`` (see :mod:`fedhive.client.proximal`):
+
+    - ``"proximal_mu"`` (a finite number >= 0): train on ``loss + (mu/2)*||w - w^t||^2``
+      over the trainable parameters (not buffers), ``w^t`` the received weights. The
+      term enters through its gradient ``mu*(w - w^t)``, added after ``backward()``;
+      ``train_loss`` still reports the data loss. With SGD keep ``learning_rate * mu``
+      below 1. Absent or 0: plain local training.
+    - ``"max_local_steps"`` (an int >= 1): stop after that many optimizer steps (a
+      straggler's partial work); ``num_examples`` then counts the examples reached, each
+      once, ``train_loss`` covers the last epoch begun, and metric ``local_steps`` says
+      how many steps were taken. Absent: ``local_epochs`` full epochs.
     """
 
     def __init__(
@@ -198,44 +212,65 @@ class TorchClient:
         return self._model
 
     def fit(self, weights: Weights, config: ClientConfig, context: Context) -> FitResult:
-        """Load ``weights``, train ``config.local_epochs`` epochs, return the new weights."""
+        """Load ``weights``, train ``config.local_epochs`` epochs, return the new weights.
+
+        Raises:
+            ConfigError: ``config.extra`` holds an invalid ``proximal_mu`` or
+                ``max_local_steps``.
+        """
+        mu, cap = proximal_mu(config), max_local_steps(config)
         model = self.model
         slots = _slots(model)
         _write(slots, weights)
         device = slots.tensors[0].device if slots.tensors else torch.device("cpu")
         if not model.training:
             model.train()
+        prox = _Proximal(model, mu) if mu > 0 else None
+        examples, steps, train_loss = 0, 0, 0.0
         with _rng_fork(context.seed.torch_seed, device):
             generator = torch.Generator().manual_seed(context.seed.torch_seed)
             optimizer = self._optimizer_fn(model.parameters(), config)
             for epoch in range(config.local_epochs):
+                if cap is not None and steps == cap:
+                    break
                 batches = _batches(self._train, config.batch_size, generator, device)
-                last = epoch == config.local_epochs - 1
-                count, total = self._epoch(model, optimizer, batches, last=last)
-        if count == 0:
+                if cap is not None:  # any epoch may be the last one: track every loss
+                    batches = islice(batches, cap - steps)
+                last = cap is not None or epoch == config.local_epochs - 1
+                count, total, taken = self._epoch(model, optimizer, batches, last, prox)
+                steps += taken
+                examples = count if cap is None else max(examples, count)
+                if count:  # the loss reported is the last epoch's that saw data
+                    train_loss = total / count
+        if examples == 0:
             return FitResult(weights=weights, num_examples=0)
-        metrics = {"train_loss": total / count}
-        return FitResult(weights=_read(slots), num_examples=count, metrics=metrics)
+        metrics = {"train_loss": train_loss}
+        if cap is not None:
+            metrics["local_steps"] = steps
+        return FitResult(weights=_read(slots), num_examples=examples, metrics=metrics)
 
     def _epoch(
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
         batches: Iterator[Batch],
-        *,
         last: bool,
-    ) -> tuple[int, float]:
-        """One pass over the training data: examples seen and (last epoch only) loss sum."""
-        count, total = 0, 0.0
+        prox: _Proximal | None,
+    ) -> tuple[int, float, int]:
+        """One pass over ``batches``: examples seen, (``last`` only) loss sum, steps."""
+        count, total, steps = 0, 0.0, 0
         for x, y in batches:
             optimizer.zero_grad()
             loss = self._loss_fn(model(x), y)
             loss.backward()  # type: ignore[no-untyped-call]
+            if prox is not None:
+                prox.add_gradient()
             optimizer.step()
             count += int(y.shape[0])
+            steps += 1
             if last:  # .item() waits for the device: only where the value is reported
                 total += float(loss.item()) * int(y.shape[0])
-        return count, total
+        return count, total, steps
 
     def evaluate(self, weights: Weights, config: ClientConfig, context: Context) -> EvaluateResult:
         """Load ``weights`` and report the mean loss (and accuracy for class logits)."""
@@ -259,6 +294,31 @@ class TorchClient:
             return EvaluateResult(loss=0.0, num_examples=0)
         metrics = {"accuracy": correct / count} if classify else {}
         return EvaluateResult(loss=total / count, num_examples=count, metrics=metrics)
+
+
+class _Proximal:
+    """FedProx's proximal term (Li et al., MLSys 2020, eq. 2), applied through its gradient.
+
+    ``grad (mu/2)*||w - w^t||^2 = mu*(w - w^t)`` is added to each trainable parameter's
+    gradient after ``backward()``: the same update as putting the term in the loss, but
+    without its autograd graph (which made a small MLP's step ~75% slower, this ~15%).
+    """
+
+    def __init__(self, model: nn.Module, mu: float) -> None:
+        self.mu = mu
+        self.params: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad]
+        self.anchors = [p.detach().clone() for p in self.params]  # w^t, once per fit
+
+    def add_gradient(self) -> None:
+        """Add ``mu * (w - w^t)`` to the gradients (a missing one counts as zero)."""
+        grads = []
+        with torch.no_grad():
+            for p in self.params:
+                grad = p.grad
+                if grad is None:  # unused by this forward pass: the term still applies
+                    grad = p.grad = torch.zeros_like(p)
+                grads.append(grad)
+            torch._foreach_add_(grads, torch._foreach_sub(self.params, self.anchors), alpha=self.mu)
 
 
 def _device(model: nn.Module) -> torch.device:

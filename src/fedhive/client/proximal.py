@@ -1,0 +1,78 @@
+"""FedProx's client side: the proximal term and partial work, read from ``config.extra``.
+
+FedProx (Li et al., "Federated Optimization in Heterogeneous Networks", MLSys 2020,
+eq. 2) has client k minimise ``h_k(w; w^t) = F_k(w) + (mu/2) * ||w - w^t||^2`` from the
+global weights ``w^t``, and accepts partial work from stragglers (fewer local steps).
+The server asks for both through :attr:`ClientConfig.extra`:
+
+- ``"proximal_mu"``: the coefficient ``mu``, a finite number >= 0 (absent or 0: plain
+  local training);
+- ``"max_local_steps"``: an int >= 1 capping the optimizer steps of one fit (absent: no
+  cap).
+
+``TorchClient`` applies both. A ``NumpyClient``'s ``train`` function adds the term
+itself: read ``mu`` with :func:`proximal_mu` and add :func:`proximal_gradient` to its
+data-loss gradient at every step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fedhive.core.config import check_int, check_real
+from fedhive.core.messages import ClientConfig
+from fedhive.core.weights import Array, Weights
+
+__all__ = ["MAX_LOCAL_STEPS", "PROXIMAL_MU", "max_local_steps", "proximal_gradient", "proximal_mu"]
+
+PROXIMAL_MU = "proximal_mu"
+MAX_LOCAL_STEPS = "max_local_steps"
+
+
+def proximal_mu(config: ClientConfig) -> float:
+    """The proximal coefficient ``mu`` of ``config.extra`` (0.0 where absent).
+
+    Raises:
+        ConfigError: ``proximal_mu`` is not a finite number >= 0.
+    """
+    value = config.extra.get(PROXIMAL_MU, 0.0)
+    check_real(PROXIMAL_MU, value, low=0)
+    return float(value)
+
+
+def max_local_steps(config: ClientConfig) -> int | None:
+    """The cap on optimizer steps of ``config.extra`` (None where absent).
+
+    Raises:
+        ConfigError: ``max_local_steps`` is not an int >= 1.
+    """
+    value = config.extra.get(MAX_LOCAL_STEPS)
+    if value is None:
+        return None
+    check_int(MAX_LOCAL_STEPS, value, minimum=1)
+    return int(value)
+
+
+def proximal_gradient(weights: Weights, global_weights: Weights, mu: float) -> Weights:
+    """The gradient ``mu * (w - w^t)`` of the proximal term, tensor by tensor.
+
+    Non-floating tensors (counters such as ``num_batches_tracked``) are not trained and
+    get zeros.
+
+    Raises:
+        ConfigError: ``mu`` is not a finite number >= 0.
+        NameMismatchError, ShapeMismatchError, DTypeMismatchError, NonFiniteError:
+            ``global_weights`` do not match ``weights``.
+    """
+    check_real(PROXIMAL_MU, mu, low=0)
+    global_weights.validate_like(weights)
+    return Weights(
+        {name: _scaled_difference(w, global_weights[name], mu) for name, w in weights.items()}
+    )
+
+
+def _scaled_difference(w: Array, anchor: Array, mu: float) -> Array:
+    if w.dtype.kind not in "fc":
+        return np.zeros_like(w)
+    difference: Array = np.subtract(w, anchor)
+    return np.multiply(difference, w.dtype.type(mu)).astype(w.dtype, copy=False)
