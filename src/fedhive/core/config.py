@@ -115,7 +115,9 @@ def check_real(
     high_open: bool = False,
 ) -> None:
     """Raise ConfigError unless ``value`` is a finite real number in the interval."""
-    if math.isinf(high):
+    if math.isinf(high) and math.isinf(low):
+        interval = "a finite number"
+    elif math.isinf(high):
         interval = f"a finite number {'>' if low_open else '>='} {low:g}"
     else:
         interval = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"

@@ -9,6 +9,7 @@ onto frozen dataclasses.
 [simulation]  backend = "local" | "process", workers = 2
 [evaluation]  centralized = true, federated_every = 0 (0: never)
 [server]      address = "127.0.0.1:8443", round_timeout = 60, min_clients = 1 (deployment)
+[attack]      kind = "scaling", fraction = 0.3, scale = 10 (malicious clients; simulation only)
 [app]         anything: passed to the app factory as ``params``
 ```
 """
@@ -16,6 +17,7 @@ onto frozen dataclasses.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ from fedhive.core._compat import StrEnum, tomllib
 from fedhive.core.config import check_int, check_real, convert, from_table
 from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
+from fedhive.simulation.attacks import AttackKind
 from fedhive.simulation.backends.process import StartMethod
 from fedhive.strategy.base import Strategy
 from fedhive.strategy.registry import StrategyName, build_strategy
@@ -95,6 +98,42 @@ class ServerSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AttackSection:
+    """Malicious clients (simulation only; see :mod:`fedhive.simulation.attacks`).
+
+    ``fraction`` of the clients (chosen by the run seed) run attack ``kind``: ``scale``
+    for ``scaling``, ``noise_std`` for ``gaussian``, ``source_label`` → ``target_label``
+    for ``label_flip``; ``backdoor`` sets the last ``trigger_size`` input features to
+    ``trigger_value`` on ``poison_fraction`` of a client's samples, labelled
+    ``target_label``.
+    """
+
+    kind: AttackKind = AttackKind.NONE
+    fraction: float = 0.0
+    scale: float = 10.0
+    noise_std: float = 1.0
+    target_label: int = 0
+    source_label: int = 1
+    trigger_value: float = 1.0
+    trigger_size: int = 4
+    poison_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_real("fraction", self.fraction, low=0, high=1)
+        check_real("scale", self.scale, low=-math.inf)
+        check_real("noise_std", self.noise_std, low=0)
+        check_int("target_label", self.target_label, minimum=0)
+        check_int("source_label", self.source_label, minimum=0)
+        check_real("trigger_value", self.trigger_value, low=-math.inf)
+        check_int("trigger_size", self.trigger_size, minimum=1)
+        check_real("poison_fraction", self.poison_fraction, low=0, high=1)
+        if self.kind == AttackKind.LABEL_FLIP and self.source_label == self.target_label:
+            raise ConfigError(
+                f"source_label: must differ from target_label, both are {self.source_label}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
 class SimulationConfig:
     """A whole ``fedhive simulate`` configuration, validated."""
 
@@ -104,6 +143,7 @@ class SimulationConfig:
     simulation: SimulationSection = field(default_factory=SimulationSection)
     evaluation: EvaluationSection = field(default_factory=EvaluationSection)
     server: ServerSection = field(default_factory=ServerSection)
+    attack: AttackSection = field(default_factory=AttackSection)
     app: Mapping[str, Any] = field(default_factory=dict)
 
     def with_overrides(
@@ -141,11 +181,22 @@ class SimulationConfig:
             },
             "evaluation": dataclasses.asdict(self.evaluation),
             "server": dataclasses.asdict(self.server),
+            "attack": {**dataclasses.asdict(self.attack), "kind": str(self.attack.kind)},
             "app": dict(self.app),
         }
 
 
-_SECTIONS = ("run", "strategy", "client", "clients", "simulation", "evaluation", "server", "app")
+_SECTIONS = (
+    "run",
+    "strategy",
+    "client",
+    "clients",
+    "simulation",
+    "evaluation",
+    "server",
+    "attack",
+    "app",
+)
 
 
 def _client_table(config: ClientConfig) -> dict[str, Any]:
@@ -187,6 +238,7 @@ def parse_config(data: Mapping[str, Any]) -> SimulationConfig:
         simulation=from_table(SimulationSection, data.get("simulation", {}), "simulation"),
         evaluation=from_table(EvaluationSection, data.get("evaluation", {}), "evaluation"),
         server=from_table(ServerSection, data.get("server", {}), "server"),
+        attack=from_table(AttackSection, data.get("attack", {}), "attack"),
         app=convert(dict, data.get("app", {}), "app"),
     )
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fedhive.errors import ConfigError
 from fedhive.server.orchestrator import RoundLoop, RunObserver, RunResult
 from fedhive.simulation.app import AppSpec, SimulationApp
+from fedhive.simulation.attacks import AttackKind, with_attack
 from fedhive.simulation.backends.local import LocalBackend
-from fedhive.simulation.backends.process import ProcessBackend
+from fedhive.simulation.backends.process import ProcessBackend, StartMethod
 from fedhive.simulation.config import Backend, SimulationConfig
 from fedhive.strategy.base import Strategy
 from fedhive.transport.base import CohortRunner
@@ -52,10 +54,16 @@ def simulate(
     config: SimulationConfig, *, base_dir: Path, observer: RunObserver | None = None
 ) -> RunResult:
     """Run the simulation a config describes, on the backend it names."""
+    sim = config.simulation
+    attacked = config.attack.kind != AttackKind.NONE
+    if attacked and sim.backend == Backend.PROCESS and sim.start_method == StartMethod.SPAWN:
+        # Spawned workers rebuild the app from its spec, without the attack wrapper.
+        raise ConfigError('attack: needs simulation.start_method = "fork" with the process backend')
     spec = AppSpec(config.run.app, base_dir)
     app = spec.build(config.app, config.run.seed)
+    if attacked:  # forked workers inherit the wrapped app
+        app = with_attack(app, config.attack, seed=config.run.seed)
     runner: CohortRunner
-    sim = config.simulation
     if sim.backend == Backend.PROCESS:
         runner = ProcessBackend(
             app=app,
