@@ -15,7 +15,7 @@ from fedhive import AppContext, SimulationApp
 from fedhive.client.torch import TorchClient, load_into_module, weights_from_module
 from fedhive.core import Weights, run_stream
 from fedhive.simulation.datasets import load_digits
-from fedhive.simulation.partition import dirichlet
+from fedhive.simulation.partition import dirichlet, shards
 
 
 def make_model(hidden: int = 32) -> nn.Module:
@@ -43,13 +43,15 @@ def build(ctx: AppContext) -> SimulationApp:
         test_fraction=float(params.get("test_fraction", 0.2)),
         rng=stream.child("split").numpy(),
     )
-    partition = dirichlet(
-        data.y_train,
-        int(params.get("num_clients", 100)),
-        float(params.get("alpha", 0.5)),
-        stream.child("partition").numpy(),
-        min_size=int(params.get("min_size", 1)),
-    )
+    num_clients = int(params.get("num_clients", 100))
+    rng = stream.child("partition").numpy()
+    if params.get("partition", "dirichlet") == "shards":  # 2 label-sorted shards each
+        partition = shards(data.y_train, num_clients, rng)
+    else:
+        alpha = float(params.get("alpha", 0.5))
+        partition = dirichlet(
+            data.y_train, num_clients, alpha, rng, min_size=int(params.get("min_size", 1))
+        )
     hidden = int(params.get("hidden", 32))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(stream.child("init").torch_seed)
@@ -57,17 +59,17 @@ def build(ctx: AppContext) -> SimulationApp:
     initial = weights_from_module(model)
     x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     holdout = float(params.get("local_test_fraction", 0.1))
-    shards = {}
+    local = {}
     for i, indices in enumerate(partition.indices):
         idx = torch.from_numpy(indices.copy())  # partition arrays are read-only
         cut = len(idx) - int(holdout * len(idx))
-        shards[f"client-{i:04d}"] = (
+        local[f"client-{i:04d}"] = (
             (x[idx[:cut]], y[idx[:cut]]),
             (x[idx[cut:]], y[idx[cut:]]),
         )
 
     def client_fn(client_id: str) -> TorchClient:
-        train, test = shards[client_id]
+        train, test = local[client_id]
         return TorchClient(model=model, train_data=train, test_data=test)
 
     x_test, y_test = torch.from_numpy(data.x_test), torch.from_numpy(data.y_test)
@@ -83,7 +85,7 @@ def build(ctx: AppContext) -> SimulationApp:
 
     return SimulationApp(
         client_fn=client_fn,
-        client_ids=sorted(shards),
+        client_ids=sorted(local),
         initial_weights=initial,
         evaluate_fn=evaluate,
     )
