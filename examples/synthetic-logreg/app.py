@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from fedhive import AppContext, ClientConfig, Context, SimulationApp, Weights
 from fedhive.client.numpy import NumpyClient
+from fedhive.client.proximal import proximal_mu
 from fedhive.core import run_stream
 from fedhive.simulation.datasets import Dataset, synthetic
 
@@ -36,8 +37,10 @@ def _softmax_loss(
 def train(
     weights: Weights, data: Data, config: ClientConfig, context: Context
 ) -> tuple[Weights, int, dict[str, float]]:
-    """Mini-batch SGD on the softmax cross-entropy."""
+    """Mini-batch SGD on the softmax cross-entropy (plus FedProx's proximal term when the
+    strategy sets ``proximal_mu``: Li et al. 2020, eq. 2)."""
     x, y = data
+    mu = proximal_mu(config)
     w, b = weights["w"].copy(), weights["b"].copy()
     rng = context.numpy_rng()
     for _ in range(config.local_epochs):
@@ -47,8 +50,12 @@ def train(
             _, probs = _softmax_loss({"w": w, "b": b}, x[batch], y[batch])
             probs[np.arange(len(batch)), y[batch]] -= 1.0
             probs /= len(batch)
-            w -= (config.learning_rate * (x[batch].T @ probs)).astype(np.float32)
-            b -= (config.learning_rate * probs.sum(axis=0)).astype(np.float32)
+            grad_w, grad_b = x[batch].T @ probs, probs.sum(axis=0)
+            if mu:
+                grad_w = grad_w + mu * (w - weights["w"])
+                grad_b = grad_b + mu * (b - weights["b"])
+            w -= (config.learning_rate * grad_w).astype(np.float32)
+            b -= (config.learning_rate * grad_b).astype(np.float32)
     loss, _ = _softmax_loss({"w": w, "b": b}, x, y)
     return Weights({"w": w, "b": b}), len(y), {"train_loss": loss}
 
@@ -88,10 +95,14 @@ def build(ctx: AppContext) -> SimulationApp:
 
     x_test = np.concatenate([d.x_test for d in devices])
     y_test = np.concatenate([d.y_test for d in devices])
+    x_train = np.concatenate([d.x_train for d in devices])
+    y_train = np.concatenate([d.y_train for d in devices])
 
     def central(weights: Weights) -> dict[str, float]:
         loss, probs = _softmax_loss(weights, x_test, y_test)
-        return {"loss": loss, "accuracy": float((probs.argmax(axis=1) == y_test).mean())}
+        train_loss, _ = _softmax_loss(weights, x_train, y_train)  # what FedProx plots
+        accuracy = float((probs.argmax(axis=1) == y_test).mean())
+        return {"loss": loss, "accuracy": accuracy, "train_loss": train_loss}
 
     initial = Weights(
         {

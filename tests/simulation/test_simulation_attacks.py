@@ -287,7 +287,9 @@ def test_spawned_workers_cannot_carry_an_attack(tmp_path: Path) -> None:
             "attack": {"kind": "sign_flip", "fraction": 0.5},
         }
     )
-    with pytest.raises(ConfigError, match=r'attack: needs simulation\.start_method = "fork"'):
+    with pytest.raises(
+        ConfigError, match=r'attack, stragglers: need simulation\.start_method = "fork"'
+    ):
         simulate(config, base_dir=tmp_path)
 
 

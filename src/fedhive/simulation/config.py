@@ -10,6 +10,7 @@ onto frozen dataclasses.
 [evaluation]  centralized = true, federated_every = 0 (0: never)
 [server]      address = "127.0.0.1:8443", round_timeout = 60, min_clients = 1 (deployment)
 [attack]      kind = "scaling", fraction = 0.3, scale = 10 (malicious clients; simulation only)
+[stragglers]  fraction = 0.9, drop = false (partial work each round; simulation only)
 [app]         anything: passed to the app factory as ``params``
 ```
 """
@@ -29,6 +30,7 @@ from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
 from fedhive.simulation.attacks import AttackKind
 from fedhive.simulation.backends.process import StartMethod
+from fedhive.simulation.stragglers import StragglerSection
 from fedhive.strategy.base import Strategy
 from fedhive.strategy.registry import StrategyName, build_strategy
 
@@ -144,6 +146,7 @@ class SimulationConfig:
     evaluation: EvaluationSection = field(default_factory=EvaluationSection)
     server: ServerSection = field(default_factory=ServerSection)
     attack: AttackSection = field(default_factory=AttackSection)
+    stragglers: StragglerSection = field(default_factory=StragglerSection)
     app: Mapping[str, Any] = field(default_factory=dict)
 
     def with_overrides(
@@ -182,6 +185,7 @@ class SimulationConfig:
             "evaluation": dataclasses.asdict(self.evaluation),
             "server": dataclasses.asdict(self.server),
             "attack": {**dataclasses.asdict(self.attack), "kind": str(self.attack.kind)},
+            "stragglers": dataclasses.asdict(self.stragglers),
             "app": dict(self.app),
         }
 
@@ -195,6 +199,7 @@ _SECTIONS = (
     "evaluation",
     "server",
     "attack",
+    "stragglers",
     "app",
 )
 
@@ -239,6 +244,7 @@ def parse_config(data: Mapping[str, Any]) -> SimulationConfig:
         evaluation=from_table(EvaluationSection, data.get("evaluation", {}), "evaluation"),
         server=from_table(ServerSection, data.get("server", {}), "server"),
         attack=from_table(AttackSection, data.get("attack", {}), "attack"),
+        stragglers=from_table(StragglerSection, data.get("stragglers", {}), "stragglers"),
         app=convert(dict, data.get("app", {}), "app"),
     )
 

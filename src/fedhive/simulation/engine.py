@@ -16,6 +16,7 @@ from fedhive.simulation.attacks import AttackKind, with_attack
 from fedhive.simulation.backends.local import LocalBackend
 from fedhive.simulation.backends.process import ProcessBackend, StartMethod
 from fedhive.simulation.config import Backend, SimulationConfig
+from fedhive.simulation.stragglers import with_stragglers
 from fedhive.strategy.base import Strategy
 from fedhive.transport.base import CohortRunner
 from fedhive.transport.inprocess import InProcessTransport
@@ -56,13 +57,17 @@ def simulate(
     """Run the simulation a config describes, on the backend it names."""
     sim = config.simulation
     attacked = config.attack.kind != AttackKind.NONE
-    if attacked and sim.backend == Backend.PROCESS and sim.start_method == StartMethod.SPAWN:
-        # Spawned workers rebuild the app from its spec, without the attack wrapper.
-        raise ConfigError('attack: needs simulation.start_method = "fork" with the process backend')
+    wrapped = attacked or config.stragglers.fraction > 0
+    if wrapped and sim.backend == Backend.PROCESS and sim.start_method == StartMethod.SPAWN:
+        # Spawned workers rebuild the app from its spec, without the wrappers.
+        raise ConfigError(
+            'attack, stragglers: need simulation.start_method = "fork" with the process backend'
+        )
     spec = AppSpec(config.run.app, base_dir)
     app = spec.build(config.app, config.run.seed)
     if attacked:  # forked workers inherit the wrapped app
         app = with_attack(app, config.attack, seed=config.run.seed)
+    app = with_stragglers(app, config.stragglers)
     runner: CohortRunner
     if sim.backend == Backend.PROCESS:
         runner = ProcessBackend(
