@@ -15,15 +15,18 @@ from fedhive.errors import SerializationError, ValidationError
 DEFAULT_CHUNK_BYTES = 1 << 20
 
 
-def split(data: bytes, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(offset, chunk)`` pairs covering ``data`` (one empty chunk for no data)."""
+def split(
+    data: bytes, chunk_bytes: int = DEFAULT_CHUNK_BYTES, *, start: int = 0
+) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(offset, chunk)`` pairs covering ``data[start:]`` (one empty chunk for no
+    data), copying one chunk at a time, never the whole remainder."""
     if chunk_bytes < 1:
         raise ValueError(f"chunk_bytes must be >= 1, got {chunk_bytes}")
-    if not data:
-        yield 0, b""
+    if start >= len(data):
+        yield start, b""
         return
     view = memoryview(data)
-    for offset in range(0, len(data), chunk_bytes):
+    for offset in range(start, len(data), chunk_bytes):
         yield offset, bytes(view[offset : offset + chunk_bytes])
 
 

@@ -47,7 +47,12 @@ class Coordinator:
     _closed: set[str] = field(default_factory=set)
     _answered: set[str] = field(default_factory=set)
     _models: dict[str, bytes] = field(default_factory=dict)
-    _outcomes: queue.Queue[tuple[int, Outcome]] = field(default_factory=queue.Queue)
+    # Bounded: an upload handler waits (holding its one update) while the round loop is
+    # behind, so memory grows with the server's worker threads, not with the clients.
+    _outcomes: queue.Queue[tuple[int, Outcome]] = field(
+        default_factory=lambda: queue.Queue(maxsize=8)
+    )
+    _open_cohorts: set[int] = field(default_factory=set)
     _cohort: int = 0
     round: int = 0
     finished: bool = False
@@ -86,6 +91,7 @@ class Coordinator:
         with self._lock:
             self._cohort += 1
             cohort = self._cohort
+            self._open_cohorts.add(cohort)
             if tasks:
                 self._models = {tasks[0].version: payload}
                 self.round = tasks[0].round
@@ -130,9 +136,21 @@ class Coordinator:
             self._answered.add(task_id)
             return issued.envelope, issued.cohort
 
-    def deliver(self, cohort: int, outcome: Outcome) -> None:
-        """Hand a claimed task's outcome to the round loop."""
-        self._outcomes.put((cohort, outcome))
+    def deliver(self, cohort: int, outcome: Outcome) -> bool:
+        """Hand a claimed task's outcome to the round loop, waiting while it is behind.
+
+        Returns:
+            False if the cohort closed before the round loop could take it.
+        """
+        while True:
+            with self._lock:
+                if cohort not in self._open_cohorts:
+                    return False
+            try:
+                self._outcomes.put((cohort, outcome), timeout=0.2)
+                return True
+            except queue.Full:
+                continue
 
     def outcomes(self, cohort: int, expected: int, deadline: float) -> Iterator[Outcome]:
         """Yield outcomes of ``cohort`` until ``expected`` arrived or ``deadline`` passed."""
@@ -152,6 +170,7 @@ class Coordinator:
     def close_cohort(self, cohort: int) -> list[TaskEnvelope]:
         """Close the cohort: unanswered tasks are withdrawn and returned."""
         with self._lock:
+            self._open_cohorts.discard(cohort)
             open_ = [t for t, i in self._issued.items() if i.cohort == cohort]
             envelopes = [self._issued.pop(t).envelope for t in open_]
             self._closed.update(open_)

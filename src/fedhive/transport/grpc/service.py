@@ -8,6 +8,7 @@ upload fails that task only, and the server keeps serving everyone else.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -57,7 +58,11 @@ class Servicer:
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         retry_after: float = 0.2,
         signatures: Signatures | None = None,
+        concurrent_uploads: int = 8,
     ) -> None:
+        # Uploads are received a few at a time: the others wait in gRPC's flow control,
+        # so the server's memory follows this number, not the number of clients.
+        self._upload_slots = threading.BoundedSemaphore(concurrent_uploads)
         self._signatures = signatures
         self._coord = coordinator
         self._identify = identify
@@ -109,10 +114,10 @@ class Servicer:
         assert payload is not None
         if request.offset > len(payload):
             context.abort(grpc.StatusCode.OUT_OF_RANGE, "offset beyond the model's size")
-        for offset, data in split(payload[request.offset :], self._chunk):
+        for offset, data in split(payload, self._chunk, start=request.offset):
             yield pb.ModelChunk(
                 model_version=request.model_version,
-                offset=request.offset + offset,
+                offset=offset,
                 total_size=len(payload),
                 data=data,
             )
@@ -133,7 +138,8 @@ class Servicer:
         reply = _reply("accepted", "")
         try:
             self._verify_signature(context, header, envelope)
-            outcome: Outcome = self._receive(header, envelope, chunks)
+            with self._upload_slots:
+                outcome: Outcome = self._receive(header, envelope, chunks)
         except FedhiveError as exc:
             log.warning("upload from %s rejected: %s", client_id, exc)
             outcome = Failure(
@@ -144,7 +150,8 @@ class Servicer:
                 message=str(exc),
             )
             reply = _reply("rejected", str(exc))
-        self._coord.deliver(cohort, outcome)
+        if not self._coord.deliver(cohort, outcome):
+            return _reply("round_closed", "the round closed before this result was taken")
         return reply
 
     def status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> Any:
