@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
@@ -18,13 +16,7 @@ from fedhive.core import ClientConfig, Weights, run_stream  # noqa: E402
 from fedhive.core.serde import Scalar  # noqa: E402
 from fedhive.errors import ConfigError, ShapeMismatchError  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def ctx(seed: int = 0) -> Context:

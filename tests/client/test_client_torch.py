@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -25,13 +24,7 @@ from fedhive.errors import ConfigError, NameMismatchError, ShapeMismatchError  #
 CONFIG = ClientConfig(local_epochs=2, batch_size=8, learning_rate=0.1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Tiny models train faster on one thread; more only contend on a busy machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def ctx(seed: int = 0, client: str = "c0") -> Context:
