@@ -76,14 +76,8 @@ class FedAvg:
         rng: np.random.Generator,
     ) -> list[Instruction]:
         """Sample ``fraction_fit`` of the clients (at least ``min_fit_clients``)."""
-        chosen = sample_clients(
-            clients,
-            fraction=self.fraction_fit * (1 + self.over_selection),
-            min_clients=self.min_fit_clients,
-            min_available=self.min_available_clients,
-            rng=rng,
-        )
-        return [Instruction(cid, self.per_client.get(cid, self.client_config)) for cid in chosen]
+        fraction = self.fraction_fit * (1 + self.over_selection)
+        return self._instructions(clients, fraction, self.min_fit_clients, rng)
 
     def fit_quorum(self, selected: int) -> int:
         """The clients wanted before over-selection (at least ``min_fit_clients``)."""
@@ -122,14 +116,7 @@ class FedAvg:
         """Sample ``fraction_evaluate`` of the clients; none when it is 0."""
         if self.fraction_evaluate == 0:
             return []
-        chosen = sample_clients(
-            clients,
-            fraction=self.fraction_evaluate,
-            min_clients=self.min_evaluate_clients,
-            min_available=self.min_available_clients,
-            rng=rng,
-        )
-        return [Instruction(cid, self.per_client.get(cid, self.client_config)) for cid in chosen]
+        return self._instructions(clients, self.fraction_evaluate, self.min_evaluate_clients, rng)
 
     def aggregate_evaluate(
         self,
@@ -142,3 +129,16 @@ class FedAvg:
         for reply in replies:
             metrics.add({"loss": reply.loss, **reply.metrics}, reply.num_examples)
         return state, metrics.means()
+
+    def _instructions(
+        self, clients: Sequence[str], fraction: float, minimum: int, rng: np.random.Generator
+    ) -> list[Instruction]:
+        """Sampled clients, each with its own configuration or the common one."""
+        chosen = sample_clients(
+            clients,
+            fraction=fraction,
+            min_clients=minimum,
+            min_available=self.min_available_clients,
+            rng=rng,
+        )
+        return [Instruction(cid, self.per_client.get(cid, self.client_config)) for cid in chosen]
