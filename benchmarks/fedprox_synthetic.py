@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from plotting import plot_curves
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "synthetic-logreg"
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -55,26 +57,6 @@ def curve(setting: dict[str, Any], rounds: int) -> list[float]:
     return [float(r.centralized["train_loss"]) for r in result.history]
 
 
-def plot(curves: dict[str, list[float]], path: Path) -> bool:
-    """Training loss per round; False without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, losses in curves.items():
-        ax.plot(range(1, len(losses) + 1), losses, label=name)
-    ax.set(xlabel="round", ylabel="training loss", title="Synthetic(1, 1)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return True
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=100)
@@ -97,7 +79,7 @@ def main() -> None:
             flush=True,
         )
     (out / "curves.json").write_text(json.dumps(curves) + "\n")
-    if plot(curves, out / "curves.png"):
+    if plot_curves(curves, out / "curves.png", ylabel="training loss", title="Synthetic(1, 1)"):
         print(json.dumps({"plot": str(out / "curves.png")}))
 
 

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from plotting import plot_curves
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "digits-mlp"
 STRATEGIES: dict[str, dict[str, Any]] = {
@@ -45,32 +47,6 @@ def curve(strategy: dict[str, Any], rounds: int) -> list[float]:
     return [float(r.centralized["accuracy"]) for r in result.history]
 
 
-def plot(curves: dict[str, list[float]], path: Path) -> bool:
-    """Accuracy per round for every strategy; False without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, accuracies in curves.items():
-        ax.plot(range(1, len(accuracies) + 1), accuracies, label=name)
-    ax.axhline(0.9, color="grey", linestyle="--", linewidth=1)
-    ax.set(
-        xlabel="round",
-        ylabel="centralised accuracy",
-        ylim=(0, 1),
-        title="digits, 2 label shards per client",
-    )
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return True
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=60)
@@ -95,7 +71,14 @@ def main() -> None:
             flush=True,
         )
     (out / "curves.json").write_text(json.dumps(curves) + "\n")
-    if plot(curves, out / "curves.png"):
+    if plot_curves(
+        curves,
+        out / "curves.png",
+        ylabel="centralised accuracy",
+        title="digits, 2 label shards per client",
+        ylim=(0, 1),
+        target=0.9,
+    ):
         print(json.dumps({"plot": str(out / "curves.png")}))
 
 

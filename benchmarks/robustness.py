@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from plotting import finish, pyplot
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "digits-mlp"
 RULES: dict[str, dict[str, Any]] = {
@@ -50,12 +52,8 @@ def run(rule: dict[str, Any], attack: dict[str, Any], fraction: float, args: Any
 
 def plot(rows: list[dict[str, Any]], path: Path) -> bool:
     """Accuracy against attacker fraction, one panel per attack; False without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     fig, axes = plt.subplots(1, len(ATTACKS), figsize=(5 * len(ATTACKS), 4), sharey=True)
     for ax, attack in zip(axes, ATTACKS, strict=True):
@@ -67,10 +65,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> bool:
             ]
             ax.plot(*zip(*points, strict=True), marker="o", label=rule)
         ax.set(title=attack, xlabel="attacker fraction", ylabel="final accuracy", ylim=(0, 1))
-        ax.grid(alpha=0.3)
     axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    finish(fig, list(axes), path)
     return True
 
 
