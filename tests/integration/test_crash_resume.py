@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -27,6 +28,15 @@ def committed_lines(state: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
+def wait_for_rounds(state: Path, rounds: int, server: subprocess.Popen[str]) -> None:
+    """Poll the server's metrics until ``rounds`` rounds are recorded (or fail the test)."""
+    deadline = time.monotonic() + 240
+    while committed_lines(state) < rounds:
+        assert time.monotonic() < deadline, "the server made no progress"
+        assert server.poll() is None, server.communicate()[0]
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_kill_9_then_resume_loses_nothing(tmp_path: Path) -> None:
     port = free_port()
@@ -37,11 +47,7 @@ def test_kill_9_then_resume_loses_nothing(tmp_path: Path) -> None:
     server = start_server(config, state, pki / "server")
     clients = [start_client(config, pki, port, cid) for cid in CLIENTS]
     try:
-        deadline = time.monotonic() + 240
-        while committed_lines(state) < 3:
-            assert time.monotonic() < deadline, "the server made no progress"
-            assert server.poll() is None, server.communicate()[0]
-            time.sleep(0.05)
+        wait_for_rounds(state, 3, server)
         os.kill(server.pid, signal.SIGKILL)
         server.communicate()
         before = committed_lines(state)
@@ -80,10 +86,7 @@ def test_a_client_killed_mid_run_fails_by_the_deadline_and_the_run_goes_on(
     server = start_server(config, state, pki / "server")
     clients = [start_client(config, pki, port, cid) for cid in CLIENTS]
     try:
-        deadline = time.monotonic() + 240
-        while committed_lines(state) < 2:
-            assert time.monotonic() < deadline, "the server made no progress"
-            time.sleep(0.05)
+        wait_for_rounds(state, 2, server)
         os.kill(clients[0].pid, signal.SIGKILL)
         out, _ = server.communicate(timeout=300)
         assert server.returncode == 0, out
