@@ -12,11 +12,11 @@ $(BIN)/python:
 # torch first, pinned, so nothing pulls a multi-GB CUDA build.
 $(VENV)/.demo-installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[torch,sklearn]'
+	$(PIP) -e '.[torch,sklearn,dp,opacus]'
 	touch $@
 
 $(VENV)/.test-installed: $(VENV)/.demo-installed
-	$(PIP) -e '.[torch,sklearn,dev]'
+	$(PIP) -e '.[torch,sklearn,dp,opacus,dev]'
 	touch $@
 
 demo: demo-deploy

@@ -19,6 +19,8 @@ from fedhive.errors import (
     NameMismatchError,
     NonFiniteError,
     NotEnoughClientsError,
+    PrivacyBudgetError,
+    SecAggError,
     SerializationError,
     ShapeMismatchError,
     SignatureError,
@@ -42,6 +44,8 @@ BUILTIN_BASES: list[tuple[type[FedhiveError], type[Exception]]] = [
     (NotEnoughClientsError, RuntimeError),
     (TransportError, ConnectionError),
     (StoreError, RuntimeError),
+    (PrivacyBudgetError, RuntimeError),
+    (SecAggError, RuntimeError),
 ]
 
 

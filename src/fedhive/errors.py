@@ -17,7 +17,9 @@ inherit the builtin exception that fits, so ``except ValueError`` keeps working:
     ├── AggregationError(ArithmeticError)  aggregation cannot produce a model
     ├── NotEnoughClientsError(RuntimeError) fewer clients than a strategy requires
     ├── TransportError(ConnectionError)    a transport could not deliver a message
-    └── StoreError(RuntimeError)           the server's durable state cannot be read or written
+    ├── StoreError(RuntimeError)           the server's durable state cannot be read or written
+    ├── PrivacyBudgetError(RuntimeError)   a task or run would exceed a privacy budget
+    └── SecAggError(RuntimeError)          secure aggregation refused a message or aborted
 
 Errors carry context where it is known: ``client_id``, ``round`` and ``stage`` (the
 pipeline stage that refused), shown in ``str(err)``.
@@ -35,6 +37,8 @@ __all__ = [
     "NameMismatchError",
     "NonFiniteError",
     "NotEnoughClientsError",
+    "PrivacyBudgetError",
+    "SecAggError",
     "SerializationError",
     "ShapeMismatchError",
     "SignatureError",
@@ -133,3 +137,13 @@ class TransportError(FedhiveError, ConnectionError):
 class StoreError(FedhiveError, RuntimeError):
     """The server's durable state store failed: I/O, locking, a broken constraint, or
     data that is missing or in a state that does not allow the operation."""
+
+
+class PrivacyBudgetError(FedhiveError, RuntimeError):
+    """A task (on a device) or a round (on the server) would exceed a privacy budget:
+    a device's own (epsilon_max, delta), or a run's ``target_epsilon``."""
+
+
+class SecAggError(FedhiveError, RuntimeError):
+    """Secure aggregation refused a protocol message (unsigned, inconsistent, out of
+    stage) or aborted a round (fewer survivors than the threshold); nothing is unmasked."""

@@ -22,12 +22,15 @@ class Context:
     boundaries, so values must be numpy arrays, bool, int, float or str).
     ``seed`` is this client's stream for this round: use ``numpy_rng()`` or
     ``seed.torch_seed``, never a global random generator.
+    ``aux`` holds the auxiliary tensors the strategy sent with the model (names starting
+    with ``@``, e.g. SCAFFOLD's server control variate); empty for most strategies.
     """
 
     client_id: str
     round: int
     seed: SeedStream
     state: dict[str, RecordValue] = field(default_factory=dict)
+    aux: Weights = field(default_factory=Weights)
 
     def numpy_rng(self) -> np.random.Generator:
         """A numpy Generator for this client and round."""

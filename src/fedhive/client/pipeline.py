@@ -1,6 +1,8 @@
 """The client-side pipeline: run the user's Client on a task and package its reply.
 
-``fit``: verify the model → train (``Client.fit``) → update = w_local - v_k → reply.
+``fit``: split the auxiliary tensors (``@`` names) off the model → train
+(``Client.fit``) → update = w_local - v_k, followed by the client's answer to the
+auxiliary tensors → reply.
 Later stages (clip, noise, compress, mask, sign) slot in after the update, in that
 order. Every stage that refuses returns a :class:`~fedhive.core.messages.Failure` naming
 itself, so a bad client is one failed task, never a crashed run.
@@ -36,12 +38,14 @@ def run_fit(
     client: Client, task: FitTask, weights: Weights, state: dict[str, RecordValue]
 ) -> FitReply | Failure:
     """Train ``client`` on ``weights`` for ``task``; ``state`` is updated in place."""
-    context = _context(task.client_id, task.round, task.seed, "fit", state)
+    model, aux = weights.split_aux()
+    context = _context(task, "fit", state, aux)
     try:
-        result = client.fit(weights, task.config, context)
+        result = client.fit(model, task.config, context)
         if not isinstance(result, FitResult):
             raise ClientError(f"fit must return a FitResult, got {type(result).__name__}")
-        update = result.delta if result.delta is not None else _subtract(result.weights, weights)
+        update = result.delta if result.delta is not None else _subtract(result.weights, model)
+        update = update.join(_answer(aux, result.aux))
         metrics = check_metrics(result.metrics, what="fit metrics")
     except Exception as exc:  # the user's code: any error is this task's failure
         return _failure(task.client_id, task.round, "fit", exc)
@@ -59,9 +63,10 @@ def run_evaluate(
     client: Client, task: EvaluateTask, weights: Weights, state: dict[str, RecordValue]
 ) -> EvaluateReply | Failure:
     """Evaluate ``weights`` on ``client``'s local test data for ``task``."""
-    context = _context(task.client_id, task.round, task.seed, "evaluate", state)
+    model, aux = weights.split_aux()
+    context = _context(task, "evaluate", state, aux)
     try:
-        result = client.evaluate(weights, task.config, context)
+        result = client.evaluate(model, task.config, context)
         if not isinstance(result, EvaluateResult):
             raise ClientError(
                 f"evaluate must return an EvaluateResult, got {type(result).__name__}"
@@ -84,10 +89,25 @@ def run_evaluate(
 
 
 def _context(
-    client_id: str, round_: int, seed: int, stage: str, state: dict[str, RecordValue]
+    task: FitTask | EvaluateTask, stage: str, state: dict[str, RecordValue], aux: Weights
 ) -> Context:
-    stream = SeedStream(seed, f"run/round/{round_}/client/{client_id}/{stage}")
-    return Context(client_id=client_id, round=round_, seed=stream, state=state)
+    path = f"run/round/{task.round}/client/{task.client_id}/{stage}"
+    stream = SeedStream(task.seed, path)
+    return Context(client_id=task.client_id, round=task.round, seed=stream, state=state, aux=aux)
+
+
+def _answer(sent: Weights, returned: Weights | None) -> Weights:
+    """The client's auxiliary tensors, checked to answer those the strategy sent."""
+    if not sent and returned is None:
+        return Weights()
+    if returned is None:
+        raise ClientError(
+            f"the strategy sent auxiliary tensors {sorted(sent)[:3]}... (e.g. SCAFFOLD's "
+            "control variates) but fit returned no aux: use an adapter that supports the "
+            "strategy, or fedhive.client.scaffold in your own training loop"
+        )
+    returned.validate_like(sent)
+    return returned
 
 
 def _subtract(new: Weights | None, old: Weights) -> Weights:

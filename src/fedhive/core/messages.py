@@ -95,12 +95,17 @@ class EvaluateTask:
 
 @dataclass(frozen=True, kw_only=True)
 class FitResult:
-    """What ``Client.fit`` returns: new weights *or* a delta, examples used, metrics."""
+    """What ``Client.fit`` returns: new weights *or* a delta, examples used, metrics.
+
+    ``aux`` answers the auxiliary tensors the strategy sent (``Context.aux``), name for
+    name (SCAFFOLD: the change of the client's control variate); None when none were sent.
+    """
 
     num_examples: int
     weights: Weights | None = None
     delta: Weights | None = None
     metrics: Metrics = field(default_factory=dict)
+    aux: Weights | None = None
 
     def __post_init__(self) -> None:
         if (self.weights is None) == (self.delta is None):

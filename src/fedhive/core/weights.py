@@ -17,6 +17,10 @@ from fedhive.errors import (
 
 Array = npt.NDArray[np.generic]
 
+AUX_PREFIX = "@"
+"""Names starting with this are auxiliary tensors a strategy sends with the model, or a
+client returns with its update (SCAFFOLD's control variates), never model parameters."""
+
 
 class Weights(Mapping[str, Array]):
     """Model parameters (and buffers) by name, in a fixed order.
@@ -68,6 +72,19 @@ class Weights(Mapping[str, Array]):
             shapes=tuple(a.shape for a in self._arrays.values()),
             dtypes=tuple(a.dtype for a in self._arrays.values()),
         )
+
+    def split_aux(self) -> tuple[Weights, Weights]:
+        """``(model, auxiliary)``: the tensors without and with the ``@`` prefix."""
+        model = {k: v for k, v in self._arrays.items() if not k.startswith(AUX_PREFIX)}
+        aux = {k: v for k, v in self._arrays.items() if k.startswith(AUX_PREFIX)}
+        return Weights(model), Weights(aux)
+
+    def join(self, other: Mapping[str, Array]) -> Weights:
+        """These tensors followed by ``other``'s (whose names must all be new)."""
+        clash = sorted(set(self._arrays).intersection(other))
+        if clash:
+            raise NameMismatchError(f"tensors {clash} appear twice")
+        return Weights({**self._arrays, **other})
 
     def validate_like(self, reference: Weights | Layout) -> None:
         """Check names, shapes, dtypes against ``reference`` and that floats are finite.

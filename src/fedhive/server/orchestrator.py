@@ -16,8 +16,8 @@ from typing import Protocol, TypeVar
 from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
 from fedhive.core.rng import SeedStream, run_stream
 from fedhive.core.serde import model_version, sha256_hex, weights_to_bytes
-from fedhive.core.weights import Layout, Weights
-from fedhive.errors import AggregationError, FedhiveError, NotEnoughClientsError
+from fedhive.core.weights import AUX_PREFIX, Layout, Weights
+from fedhive.errors import AggregationError, ConfigError, FedhiveError, NotEnoughClientsError
 from fedhive.server.history import CohortStats, RoundRecord
 from fedhive.server.verify import verify_evaluate_reply, verify_fit_reply
 from fedhive.strategy.base import Instruction, Strategy, StrategyState
@@ -82,7 +82,15 @@ class RoundLoop:
         state: StrategyState | None = None,
     ) -> RunResult:
         """Run rounds ``first_round`` to ``rounds`` (inclusive) from ``weights`` and
-        ``state`` (default: the strategy's initial state); return the final model."""
+        ``state`` (default: the strategy's initial state); return the final model.
+
+        Raises:
+            ConfigError: a parameter name starts with ``@`` (reserved for auxiliary
+                tensors such as SCAFFOLD's control variates).
+        """
+        reserved = [name for name in weights if name.startswith(AUX_PREFIX)]
+        if reserved:
+            raise ConfigError(f"parameter names may not start with {AUX_PREFIX!r}: {reserved}")
         state = self.strategy.initial_state(weights) if state is None else state
         history: list[RoundRecord] = []
         for rnd in range(first_round, rounds + 1):
@@ -145,15 +153,16 @@ class RoundLoop:
         instructions = self.strategy.configure_fit(
             state, rnd, weights, clients, stream.child("select-fit").numpy()
         )
-        payload = weights_to_bytes(weights)
+        published = self.strategy.broadcast(state, weights)
+        payload = weights_to_bytes(published)
         tasks = _tasks(FitTask, instructions, rnd, sha256_hex(payload), stream)
         stats.selected = len(tasks)
         stats.bytes_down = len(payload) * len(tasks)
         if self.observer is not None:
             self.observer.round_started(rnd, len(tasks))
         quorum = self.strategy.fit_quorum(len(tasks))
-        outcomes = self.transport.fit(list(tasks.values()), weights, quorum=quorum)
-        verified = self._verified_fits(outcomes, tasks, weights.layout(), len(payload), stats)
+        outcomes = self.transport.fit(list(tasks.values()), published, quorum=quorum)
+        verified = self._verified_fits(outcomes, tasks, published.layout(), len(payload), stats)
         try:
             return self.strategy.aggregate_fit(state, rnd, weights, verified)
         finally:

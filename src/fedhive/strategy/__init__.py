@@ -2,7 +2,7 @@
 
 A strategy composes an aggregator (``WeightedMean``; robust rules in
 ``fedhive.strategy.robust``) and a server optimizer (``ServerSGD``, ``ServerAdam``,
-``ServerYogi``, ``ServerAdagrad``).
+``ServerYogi``, ``ServerAdagrad``); ``Scaffold`` wraps a FedAvg with control variates.
 """
 
 from fedhive.strategy.aggregate import ExactWeightedSum, WeightedMetrics
@@ -17,6 +17,7 @@ from fedhive.strategy.compose import (
 from fedhive.strategy.fedavg import FedAvg
 from fedhive.strategy.optimizers import ServerAdagrad, ServerAdam, ServerYogi
 from fedhive.strategy.registry import AggregatorName, StrategyName, build_strategy
+from fedhive.strategy.scaffold import Scaffold
 
 __all__ = [
     "Aggregate",
@@ -25,6 +26,7 @@ __all__ = [
     "ExactWeightedSum",
     "FedAvg",
     "Instruction",
+    "Scaffold",
     "ServerAdagrad",
     "ServerAdam",
     "ServerOptimizer",

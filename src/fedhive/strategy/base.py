@@ -52,6 +52,12 @@ class Strategy(Protocol):
         """
         ...
 
+    def broadcast(self, state: StrategyState, weights: Weights) -> Weights:
+        """What fit tasks carry: the model, plus any auxiliary tensors (names starting
+        with ``@``) every client gets with it, e.g. SCAFFOLD's server control variate.
+        A reply's update then matches this layout, auxiliary part included."""
+        ...
+
     def fit_quorum(self, selected: int) -> int:
         """How many results close a round that selected ``selected`` clients (fewer than
         ``selected`` when the strategy over-selects to tolerate stragglers)."""

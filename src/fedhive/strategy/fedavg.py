@@ -79,6 +79,10 @@ class FedAvg:
         fraction = self.fraction_fit * (1 + self.over_selection)
         return self._instructions(clients, fraction, self.min_fit_clients, rng)
 
+    def broadcast(self, state: StrategyState, weights: Weights) -> Weights:
+        """The model alone: FedAvg sends nothing else."""
+        return weights
+
     def fit_quorum(self, selected: int) -> int:
         """The clients wanted before over-selection (at least ``min_fit_clients``)."""
         wanted = math.ceil(round(selected / (1 + self.over_selection), 9))

@@ -2,7 +2,7 @@
 
 ```toml
 [strategy]
-name = "fedadam"            # fedavg | fedprox | fedadam | fedyogi | fedadagrad
+name = "fedadam"            # fedavg | fedprox | scaffold | fedadam | fedyogi | fedadagrad
 server_learning_rate = 0.01 # the server optimizer's learning rate (eta)
 beta_1 = 0.9                # adaptive optimizers only
 beta_2 = 0.99
@@ -32,6 +32,7 @@ from fedhive.strategy.compose import Aggregator, ServerOptimizer, WeightedMean
 from fedhive.strategy.fedavg import FedAvg
 from fedhive.strategy.optimizers import ServerAdagrad, ServerAdam, ServerYogi
 from fedhive.strategy.robust import Bulyan, CoordinateMedian, Krum, NormBound, TrimmedMean
+from fedhive.strategy.scaffold import Scaffold
 
 
 class StrategyName(StrEnum):
@@ -39,6 +40,7 @@ class StrategyName(StrEnum):
 
     FEDAVG = "fedavg"
     FEDPROX = "fedprox"
+    SCAFFOLD = "scaffold"
     FEDADAM = "fedadam"
     FEDYOGI = "fedyogi"
     FEDADAGRAD = "fedadagrad"
@@ -160,10 +162,11 @@ def build_strategy(
             lambda: cls(learning_rate=rate, **{k: v for k, v in settings.items() if k in accepted}),
             path,
         )
-    return dataclasses.replace(
+    built = dataclasses.replace(
         strategy,
         aggregator=aggregator,
         server_optimizer=optimizer,
         client_config=client,
         per_client=dict(per_client or {}),
     )
+    return Scaffold(base=built) if name == StrategyName.SCAFFOLD else built

@@ -1,0 +1,182 @@
+"""SCAFFOLD: control variates on the server and the clients, and what they correct."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fedhive.client import scaffold as client_scaffold
+from fedhive.client.base import Context
+from fedhive.client.pipeline import run_fit
+from fedhive.core.messages import ClientConfig, EvaluateResult, FitReply, FitResult, FitTask
+from fedhive.core.rng import run_stream
+from fedhive.core.serde import model_version, record_from_bytes, record_to_bytes
+from fedhive.core.weights import Weights
+from fedhive.simulation.app import SimulationApp
+from fedhive.simulation.engine import Backend, run_simulation
+from fedhive.strategy import FedAvg, Scaffold, StrategyName, build_strategy
+from fedhive.strategy.scaffold import STATE_KEY
+
+# Client drift (Karimireddy et al. 2020, sec. 3): client i minimises
+# f_i(x) = a_i/2 * ||x - b_i||^2. The optimum of the sum is sum(a_i b_i) / sum(a_i);
+# FedAvg with many local steps converges to a point weighted by 1 - (1 - lr a_i)^K instead.
+CURVATURES = (0.05, 0.2, 1.0, 4.0)
+DIM = 3
+
+
+def optimum(i: int) -> np.ndarray:
+    return np.random.default_rng(i).normal(scale=3.0, size=DIM)
+
+
+GLOBAL_OPTIMUM = sum(a * optimum(i) for i, a in enumerate(CURVATURES)) / sum(CURVATURES)
+
+
+class QuadraticClient:
+    """Gradient descent on a_i/2 ||x - b_i||^2, with SCAFFOLD's correction when sent."""
+
+    def __init__(self, client_id: str) -> None:
+        index = int(client_id.removeprefix("c"))
+        self.a, self.b = CURVATURES[index], optimum(index)
+
+    def fit(self, weights: Weights, config: ClientConfig, context: Context) -> FitResult:
+        x = weights["x"].astype(np.float64)
+        control = client_scaffold.correction(context)
+        for _ in range(config.local_epochs):
+            grad = self.a * (x - self.b)
+            if control is not None:
+                grad = grad + control["x"]
+            x = x - config.learning_rate * grad
+        new = Weights({"x": x})
+        aux = None
+        if control is not None:
+            delta = Weights({"x": x - weights["x"]})
+            aux = client_scaffold.finish(context, delta, config.local_epochs, config.learning_rate)
+        return FitResult(weights=new, num_examples=10, aux=aux)
+
+    def evaluate(self, weights: Weights, config: ClientConfig, context: Any) -> EvaluateResult:
+        return EvaluateResult(loss=0.0, num_examples=1)
+
+
+def quadratic_app() -> SimulationApp:
+    return SimulationApp(
+        client_fn=QuadraticClient,
+        client_ids=[f"c{i}" for i in range(len(CURVATURES))],
+        initial_weights=Weights({"x": np.zeros(DIM)}),
+    )
+
+
+LOCAL = ClientConfig(local_epochs=30, learning_rate=0.2)
+
+
+def distance_after(strategy: Any, rounds: int, backend: Backend = Backend.LOCAL) -> float:
+    result = run_simulation(quadratic_app(), strategy=strategy, rounds=rounds, backend=backend)
+    return float(np.linalg.norm(result.weights["x"] - GLOBAL_OPTIMUM))
+
+
+def test_scaffold_beats_fedavg_on_client_drift() -> None:
+    fedavg = distance_after(FedAvg(client_config=LOCAL), rounds=120)
+    scaffold = distance_after(Scaffold(base=FedAvg(client_config=LOCAL)), rounds=120)
+    assert fedavg > 0.5  # FedAvg settles at the drifted point
+    assert scaffold < 1e-3  # SCAFFOLD reaches the optimum of the federation
+    assert scaffold < fedavg / 100
+
+
+def test_scaffold_is_the_same_on_the_process_backend() -> None:
+    strategy = Scaffold(base=FedAvg(client_config=LOCAL))
+    local = run_simulation(quadratic_app(), strategy=strategy, rounds=5)
+    forked = run_simulation(quadratic_app(), strategy=strategy, rounds=5, backend=Backend.PROCESS)
+    assert model_version(local.weights) == model_version(forked.weights)
+    np.testing.assert_array_equal(local.state[STATE_KEY], forked.state[STATE_KEY])
+
+
+def test_broadcast_adds_a_control_variate_for_each_float_tensor() -> None:
+    weights = Weights({"w": np.ones((2, 2), np.float32), "steps": np.array([3], np.int64)})
+    strategy = Scaffold()
+    state = strategy.initial_state(weights)
+    sent = strategy.broadcast(state, weights)
+    assert list(sent) == ["w", "steps", "@scaffold/w"]
+    assert sent["@scaffold/w"].dtype == np.float32
+    assert not sent["@scaffold/w"].any()
+
+
+def reply(client: str, update: float, dc: float) -> FitReply:
+    return FitReply(
+        client_id=client,
+        round=1,
+        version="v",
+        update=Weights({"w": np.full(2, update), "@scaffold/w": np.full(2, dc)}),
+        num_examples=1,
+    )
+
+
+def test_server_variate_moves_by_the_sampled_fraction_of_the_mean_change() -> None:
+    weights = Weights({"w": np.zeros(2)})
+    strategy = Scaffold(base=FedAvg(fraction_fit=0.5))
+    state = strategy.initial_state(weights)
+    replies = [reply("a", 1.0, 2.0), reply("b", 3.0, 4.0)]
+    state, new, _ = strategy.aggregate_fit(state, 1, weights, iter(replies))
+    np.testing.assert_array_equal(new["w"], [2.0, 2.0])  # FedAvg step on the model part
+    np.testing.assert_array_equal(state[STATE_KEY], [1.5, 1.5])  # 0.5 * mean(2, 4)
+    restored = record_from_bytes(record_to_bytes(state))
+    np.testing.assert_array_equal(restored[STATE_KEY], state[STATE_KEY])
+
+
+def test_a_client_that_ignores_the_control_variates_fails_clearly() -> None:
+    class Plain:
+        def fit(self, weights: Weights, config: ClientConfig, context: Context) -> FitResult:
+            return FitResult(weights=weights, num_examples=1)
+
+        def evaluate(self, weights: Weights, config: ClientConfig, context: Context) -> Any:
+            raise NotImplementedError
+
+    model = Weights({"w": np.zeros(2)})
+    strategy = Scaffold()
+    sent = strategy.broadcast(strategy.initial_state(model), model)
+    task = FitTask(round=1, client_id="c", version="v", seed=1, config=ClientConfig())
+    outcome = run_fit(Plain(), task, sent, {})
+    assert not isinstance(outcome, FitReply)
+    assert outcome.error_type == "ClientError"
+    assert "SCAFFOLD" in outcome.message
+
+
+def test_client_variate_follows_option_two() -> None:
+    c = np.array([1.0, -1.0])
+    context = Context(
+        client_id="c",
+        round=1,
+        seed=run_stream(0),
+        state={"scaffold/w": np.array([0.5, 0.5])},
+        aux=Weights({"@scaffold/w": c}),
+    )
+    np.testing.assert_array_equal(client_scaffold.correction(context)["w"], [0.5, -1.5])
+    delta = Weights({"w": np.array([-0.4, 0.2])})
+    change = client_scaffold.finish(context, delta, steps=4, learning_rate=0.1)
+    new = np.array([0.5, 0.5]) - c - delta["w"] / 0.4  # c_i - c + (x - y) / (K lr)
+    np.testing.assert_allclose(context.state["scaffold/w"], new)
+    np.testing.assert_allclose(change["@scaffold/w"], new - [0.5, 0.5])
+
+
+def test_config_name_selects_scaffold_around_the_configured_aggregator() -> None:
+    strategy = build_strategy(
+        StrategyName.SCAFFOLD,
+        {"aggregator": "median", "fraction_fit": 0.5},
+        ClientConfig(),
+        path="strategy",
+    )
+    assert isinstance(strategy, Scaffold)
+    assert strategy.base.fraction_fit == 0.5
+    assert type(strategy.base.aggregator).__name__ == "CoordinateMedian"
+
+
+def test_model_names_with_the_reserved_prefix_are_refused() -> None:
+    from fedhive.errors import ConfigError
+
+    app = SimulationApp(
+        client_fn=QuadraticClient,
+        client_ids=["c0"],
+        initial_weights=Weights({"@x": np.zeros(DIM)}),
+    )
+    with pytest.raises(ConfigError, match="may not start with"):
+        run_simulation(app, strategy=FedAvg(), rounds=1)
