@@ -15,9 +15,9 @@ from fedhive.simulation.engine import simulate
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def run_example(name: str, **overrides: dict[str, Any]) -> RunResult:
+def run_example(name: str, config: str = "config.toml", **overrides: dict[str, Any]) -> RunResult:
     folder = EXAMPLES / name
-    data = tomllib.loads((folder / "config.toml").read_text())
+    data = tomllib.loads((folder / config).read_text())
     for section, values in overrides.items():
         data.setdefault(section, {}).update(values)
     return simulate(parse_config(data), base_dir=folder)
@@ -72,3 +72,13 @@ def test_the_demo_config_reaches_090() -> None:
     assert len(result.history) == 40
     assert result.history[-1].centralized["accuracy"] >= 0.90
     assert result.history[-1].federated["accuracy"] >= 0.85
+
+
+def test_a_dp_run_of_digits_mlp_completes_and_reports_its_epsilon() -> None:
+    pytest.importorskip("dp_accounting")
+    result = run_example("digits-mlp", "config-dp.toml", run={"rounds": 4}, app={"num_clients": 20})
+    epsilons = [r.privacy["epsilon"] for r in result.history]
+    assert len(epsilons) == 4
+    assert 0 < epsilons[0] < epsilons[-1] < 10.0
+    assert all(r.privacy["delta"] == 1e-5 for r in result.history)
+    assert result.stop_reason == ""

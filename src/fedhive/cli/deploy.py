@@ -8,6 +8,7 @@ Both stop cleanly on SIGINT/SIGTERM.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import threading
@@ -20,9 +21,11 @@ from rich.console import Console
 from fedhive.cli.progress import Observers, ProgressDisplay
 from fedhive.client.base import Client
 from fedhive.client.runner import serve
+from fedhive.core.messages import PrivacyBudget
 from fedhive.errors import ConfigError, NotEnoughClientsError
 from fedhive.pki.revocation import RevocationList
 from fedhive.pki.tls import TLSConfig
+from fedhive.privacy import FileLedger
 from fedhive.server.checkpoint import StoreCheckpoint
 from fedhive.server.history import RoundRecord
 from fedhive.server.orchestrator import RoundLoop
@@ -30,6 +33,9 @@ from fedhive.server.store import StateStore
 from fedhive.simulation.app import AppContext, AppSpec, load_callable
 from fedhive.simulation.config import load_config
 from fedhive.simulation.output import RunWriter
+from fedhive.strategy.base import Strategy
+from fedhive.strategy.fedbuff import FedBuff
+from fedhive.strategy.private import DpFedAvg
 from fedhive.transport.grpc.connection import GrpcLink
 from fedhive.transport.grpc.security import (
     CertificateIdentity,
@@ -62,6 +68,16 @@ def add_parser(commands: Any) -> None:
     )
     client.add_argument("--server-name", default="localhost", help="name in the server cert")
     client.add_argument("--insecure", action="store_true", help="no TLS (local experiments)")
+    client.add_argument(
+        "--epsilon-max", type=float, help="this device's privacy budget (refuse beyond it)"
+    )
+    client.add_argument("--delta", type=float, default=1e-5, help="the budget's delta")
+    client.add_argument(
+        "--ledger",
+        type=Path,
+        help="file of the privacy this device has spent (default: privacy-ledger.json "
+        "in --certs, else privacy-ledger-<client-id>.json here)",
+    )
     client.set_defaults(handler=run_client)
     status = commands.add_parser("status", help="ask a running server how its run is going")
     status.add_argument("--server", required=True, help="the server's HOST:PORT")
@@ -109,6 +125,8 @@ def run_server(args: argparse.Namespace, console: Console) -> int:
     """Serve the run its config describes until its rounds are done."""
     _logging()
     config = load_config(args.config)
+    if isinstance(config.strategy, FedBuff):
+        raise ConfigError('strategy.name: "fedbuff" runs in simulation only (fedhive simulate)')
     if args.insecure:
         console.print("[bold red]WARNING: --insecure: no TLS, no client authentication[/]")
         credentials, identify, signatures = None, trust_claimed_id, None
@@ -154,7 +172,7 @@ def run_server(args: argparse.Namespace, console: Console) -> int:
             )
         with ProgressDisplay(console, config.run.rounds) as display:
             loop = RoundLoop(
-                strategy=config.strategy,
+                strategy=_deployed(config.strategy),
                 transport=transport,
                 seed=config.run.seed,
                 evaluate_fn=app.evaluate_fn if config.evaluation.centralized else None,
@@ -175,6 +193,8 @@ def run_server(args: argparse.Namespace, console: Console) -> int:
         result, seed=config.run.seed, wall_seconds=time.perf_counter() - started
     )
     console.print_json(data=summary)
+    if result.stop_reason:
+        console.print(f"[bold yellow]run stopped early:[/] {result.stop_reason}", highlight=False)
     return 0
 
 
@@ -210,11 +230,32 @@ def run_client(args: argparse.Namespace, console: Console) -> int:
     stop = threading.Event()
     _stop_on_signals(stop)
     try:
-        done = serve(link, client, stop=stop)
+        done = serve(link, client, stop=stop, budget=_budget(args), ledger=_ledger(args))
     finally:
         link.close()
     console.print(f"client {args.client_id}: {done} tasks done", highlight=False)
     return 0
+
+
+def _budget(args: argparse.Namespace) -> PrivacyBudget | None:
+    if args.epsilon_max is None:
+        return None
+    return PrivacyBudget(epsilon_max=args.epsilon_max, delta=args.delta)
+
+
+def _ledger(args: argparse.Namespace) -> FileLedger:
+    if args.ledger is not None:
+        return FileLedger(args.ledger)
+    if args.certs is not None:
+        return FileLedger(args.certs / "privacy-ledger.json")
+    return FileLedger(Path(f"privacy-ledger-{args.client_id}.json"))
+
+
+def _deployed(strategy: Strategy) -> Strategy:
+    """A deployed server draws DP noise from a CSPRNG, never from the run's seed."""
+    if isinstance(strategy, DpFedAvg) and strategy.noise_seed is not None:
+        return dataclasses.replace(strategy, noise_seed=None)
+    return strategy
 
 
 def run_status(args: argparse.Namespace, console: Console) -> int:

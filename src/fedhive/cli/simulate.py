@@ -40,5 +40,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         result, seed=config.run.seed, wall_seconds=time.perf_counter() - started
     )
     console.print(json.dumps(summary, indent=2, sort_keys=True), highlight=False, soft_wrap=True)
+    if result.stop_reason:
+        console.print(f"[bold yellow]run stopped early:[/] {result.stop_reason}", highlight=False)
     console.print(f"results written to {out}/", highlight=False)
     return 0

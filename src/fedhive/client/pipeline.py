@@ -1,8 +1,9 @@
 """The client-side pipeline: run the user's Client on a task and package its reply.
 
-``fit``: split the auxiliary tensors (``@`` names) off the model → train
-(``Client.fit``) → update = w_local - v_k, followed by the client's answer to the
-auxiliary tensors → reply.
+``fit``: check the device's privacy budget → split the auxiliary tensors (``@`` names)
+off the model → train (``Client.fit``) → update = w_local - v_k → clip → noise (DP,
+:mod:`fedhive.client.privacy`), followed by the client's answer to the auxiliary
+tensors → charge the budget → reply.
 Later stages (clip, noise, compress, mask, sign) slot in after the update, in that
 order. Every stage that refuses returns a :class:`~fedhive.core.messages.Failure` naming
 itself, so a bad client is one failed task, never a crashed run.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedhive.client.base import Client, Context
+from fedhive.client.privacy import LEDGER_KEY, charge_budget, privatize
 from fedhive.core.messages import (
     EvaluateReply,
     EvaluateResult,
@@ -30,6 +32,7 @@ from fedhive.errors import (
     ClientError,
     DTypeMismatchError,
     NameMismatchError,
+    PrivacyBudgetError,
     ShapeMismatchError,
 )
 
@@ -38,6 +41,10 @@ def run_fit(
     client: Client, task: FitTask, weights: Weights, state: dict[str, RecordValue]
 ) -> FitReply | Failure:
     """Train ``client`` on ``weights`` for ``task``; ``state`` is updated in place."""
+    try:
+        charged = charge_budget(task, state)
+    except PrivacyBudgetError as exc:
+        return _failure(task.client_id, task.round, "budget", exc)
     model, aux = weights.split_aux()
     context = _context(task, "fit", state, aux)
     try:
@@ -45,10 +52,12 @@ def run_fit(
         if not isinstance(result, FitResult):
             raise ClientError(f"fit must return a FitResult, got {type(result).__name__}")
         update = result.delta if result.delta is not None else _subtract(result.weights, model)
-        update = update.join(_answer(aux, result.aux))
+        update = privatize(update, task.config, context).join(_answer(aux, result.aux))
         metrics = check_metrics(result.metrics, what="fit metrics")
     except Exception as exc:  # the user's code: any error is this task's failure
         return _failure(task.client_id, task.round, "fit", exc)
+    if charged is not None:  # released: the charge is recorded
+        state[LEDGER_KEY] = charged.to_bytes().decode("ascii")
     return FitReply(
         client_id=task.client_id,
         round=task.round,

@@ -11,12 +11,16 @@ import logging
 import os
 import random
 import threading
+from dataclasses import replace
 
 from fedhive.client.base import Client
 from fedhive.client.pipeline import run_evaluate, run_fit
-from fedhive.core.messages import EvaluateReply, Failure, FitReply, FitTask
+from fedhive.client.privacy import LEDGER_KEY
+from fedhive.core.messages import EvaluateReply, Failure, FitReply, FitTask, PrivacyBudget
 from fedhive.core.serde import RecordValue, weights_from_bytes
-from fedhive.errors import FedhiveError, TransportError
+from fedhive.core.weights import Weights
+from fedhive.errors import FedhiveError, PrivacyBudgetError, TransportError
+from fedhive.privacy import FileLedger, Ledger
 from fedhive.transport.base import ClientLink, Wait
 
 log = logging.getLogger("fedhive.client")
@@ -46,8 +50,16 @@ def serve(
     *,
     stop: threading.Event,
     max_tasks: int | None = None,
+    budget: PrivacyBudget | None = None,
+    ledger: FileLedger | None = None,
 ) -> int:
     """Work for the server until ``stop`` is set (or ``max_tasks`` are done).
+
+    Args:
+        budget: the device's own privacy budget; it replaces whatever budget a task
+            names (a device does not take its budget from the server).
+        ledger: where the device keeps what it has spent, across restarts (None: in
+            memory, for this process only).
 
     Returns:
         The number of tasks whose outcome the server received.
@@ -73,7 +85,9 @@ def serve(
             task = item.task
             outcome: FitReply | EvaluateReply | Failure
             if isinstance(task, FitTask):
-                outcome = run_fit(client, task, weights, state)
+                if budget is not None:
+                    task = replace(task, config=replace(task.config, privacy_budget=budget))
+                outcome = _fit_with_ledger(client, task, weights, state, ledger)
             else:
                 outcome = run_evaluate(client, task, weights, state)
             verdict = link.upload(item, outcome)
@@ -87,3 +101,36 @@ def serve(
         except FedhiveError as exc:  # a bad task or model from the server: skip it
             log.warning("task refused: %s", exc)
     return done
+
+
+def _fit_with_ledger(
+    client: Client,
+    task: FitTask,
+    weights: Weights,
+    state: dict[str, RecordValue],
+    ledger: FileLedger | None,
+) -> FitReply | Failure:
+    """Run the fit with the device's ledger loaded from, and saved to, its file; an
+    update whose charge cannot be saved is not released."""
+    if ledger is None:
+        return run_fit(client, task, weights, state)
+    try:
+        state[LEDGER_KEY] = ledger.load().to_bytes().decode("ascii")
+    except PrivacyBudgetError as exc:
+        log.error("%s", exc)
+        state[LEDGER_KEY] = "unreadable"  # private tasks are then refused: fail closed
+    before = state.get(LEDGER_KEY)
+    outcome = run_fit(client, task, weights, state)
+    after = state.get(LEDGER_KEY)
+    if after != before and isinstance(after, str):
+        try:
+            ledger.save(Ledger.from_bytes(after.encode("ascii")))
+        except PrivacyBudgetError as exc:
+            return Failure(
+                client_id=task.client_id,
+                round=task.round,
+                stage="budget",
+                error_type=type(exc).__name__,
+                message=str(exc),
+            )
+    return outcome

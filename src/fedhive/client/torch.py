@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
 import numpy as np
 
-from fedhive.client import scaffold
+from fedhive.client import dpsgd, scaffold
 from fedhive.client.base import Context
 from fedhive.client.proximal import max_local_steps, proximal_mu
 from fedhive.client.torch_terms import Correction, GradientTerm, Proximal
@@ -185,6 +185,9 @@ class TorchClient:
     Under SCAFFOLD (control variates in ``context.aux``) each step's gradient gets the
     drift correction ``c - c_i`` and the result carries the variate change (see
     :mod:`fedhive.client.scaffold`; option II assumes SGD at ``config.learning_rate``).
+    With ``dpsgd.noise_multiplier`` and ``dpsgd.max_grad_norm`` in ``config.extra`` it
+    trains with DP-SGD through Opacus (:mod:`fedhive.client.dpsgd`) and reports
+    ``dpsgd_epsilon``.
     """
 
     def __init__(
@@ -224,7 +227,7 @@ class TorchClient:
             ConfigError: ``config.extra`` holds an invalid ``proximal_mu`` or
                 ``max_local_steps``.
         """
-        mu, cap = proximal_mu(config), max_local_steps(config)
+        mu = proximal_mu(config)
         model = self.model
         slots = _slots(model)
         _write(slots, weights)
@@ -235,22 +238,30 @@ class TorchClient:
         control = scaffold.correction(context)
         if control is not None:
             terms.append(Correction(model, control))
-        examples, steps, train_loss = 0, 0, 0.0
+        dp = dpsgd.settings(config)
         with _rng_fork(context.seed.torch_seed, device):
             generator = torch.Generator().manual_seed(context.seed.torch_seed)
             optimizer = self._optimizer_fn(model.parameters(), config)
-            for epoch in range(config.local_epochs):
-                if cap is not None and steps == cap:
-                    break
-                batches = _batches(self._train, config.batch_size, generator, device)
-                if cap is not None:  # any epoch may be the last one: track every loss
-                    batches = islice(batches, cap - steps)
-                last = cap is not None or epoch == config.local_epochs - 1
-                count, total, taken = self._epoch(model, optimizer, batches, last, terms)
-                steps += taken
-                examples = count if cap is None else max(examples, count)
-                if count:  # the loss reported is the last epoch's that saw data
-                    train_loss = total / count
+            with ExitStack() as stack:
+                trained: nn.Module = model
+                if dp is not None:
+                    trained, optimizer = stack.enter_context(
+                        dpsgd.private(
+                            model,
+                            optimizer,
+                            dp,
+                            batch_size=config.batch_size,
+                            seed=context.seed.child("dpsgd").torch_seed,
+                        )
+                    )
+                examples, steps, train_loss = self._local_training(
+                    trained,
+                    optimizer,
+                    config=config,
+                    generator=generator,
+                    device=device,
+                    terms=terms,
+                )
         new = _read(slots) if examples else weights
         aux = None
         if control is not None:
@@ -259,9 +270,39 @@ class TorchClient:
         if examples == 0:
             return FitResult(weights=weights, num_examples=0, aux=aux)
         metrics = {"train_loss": train_loss}
-        if cap is not None:
+        if max_local_steps(config) is not None:
             metrics["local_steps"] = steps
+        if dp is not None:
+            rate = config.batch_size / max(examples, 1)
+            metrics["dpsgd_epsilon"] = dpsgd.account(context, dp, steps=steps, sample_rate=rate)
         return FitResult(weights=new, num_examples=examples, metrics=metrics, aux=aux)
+
+    def _local_training(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        config: ClientConfig,
+        generator: torch.Generator,
+        device: torch.device,
+        terms: Sequence[GradientTerm],
+    ) -> tuple[int, int, float]:
+        """Local epochs (or ``max_local_steps``): examples seen, steps, last loss."""
+        cap = max_local_steps(config)
+        examples, steps, train_loss = 0, 0, 0.0
+        for epoch in range(config.local_epochs):
+            if cap is not None and steps == cap:
+                break
+            batches = _batches(self._train, config.batch_size, generator, device)
+            if cap is not None:  # any epoch may be the last one: track every loss
+                batches = islice(batches, cap - steps)
+            last = cap is not None or epoch == config.local_epochs - 1
+            count, total, taken = self._epoch(model, optimizer, batches, last, terms)
+            steps += taken
+            examples = count if cap is None else max(examples, count)
+            if count:  # the loss reported is the last epoch's that saw data
+                train_loss = total / count
+        return examples, steps, train_loss
 
     def _epoch(
         self,

@@ -17,7 +17,13 @@ from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply
 from fedhive.core.rng import SeedStream, run_stream
 from fedhive.core.serde import model_version, sha256_hex, weights_to_bytes
 from fedhive.core.weights import AUX_PREFIX, Layout, Weights
-from fedhive.errors import AggregationError, ConfigError, FedhiveError, NotEnoughClientsError
+from fedhive.errors import (
+    AggregationError,
+    ConfigError,
+    FedhiveError,
+    NotEnoughClientsError,
+    PrivacyBudgetError,
+)
 from fedhive.server.history import CohortStats, RoundRecord
 from fedhive.server.verify import verify_evaluate_reply, verify_fit_reply
 from fedhive.strategy.base import Instruction, Strategy, StrategyState
@@ -60,6 +66,8 @@ class RunResult:
     version: str
     state: StrategyState
     history: tuple[RoundRecord, ...]
+    stop_reason: str = ""
+    """Why the run ended before its last round (e.g. its privacy budget); "" if it did not."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,32 +101,54 @@ class RoundLoop:
             raise ConfigError(f"parameter names may not start with {AUX_PREFIX!r}: {reserved}")
         state = self.strategy.initial_state(weights) if state is None else state
         history: list[RoundRecord] = []
+        exhausted: set[str] = set()  # devices that refused for their privacy budget
+        stop = ""
         for rnd in range(first_round, rounds + 1):
             if self.checkpoint is not None:
                 self.checkpoint.begin(rnd)
-            state, weights, record = self.run_round(state, rnd, weights)
+            try:
+                state, weights, record = self.run_round(state, rnd, weights, exhausted)
+            except PrivacyBudgetError as exc:  # the run's own budget: stop before the round
+                stop = str(exc)
+                break
             if self.checkpoint is not None:
                 self.checkpoint.end(record, weights, state)
             history.append(record)
             if self.observer is not None:
                 self.observer.round_finished(record)
-        return RunResult(weights, model_version(weights), state, tuple(history))
+        return RunResult(weights, model_version(weights), state, tuple(history), stop)
 
     def run_round(
-        self, state: StrategyState, rnd: int, weights: Weights
+        self,
+        state: StrategyState,
+        rnd: int,
+        weights: Weights,
+        exhausted: set[str] | None = None,
     ) -> tuple[StrategyState, Weights, RoundRecord]:
-        """One round; returns the new state, the new (or unchanged) weights, the record."""
+        """One round; returns the new state, the new (or unchanged) weights, the record.
+
+        Clients in ``exhausted`` are not selected; a client that refuses a task for its
+        privacy budget is added to it (it is unavailable from then on).
+
+        Raises:
+            PrivacyBudgetError: the strategy refuses the round (``target_epsilon``).
+        """
         started = time.perf_counter()
         stream = run_stream(self.seed).child("round").child(rnd)
         fit = CohortStats()
         note = ""
         committed = False
         train: dict[str, float] = {}
+        exhausted = set() if exhausted is None else exhausted
         try:
-            state, new_weights, train = self._fit(state, rnd, weights, stream, fit)
+            state, new_weights, train = self._fit(
+                state, rnd, weights, stream=stream, stats=fit, exhausted=exhausted
+            )
             weights, committed = new_weights, True
         except (NotEnoughClientsError, AggregationError) as exc:
             note = f"round not committed: {exc}"
+        privacy = {k.removeprefix("dp."): v for k, v in train.items() if k.startswith("dp.")}
+        train = {k: v for k, v in train.items() if not k.startswith("dp.")}
         version = model_version(weights)
         centralized = dict(self.evaluate_fn(weights)) if self.evaluate_fn else {}
         evaluate = CohortStats()
@@ -137,6 +167,7 @@ class RoundLoop:
             train=train,
             centralized=centralized,
             federated=federated,
+            privacy=privacy,
             note=note,
         )
         return state, weights, record
@@ -146,10 +177,12 @@ class RoundLoop:
         state: StrategyState,
         rnd: int,
         weights: Weights,
+        *,
         stream: SeedStream,
         stats: CohortStats,
+        exhausted: set[str],
     ) -> tuple[StrategyState, Weights, dict[str, float]]:
-        clients = self.transport.client_ids()
+        clients = [c for c in self.transport.client_ids() if c not in exhausted]
         instructions = self.strategy.configure_fit(
             state, rnd, weights, clients, stream.child("select-fit").numpy()
         )
@@ -162,7 +195,14 @@ class RoundLoop:
             self.observer.round_started(rnd, len(tasks))
         quorum = self.strategy.fit_quorum(len(tasks))
         outcomes = self.transport.fit(list(tasks.values()), published, quorum=quorum)
-        verified = self._verified_fits(outcomes, tasks, published.layout(), len(payload), stats)
+        verified = self._verified_fits(
+            outcomes,
+            tasks,
+            published.layout(),
+            reply_bytes=len(payload),
+            stats=stats,
+            exhausted=exhausted,
+        )
         try:
             return self.strategy.aggregate_fit(state, rnd, weights, verified)
         finally:
@@ -174,8 +214,10 @@ class RoundLoop:
         outcomes: Iterable[FitReply | Failure],
         tasks: Mapping[str, FitTask],
         layout: Layout,
+        *,
         reply_bytes: int,
         stats: CohortStats,
+        exhausted: set[str],
     ) -> Iterator[FitReply]:
         for received in outcomes:
             outcome = received
@@ -188,6 +230,8 @@ class RoundLoop:
                 self.observer.client_finished(outcome.round, isinstance(outcome, FitReply))
             if isinstance(outcome, Failure):
                 stats.record_failure(outcome)
+                if outcome.error_type == PrivacyBudgetError.__name__:
+                    exhausted.add(outcome.client_id)
                 continue
             stats.succeeded += 1
             stats.bytes_up += reply_bytes

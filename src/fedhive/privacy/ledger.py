@@ -1,0 +1,261 @@
+"""A device's own privacy budget ledger: what it has spent, kept across restarts.
+
+A :class:`Ledger` is a pure value: the tasks a device took part in, each with the
+:class:`~fedhive.privacy.accountant.GaussianEvent` it released. ``charge`` returns a new
+ledger with one more entry, or refuses with :class:`~fedhive.errors.PrivacyBudgetError`
+when the composed epsilon would exceed the device's
+:class:`~fedhive.core.messages.PrivacyBudget`. Charging is idempotent per task id, so a
+retried task is not counted twice.
+
+:class:`FileLedger` keeps a ledger in one file, written atomically (temporary file, fsync,
+``os.replace``, fsync of the folder) with mode 0600. It fails closed: a ledger file that
+cannot be read or decoded refuses every private task until someone fixes it, because
+starting over from an empty ledger would forget what was spent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedhive.core.config import check_int
+from fedhive.core.messages import PrivacyBudget
+from fedhive.errors import ConfigError, PrivacyBudgetError, SerializationError
+from fedhive.privacy.accountant import AccountantKind, GaussianEvent, epsilon
+
+__all__ = ["FORMAT_VERSION", "FileLedger", "Ledger", "LedgerEntry"]
+
+FORMAT_VERSION = "fedhive-ledger/1"
+_FILE_MODE = 0o600
+_ENTRY_KEYS = frozenset({"task_id", "round", "event"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class LedgerEntry:
+    """One task a device took part in, and the privacy event it released."""
+
+    task_id: str
+    round: int
+    event: GaussianEvent
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.task_id, str) or not self.task_id:
+            raise ConfigError(f"task_id: must be a non-empty string, got {self.task_id!r}")
+        check_int("round", self.round, minimum=0)
+        if not isinstance(self.event, GaussianEvent):
+            raise ConfigError(f"event: must be a GaussianEvent, got {self.event!r}")
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """The privacy events a device has released, in the order it released them."""
+
+    entries: tuple[LedgerEntry, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.entries, tuple):
+            raise ConfigError(f"entries: must be a tuple, got {type(self.entries).__name__}")
+        seen: set[str] = set()
+        for index, entry in enumerate(self.entries):
+            if not isinstance(entry, LedgerEntry):
+                raise ConfigError(f"entries[{index}]: must be a LedgerEntry, got {entry!r}")
+            if entry.task_id in seen:
+                raise ConfigError(f"entries[{index}]: task_id {entry.task_id!r} appears twice")
+            seen.add(entry.task_id)
+
+    def spent(self, *, target_delta: float, kind: AccountantKind = AccountantKind.RDP) -> float:
+        """The epsilon at ``target_delta`` of everything in the ledger composed."""
+        return epsilon([e.event for e in self.entries], target_delta=target_delta, kind=kind)
+
+    def charge(
+        self,
+        *,
+        task_id: str,
+        round: int,
+        event: GaussianEvent,
+        budget: PrivacyBudget,
+        kind: AccountantKind = AccountantKind.RDP,
+    ) -> Ledger:
+        """This ledger with task ``task_id`` charged, if the budget allows it.
+
+        Charging a task already in the ledger with the same round and event returns the
+        ledger unchanged (a retry is not counted twice).
+
+        Raises:
+            PrivacyBudgetError: the composed epsilon at ``budget.delta`` would exceed
+                ``budget.epsilon_max``, or ``task_id`` was charged before with another
+                round or event; the ledger is unchanged either way.
+            ConfigError: an invalid entry or budget.
+        """
+        entry = LedgerEntry(task_id=task_id, round=round, event=event)
+        if not isinstance(budget, PrivacyBudget):
+            raise ConfigError(f"budget: must be a PrivacyBudget, got {budget!r}")
+        previous = next((e for e in self.entries if e.task_id == task_id), None)
+        if previous is not None:
+            if previous == entry:
+                return self
+            raise PrivacyBudgetError(
+                f"task {task_id!r} was already charged for round {previous.round} with "
+                f"{previous.event}; a different charge under the same id is refused",
+                round=round,
+                stage="privacy",
+            )
+        events = [e.event for e in self.entries]
+        after = epsilon([*events, event], target_delta=budget.delta, kind=kind)
+        if after > budget.epsilon_max:
+            before = epsilon(events, target_delta=budget.delta, kind=kind)
+            raise PrivacyBudgetError(
+                f"task {task_id!r} would spend epsilon {after:.4g} of the device's budget "
+                f"{budget.epsilon_max:g} (delta {budget.delta:g}; spent so far "
+                f"{before:.4g}): refused",
+                round=round,
+                stage="privacy",
+            )
+        return Ledger((*self.entries, entry))
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON (sorted keys, no spaces, ASCII) with a format version."""
+        document = {
+            "version": FORMAT_VERSION,
+            "entries": [
+                {"task_id": e.task_id, "round": e.round, "event": e.event.to_dict()}
+                for e in self.entries
+            ],
+        }
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return text.encode("ascii")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Ledger:
+        """Decode :meth:`to_bytes`'s output.
+
+        Raises:
+            SerializationError: not JSON, another format version, or entries that do not
+                hold a valid task id, round and event.
+        """
+        if not isinstance(data, (bytes, bytearray)):
+            raise SerializationError(f"ledger must be bytes, got {type(data).__name__}")
+        try:
+            document = json.loads(data, parse_constant=_reject_constant)
+        except SerializationError:
+            raise
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise SerializationError(f"ledger is not valid JSON: {exc}") from None
+        if not isinstance(document, Mapping) or set(document) != {"version", "entries"}:
+            raise SerializationError("ledger must be an object with 'version' and 'entries'")
+        if document["version"] != FORMAT_VERSION:
+            raise SerializationError(
+                f"ledger format {document['version']!r} is not {FORMAT_VERSION!r}"
+            )
+        raw_entries = document["entries"]
+        if not isinstance(raw_entries, list):
+            raise SerializationError("ledger 'entries' must be a list")
+        entries = tuple(_entry_from_json(index, raw) for index, raw in enumerate(raw_entries))
+        try:
+            return cls(entries)
+        except ConfigError as exc:
+            raise SerializationError(f"ledger {exc.message}") from None
+
+
+def _reject_constant(name: str) -> object:
+    raise SerializationError(f"ledger holds the non-finite number {name}")
+
+
+def _entry_from_json(index: int, raw: object) -> LedgerEntry:
+    if not isinstance(raw, Mapping) or set(raw) != _ENTRY_KEYS:
+        raise SerializationError(f"ledger entries[{index}]: keys must be {sorted(_ENTRY_KEYS)}")
+    task_id, round_ = raw["task_id"], raw["round"]
+    if not isinstance(task_id, str) or isinstance(round_, bool) or not isinstance(round_, int):
+        raise SerializationError(f"ledger entries[{index}]: task_id or round has a wrong type")
+    event = GaussianEvent.from_dict(raw["event"])
+    try:
+        return LedgerEntry(task_id=task_id, round=round_, event=event)
+    except ConfigError as exc:
+        raise SerializationError(f"ledger entries[{index}].{exc.message}") from None
+
+
+@dataclass(frozen=True)
+class FileLedger:
+    """A :class:`Ledger` persisted in the file at ``path`` (mode 0600).
+
+    One process should own a ledger file at a time: ``load``, ``charge`` and ``save``
+    are not a transaction against a concurrent writer.
+    """
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, (str, os.PathLike)):
+            raise ConfigError(f"path: must be a path, got {self.path!r}")
+        object.__setattr__(self, "path", Path(self.path))
+
+    def load(self) -> Ledger:
+        """The ledger in the file; an empty one if the file does not exist.
+
+        Raises:
+            PrivacyBudgetError: the file exists but cannot be read or decoded; the device
+                refuses private tasks until it is fixed (fail closed).
+        """
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return Ledger()
+        except OSError as exc:
+            raise self._unreadable(exc.strerror or str(exc)) from None
+        try:
+            return Ledger.from_bytes(data)
+        except SerializationError as exc:
+            raise self._unreadable(exc.message) from None
+
+    def save(self, ledger: Ledger) -> None:
+        """Replace the file with ``ledger``, atomically and durably.
+
+        Raises:
+            PrivacyBudgetError: the file cannot be written; the charge is not recorded and
+                the task it was for must not run.
+        """
+        if not isinstance(ledger, Ledger):
+            raise ConfigError(f"ledger: must be a Ledger, got {ledger!r}")
+        data = ledger.to_bytes()
+        try:
+            _write_atomically(self.path, data)
+        except OSError as exc:
+            raise PrivacyBudgetError(
+                f"cannot write the privacy ledger at {self.path} "
+                f"({exc.strerror or exc}); the charge is not recorded: refused",
+                stage="privacy",
+            ) from None
+
+    def _unreadable(self, reason: str) -> PrivacyBudgetError:
+        return PrivacyBudgetError(
+            f"the privacy ledger at {self.path} is unreadable ({reason}); the device "
+            "refuses private tasks until it is fixed",
+            stage="privacy",
+        )
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write a temporary file beside ``path``, fsync it, rename it over, fsync the folder."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            os.fchmod(file.fileno(), _FILE_MODE)  # mkstemp gives 0600; state it regardless
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if os.name == "posix":  # a rename is durable only once its folder is synced
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)

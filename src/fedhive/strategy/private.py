@@ -1,0 +1,362 @@
+"""DP-FedAvg: user-level differential privacy around FedAvg (McMahan et al., ICLR 2018).
+
+Each round every update is clipped to L2 norm ``C`` (Alg. 1, ``ClipFn``), the clipped
+updates are summed with equal weight, Gaussian noise of std ``z * C`` is added to the
+sum (``noise_multiplier`` z), and the noisy mean drives the base strategy's server
+optimizer. ``C`` is fixed or follows adaptive quantile clipping (Andrew et al., NeurIPS
+2021, Alg. 1); then the noise on the update uses ``z_delta`` (their Thm. 1) so the
+round as a whole stays a Gaussian mechanism with multiplier z.
+
+Modes (:class:`DpMode`):
+
+- ``central``: the server clips every update (so the bound holds whatever a client
+  sends, and adaptive clipping sees the true norms) and adds all the noise. Trust: the
+  server sees each update.
+- ``distributed``: each of the m selected clients clips and adds noise of std
+  ``z * C / sqrt(m)`` before its update leaves the device, so the sum carries std
+  ``z * C``; meant to run under secure aggregation, where no party sees a less noisy
+  sum. Here the server adds nothing. Dropped clients leave the sum slightly less noisy
+  than planned (counted as if all m contributed: an honest caveat of this mode).
+
+Accounting: every committed round is one ``GaussianEvent(z, q)`` with ``q`` the
+strategy's ``fraction_fit`` (client sampling treated as Poisson subsampling, as in the
+paper). Events live in the strategy state (``dp.*`` arrays), so resume keeps them. A
+round that would take epsilon past ``target_epsilon`` is refused before it starts
+(:class:`~fedhive.errors.PrivacyBudgetError`); the round loop ends the run there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from fedhive.core._compat import StrEnum
+from fedhive.core.config import check_real
+from fedhive.core.messages import EvaluateReply, FitReply
+from fedhive.core.rng import run_stream
+from fedhive.core.serde import Scalar
+from fedhive.core.weights import Weights
+from fedhive.errors import ConfigError, NotEnoughClientsError, PrivacyBudgetError
+from fedhive.privacy import (
+    AccountantKind,
+    AdaptiveClipping,
+    GaussianEvent,
+    NoiseSource,
+    SecureNoise,
+    SeededNoise,
+    clip_l2,
+    epsilon,
+    gaussian_noise,
+    update_noise_multiplier,
+    would_exceed,
+)
+from fedhive.strategy.aggregate import ExactWeightedSum
+from fedhive.strategy.base import Instruction, StrategyState
+from fedhive.strategy.compose import WeightedMean
+from fedhive.strategy.fedavg import FedAvg
+
+CLIPPING_NORM = "dp.clipping_norm"
+"""``ClientConfig.extra`` key: clip the update to this L2 norm."""
+NOISE_STD = "dp.noise_std"
+"""``ClientConfig.extra`` key (distributed mode): add Gaussian noise of this std."""
+NOISE_SEEDED = "dp.noise_seeded"
+"""``ClientConfig.extra`` key (distributed mode): draw the noise from the task's seed
+(reproducible simulation) instead of a CSPRNG."""
+NOISE_MULTIPLIER = "dp.noise_multiplier"
+"""``ClientConfig.extra`` key: the round's noise multiplier (a device charges its budget)."""
+_EVENTS = ("dp.events.noise_multiplier", "dp.events.sample_rate", "dp.events.count")
+
+
+class DpMode(StrEnum):
+    """Who adds the noise: the server (central) or each client (distributed)."""
+
+    CENTRAL = "central"
+    DISTRIBUTED = "distributed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DpFedAvg:
+    """FedAvg with clipped, equally weighted updates, Gaussian noise and an accountant."""
+
+    base: FedAvg = field(default_factory=FedAvg)
+    noise_multiplier: float = 1.0
+    clipping_norm: float = 1.0
+    adaptive: AdaptiveClipping | None = None
+    """None: fixed ``clipping_norm``; else adaptive clipping from its initial norm."""
+    mode: DpMode = DpMode.CENTRAL
+    target_delta: float = 1e-5
+    target_epsilon: float = math.inf
+    """Refuse a round that would take epsilon past this (inf: never)."""
+    accountant: AccountantKind = AccountantKind.RDP
+    noise_seed: int | None = None
+    """Seed for reproducible noise (simulation); None: noise from a CSPRNG."""
+
+    def __post_init__(self) -> None:
+        check_real("noise_multiplier", self.noise_multiplier, low=0, low_open=True)
+        check_real("clipping_norm", self.clipping_norm, low=0, low_open=True)
+        check_real("target_delta", self.target_delta, low=0, high=1, low_open=True)
+        if not self.target_epsilon > 0:
+            raise ConfigError(f"target_epsilon: must be > 0, got {self.target_epsilon}")
+        if not isinstance(self.base.aggregator, WeightedMean):
+            raise ConfigError("aggregator: differential privacy needs the mean of clipped updates")
+        if self.adaptive is not None and self.mode == DpMode.DISTRIBUTED:
+            raise ConfigError("adaptive: adaptive clipping needs central mode (it counts clips)")
+        if self.adaptive is not None:  # the split of z must be possible
+            update_noise_multiplier(self.noise_multiplier, self.adaptive.count_noise_multiplier)
+
+    def initial_state(self, weights: Weights) -> StrategyState:
+        """The base state, the initial clipping norm and an empty event list."""
+        norm = self.clipping_norm if self.adaptive is None else self.adaptive.initial_clipping_norm
+        state = dict(self.base.initial_state(weights))
+        state[CLIPPING_NORM] = float(norm)
+        for key in _EVENTS:
+            state[key] = np.zeros(0, dtype=np.float64)
+        return state
+
+    def broadcast(self, state: StrategyState, weights: Weights) -> Weights:
+        """The model alone."""
+        return self.base.broadcast(state, weights)
+
+    def configure_fit(
+        self,
+        state: StrategyState,
+        round: int,
+        weights: Weights,
+        clients: Sequence[str],
+        rng: np.random.Generator,
+    ) -> list[Instruction]:
+        """The base selection; each config names the round's noise multiplier (a device
+        charges its budget with it) and, in distributed mode, the clipping norm and the
+        client's noise share.
+
+        Raises:
+            PrivacyBudgetError: this round would exceed ``target_epsilon``.
+        """
+        events = _events(state)
+        if math.isfinite(self.target_epsilon) and would_exceed(
+            events,
+            self._event(),
+            target_epsilon=self.target_epsilon,
+            target_delta=self.target_delta,
+            kind=self.accountant,
+        ):
+            spent = epsilon(events, target_delta=self.target_delta, kind=self.accountant)
+            raise PrivacyBudgetError(
+                f"round {round} would take epsilon past target_epsilon {self.target_epsilon} "
+                f"(spent {spent:.3f} at delta {self.target_delta}): the run stops here",
+                round=round,
+                stage="privacy",
+            )
+        chosen = self.base.configure_fit(state, round, weights, clients, rng)
+        norm = _norm(state)
+        extra: dict[str, Scalar] = {NOISE_MULTIPLIER: self.noise_multiplier}
+        if self.mode == DpMode.DISTRIBUTED and chosen:
+            extra[CLIPPING_NORM] = norm
+            extra[NOISE_STD] = self._update_multiplier() * norm / math.sqrt(len(chosen))
+            extra[NOISE_SEEDED] = self.noise_seed is not None
+        return [
+            Instruction(i.client_id, replace(i.config, extra={**i.config.extra, **extra}))
+            for i in chosen
+        ]
+
+    def fit_quorum(self, selected: int) -> int:
+        """The base strategy's quorum."""
+        return self.base.fit_quorum(selected)
+
+    def aggregate_fit(
+        self,
+        state: StrategyState,
+        round: int,
+        weights: Weights,
+        replies: Iterable[FitReply],
+    ) -> tuple[StrategyState, Weights, dict[str, float]]:
+        """Clip, sum, add noise, average; step; account the round."""
+        layout = weights.layout()
+        norm = _norm(state)
+        total = ExactWeightedSum(layout.total_size)
+        unclipped = 0
+        central = self.mode == DpMode.CENTRAL
+        for reply in replies:
+            update = layout.flatten(reply.update)
+            if central:  # the server's own bound; distributed updates already carry noise
+                update, size = clip_l2(update, norm)
+                unclipped += size <= norm
+            total.add(update, 1)
+        if total.count < max(1, self.base.min_fit_clients):
+            raise NotEnoughClientsError(
+                f"{total.count} clients succeeded, min_fit_clients is {self.base.min_fit_clients}",
+                round=round,
+                stage="aggregate",
+            )
+        noise = self._noise(round)
+        summed = total.total()
+        if central:
+            summed = summed + gaussian_noise(summed.size, self._update_multiplier() * norm, noise)
+        base_state = {k: v for k, v in state.items() if not k.startswith("dp.")}
+        base_state, new = self.base.optimizer.step(
+            base_state, layout.flatten(weights), summed / total.count
+        )
+        events = [*_events(state), self._event()]
+        new_state: StrategyState = {**base_state, **_events_state(events)}
+        new_state[CLIPPING_NORM] = self._next_norm(norm, unclipped, total.count, noise)
+        spent = epsilon(events, target_delta=self.target_delta, kind=self.accountant)
+        metrics = {
+            "dp.epsilon": spent,
+            "dp.delta": self.target_delta,
+            "dp.clipping_norm": norm,
+        }
+        if central:
+            metrics["dp.unclipped_fraction"] = unclipped / total.count
+        return new_state, layout.unflatten(new), metrics
+
+    def configure_evaluate(
+        self,
+        state: StrategyState,
+        round: int,
+        weights: Weights,
+        clients: Sequence[str],
+        rng: np.random.Generator,
+    ) -> list[Instruction]:
+        """The base strategy's evaluation selection."""
+        return self.base.configure_evaluate(state, round, weights, clients, rng)
+
+    def aggregate_evaluate(
+        self,
+        state: StrategyState,
+        round: int,
+        replies: Iterable[EvaluateReply],
+    ) -> tuple[StrategyState, dict[str, float]]:
+        """The base strategy's evaluation metrics."""
+        return self.base.aggregate_evaluate(state, round, replies)
+
+    def _event(self) -> GaussianEvent:
+        return GaussianEvent(
+            noise_multiplier=self.noise_multiplier, sample_rate=self.base.fraction_fit
+        )
+
+    def _update_multiplier(self) -> float:
+        if self.adaptive is None:
+            return self.noise_multiplier
+        return update_noise_multiplier(self.noise_multiplier, self.adaptive.count_noise_multiplier)
+
+    def _noise(self, round: int) -> NoiseSource:
+        if self.noise_seed is None:
+            return SecureNoise()
+        return SeededNoise(run_stream(self.noise_seed).child("dp-noise").child(round))
+
+    def _next_norm(self, norm: float, unclipped: int, count: int, noise: NoiseSource) -> float:
+        if self.adaptive is None:
+            return norm
+        return self.adaptive.next_clipping_norm(norm, unclipped, count, noise)
+
+
+def _norm(state: StrategyState) -> float:
+    value = state.get(CLIPPING_NORM)
+    if not isinstance(value, float) or not value > 0:
+        raise ConfigError(f"strategy state holds no valid {CLIPPING_NORM}: {value!r}")
+    return value
+
+
+def _events(state: StrategyState) -> list[GaussianEvent]:
+    arrays = [np.asarray(state.get(key, np.zeros(0))) for key in _EVENTS]
+    return [
+        GaussianEvent(noise_multiplier=float(z), sample_rate=float(q), count=int(n))
+        for z, q, n in zip(*arrays, strict=True)
+    ]
+
+
+def _events_state(events: Sequence[GaussianEvent]) -> StrategyState:
+    """Events as three arrays, consecutive equal events merged into one count."""
+    merged: list[GaussianEvent] = []
+    for event in events:
+        last = merged[-1] if merged else None
+        if last and (last.noise_multiplier, last.sample_rate) == (
+            event.noise_multiplier,
+            event.sample_rate,
+        ):
+            merged[-1] = replace(last, count=last.count + event.count)
+        else:
+            merged.append(event)
+    return {
+        _EVENTS[0]: np.array([e.noise_multiplier for e in merged], dtype=np.float64),
+        _EVENTS[1]: np.array([e.sample_rate for e in merged], dtype=np.float64),
+        _EVENTS[2]: np.array([e.count for e in merged], dtype=np.float64),
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrivacySection:
+    """The ``[privacy]`` config section: DP-FedAvg around the configured strategy.
+
+    ```toml
+    [privacy]
+    mode = "central"            # central | distributed (clients add the noise)
+    noise_multiplier = 1.0
+    clipping_norm = 1.0         # the fixed norm, or the initial one when adaptive
+    adaptive = false            # adaptive quantile clipping (Andrew et al. 2021)
+    target_quantile = 0.5
+    clipping_learning_rate = 0.2
+    count_noise_multiplier = 0.0
+    target_epsilon = 8.0        # stop before a round would exceed it (default: never)
+    target_delta = 1e-5
+    accountant = "rdp"          # rdp | pld
+    secure_noise = false        # simulation: true draws noise from a CSPRNG, not the seed
+    ```
+    """
+
+    mode: DpMode = DpMode.CENTRAL
+    noise_multiplier: float = 1.0
+    clipping_norm: float = 1.0
+    adaptive: bool = False
+    target_quantile: float = 0.5
+    clipping_learning_rate: float = 0.2
+    count_noise_multiplier: float = 0.0
+    target_epsilon: float = math.inf
+    target_delta: float = 1e-5
+    accountant: AccountantKind = AccountantKind.RDP
+    secure_noise: bool = False
+
+    def __post_init__(self) -> None:
+        check_real("noise_multiplier", self.noise_multiplier, low=0, low_open=True)
+        check_real("clipping_norm", self.clipping_norm, low=0, low_open=True)
+        check_real("target_quantile", self.target_quantile, low=0, high=1, low_open=True)
+        check_real("clipping_learning_rate", self.clipping_learning_rate, low=0, low_open=True)
+        check_real("count_noise_multiplier", self.count_noise_multiplier, low=0)
+        check_real("target_delta", self.target_delta, low=0, high=1, low_open=True)
+        if not self.target_epsilon > 0:
+            raise ConfigError(f"target_epsilon: must be > 0, got {self.target_epsilon}")
+
+    def wrap(self, strategy: object, *, seed: int | None) -> DpFedAvg:
+        """``strategy`` (a FedAvg) with DP; noise seeded by ``seed`` unless
+        ``secure_noise`` or ``seed`` is None (then from a CSPRNG).
+
+        Raises:
+            ConfigError: the strategy is not a FedAvg, or a value is out of range.
+        """
+        if not isinstance(strategy, FedAvg):
+            raise ConfigError(
+                "privacy: DP-FedAvg wraps fedavg, fedprox, fedadam, fedyogi or fedadagrad, "
+                f"not {type(strategy).__name__}"
+            )
+        adaptive = None
+        if self.adaptive:
+            adaptive = AdaptiveClipping(
+                initial_clipping_norm=self.clipping_norm,
+                target_quantile=self.target_quantile,
+                learning_rate=self.clipping_learning_rate,
+                count_noise_multiplier=self.count_noise_multiplier,
+            )
+        return DpFedAvg(
+            base=strategy,
+            noise_multiplier=self.noise_multiplier,
+            clipping_norm=self.clipping_norm,
+            adaptive=adaptive,
+            mode=self.mode,
+            target_delta=self.target_delta,
+            target_epsilon=self.target_epsilon,
+            accountant=self.accountant,
+            noise_seed=None if self.secure_noise else seed,
+        )

@@ -1,0 +1,198 @@
+"""DP-FedAvg: clipping, calibrated noise, accounting against dp-accounting, budgets."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fedhive.client.base import Context
+from fedhive.client.privacy import LEDGER_KEY, privatize
+from fedhive.core.messages import ClientConfig, EvaluateResult, FitReply, FitResult, PrivacyBudget
+from fedhive.core.rng import run_stream
+from fedhive.core.weights import Weights
+from fedhive.errors import ConfigError
+from fedhive.simulation.app import SimulationApp
+from fedhive.simulation.config import parse_config
+from fedhive.simulation.engine import run_simulation
+from fedhive.strategy import FedAvg
+from fedhive.strategy.private import CLIPPING_NORM, NOISE_STD, DpFedAvg, DpMode
+
+dp_accounting = pytest.importorskip("dp_accounting")
+
+SIZE = 20_000
+
+
+class ConstantClient:
+    """Returns the same update every round, of L2 norm ``size``."""
+
+    def __init__(self, client_id: str, size: float = 0.0) -> None:
+        self.client_id = client_id
+        self.size = size
+
+    def fit(self, weights: Weights, config: ClientConfig, context: Context) -> FitResult:
+        direction = np.ones(SIZE) / math.sqrt(SIZE)
+        return FitResult(delta=Weights({"w": self.size * direction}), num_examples=5)
+
+    def evaluate(self, weights: Weights, config: ClientConfig, context: Any) -> EvaluateResult:
+        return EvaluateResult(loss=0.0, num_examples=1)
+
+
+def app(clients: int = 10, size: float = 0.0) -> SimulationApp:
+    return SimulationApp(
+        client_fn=lambda cid: ConstantClient(cid, size),
+        client_ids=[f"c{i}" for i in range(clients)],
+        initial_weights=Weights({"w": np.zeros(SIZE)}),
+    )
+
+
+def test_central_noise_has_the_declared_standard_deviation() -> None:
+    z, c, m = 0.7, 2.0, 10
+    strategy = DpFedAvg(base=FedAvg(), noise_multiplier=z, clipping_norm=c, noise_seed=5)
+    result = run_simulation(app(m), strategy=strategy, rounds=1)
+    noise = result.weights["w"]  # zero updates: the new model is the noise on the mean
+    expected = z * c / m
+    sample = float(np.std(noise))
+    # 99.9% chi-square interval for the std of SIZE normal draws
+    half_width = 3.3 * expected / math.sqrt(2 * SIZE)
+    assert abs(sample - expected) < half_width
+    assert abs(float(np.mean(noise))) < 3.3 * expected / math.sqrt(SIZE)
+
+
+def test_distributed_noise_sums_to_the_declared_standard_deviation() -> None:
+    z, c, m = 0.7, 2.0, 10
+    strategy = DpFedAvg(
+        base=FedAvg(), noise_multiplier=z, clipping_norm=c, noise_seed=5, mode=DpMode.DISTRIBUTED
+    )
+    result = run_simulation(app(m), strategy=strategy, rounds=1)
+    sample = float(np.std(result.weights["w"]))
+    expected = z * c / m  # m shares of std z*c/sqrt(m), summed, divided by m
+    assert abs(sample - expected) < 3.3 * expected / math.sqrt(2 * SIZE)
+
+
+def test_updates_are_clipped_to_the_bound() -> None:
+    strategy = DpFedAvg(base=FedAvg(), noise_multiplier=1e-9, clipping_norm=0.5, noise_seed=1)
+    result = run_simulation(app(4, size=3.0), strategy=strategy, rounds=1)
+    assert np.linalg.norm(result.weights["w"]) == pytest.approx(0.5, rel=1e-6)
+    assert result.history[0].privacy["unclipped_fraction"] == 0.0
+
+
+@pytest.mark.parametrize("scale", [1e-3, 0.49, 3.0, 1e6])
+def test_client_side_clipping_keeps_every_update_within_the_bound(scale: float) -> None:
+    rng = np.random.default_rng(0)
+    update = Weights({"a": rng.normal(size=(30, 7)) * scale, "b": rng.normal(size=5) * scale})
+    config = ClientConfig(extra={CLIPPING_NORM: 0.5})
+    context = Context(client_id="c", round=1, seed=run_stream(0))
+    out = privatize(update, config, context)
+    norm = math.sqrt(sum(float(np.sum(v**2)) for v in out.values()))
+    assert norm <= 0.5
+    noisy = privatize(update, ClientConfig(extra={CLIPPING_NORM: 0.5, NOISE_STD: 1.0}), context)
+    assert not np.allclose(noisy["a"], out["a"])
+
+
+def reference_epsilon(z: float, q: float, rounds: int, delta: float) -> float:
+    event = dp_accounting.SelfComposedDpEvent(
+        dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(z)), rounds
+    )
+    accountant = dp_accounting.rdp.RdpAccountant()
+    accountant.compose(event)
+    return float(accountant.get_epsilon(delta))
+
+
+def test_reported_epsilon_equals_dp_accountings_own_computation() -> None:
+    strategy = DpFedAvg(
+        base=FedAvg(fraction_fit=0.5), noise_multiplier=1.1, clipping_norm=1.0, noise_seed=0
+    )
+    result = run_simulation(app(10), strategy=strategy, rounds=6)
+    for record in result.history:
+        expected = reference_epsilon(1.1, 0.5, record.round, 1e-5)
+        assert record.privacy["epsilon"] == pytest.approx(expected, rel=1e-9)
+        assert record.privacy["delta"] == 1e-5
+    epsilons = [r.privacy["epsilon"] for r in result.history]
+    assert epsilons == sorted(epsilons)
+
+
+def test_target_epsilon_stops_the_run_before_it_is_exceeded() -> None:
+    after_3 = reference_epsilon(1.0, 1.0, 3, 1e-5)
+    after_4 = reference_epsilon(1.0, 1.0, 4, 1e-5)
+    strategy = DpFedAvg(
+        base=FedAvg(),
+        noise_multiplier=1.0,
+        clipping_norm=1.0,
+        noise_seed=0,
+        target_epsilon=(after_3 + after_4) / 2,
+    )
+    result = run_simulation(app(3), strategy=strategy, rounds=10)
+    assert len(result.history) == 3
+    assert result.history[-1].privacy["epsilon"] <= strategy.target_epsilon
+    assert "target_epsilon" in result.stop_reason
+
+
+def test_a_device_refuses_beyond_its_budget_and_is_not_selected_again() -> None:
+    # Gaussian mechanisms with z = 2 composed (RDP, delta 1e-5): 2.17 after one, 3.19
+    # after two, 4.01 after three: a budget of 3.5 pays for two rounds; the third is
+    # refused before training.
+    budget = PrivacyBudget(epsilon_max=3.5, delta=1e-5)
+    strategy = DpFedAvg(
+        base=FedAvg(per_client={"c0": ClientConfig(privacy_budget=budget)}),
+        noise_multiplier=2.0,
+        clipping_norm=1.0,
+        noise_seed=0,
+    )
+    result = run_simulation(app(3), strategy=strategy, rounds=5)
+    contributors = [sorted(r.fit.contributors) for r in result.history]
+    assert contributors[:2] == [["c0", "c1", "c2"]] * 2
+    assert result.history[2].fit.failures == {"budget:PrivacyBudgetError": 1}
+    assert all(r.fit.selected == 2 for r in result.history[3:])  # c0 is unavailable now
+    assert all(r.committed for r in result.history)
+
+
+def test_the_ledger_persists_in_the_clients_state() -> None:
+    from fedhive.client.pipeline import run_fit
+    from fedhive.core.messages import FitTask
+
+    budget = PrivacyBudget(epsilon_max=3.5, delta=1e-5)
+    config = ClientConfig(privacy_budget=budget, extra={"dp.noise_multiplier": 2.0})
+    state: dict[str, Any] = {}
+    outcomes = []
+    for rnd in (1, 2, 3):
+        task = FitTask(round=rnd, client_id="c0", version="v", seed=rnd, config=config)
+        outcomes.append(run_fit(ConstantClient("c0"), task, app(1).initial_weights, state))
+    assert [isinstance(o, FitReply) for o in outcomes] == [True, True, False]
+    assert "round-2" in state[LEDGER_KEY]
+    assert "round-3" not in state[LEDGER_KEY]
+
+
+def test_adaptive_clipping_moves_the_norm_toward_the_updates() -> None:
+    strategy = parse_config(
+        {
+            "run": {"app": "x:y", "rounds": 1},
+            "privacy": {"adaptive": True, "clipping_norm": 0.1, "noise_multiplier": 1.0},
+        }
+    ).strategy
+    assert isinstance(strategy, DpFedAvg)
+    result = run_simulation(app(5, size=2.0), strategy=strategy, rounds=12)
+    norms = [r.privacy["clipping_norm"] for r in result.history]
+    assert norms == sorted(norms)
+    assert norms[-1] > 2 * norms[0]
+
+
+def test_privacy_section_builds_dp_fedavg_and_names_bad_keys() -> None:
+    config = parse_config(
+        {
+            "run": {"app": "x:y", "rounds": 1, "seed": 3},
+            "strategy": {"name": "fedadam"},
+            "privacy": {"noise_multiplier": 0.5, "target_epsilon": 4.0, "accountant": "pld"},
+        }
+    )
+    assert isinstance(config.strategy, DpFedAvg)
+    assert config.strategy.noise_seed == 3
+    assert config.strategy.base.server_optimizer is not None
+    with pytest.raises(ConfigError, match=r"privacy\.noise_multiplier"):
+        parse_config({"run": {"app": "x:y", "rounds": 1}, "privacy": {"noise_multiplier": -1}})
+    with pytest.raises(ConfigError, match="Scaffold"):
+        parse_config(
+            {"run": {"app": "x:y", "rounds": 1}, "strategy": {"name": "scaffold"}, "privacy": {}}
+        )
