@@ -36,6 +36,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "strategy": {"name": "fedprox", "proximal_mu": 1.0},
         "stragglers": {"fraction": 0.9},
     },
+    "scaffold, 0% stragglers": {"strategy": {"name": "scaffold"}, "stragglers": {}},
 }
 
 

@@ -1,4 +1,4 @@
-"""Pathological non-IID digits: FedAvg, FedProx, FedAdam, FedYogi, rounds to 90%.
+"""Pathological non-IID digits: FedAvg, FedProx, SCAFFOLD, FedAdam, FedYogi, rounds to 90%.
 
 The digits-mlp app with McMahan et al.'s shards (sorted by label, 2 shards per client,
 so most clients see two digits), 20 clients all training every round, 5 local epochs.
@@ -25,6 +25,7 @@ EXAMPLE = ROOT / "examples" / "digits-mlp"
 STRATEGIES: dict[str, dict[str, Any]] = {
     "fedavg": {"name": "fedavg"},
     "fedprox": {"name": "fedprox", "proximal_mu": 0.01},
+    "scaffold": {"name": "scaffold"},
     "fedadam": {"name": "fedadam", "server_learning_rate": 0.01},
     "fedyogi": {"name": "fedyogi", "server_learning_rate": 0.01},
 }

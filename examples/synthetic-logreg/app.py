@@ -12,7 +12,8 @@ from collections.abc import Mapping
 import numpy as np
 import numpy.typing as npt
 
-from fedhive import AppContext, ClientConfig, Context, SimulationApp, Weights
+from fedhive import AppContext, ClientConfig, Context, FitResult, SimulationApp, Weights
+from fedhive.client import scaffold
 from fedhive.client.numpy import NumpyClient
 from fedhive.client.proximal import proximal_mu
 from fedhive.core import run_stream
@@ -34,15 +35,16 @@ def _softmax_loss(
     return float(loss), probs
 
 
-def train(
-    weights: Weights, data: Data, config: ClientConfig, context: Context
-) -> tuple[Weights, int, dict[str, float]]:
+def train(weights: Weights, data: Data, config: ClientConfig, context: Context) -> FitResult:
     """Mini-batch SGD on the softmax cross-entropy (plus FedProx's proximal term when the
-    strategy sets ``proximal_mu``: Li et al. 2020, eq. 2)."""
+    strategy sets ``proximal_mu``: Li et al. 2020, eq. 2; and SCAFFOLD's drift correction
+    when the strategy sends control variates: Karimireddy et al. 2020, Alg. 1)."""
     x, y = data
     mu = proximal_mu(config)
+    control = scaffold.correction(context)  # SCAFFOLD's c - c_i, when the strategy sends c
     w, b = weights["w"].copy(), weights["b"].copy()
     rng = context.numpy_rng()
+    steps = 0
     for _ in range(config.local_epochs):
         order = rng.permutation(len(y))
         for start in range(0, len(y), config.batch_size):
@@ -54,10 +56,18 @@ def train(
             if mu:
                 grad_w = grad_w + mu * (w - weights["w"])
                 grad_b = grad_b + mu * (b - weights["b"])
+            if control is not None:
+                grad_w, grad_b = grad_w + control["w"], grad_b + control["b"]
             w -= (config.learning_rate * grad_w).astype(np.float32)
             b -= (config.learning_rate * grad_b).astype(np.float32)
+            steps += 1
     loss, _ = _softmax_loss({"w": w, "b": b}, x, y)
-    return Weights({"w": w, "b": b}), len(y), {"train_loss": loss}
+    new = Weights({"w": w, "b": b})
+    if control is None:
+        return FitResult(weights=new, num_examples=len(y), metrics={"train_loss": loss})
+    delta = Weights({"w": w - weights["w"], "b": b - weights["b"]})
+    aux = scaffold.finish(context, delta, steps, config.learning_rate)
+    return FitResult(weights=new, num_examples=len(y), metrics={"train_loss": loss}, aux=aux)
 
 
 def evaluate(

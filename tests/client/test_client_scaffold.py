@@ -46,7 +46,9 @@ def test_one_step_moves_by_minus_lr_times_the_correction() -> None:
     plain = client.fit(weights, ONE_STEP, context(Weights())).weights
     ctx = context(controls(weights, 0.5))
     result = client.fit(weights, ONE_STEP, ctx)
-    assert plain is not None and result.weights is not None and result.aux is not None
+    assert plain is not None
+    assert result.weights is not None
+    assert result.aux is not None
     # c - c_i = 0.5 on every parameter (c_i starts at zero): y = y_plain - lr * 0.5
     for name in ("0.weight", "0.bias", "1.weight", "1.bias"):
         np.testing.assert_allclose(result.weights[name], plain[name] - 0.05, rtol=1e-5, atol=1e-6)
@@ -60,7 +62,8 @@ def test_variate_change_is_option_two_and_persists_in_state() -> None:
     client, weights = setup()
     ctx = context(controls(weights, 0.2), {"scaffold/0.bias": np.full(2, 0.1, np.float32)})
     result = client.fit(weights, ONE_STEP, ctx)
-    assert result.weights is not None and result.aux is not None
+    assert result.weights is not None
+    assert result.aux is not None
     step = (weights["0.bias"] - result.weights["0.bias"]) / ONE_STEP.learning_rate
     expected = 0.1 - 0.2 + step  # c_i - c + (x - y) / (K lr), K = 1
     np.testing.assert_allclose(ctx.state["scaffold/0.bias"], expected, rtol=1e-5)

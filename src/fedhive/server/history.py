@@ -40,7 +40,11 @@ class RoundRecord:
     train: dict[str, float]
     centralized: dict[str, float]
     federated: dict[str, float]
+    privacy: dict[str, float] = field(default_factory=dict)
+    """The run's privacy so far (``epsilon``, ``delta``, ...) under a DP strategy."""
     note: str = ""
+    clock: float | None = None
+    """Simulated seconds since the run started, at the round's end (None: not simulated)."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (one line of metrics.jsonl)."""

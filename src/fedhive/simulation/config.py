@@ -11,6 +11,8 @@ onto frozen dataclasses.
 [server]      address = "127.0.0.1:8443", round_timeout = 60, min_clients = 1 (deployment)
 [attack]      kind = "scaling", fraction = 0.3, scale = 10 (malicious clients; simulation only)
 [stragglers]  fraction = 0.9, drop = false (partial work each round; simulation only)
+[privacy]     noise_multiplier = 1.0, clipping_norm = 1.0, target_epsilon = 8 (DP-FedAvg)
+[devices]     distribution = "pareto", alpha = 1.5, seconds_per_epoch = 1 (simulated time)
 [app]         anything: passed to the app factory as ``params``
 ```
 """
@@ -30,8 +32,11 @@ from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
 from fedhive.simulation.attacks import AttackKind
 from fedhive.simulation.backends.process import StartMethod
+from fedhive.simulation.devices import DevicesSection
 from fedhive.simulation.stragglers import StragglerSection
 from fedhive.strategy.base import Strategy
+from fedhive.strategy.fedbuff import FedBuff
+from fedhive.strategy.private import PrivacySection
 from fedhive.strategy.registry import StrategyName, build_strategy
 
 
@@ -141,12 +146,16 @@ class SimulationConfig:
 
     run: RunSection
     strategy_name: StrategyName
-    strategy: Strategy
+    strategy: Strategy | FedBuff
     simulation: SimulationSection = field(default_factory=SimulationSection)
     evaluation: EvaluationSection = field(default_factory=EvaluationSection)
     server: ServerSection = field(default_factory=ServerSection)
     attack: AttackSection = field(default_factory=AttackSection)
     stragglers: StragglerSection = field(default_factory=StragglerSection)
+    privacy: PrivacySection | None = None
+    """None: no differential privacy."""
+    devices: DevicesSection | None = None
+    """Simulated device speeds; None: no simulated clock (FedBuff: equal speeds)."""
     app: Mapping[str, Any] = field(default_factory=dict)
 
     def with_overrides(
@@ -169,7 +178,10 @@ class SimulationConfig:
 
     def to_json(self) -> dict[str, Any]:
         """The resolved configuration (every default filled in) as JSON-ready data."""
-        strategy = dataclasses.asdict(self.strategy)  # type: ignore[call-overload]
+        strategy = dataclasses.asdict(self.strategy)  # type: ignore[arg-type]
+        while isinstance(strategy.get("base"), dict):  # a wrapper (SCAFFOLD, FedBuff, DP)
+            base = strategy.pop("base")
+            strategy = {**base, **strategy}
         client = strategy.pop("client_config")
         per_client = strategy.pop("per_client")
         return {
@@ -186,6 +198,8 @@ class SimulationConfig:
             "server": dataclasses.asdict(self.server),
             "attack": {**dataclasses.asdict(self.attack), "kind": str(self.attack.kind)},
             "stragglers": dataclasses.asdict(self.stragglers),
+            "privacy": None if self.privacy is None else _plain(self.privacy),
+            "devices": None if self.devices is None else _plain(self.devices),
             "app": dict(self.app),
         }
 
@@ -200,6 +214,8 @@ _SECTIONS = (
     "server",
     "attack",
     "stragglers",
+    "privacy",
+    "devices",
     "app",
 )
 
@@ -236,6 +252,10 @@ def parse_config(data: Mapping[str, Any]) -> SimulationConfig:
         for client_id, table in convert(dict, data.get("clients", {}), "clients").items()
     }
     strategy = build_strategy(name, strategy_table, client, path="strategy", per_client=per_client)
+    privacy = None
+    if "privacy" in data:
+        privacy = from_table(PrivacySection, data["privacy"], "privacy")
+        strategy = privacy.wrap(strategy, seed=run.seed)
     return SimulationConfig(
         run=run,
         strategy_name=name,
@@ -245,6 +265,10 @@ def parse_config(data: Mapping[str, Any]) -> SimulationConfig:
         server=from_table(ServerSection, data.get("server", {}), "server"),
         attack=from_table(AttackSection, data.get("attack", {}), "attack"),
         stragglers=from_table(StragglerSection, data.get("stragglers", {}), "stragglers"),
+        privacy=privacy,
+        devices=(
+            from_table(DevicesSection, data["devices"], "devices") if "devices" in data else None
+        ),
         app=convert(dict, data.get("app", {}), "app"),
     )
 
@@ -262,3 +286,17 @@ def load_config(path: Path) -> SimulationConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     return parse_config(data)
+
+
+def _plain(section: object) -> dict[str, Any]:
+    """A config dataclass as JSON-ready data (enums as their values, inf as a string)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, StrEnum):
+            return str(value)
+        if isinstance(value, float) and math.isinf(value):
+            return "inf"
+        return value
+
+    items = dataclasses.asdict(section).items()  # type: ignore[call-overload]
+    return {key: plain(value) for key, value in items}

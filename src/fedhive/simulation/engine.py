@@ -2,22 +2,29 @@
 
 The round loop is the server's own (:class:`~fedhive.server.orchestrator.RoundLoop`);
 the simulation only joins it to the in-process transport and a backend that runs the
-virtual clients (sequentially here, or in worker processes).
+virtual clients (sequentially here, or in worker processes). FedBuff runs the server's
+asynchronous loop on a virtual clock of simulated devices instead; with a ``[devices]``
+section, synchronous rounds are timed too (each lasts as long as its slowest client).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from fedhive.errors import ConfigError
-from fedhive.server.orchestrator import RoundLoop, RunObserver, RunResult
+from fedhive.server.asynchronous import AsyncLoop
+from fedhive.server.orchestrator import EvaluateFn, RoundLoop, RunObserver, RunResult
 from fedhive.simulation.app import AppSpec, SimulationApp
 from fedhive.simulation.attacks import AttackKind, with_attack
 from fedhive.simulation.backends.local import LocalBackend
 from fedhive.simulation.backends.process import ProcessBackend, StartMethod
+from fedhive.simulation.clock import ClockObserver, RoundTimer, VirtualClockRunner
 from fedhive.simulation.config import Backend, SimulationConfig
+from fedhive.simulation.devices import DeviceModel, DevicesSection
 from fedhive.simulation.stragglers import with_stragglers
 from fedhive.strategy.base import Strategy
+from fedhive.strategy.fedbuff import FedBuff
 from fedhive.transport.base import CohortRunner
 from fedhive.transport.inprocess import InProcessTransport
 
@@ -25,15 +32,20 @@ from fedhive.transport.inprocess import InProcessTransport
 def run_simulation(
     app: SimulationApp,
     *,
-    strategy: Strategy,
+    strategy: Strategy | FedBuff,
     rounds: int,
     seed: int = 0,
     backend: Backend = Backend.LOCAL,
     workers: int = 2,
     federated_every: int = 0,
     observer: RunObserver | None = None,
+    devices: DevicesSection | None = None,
 ) -> RunResult:
-    """Run ``rounds`` rounds of ``app``: in this process, or in forked worker processes."""
+    """Run ``rounds`` rounds of ``app``: in this process, or in forked worker processes.
+
+    ``devices``: simulated device speeds (records get a ``clock``); FedBuff runs
+    asynchronously on them (default: equal speeds), counting versions as rounds.
+    """
     runner: CohortRunner
     if Backend(backend) == Backend.PROCESS:
         runner = ProcessBackend(app=app, seed=seed, workers=workers)
@@ -48,6 +60,7 @@ def run_simulation(
         federated_every=federated_every,
         observer=observer,
         centralized=True,
+        devices=devices,
     )
 
 
@@ -89,6 +102,7 @@ def simulate(
         federated_every=config.evaluation.federated_every,
         observer=observer,
         centralized=config.evaluation.centralized,
+        devices=config.devices,
     )
 
 
@@ -96,13 +110,35 @@ def _run(
     app: SimulationApp,
     runner: CohortRunner,
     *,
-    strategy: Strategy,
+    strategy: Strategy | FedBuff,
     rounds: int,
     seed: int,
     federated_every: int,
     observer: RunObserver | None,
     centralized: bool,
+    devices: DevicesSection | None = None,
 ) -> RunResult:
+    if isinstance(strategy, FedBuff):
+        if federated_every:
+            runner.close()
+            raise ConfigError("evaluation.federated_every: must be 0 with fedbuff (for now)")
+        evaluate_fn = app.evaluate_fn if centralized else None
+        model = DeviceModel(devices or DevicesSection(), seed)
+        return _run_async(
+            app,
+            runner,
+            strategy=strategy,
+            rounds=rounds,
+            seed=seed,
+            evaluate_fn=evaluate_fn,
+            observer=observer,
+            devices=model,
+        )
+    clocked = None
+    if devices is not None:
+        timer = RoundTimer(runner, DeviceModel(devices, seed))
+        runner = timer
+        observer = clocked = ClockObserver(observer, timer)
     transport = InProcessTransport(client_ids=app.client_ids, runner=runner)
     loop = RoundLoop(
         strategy=strategy,
@@ -113,6 +149,31 @@ def _run(
         observer=observer,
     )
     try:
-        return loop.run(app.initial_weights, rounds)
+        result = loop.run(app.initial_weights, rounds)
     finally:
         transport.close()
+    if clocked is None:
+        return result
+    return dataclasses.replace(result, history=tuple(map(clocked.stamp, result.history)))
+
+
+def _run_async(
+    app: SimulationApp,
+    runner: CohortRunner,
+    *,
+    strategy: FedBuff,
+    rounds: int,
+    seed: int,
+    evaluate_fn: EvaluateFn | None,
+    observer: RunObserver | None,
+    devices: DeviceModel,
+) -> RunResult:
+    """FedBuff: the server's asynchronous loop on a virtual clock of simulated devices."""
+    clock = VirtualClockRunner(runner=runner, client_ids=app.client_ids, devices=devices)
+    loop = AsyncLoop(
+        strategy=strategy, runner=clock, seed=seed, evaluate_fn=evaluate_fn, observer=observer
+    )
+    try:
+        return loop.run(app.initial_weights, rounds)
+    finally:
+        clock.close()

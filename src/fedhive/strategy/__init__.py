@@ -2,7 +2,8 @@
 
 A strategy composes an aggregator (``WeightedMean``; robust rules in
 ``fedhive.strategy.robust``) and a server optimizer (``ServerSGD``, ``ServerAdam``,
-``ServerYogi``, ``ServerAdagrad``); ``Scaffold`` wraps a FedAvg with control variates.
+``ServerYogi``, ``ServerAdagrad``); ``Scaffold`` wraps a FedAvg with control variates,
+``FedBuff`` with asynchronous buffered aggregation.
 """
 
 from fedhive.strategy.aggregate import ExactWeightedSum, WeightedMetrics
@@ -15,7 +16,9 @@ from fedhive.strategy.compose import (
     WeightedMean,
 )
 from fedhive.strategy.fedavg import FedAvg
+from fedhive.strategy.fedbuff import FedBuff
 from fedhive.strategy.optimizers import ServerAdagrad, ServerAdam, ServerYogi
+from fedhive.strategy.private import DpFedAvg, DpMode, PrivacySection
 from fedhive.strategy.registry import AggregatorName, StrategyName, build_strategy
 from fedhive.strategy.scaffold import Scaffold
 
@@ -23,9 +26,13 @@ __all__ = [
     "Aggregate",
     "Aggregator",
     "AggregatorName",
+    "DpFedAvg",
+    "DpMode",
     "ExactWeightedSum",
     "FedAvg",
+    "FedBuff",
     "Instruction",
+    "PrivacySection",
     "Scaffold",
     "ServerAdagrad",
     "ServerAdam",

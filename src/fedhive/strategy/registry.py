@@ -2,7 +2,7 @@
 
 ```toml
 [strategy]
-name = "fedadam"            # fedavg | fedprox | scaffold | fedadam | fedyogi | fedadagrad
+name = "fedadam"            # fedavg | fedprox | scaffold | fedbuff | fedadam | fedyogi | fedadagrad
 server_learning_rate = 0.01 # the server optimizer's learning rate (eta)
 beta_1 = 0.9                # adaptive optimizers only
 beta_2 = 0.99
@@ -13,6 +13,10 @@ trim_fraction = 0.1         # trimmed_mean
 byzantine = 1               # krum, bulyan: the number of attackers tolerated
 multi = 1                   # krum: average the m best (Multi-Krum)
 max_update_norm = 0.0       # > 0: clip every update to this L2 norm first
+buffer_size = 10            # fedbuff only: updates per new version (K)
+concurrency = 20            # fedbuff only: clients training at once (C)
+staleness_exponent = 0.5    # fedbuff only: stale updates weigh (1 + staleness)^-a
+max_staleness = 0           # fedbuff only: > 0: discard updates staler than this
 ```
 """
 
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fedhive.core._compat import StrEnum
@@ -30,6 +34,7 @@ from fedhive.errors import ConfigError
 from fedhive.strategy.base import Strategy
 from fedhive.strategy.compose import Aggregator, ServerOptimizer, WeightedMean
 from fedhive.strategy.fedavg import FedAvg
+from fedhive.strategy.fedbuff import FedBuff
 from fedhive.strategy.optimizers import ServerAdagrad, ServerAdam, ServerYogi
 from fedhive.strategy.robust import Bulyan, CoordinateMedian, Krum, NormBound, TrimmedMean
 from fedhive.strategy.scaffold import Scaffold
@@ -41,6 +46,7 @@ class StrategyName(StrEnum):
     FEDAVG = "fedavg"
     FEDPROX = "fedprox"
     SCAFFOLD = "scaffold"
+    FEDBUFF = "fedbuff"
     FEDADAM = "fedadam"
     FEDYOGI = "fedyogi"
     FEDADAGRAD = "fedadagrad"
@@ -98,6 +104,8 @@ class _ProxTable:
         check_real("proximal_mu", self.proximal_mu, low=0)
 
 
+_FEDBUFF_KEYS = ("buffer_size", "concurrency", "staleness_exponent", "max_staleness")
+
 _ADAPTIVE = {
     StrategyName.FEDADAM: ServerAdam,
     StrategyName.FEDYOGI: ServerYogi,
@@ -127,8 +135,9 @@ def build_strategy(
     *,
     path: str,
     per_client: Mapping[str, ClientConfig] | None = None,
-) -> Strategy:
-    """Build strategy ``name`` from its config table and the clients' configurations."""
+) -> Strategy | FedBuff:
+    """Build strategy ``name`` from its config table and the clients' configurations
+    (FedBuff, asynchronous, is driven by its own loop rather than the round loop)."""
     for key, section in (("client_config", "[client]"), ("per_client", "[clients.ID]")):
         if key in table:
             raise ConfigError(f"{path}.{key}: set the clients' training in {section}")
@@ -151,6 +160,9 @@ def build_strategy(
             cid: dataclasses.replace(c, extra={"proximal_mu": mu, **c.extra})
             for cid, c in (per_client or {}).items()
         }
+    buffered = {k: v for k, v in rest.items() if k in _FEDBUFF_KEYS}
+    if name == StrategyName.FEDBUFF:  # the rest configures its base FedAvg
+        rest = {k: v for k, v in rest.items() if k not in _FEDBUFF_KEYS}
     strategy = from_table(FedAvg, rest, path)
     optimizer: ServerOptimizer | None = None
     if name in _ADAPTIVE:
@@ -169,4 +181,8 @@ def build_strategy(
         client_config=client,
         per_client=dict(per_client or {}),
     )
+    if name == StrategyName.FEDBUFF:
+        fedbuff = from_table(FedBuff, buffered, path)
+        wrapped: FedBuff = _wrap_config_error(lambda: replace(fedbuff, base=built), path)
+        return wrapped
     return Scaffold(base=built) if name == StrategyName.SCAFFOLD else built

@@ -1,0 +1,145 @@
+"""Closing the Unmasking stage: verify shares, rebuild secrets, remove masks, decode.
+
+Bonawitz et al. (CCS 2017, Fig. 4, Unmasking, server side) over the graph of Bell et al.
+(CCS 2020, Alg. 2): the survivors S (clients whose masked input is in the sum) lose their
+self-masks, rebuilt from b-shares their neighbours reveal; clients that dropped after
+ShareKeys lose the pairwise masks they shared with survivors, rebuilt from their mask keys.
+Each client's two secrets are never both requested (the survivors and the dropped are
+disjoint, and :func:`~fedhive.secagg.recovery.reconstruct_secrets` refuses overlap).
+The sum is over at least t survivors (the MaskedInput close guarantees it), never one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from fedhive.errors import SecAggError
+from fedhive.secagg import quantize
+from fedhive.secagg.commitments import SecretKind
+from fedhive.secagg.recovery import (
+    ShareRequest,
+    Verifier,
+    make_verifier,
+    reconstruct_secrets,
+    remove_masks,
+    verified_request,
+)
+from fedhive.secagg.report import ClientStatus, SecAggResult, Stage
+from fedhive.secagg.server_state import ServerState, abort, mark_dropped
+
+
+def close_unmasking(state: ServerState) -> ServerState:
+    """Finish the round with the unmask responses received; sets ``state.result``."""
+    statuses, reasons = mark_dropped(state)
+    survivors = state.masked_from
+    if state.masked_sum is None or len(survivors) < state.params.threshold:
+        return abort(state, "too few masked inputs to unmask", statuses=statuses)[0]
+    dropped = sorted(
+        d
+        for d, peers in state.neighbours.items()
+        if d not in survivors and any(j in survivors for j in peers)
+    )
+    requests = [_request(state, d, SecretKind.SELF_MASK) for d in sorted(survivors)]
+    requests += [_request(state, d, SecretKind.MASK_KEY) for d in dropped]
+    try:
+        secrets, inconsistent = reconstruct_secrets(
+            requests, threshold=state.params.threshold, verify=_verifier(state), round=state.round
+        )
+    except SecAggError as exc:
+        return abort(
+            state, exc.message, client_id=exc.client_id, statuses=statuses, reasons=reasons
+        )[0]
+    for client in state.received:
+        statuses[client] = ClientStatus.OK
+    _blame(requests, inconsistent, statuses, reasons)
+    total = remove_masks(
+        state.masked_sum,
+        params=state.params,
+        round=state.round,
+        self_mask_seeds={d: secrets[(d, SecretKind.SELF_MASK)] for d in survivors},
+        dropped_mask_keys={d: secrets[(d, SecretKind.MASK_KEY)] for d in dropped},
+        survivors_of={d: [j for j in state.neighbours[d] if j in survivors] for d in dropped},
+        mask_public_keys={c: a.mask_public_key for c, a in state.adverts.items()},
+    )
+    weighted_sum, total_weight = quantize.decode(total, len(survivors), state.params)
+    return replace(
+        state,
+        stage=Stage.DONE,
+        expected=frozenset(),
+        received=frozenset(),
+        masked_sum=None,
+        statuses=statuses,
+        reasons=reasons,
+        result=SecAggResult(
+            round=state.round,
+            weighted_sum=weighted_sum,
+            total_weight=total_weight,
+            included=tuple(sorted(survivors)),
+            statuses=statuses,
+            reasons=reasons,
+        ),
+    )
+
+
+def _verifier(state: ServerState) -> Verifier:
+    return make_verifier(
+        round=state.round,
+        self_mask_commitments={c: a.self_mask_commitment for c, a in state.adverts.items()},
+        mask_public_keys={c: a.mask_public_key for c, a in state.adverts.items()},
+    )
+
+
+def _request(state: ServerState, dealer: str, kind: SecretKind) -> ShareRequest:
+    """The revealed shares of ``dealer``'s ``kind`` secret, checked against commitments."""
+    packets = {p.recipient: p for p in state.share_keys[dealer].packets}
+    revealed: dict[str, bytes] = {}
+    for holder in state.neighbours[dealer]:
+        response = state.responses.get(holder)
+        if response is None:
+            continue
+        group = (
+            response.self_mask_shares if kind is SecretKind.SELF_MASK else response.mask_key_shares
+        )
+        share = next((s.share for s in group if s.dealer == dealer), None)
+        if share is not None:
+            revealed[holder] = share
+    committed = {
+        holder: (
+            packet.self_mask_commitment
+            if kind is SecretKind.SELF_MASK
+            else packet.mask_key_commitment
+        )
+        for holder, packet in packets.items()
+    }
+    positions = {cid: pos + 1 for pos, cid in enumerate(state.setup.client_ids)}
+    return verified_request(
+        round=state.round,
+        dealer=dealer,
+        kind=kind,
+        revealed=revealed,
+        committed=committed,
+        positions=positions,
+    )
+
+
+def _blame(
+    requests: list[ShareRequest],
+    inconsistent: frozenset[str],
+    statuses: dict[str, ClientStatus],
+    reasons: dict[str, str],
+) -> None:
+    """Record revealers whose shares disagreed with a dealer that verified anyway, and
+    dealers that verified only from another subset of their shares."""
+    for request in requests:
+        for holder in request.rejected:
+            statuses[holder] = ClientStatus.EXCLUDED_BAD_SHARE
+            reasons[holder] = (
+                f"revealed a {request.kind} share of {request.dealer!r} that does not match "
+                "the dealer's commitment (its shares were set aside; its own input counts)"
+            )
+    for dealer in sorted(inconsistent):
+        statuses[dealer] = ClientStatus.INCONSISTENT_DEALER
+        reasons[dealer] = (
+            "dealt shares that do not all lie on one polynomial; its secret was rebuilt "
+            "from another subset of its verified shares"
+        )

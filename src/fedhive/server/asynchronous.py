@@ -1,0 +1,260 @@
+"""The asynchronous loop: FedBuff's server (Nguyen et al., AISTATS 2022, Alg. 1).
+
+The loop keeps the strategy's ``concurrency`` tasks in flight, each on the model that
+was current when it was dispatched (lines 3-5). Every finished task is verified exactly
+as in the round loop; a failure or rejection is counted and its slot refilled. Accepted
+updates are buffered with their staleness (versions committed since the task's model),
+and every ``buffer_size`` of them commit a new version (lines 9-12), which is evaluated,
+recorded (one :class:`~fedhive.server.history.RoundRecord` per version, ``round`` = the
+version number) and checkpointed like a round. Free slots are refilled once every task
+that ended at the same moment has been handled, with the newest model.
+
+A task's ``round`` is the version it trains on, so staleness is ``version - round``.
+Seeds come from the run seed and the dispatch index (the n-th task of the run), so the
+same seed gives the same run whatever the runner. A version that cannot be committed
+(an aggregation error, no client to train, or ``concurrency + buffer_size`` failures in
+a row) is recorded as not committed and counts towards ``rounds``, as in the round loop,
+so a run always ends. A resumed run continues from the state's version with new tasks
+(in-flight tasks of the interrupted run are lost).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from fedhive.core.messages import Failure, FitReply, FitTask
+from fedhive.core.rng import run_stream
+from fedhive.core.serde import model_version, sha256_hex, weights_to_bytes
+from fedhive.core.weights import AUX_PREFIX, Weights
+from fedhive.errors import AggregationError, ConfigError, FedhiveError, NotEnoughClientsError
+from fedhive.server.history import CohortStats, RoundRecord
+from fedhive.server.orchestrator import Checkpoint, EvaluateFn, RunObserver, RunResult
+from fedhive.server.verify import verify_fit_reply
+from fedhive.strategy.base import StrategyState
+from fedhive.strategy.fedbuff import FedBuff, version_of
+from fedhive.transport.base import FitOutcome
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A task that ended: its dispatch index, its outcome, the clock when it ended."""
+
+    dispatch: int
+    outcome: FitOutcome
+    clock: float
+
+
+class AsyncRunner(Protocol):
+    """Runs fit tasks concurrently: submit one at a time, read back as they finish."""
+
+    def client_ids(self) -> Sequence[str]:
+        """Ids of the clients that can be given a task."""
+        ...
+
+    def submit(self, dispatch: int, task: FitTask, weights: Weights) -> None:
+        """Start ``task`` (the run's ``dispatch``-th) on ``weights`` now."""
+        ...
+
+    def next_finished(self) -> Sequence[Finished]:
+        """Wait for the next task(s) to end: every task that ends at that moment, in
+        dispatch order (one, unless several end together); empty when none is running."""
+        ...
+
+    def close(self) -> None:
+        """Release the clients' workers; idempotent."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class AsyncLoop:
+    """Runs FedBuff over an asynchronous runner, from a seed."""
+
+    strategy: FedBuff
+    runner: AsyncRunner
+    seed: int
+    evaluate_fn: EvaluateFn | None = None
+    observer: RunObserver | None = None
+    checkpoint: Checkpoint | None = None
+
+    def run(self, weights: Weights, rounds: int, state: StrategyState | None = None) -> RunResult:
+        """Run until ``rounds`` versions were recorded (from ``state``'s version); return
+        the final model. The tasks still in flight then are abandoned.
+
+        Raises:
+            ConfigError: a parameter name starts with ``@`` (reserved).
+        """
+        reserved = [name for name in weights if name.startswith(AUX_PREFIX)]
+        if reserved:
+            raise ConfigError(f"parameter names may not start with {AUX_PREFIX!r}: {reserved}")
+        state = self.strategy.initial_state(weights) if state is None else state
+        return _Run(self, weights, state).go(version_of(state) + rounds)
+
+
+class _Run:
+    """The mutable progress of one ``AsyncLoop.run``."""
+
+    def __init__(self, loop: AsyncLoop, weights: Weights, state: StrategyState) -> None:
+        self.loop, self.strategy = loop, loop.strategy
+        self.stream = run_stream(loop.seed).child("async")
+        self.clients = tuple(loop.runner.client_ids())
+        self.weights, self.state = weights, state
+        self.round = version_of(state)  # the last recorded round
+        self.tasks: dict[int, FitTask] = {}
+        self.buffer: list[tuple[FitReply, int]] = []
+        self.stats = CohortStats()
+        self.dispatched = self.failed_in_row = 0
+        self.clock = 0.0
+        self.started = time.perf_counter()
+        self.history: list[RoundRecord] = []
+        self._publish()
+
+    def go(self, last_round: int) -> RunResult:
+        self.last_round = last_round
+        self._start_period()
+        while self.round < last_round:
+            note = self._refill()
+            if not self.tasks:
+                self._record(committed=False, note=note or "no client to train")
+                continue
+            for finished in self._next():
+                self.clock = max(self.clock, finished.clock)
+                self._receive(finished)
+                give_up = self.strategy.concurrency + self.strategy.buffer_size
+                if len(self.buffer) >= self.strategy.buffer_size:
+                    self._commit()
+                elif self.failed_in_row >= give_up:
+                    note = f"version not committed: {give_up} tasks in a row failed"
+                    self._record(committed=False, note=note)
+                if self.round >= last_round:
+                    break
+        return RunResult(self.weights, model_version(self.weights), self.state, tuple(self.history))
+
+    def _publish(self) -> None:
+        self.published = self.strategy.broadcast(self.state, self.weights)
+        payload = weights_to_bytes(self.published)
+        self.payload_hash, self.payload_size = sha256_hex(payload), len(payload)
+
+    def _start_period(self) -> None:
+        if self.loop.checkpoint is not None:
+            self.loop.checkpoint.begin(self.round + 1)
+        if self.loop.observer is not None:
+            self.loop.observer.round_started(self.round + 1, self.strategy.buffer_size)
+
+    def _refill(self) -> str:
+        """Dispatch tasks to free slots; returns why none could be, if so."""
+        rng = self.stream.child(self.dispatched).child("select").numpy()
+        busy = {task.client_id for task in self.tasks.values()}
+        try:
+            instructions = self.strategy.configure_refill(self.state, self.clients, busy, rng)
+        except NotEnoughClientsError as exc:
+            return f"version not committed: {exc}"
+        version = version_of(self.state)
+        for instruction in instructions:
+            dispatch, self.dispatched = self.dispatched, self.dispatched + 1
+            task = FitTask(
+                round=version,
+                client_id=instruction.client_id,
+                version=self.payload_hash,
+                seed=self.stream.child(dispatch).child("fit").seed,
+                config=instruction.config,
+            )
+            self.tasks[dispatch] = task
+            self.loop.runner.submit(dispatch, task, self.published)
+            self.stats.selected += 1
+            self.stats.bytes_down += self.payload_size
+        return ""
+
+    def _next(self) -> Sequence[Finished]:
+        batch = self.loop.runner.next_finished()
+        if batch:
+            return batch
+        message = "the runner returned no outcome for this task"
+        return [
+            Finished(d, _failure(t, "transport", "TransportError", message), self.clock)
+            for d, t in sorted(self.tasks.items())
+        ]
+
+    def _receive(self, finished: Finished) -> None:
+        """Verify one ended task and buffer its update, or count its failure."""
+        task = self.tasks.pop(finished.dispatch, None)
+        if task is None:
+            return  # not ours, or answered twice: the runner's fault, not a client's
+        outcome = finished.outcome
+        staleness = version_of(self.state) - task.round
+        if isinstance(outcome, FitReply):
+            try:
+                verify_fit_reply(outcome, task, self.published.layout())
+            except (FedhiveError, KeyError) as exc:
+                outcome = _failure(task, "verify", type(exc).__name__, str(exc))
+        if isinstance(outcome, FitReply) and self.strategy.too_stale(staleness):
+            message = f"staleness {staleness} > max_staleness {self.strategy.max_staleness}"
+            outcome = _failure(task, "buffer", "StaleUpdate", message)
+        if self.loop.observer is not None:
+            self.loop.observer.client_finished(self.round + 1, isinstance(outcome, FitReply))
+        if isinstance(outcome, Failure):
+            self.stats.record_failure(outcome)
+            self.failed_in_row += 1
+            return
+        self.failed_in_row = 0
+        self.stats.succeeded += 1
+        self.stats.bytes_up += self.payload_size
+        self.stats.contributors.append(outcome.client_id)
+        self.buffer.append((outcome, staleness))
+
+    def _commit(self) -> None:
+        try:
+            self.state, self.weights, train = self.strategy.aggregate_buffer(
+                self.state, self.weights, self.buffer
+            )
+        except AggregationError as exc:
+            self.buffer = []
+            self._record(committed=False, note=f"version not committed: {exc}")
+            return
+        self.buffer = []
+        self._publish()
+        self._record(committed=True, train=train)
+
+    def _record(
+        self,
+        *,
+        committed: bool,
+        train: dict[str, float] | None = None,
+        note: str = "",
+    ) -> None:
+        """Evaluate, record and checkpoint the period that just ended; start the next."""
+        self.round += 1
+        evaluate = self.loop.evaluate_fn
+        record = RoundRecord(
+            round=self.round,
+            seconds=time.perf_counter() - self.started,
+            committed=committed,
+            version=model_version(self.weights),
+            fit=self.stats,
+            evaluate=CohortStats(),
+            train=dict(train or {}),
+            centralized=dict(evaluate(self.weights)) if evaluate else {},
+            federated={},
+            note=note,
+            clock=self.clock,
+        )
+        if self.loop.checkpoint is not None:
+            self.loop.checkpoint.end(record, self.weights, self.state)
+        self.history.append(record)
+        if self.loop.observer is not None:
+            self.loop.observer.round_finished(record)
+        self.stats, self.failed_in_row, self.started = CohortStats(), 0, time.perf_counter()
+        if self.round < self.last_round:
+            self._start_period()
+
+
+def _failure(task: FitTask, stage: str, error_type: str, message: str) -> Failure:
+    return Failure(
+        client_id=task.client_id,
+        round=task.round,
+        stage=stage,
+        error_type=error_type,
+        message=message,
+    )
