@@ -93,8 +93,25 @@ def stop_all(procs: list[subprocess.Popen[str]]) -> None:
 
 @pytest.mark.slow
 def test_ten_client_processes_over_mtls_match_the_simulation(tmp_path: Path) -> None:
+    deploy_and_compare(tmp_path)
+
+
+@pytest.mark.slow
+def test_secure_aggregation_over_mtls_matches_the_simulation(tmp_path: Path) -> None:
+    # Test-sized SecAgg+ settings for 10 clients (weak targets: 2^-5).
+    deploy_and_compare(
+        tmp_path,
+        "\n[secagg]\ndropout_fraction = 0.1\nsecurity_bits = 5\ncorrectness_bits = 5\n"
+        "clip_range = 1.0\n",
+    )
+
+
+def deploy_and_compare(tmp_path: Path, extra: str = "") -> None:
+    """Run the digits-mlp config as server and 10 client processes; the final model
+    must be the simulation's, bit for bit."""
     port = free_port()
     config = write_config(tmp_path, port)
+    config.write_text(config.read_text() + extra)
     pki = tmp_path / "pki"
     provision(pki, clients=CLIENTS)
     state = tmp_path / "state"

@@ -1,14 +1,14 @@
 """``fedhive server`` and ``fedhive client``: one federation across real processes.
 
 The server runs the same round loop as ``fedhive simulate`` over the gRPC transport
-with mutual TLS; each client pulls its tasks, trains on its own data and uploads.
-Both stop cleanly on SIGINT/SIGTERM.
+with mutual TLS (FedBuff: the same asynchronous loop, each task with its own deadline);
+each client pulls its tasks, trains on its own data and uploads. Both stop cleanly on
+SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import signal
 import threading
@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from fedhive.cli.progress import Observers, ProgressDisplay
+from fedhive.cli.server_loop import run_loop
 from fedhive.client.base import Client
 from fedhive.client.runner import serve
 from fedhive.core.messages import PrivacyBudget
@@ -28,14 +29,11 @@ from fedhive.pki.tls import TLSConfig
 from fedhive.privacy import FileLedger
 from fedhive.server.checkpoint import StoreCheckpoint
 from fedhive.server.history import RoundRecord
-from fedhive.server.orchestrator import RoundLoop
 from fedhive.server.store import StateStore
 from fedhive.simulation.app import AppContext, AppSpec, load_callable
 from fedhive.simulation.config import load_config
 from fedhive.simulation.output import RunWriter
-from fedhive.strategy.base import Strategy
 from fedhive.strategy.fedbuff import FedBuff
-from fedhive.strategy.private import DpFedAvg
 from fedhive.transport.grpc.connection import GrpcLink
 from fedhive.transport.grpc.security import (
     CertificateIdentity,
@@ -125,8 +123,8 @@ def run_server(args: argparse.Namespace, console: Console) -> int:
     """Serve the run its config describes until its rounds are done."""
     _logging()
     config = load_config(args.config)
-    if isinstance(config.strategy, FedBuff):
-        raise ConfigError('strategy.name: "fedbuff" runs in simulation only (fedhive simulate)')
+    if isinstance(config.strategy, FedBuff) and config.evaluation.federated_every:
+        raise ConfigError("evaluation.federated_every: must be 0 with fedbuff (for now)")
     if args.insecure:
         console.print("[bold red]WARNING: --insecure: no TLS, no client authentication[/]")
         credentials, identify, signatures = None, trust_claimed_id, None
@@ -171,20 +169,14 @@ def run_server(args: argparse.Namespace, console: Console) -> int:
                 f"{config.server.wait_timeout:g}s"
             )
         with ProgressDisplay(console, config.run.rounds) as display:
-            loop = RoundLoop(
-                strategy=_deployed(config.strategy),
+            observer = Observers(writer, display, _StatusBoard(transport))
+            result = run_loop(
+                config,
+                app,
                 transport=transport,
-                seed=config.run.seed,
-                evaluate_fn=app.evaluate_fn if config.evaluation.centralized else None,
-                federated_every=config.evaluation.federated_every,
-                observer=Observers(writer, display, _StatusBoard(transport)),
+                observer=observer,
                 checkpoint=checkpoint,
-            )
-            result = loop.run(
-                resumed.weights,
-                config.run.rounds,
-                first_round=resumed.round + 1,
-                state=resumed.state,
+                resumed=resumed,
             )
     finally:
         transport.close(linger=5.0)
@@ -249,13 +241,6 @@ def _ledger(args: argparse.Namespace) -> FileLedger:
     if args.certs is not None:
         return FileLedger(args.certs / "privacy-ledger.json")
     return FileLedger(Path(f"privacy-ledger-{args.client_id}.json"))
-
-
-def _deployed(strategy: Strategy) -> Strategy:
-    """A deployed server draws DP noise from a CSPRNG, never from the run's seed."""
-    if isinstance(strategy, DpFedAvg) and strategy.noise_seed is not None:
-        return dataclasses.replace(strategy, noise_seed=None)
-    return strategy
 
 
 def run_status(args: argparse.Namespace, console: Console) -> int:

@@ -16,7 +16,17 @@ from dataclasses import replace
 from fedhive.client.base import Client
 from fedhive.client.pipeline import run_evaluate, run_fit
 from fedhive.client.privacy import LEDGER_KEY
-from fedhive.core.messages import EvaluateReply, Failure, FitReply, FitTask, PrivacyBudget
+from fedhive.client.secure import SecAggSession
+from fedhive.core.messages import (
+    EvaluateReply,
+    Failure,
+    FitReply,
+    FitTask,
+    PrivacyBudget,
+    SecAggAnswer,
+    SecAggReply,
+    SecAggTask,
+)
 from fedhive.core.serde import RecordValue, weights_from_bytes
 from fedhive.core.weights import Weights
 from fedhive.errors import FedhiveError, PrivacyBudgetError, TransportError
@@ -24,6 +34,8 @@ from fedhive.privacy import FileLedger, Ledger
 from fedhive.transport.base import ClientLink, Wait
 
 log = logging.getLogger("fedhive.client")
+
+Upload = FitReply | EvaluateReply | SecAggReply | SecAggAnswer | Failure
 
 
 class Backoff:
@@ -65,6 +77,7 @@ def serve(
         The number of tasks whose outcome the server received.
     """
     state: dict[str, RecordValue] = {}
+    session = SecAggSession()
     backoff = Backoff()
     registered = False
     done = 0
@@ -81,15 +94,20 @@ def serve(
                     break
                 stop.wait(item.seconds)
                 continue
-            weights = weights_from_bytes(link.download(item))
             task = item.task
-            outcome: FitReply | EvaluateReply | Failure
-            if isinstance(task, FitTask):
-                if budget is not None:
-                    task = replace(task, config=replace(task.config, privacy_budget=budget))
-                outcome = _fit_with_ledger(client, task, weights, state, ledger)
+            outcome: Upload
+            if isinstance(task, SecAggTask):  # a stage of secure aggregation: no model
+                outcome = session.answer(task, item.secagg)
             else:
-                outcome = run_evaluate(client, task, weights, state)
+                weights = weights_from_bytes(link.download(item))
+                if isinstance(task, FitTask):
+                    if budget is not None:
+                        task = replace(task, config=replace(task.config, privacy_budget=budget))
+                    outcome = _fit_with_ledger(client, task, weights, state, ledger)
+                    if item.secagg and isinstance(outcome, FitReply):  # mask: the last stage
+                        outcome = session.start(task, item.secagg, outcome, weights.layout())
+                else:
+                    outcome = run_evaluate(client, task, weights, state)
             verdict = link.upload(item, outcome)
             log.info("round %d %s task: %s", task.round, type(task).__name__, verdict)
             done += 1

@@ -94,6 +94,22 @@ class EvaluateTask:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SecAggTask:
+    """Answer the next stage of the secure-aggregation round ``round``.
+
+    The stage's request travels beside the task (deployment: the task envelope);
+    ``version`` is the request's SHA-256, so a client's signed answer names what it
+    answers.
+    """
+
+    round: int
+    client_id: str
+    version: str
+    seed: int = 0
+    config: ClientConfig = field(default_factory=ClientConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
 class FitResult:
     """What ``Client.fit`` returns: new weights *or* a delta, examples used, metrics.
 
@@ -127,7 +143,11 @@ class EvaluateResult:
 
 @dataclass(frozen=True, kw_only=True)
 class FitReply:
-    """A client's accepted-for-checking answer to a FitTask: its update (a delta)."""
+    """A client's accepted-for-checking answer to a FitTask: its update (a delta).
+
+    Under secure aggregation the server builds one such reply for the whole round: the
+    unmasked mean, with ``contributors`` naming the clients whose updates it holds.
+    """
 
     client_id: str
     round: int
@@ -135,6 +155,33 @@ class FitReply:
     update: Weights
     num_examples: int
     metrics: Metrics = field(default_factory=dict)
+    contributors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecAggReply:
+    """A client's answer under secure aggregation: no update, one protocol message.
+
+    The answer to a fit task is the client's first SecAgg message (its advertised keys);
+    the update itself never leaves the device unmasked. Later stages are exchanged as
+    ``(client_id, message bytes)`` pairs.
+    """
+
+    client_id: str
+    round: int
+    version: str
+    num_examples: int
+    message: bytes = field(repr=False)
+    metrics: Metrics = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecAggAnswer:
+    """A client's answer to a :class:`SecAggTask`: its message of that stage."""
+
+    client_id: str
+    round: int
+    message: bytes = field(repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -230,7 +230,10 @@ def _masked_input(
     seeds = _agree(state, state.mask_keys.private, publics, infos)
     for peer, seed in zip(survivors, seeds, strict=True):
         mask = prg.expand(seed, size, bits=bits)
-        masked = masked + mask if state.client_id < peer else masked - mask
+        if state.client_id < peer:  # in place: `masked` is this call's own array
+            masked += mask
+        else:
+            masked -= mask
     held = {share.dealer: share.ciphertext for share in message.shares}
     out = MaskedInput.of(round=state.setup.round, client_id=state.client_id, vector=masked)
     return replace(state, masked_with=survivors, held=held, stage=Stage.UNMASKING), out

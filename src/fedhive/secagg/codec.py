@@ -190,7 +190,11 @@ class Message:
         Raises:
             SerializationError: malformed, non-canonical, or another message type.
         """
-        header, blobs = unpack(data)
+        return cls._from_frame(data, *unpack(data))
+
+    @classmethod
+    def _from_frame(cls: type[M], data: bytes, header: dict[str, Any], blobs: list[bytes]) -> M:
+        """:meth:`from_bytes` of ``data``, whose frame is already unpacked."""
         if header.get("type") != cls.TYPE:
             raise SerializationError(f"expected a {cls.TYPE} message, got {header.get('type')!r}")
         try:
@@ -208,9 +212,9 @@ class Message:
 
 def decode_message(data: bytes) -> Message:
     """Decode any SecAgg message by the type its header names."""
-    header, _ = unpack(data)
+    header, blobs = unpack(data)
     kind = header.get("type")
     cls = _REGISTRY.get(kind) if isinstance(kind, str) else None
     if cls is not None:
-        return cls.from_bytes(data)
+        return cls._from_frame(data, header, blobs)  # unpacked once, not twice
     raise SerializationError(f"unknown secagg message type {kind!r}")

@@ -63,25 +63,24 @@ def verified_request(
     positions: Mapping[str, int],
 ) -> ShareRequest:
     """Check each revealer's share against the dealer's commitment for that revealer."""
-    holders, xs, rows, rejected = [], [], [], []
+    matched: list[tuple[str, bytes]] = []
+    rejected = []
     for holder in sorted(revealed):
         share = revealed[holder]
         digest = commitments.share_commitment(kind, round, dealer, holder, share)
         if committed.get(holder) != digest:
             rejected.append(holder)
-            continue
-        try:
-            rows.append(shamir.share_from_bytes(share))
-        except SecAggError:  # committed, but not field elements: the dealer's fault
-            continue
-        holders.append(holder)
-        xs.append(positions[holder])
+        else:
+            matched.append((holder, share))
+    # Committed, but not field elements (the dealer's fault): left out, like a refusal.
+    rows, valid = shamir.shares_from_bytes([share for _, share in matched])
+    holders = tuple(holder for (holder, _), ok in zip(matched, valid, strict=True) if ok)
     return ShareRequest(
         dealer=dealer,
         kind=kind,
-        holders=tuple(holders),
-        xs=np.asarray(xs, dtype=np.int64),
-        shares=np.asarray(rows, dtype=np.int64).reshape(len(rows), shamir.CHUNKS),
+        holders=holders,
+        xs=np.asarray([positions[holder] for holder in holders], dtype=np.int64),
+        shares=np.ascontiguousarray(rows[valid]),
         rejected=tuple(rejected),
     )
 

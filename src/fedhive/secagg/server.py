@@ -25,6 +25,7 @@ import numpy.typing as npt
 from fedhive.errors import SecAggError
 from fedhive.secagg.graph import harary_graph, t_core
 from fedhive.secagg.hazmat import keys
+from fedhive.secagg.hazmat.prg import ring_dtype
 from fedhive.secagg.messages import (
     AdvertiseKeys,
     MaskedInput,
@@ -160,8 +161,13 @@ def _add_input(state: ServerState, message: MaskedInput) -> npt.NDArray[np.unsig
             client_id=message.client_id,
             stage=Stage.MASKED_INPUT,
         )
-    vector = message.vector
-    return vector if state.masked_sum is None else state.masked_sum + vector
+    if state.masked_sum is None:
+        return message.vector
+    # One new array (the state's sum is never written to); the bytes are read in place.
+    dtype = ring_dtype(bits)
+    incoming = np.frombuffer(message.data, dtype=dtype.newbyteorder("<"))
+    total: npt.NDArray[np.unsignedinteger] = np.add(state.masked_sum, incoming, dtype=dtype)
+    return total
 
 
 def server_close_stage(state: ServerState) -> tuple[ServerState, Outgoing]:
@@ -190,11 +196,12 @@ def _close_advertise_keys(state: ServerState) -> tuple[ServerState, Outgoing]:
     neighbours = _keep_core(state, candidates, statuses, reasons)
     if not neighbours:
         return abort(state, _too_few(state, "advertised keys"), statuses=statuses, reasons=reasons)
+    forwarded = {j: _peer(state.adverts[j]) for j in state.received}  # one per advertiser
     outgoing = {
         client: NeighbourKeys(
             round=state.round,
             client_id=client,
-            peers=tuple(_peer(state.adverts[j]) for j in peers),
+            peers=tuple(forwarded[j] for j in peers),
         )
         for client, peers in neighbours.items()
     }

@@ -11,6 +11,7 @@ The sum is over at least t survivors (the MaskedInput close guarantees it), neve
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from fedhive.errors import SecAggError
@@ -39,8 +40,12 @@ def close_unmasking(state: ServerState) -> ServerState:
         for d, peers in state.neighbours.items()
         if d not in survivors and any(j in survivors for j in peers)
     )
-    requests = [_request(state, d, SecretKind.SELF_MASK) for d in sorted(survivors)]
-    requests += [_request(state, d, SecretKind.MASK_KEY) for d in dropped]
+    revealed = _revealed(state)
+    positions = {cid: pos + 1 for pos, cid in enumerate(state.setup.client_ids)}
+    requests = [
+        _request(state, d, SecretKind.SELF_MASK, revealed, positions) for d in sorted(survivors)
+    ]
+    requests += [_request(state, d, SecretKind.MASK_KEY, revealed, positions) for d in dropped]
     try:
         secrets, inconsistent = reconstruct_secrets(
             requests, threshold=state.params.threshold, verify=_verifier(state), round=state.round
@@ -89,18 +94,37 @@ def _verifier(state: ServerState) -> Verifier:
     )
 
 
-def _request(state: ServerState, dealer: str, kind: SecretKind) -> ShareRequest:
+Revealed = Mapping[SecretKind, Mapping[str, Mapping[str, bytes]]]
+
+
+def _revealed(state: ServerState) -> Revealed:
+    """kind -> holder -> dealer -> the share that holder revealed (each response once)."""
+    out: dict[SecretKind, dict[str, dict[str, bytes]]] = {kind: {} for kind in SecretKind}
+    for holder, response in state.responses.items():
+        for kind, group in (
+            (SecretKind.SELF_MASK, response.self_mask_shares),
+            (SecretKind.MASK_KEY, response.mask_key_shares),
+        ):
+            shares: dict[str, bytes] = {}
+            for revealed in group:
+                shares.setdefault(revealed.dealer, revealed.share)  # the first, as before
+            out[kind][holder] = shares
+    return out
+
+
+def _request(
+    state: ServerState,
+    dealer: str,
+    kind: SecretKind,
+    revealed_by: Revealed,
+    positions: Mapping[str, int],
+) -> ShareRequest:
     """The revealed shares of ``dealer``'s ``kind`` secret, checked against commitments."""
     packets = {p.recipient: p for p in state.share_keys[dealer].packets}
+    by_holder = revealed_by[kind]
     revealed: dict[str, bytes] = {}
     for holder in state.neighbours[dealer]:
-        response = state.responses.get(holder)
-        if response is None:
-            continue
-        group = (
-            response.self_mask_shares if kind is SecretKind.SELF_MASK else response.mask_key_shares
-        )
-        share = next((s.share for s in group if s.dealer == dealer), None)
+        share = by_holder.get(holder, {}).get(dealer)
         if share is not None:
             revealed[holder] = share
     committed = {
@@ -111,7 +135,6 @@ def _request(state: ServerState, dealer: str, kind: SecretKind) -> ShareRequest:
         )
         for holder, packet in packets.items()
     }
-    positions = {cid: pos + 1 for pos, cid in enumerate(state.setup.client_ids)}
     return verified_request(
         round=state.round,
         dealer=dealer,

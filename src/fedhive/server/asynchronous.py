@@ -15,7 +15,9 @@ same seed gives the same run whatever the runner. A version that cannot be commi
 (an aggregation error, no client to train, or ``concurrency + buffer_size`` failures in
 a row) is recorded as not committed and counts towards ``rounds``, as in the round loop,
 so a run always ends. A resumed run continues from the state's version with new tasks
-(in-flight tasks of the interrupted run are lost).
+(in-flight tasks of the interrupted run are lost), numbering its records after the last
+recorded one. The runner's clients are asked for at every refill: deployed clients
+come and go.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from fedhive.core.messages import Failure, FitReply, FitTask
 from fedhive.core.rng import run_stream
@@ -35,37 +36,9 @@ from fedhive.server.orchestrator import Checkpoint, EvaluateFn, RunObserver, Run
 from fedhive.server.verify import verify_fit_reply
 from fedhive.strategy.base import StrategyState
 from fedhive.strategy.fedbuff import FedBuff, version_of
-from fedhive.transport.base import FitOutcome
+from fedhive.transport.base import AsyncRunner, Finished
 
-
-@dataclass(frozen=True)
-class Finished:
-    """A task that ended: its dispatch index, its outcome, the clock when it ended."""
-
-    dispatch: int
-    outcome: FitOutcome
-    clock: float
-
-
-class AsyncRunner(Protocol):
-    """Runs fit tasks concurrently: submit one at a time, read back as they finish."""
-
-    def client_ids(self) -> Sequence[str]:
-        """Ids of the clients that can be given a task."""
-        ...
-
-    def submit(self, dispatch: int, task: FitTask, weights: Weights) -> None:
-        """Start ``task`` (the run's ``dispatch``-th) on ``weights`` now."""
-        ...
-
-    def next_finished(self) -> Sequence[Finished]:
-        """Wait for the next task(s) to end: every task that ends at that moment, in
-        dispatch order (one, unless several end together); empty when none is running."""
-        ...
-
-    def close(self) -> None:
-        """Release the clients' workers; idempotent."""
-        ...
+__all__ = ["AsyncLoop", "AsyncRunner", "Finished"]  # the runner interface lives in transport
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,9 +52,17 @@ class AsyncLoop:
     observer: RunObserver | None = None
     checkpoint: Checkpoint | None = None
 
-    def run(self, weights: Weights, rounds: int, state: StrategyState | None = None) -> RunResult:
-        """Run until ``rounds`` versions were recorded (from ``state``'s version); return
-        the final model. The tasks still in flight then are abandoned.
+    def run(
+        self,
+        weights: Weights,
+        rounds: int,
+        state: StrategyState | None = None,
+        *,
+        first_round: int | None = None,
+    ) -> RunResult:
+        """Record ``rounds`` versions, numbered from ``first_round`` (default: the state's
+        version + 1; a resumed run: after its last recorded round); return the final
+        model. The tasks still in flight then are abandoned.
 
         Raises:
             ConfigError: a parameter name starts with ``@`` (reserved).
@@ -90,18 +71,20 @@ class AsyncLoop:
         if reserved:
             raise ConfigError(f"parameter names may not start with {AUX_PREFIX!r}: {reserved}")
         state = self.strategy.initial_state(weights) if state is None else state
-        return _Run(self, weights, state).go(version_of(state) + rounds)
+        last = version_of(state) if first_round is None else first_round - 1
+        return _Run(self, weights, state, last).go(last + rounds)
 
 
 class _Run:
     """The mutable progress of one ``AsyncLoop.run``."""
 
-    def __init__(self, loop: AsyncLoop, weights: Weights, state: StrategyState) -> None:
+    def __init__(
+        self, loop: AsyncLoop, weights: Weights, state: StrategyState, last_round: int
+    ) -> None:
         self.loop, self.strategy = loop, loop.strategy
         self.stream = run_stream(loop.seed).child("async")
-        self.clients = tuple(loop.runner.client_ids())
         self.weights, self.state = weights, state
-        self.round = version_of(state)  # the last recorded round
+        self.round = last_round  # the last recorded round
         self.tasks: dict[int, FitTask] = {}
         self.buffer: list[tuple[FitReply, int]] = []
         self.stats = CohortStats()
@@ -147,8 +130,9 @@ class _Run:
         """Dispatch tasks to free slots; returns why none could be, if so."""
         rng = self.stream.child(self.dispatched).child("select").numpy()
         busy = {task.client_id for task in self.tasks.values()}
+        clients = tuple(self.loop.runner.client_ids())  # deployed clients come and go
         try:
-            instructions = self.strategy.configure_refill(self.state, self.clients, busy, rng)
+            instructions = self.strategy.configure_refill(self.state, clients, busy, rng)
         except NotEnoughClientsError as exc:
             return f"version not committed: {exc}"
         version = version_of(self.state)

@@ -25,9 +25,10 @@ from fedhive.errors import (
     PrivacyBudgetError,
 )
 from fedhive.server.history import CohortStats, RoundRecord
+from fedhive.server.secure import SecureAggregation, secure_fit
 from fedhive.server.verify import verify_evaluate_reply, verify_fit_reply
 from fedhive.strategy.base import Instruction, Strategy, StrategyState
-from fedhive.transport.base import Transport
+from fedhive.transport.base import SecureTransport, Transport
 
 _Task = TypeVar("_Task", FitTask, EvaluateTask)
 
@@ -81,6 +82,8 @@ class RoundLoop:
     federated_every: int = 0
     observer: RunObserver | None = None
     checkpoint: Checkpoint | None = None
+    secure: SecureAggregation | None = None
+    """Secure aggregation (SecAgg+) each round: the strategy then sees only the sum."""
 
     def run(
         self,
@@ -193,6 +196,9 @@ class RoundLoop:
         stats.bytes_down = len(payload) * len(tasks)
         if self.observer is not None:
             self.observer.round_started(rnd, len(tasks))
+        if self.secure is not None:
+            reply = self._secure_reply(tasks, published, stream, stats)
+            return self.strategy.aggregate_fit(state, rnd, weights, iter([reply]))
         quorum = self.strategy.fit_quorum(len(tasks))
         outcomes = self.transport.fit(list(tasks.values()), published, quorum=quorum)
         verified = self._verified_fits(
@@ -208,6 +214,33 @@ class RoundLoop:
         finally:
             for _ in verified:  # drain what the strategy did not read
                 pass
+
+    def _secure_reply(
+        self,
+        tasks: Mapping[str, FitTask],
+        published: Weights,
+        stream: SeedStream,
+        stats: CohortStats,
+    ) -> FitReply:
+        """The round's aggregate under secure aggregation, checked like any update."""
+        if not isinstance(self.transport, SecureTransport) or self.secure is None:
+            raise ConfigError("secagg: this transport cannot run secure aggregation")
+        reply = secure_fit(
+            self.secure,
+            self.transport,
+            tasks,
+            published,
+            graph_seed=stream.child("secagg-graph").seed,
+            stats=stats,
+        )
+        try:
+            reply.update.validate_like(published.layout())
+        except FedhiveError as exc:
+            raise AggregationError(f"the unmasked aggregate is unusable: {exc}") from None
+        if self.observer is not None:
+            for _ in reply.contributors:
+                self.observer.client_finished(reply.round, True)
+        return reply
 
     def _verified_fits(
         self,

@@ -12,6 +12,7 @@ onto frozen dataclasses.
 [attack]      kind = "scaling", fraction = 0.3, scale = 10 (malicious clients; simulation only)
 [stragglers]  fraction = 0.9, drop = false (partial work each round; simulation only)
 [privacy]     noise_multiplier = 1.0, clipping_norm = 1.0, target_epsilon = 8 (DP-FedAvg)
+[secagg]      clip_range = 1.0, dropout_fraction = 0.3 (secure aggregation, SecAgg+)
 [devices]     distribution = "pareto", alpha = 1.5, seconds_per_epoch = 1 (simulated time)
 [app]         anything: passed to the app factory as ``params``
 ```
@@ -30,9 +31,11 @@ from fedhive.core._compat import StrEnum, tomllib
 from fedhive.core.config import check_int, check_real, convert, from_table
 from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
+from fedhive.server.secure import SecureAggregation
 from fedhive.simulation.attacks import AttackKind
 from fedhive.simulation.backends.process import StartMethod
 from fedhive.simulation.devices import DevicesSection
+from fedhive.simulation.secure import SimulatedDropout, parse_secagg
 from fedhive.simulation.stragglers import StragglerSection
 from fedhive.strategy.base import Strategy
 from fedhive.strategy.fedbuff import FedBuff
@@ -154,6 +157,9 @@ class SimulationConfig:
     stragglers: StragglerSection = field(default_factory=StragglerSection)
     privacy: PrivacySection | None = None
     """None: no differential privacy."""
+    secagg: SecureAggregation | None = None
+    """None: no secure aggregation."""
+    secagg_dropout: SimulatedDropout | None = None
     devices: DevicesSection | None = None
     """Simulated device speeds; None: no simulated clock (FedBuff: equal speeds)."""
     app: Mapping[str, Any] = field(default_factory=dict)
@@ -199,6 +205,7 @@ class SimulationConfig:
             "attack": {**dataclasses.asdict(self.attack), "kind": str(self.attack.kind)},
             "stragglers": dataclasses.asdict(self.stragglers),
             "privacy": None if self.privacy is None else _plain(self.privacy),
+            "secagg": None if self.secagg is None else _plain(self.secagg),
             "devices": None if self.devices is None else _plain(self.devices),
             "app": dict(self.app),
         }
@@ -215,6 +222,7 @@ _SECTIONS = (
     "attack",
     "stragglers",
     "privacy",
+    "secagg",
     "devices",
     "app",
 )
@@ -256,6 +264,9 @@ def parse_config(data: Mapping[str, Any]) -> SimulationConfig:
     if "privacy" in data:
         privacy = from_table(PrivacySection, data["privacy"], "privacy")
         strategy = privacy.wrap(strategy, seed=run.seed)
+    secagg = dropout = None
+    if "secagg" in data:
+        secagg, dropout = parse_secagg(data["secagg"], strategy=strategy, privacy=privacy)
     return SimulationConfig(
         run=run,
         strategy_name=name,
@@ -266,6 +277,8 @@ def parse_config(data: Mapping[str, Any]) -> SimulationConfig:
         attack=from_table(AttackSection, data.get("attack", {}), "attack"),
         stragglers=from_table(StragglerSection, data.get("stragglers", {}), "stragglers"),
         privacy=privacy,
+        secagg=secagg,
+        secagg_dropout=dropout,
         devices=(
             from_table(DevicesSection, data["devices"], "devices") if "devices" in data else None
         ),

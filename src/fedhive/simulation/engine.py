@@ -15,6 +15,7 @@ from pathlib import Path
 from fedhive.errors import ConfigError
 from fedhive.server.asynchronous import AsyncLoop
 from fedhive.server.orchestrator import EvaluateFn, RoundLoop, RunObserver, RunResult
+from fedhive.server.secure import SecureAggregation
 from fedhive.simulation.app import AppSpec, SimulationApp
 from fedhive.simulation.attacks import AttackKind, with_attack
 from fedhive.simulation.backends.local import LocalBackend
@@ -22,6 +23,7 @@ from fedhive.simulation.backends.process import ProcessBackend, StartMethod
 from fedhive.simulation.clock import ClockObserver, RoundTimer, VirtualClockRunner
 from fedhive.simulation.config import Backend, SimulationConfig
 from fedhive.simulation.devices import DeviceModel, DevicesSection
+from fedhive.simulation.secure import SecAggDevices, SimulatedDropout
 from fedhive.simulation.stragglers import with_stragglers
 from fedhive.strategy.base import Strategy
 from fedhive.strategy.fedbuff import FedBuff
@@ -40,8 +42,13 @@ def run_simulation(
     federated_every: int = 0,
     observer: RunObserver | None = None,
     devices: DevicesSection | None = None,
+    secure: SecureAggregation | None = None,
+    dropout: SimulatedDropout | None = None,
 ) -> RunResult:
     """Run ``rounds`` rounds of ``app``: in this process, or in forked worker processes.
+
+    ``secure``: secure aggregation each round (the strategy sees only the sum);
+    ``dropout`` makes simulated devices vanish mid-protocol.
 
     ``devices``: simulated device speeds (records get a ``clock``); FedBuff runs
     asynchronously on them (default: equal speeds), counting versions as rounds.
@@ -61,6 +68,8 @@ def run_simulation(
         observer=observer,
         centralized=True,
         devices=devices,
+        secure=secure,
+        dropout=dropout,
     )
 
 
@@ -103,6 +112,8 @@ def simulate(
         observer=observer,
         centralized=config.evaluation.centralized,
         devices=config.devices,
+        secure=config.secagg,
+        dropout=config.secagg_dropout,
     )
 
 
@@ -117,8 +128,13 @@ def _run(
     observer: RunObserver | None,
     centralized: bool,
     devices: DevicesSection | None = None,
+    secure: SecureAggregation | None = None,
+    dropout: SimulatedDropout | None = None,
 ) -> RunResult:
     if isinstance(strategy, FedBuff):
+        if secure is not None:
+            runner.close()
+            raise ConfigError("secagg: not available with fedbuff's asynchronous buffer yet")
         if federated_every:
             runner.close()
             raise ConfigError("evaluation.federated_every: must be 0 with fedbuff (for now)")
@@ -139,7 +155,10 @@ def _run(
         timer = RoundTimer(runner, DeviceModel(devices, seed))
         runner = timer
         observer = clocked = ClockObserver(observer, timer)
+    transport: InProcessTransport | SecAggDevices
     transport = InProcessTransport(client_ids=app.client_ids, runner=runner)
+    if secure is not None:
+        transport = SecAggDevices(transport, secure=secure, seed=seed, dropout=dropout)
     loop = RoundLoop(
         strategy=strategy,
         transport=transport,
@@ -147,6 +166,7 @@ def _run(
         evaluate_fn=app.evaluate_fn if centralized else None,
         federated_every=federated_every,
         observer=observer,
+        secure=secure,
     )
     try:
         result = loop.run(app.initial_weights, rounds)

@@ -64,11 +64,13 @@ class WeightedMean:
         """Fold each reply into an exact running sum as it arrives."""
         total = ExactWeightedSum(layout.total_size)
         metrics = WeightedMetrics()
+        count = 0
         for reply in replies:
             total.add(layout.flatten(reply.update), reply.num_examples)
             metrics.add(reply.metrics, reply.num_examples)
+            count += len(reply.contributors) or 1  # a secure aggregate holds several
         update = None if total.total_weight == 0 else total.total() / total.total_weight
-        return Aggregate(update, total.count, total.total_weight, metrics.means())
+        return Aggregate(update, count, total.total_weight, metrics.means())
 
 
 @dataclass(frozen=True)

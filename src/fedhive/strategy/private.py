@@ -39,7 +39,7 @@ from fedhive.core.messages import EvaluateReply, FitReply
 from fedhive.core.rng import run_stream
 from fedhive.core.serde import Scalar
 from fedhive.core.weights import Weights
-from fedhive.errors import ConfigError, NotEnoughClientsError, PrivacyBudgetError
+from fedhive.errors import AggregationError, ConfigError, NotEnoughClientsError, PrivacyBudgetError
 from fedhive.privacy import (
     AccountantKind,
     AdaptiveClipping,
@@ -179,15 +179,22 @@ class DpFedAvg:
         total = ExactWeightedSum(layout.total_size)
         unclipped = 0
         central = self.mode == DpMode.CENTRAL
+        clients = 0
         for reply in replies:
+            clients += len(reply.contributors) or 1
+            if reply.contributors and central:
+                raise AggregationError(
+                    "central DP clips each update; under secure aggregation use mode = "
+                    '"distributed"'
+                )
             update = layout.flatten(reply.update)
             if central:  # the server's own bound; distributed updates already carry noise
                 update, size = clip_l2(update, norm)
                 unclipped += size <= norm
             total.add(update, 1)
-        if total.count < max(1, self.base.min_fit_clients):
+        if clients < max(1, self.base.min_fit_clients):
             raise NotEnoughClientsError(
-                f"{total.count} clients succeeded, min_fit_clients is {self.base.min_fit_clients}",
+                f"{clients} clients succeeded, min_fit_clients is {self.base.min_fit_clients}",
                 round=round,
                 stage="aggregate",
             )

@@ -2,16 +2,25 @@
 
 The server hands a transport a cohort of tasks and the model they name, and reads back
 one reply per task, in whatever order they complete. The in-process transport runs
-them on this machine (simulation); the gRPC transport sends them to real clients.
+them on this machine (simulation); the gRPC transport sends them to real clients. The
+asynchronous loop instead submits tasks one at a time to an :class:`AsyncRunner`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, Union
+from typing import Protocol, Union, runtime_checkable
 
-from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
+from fedhive.core.messages import (
+    EvaluateReply,
+    EvaluateTask,
+    Failure,
+    FitReply,
+    FitTask,
+    SecAggAnswer,
+    SecAggReply,
+)
 from fedhive.core.weights import Weights
 from fedhive.transport.codec import TaskEnvelope
 
@@ -52,6 +61,62 @@ class Transport(CohortRunner, Protocol):
         ...
 
 
+SecureOutcome = Union[SecAggReply, Failure]  # noqa: UP007
+StageOutcome = Union[tuple[str, bytes], Failure]  # noqa: UP007
+
+
+@runtime_checkable
+class SecureTransport(Transport, Protocol):
+    """A transport that can run secure aggregation: the server sees protocol messages
+    (bytes of :mod:`fedhive.secagg` messages), never a client's update."""
+
+    def fit_secure(
+        self, tasks: Sequence[FitTask], weights: Weights, *, setup: bytes
+    ) -> Iterator[SecureOutcome]:
+        """Run fit tasks whose clients then join the SecAgg round ``setup``; each answers
+        with its first protocol message."""
+        ...
+
+    def exchange(self, round: int, messages: Mapping[str, bytes]) -> Iterator[StageOutcome]:
+        """Send each client its message of the next stage; yield ``(client_id, answer)``
+        (or a Failure: the client dropped out) as they come."""
+        ...
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A task that ended: its dispatch index, its outcome, the clock when it ended."""
+
+    dispatch: int
+    outcome: FitOutcome
+    clock: float
+
+
+class AsyncRunner(Protocol):
+    """Runs fit tasks concurrently: submit one at a time, read back as they finish.
+
+    The asynchronous (FedBuff) loop's view of wherever clients run: a virtual clock of
+    simulated devices, or real clients over gRPC.
+    """
+
+    def client_ids(self) -> Sequence[str]:
+        """Ids of the clients that can be given a task."""
+        ...
+
+    def submit(self, dispatch: int, task: FitTask, weights: Weights) -> None:
+        """Start ``task`` (the run's ``dispatch``-th) on ``weights`` now."""
+        ...
+
+    def next_finished(self) -> Sequence[Finished]:
+        """Wait for the next task(s) to end: every task that ends at that moment, in
+        dispatch order (one, unless several end together); empty when none is running."""
+        ...
+
+    def close(self) -> None:
+        """Release the clients' workers; idempotent."""
+        ...
+
+
 @dataclass(frozen=True)
 class Wait:
     """No task now: ask again after ``seconds`` (or stop, when the run has finished)."""
@@ -75,7 +140,11 @@ class ClientLink(Protocol):
         """The model the task names, its SHA-256 checked against the version."""
         ...
 
-    def upload(self, envelope: TaskEnvelope, outcome: FitReply | EvaluateReply | Failure) -> str:
+    def upload(
+        self,
+        envelope: TaskEnvelope,
+        outcome: FitReply | EvaluateReply | SecAggReply | SecAggAnswer | Failure,
+    ) -> str:
         """Send the task's outcome; returns the server's verdict (``accepted``, …)."""
         ...
 

@@ -8,6 +8,7 @@ else, and never a partially valid object.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
-from fedhive.core.messages import ClientConfig, EvaluateTask, FitTask, PrivacyBudget
+from fedhive.core.messages import ClientConfig, EvaluateTask, FitTask, PrivacyBudget, SecAggTask
 from fedhive.core.serde import Scalar
 from fedhive.errors import ConfigError, SerializationError, ValidationError
 from fedhive.transport.proto import pb
@@ -115,18 +116,20 @@ def _scalar_from_proto(message: pb.Scalar) -> Scalar:
 class TaskEnvelope:
     """A task as it travels to a client: the core task plus deployment metadata."""
 
-    task: FitTask | EvaluateTask
+    task: FitTask | EvaluateTask | SecAggTask
     task_id: str
     run_id: str
     deadline_unix: float
     model_size: int
     model_signature: bytes = field(default=b"", repr=False)
+    secagg: bytes = field(default=b"", repr=False)
+    """Secure aggregation: the round's setup (fit) or the stage's request (secagg)."""
 
 
 def task_to_proto(envelope: TaskEnvelope) -> pb.Task:
     """A task envelope as its protobuf message."""
     task = envelope.task
-    kind = pb.TASK_KIND_FIT if isinstance(task, FitTask) else pb.TASK_KIND_EVALUATE
+    kind = _KINDS[type(task)]
     return pb.Task(
         task_id=envelope.task_id,
         run_id=envelope.run_id,
@@ -138,16 +141,29 @@ def task_to_proto(envelope: TaskEnvelope) -> pb.Task:
         config=config_to_proto(task.config),
         deadline_unix=envelope.deadline_unix,
         model_signature=envelope.model_signature,
+        secagg_message=envelope.secagg,
     )
+
+
+_KINDS: dict[type, pb.TaskKind] = {
+    FitTask: pb.TASK_KIND_FIT,
+    EvaluateTask: pb.TASK_KIND_EVALUATE,
+    SecAggTask: pb.TASK_KIND_SECAGG,
+}
+_TASKS = {kind: cls for cls, kind in _KINDS.items()}
 
 
 def task_from_proto(message: pb.Task, *, client_id: str) -> TaskEnvelope:
     """A checked task envelope from its protobuf message, for the client ``client_id``."""
-    if message.kind not in (pb.TASK_KIND_FIT, pb.TASK_KIND_EVALUATE):
+    cls = _TASKS.get(message.kind)
+    if cls is None:
         raise ValidationError(f"unknown task kind {message.kind}", stage="decode")
     if not math.isfinite(message.deadline_unix):
         raise ValidationError("task deadline is not finite", stage="decode")
-    cls = FitTask if message.kind == pb.TASK_KIND_FIT else EvaluateTask
+    if cls is SecAggTask and hashlib.sha256(message.secagg_message).hexdigest() != (
+        message.model_version
+    ):
+        raise ValidationError("the secagg request does not match its digest", stage="decode")
     task = cls(
         round=message.round,
         client_id=client_id,
@@ -162,6 +178,7 @@ def task_from_proto(message: pb.Task, *, client_id: str) -> TaskEnvelope:
         deadline_unix=message.deadline_unix,
         model_size=message.model_size,
         model_signature=message.model_signature,
+        secagg=message.secagg_message,
     )
 
 

@@ -15,6 +15,11 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 SEED_BYTES = 32
 RING_BITS = (32, 64)
 _ZERO_NONCE = bytes(16)
+# The keystream is AES-CTR over zeros, written straight into the output array in chunks
+# from one shared zero buffer: no fresh plaintext, ciphertext or copy per expansion.
+_CHUNK_BYTES = 1 << 18
+_ZEROS = bytes(_CHUNK_BYTES)
+_SLACK = 16  # update_into wants room for len(data) + block size - 1 bytes
 
 
 def ring_dtype(bits: int) -> np.dtype[np.unsignedinteger]:
@@ -43,5 +48,13 @@ def expand(seed: bytes, size: int, *, bits: int) -> npt.NDArray[np.unsignedinteg
     if size < 0:
         raise ValueError(f"size must be >= 0, got {size}")
     encryptor = Cipher(algorithms.AES(seed), modes.CTR(_ZERO_NONCE)).encryptor()
-    stream = encryptor.update(bytes(size * dtype.itemsize)) + encryptor.finalize()
-    return np.frombuffer(stream, dtype=dtype.newbyteorder("<")).astype(dtype)
+    total = size * dtype.itemsize
+    words = np.empty(size + _SLACK // dtype.itemsize, dtype=dtype.newbyteorder("<"))
+    view = words.data.cast("B")
+    zeros = memoryview(_ZEROS)
+    for start in range(0, total, _CHUNK_BYTES):
+        length = min(_CHUNK_BYTES, total - start)
+        encryptor.update_into(zeros[:length], view[start : start + length + _SLACK])
+    encryptor.finalize()
+    out: npt.NDArray[np.unsignedinteger] = words[:size].astype(dtype, copy=False)
+    return out

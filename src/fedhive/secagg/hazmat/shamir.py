@@ -81,6 +81,23 @@ def share_from_bytes(data: bytes) -> Int64Array:
     return values
 
 
+def shares_from_bytes(
+    data: Sequence[bytes],
+) -> tuple[Int64Array, npt.NDArray[np.bool_]]:
+    """:func:`share_from_bytes` of many shares in one pass, without raising.
+
+    Returns:
+        ((len(data), 9) field elements, zero in rows that are not shares; which rows are
+        shares: 36 bytes whose every element is below p).
+    """
+    sized = np.fromiter((len(d) == SHARE_BYTES for d in data), dtype=bool, count=len(data))
+    blob = b"".join(d if ok else bytes(SHARE_BYTES) for d, ok in zip(data, sized, strict=True))
+    values = np.frombuffer(blob, dtype="<u4").reshape(len(data), CHUNKS).astype(np.int64)
+    valid = sized & ~np.any(values >= PRIME, axis=1)
+    values[~valid] = 0
+    return values, valid
+
+
 def split(secrets: Sequence[bytes], xs: Sequence[int], *, threshold: int) -> Int64Array:
     """Share each secret at the x-coordinates ``xs`` so that any ``threshold`` recover it.
 

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from fedhive.core.messages import EvaluateReply, Failure, FitReply
+from fedhive.core.messages import EvaluateReply, Failure, FitReply, SecAggAnswer, SecAggReply
 from fedhive.core.serde import weights_to_bytes
 from fedhive.errors import TransportError, ValidationError
 from fedhive.transport.base import Wait
@@ -110,7 +110,11 @@ class GrpcLink:
             )
         return data
 
-    def upload(self, envelope: TaskEnvelope, outcome: FitReply | EvaluateReply | Failure) -> str:
+    def upload(
+        self,
+        envelope: TaskEnvelope,
+        outcome: FitReply | EvaluateReply | SecAggReply | SecAggAnswer | Failure,
+    ) -> str:
         """Send the outcome of ``envelope``'s task; returns the server's verdict."""
         task = envelope.task
         header = pb.ResultHeader(
@@ -130,6 +134,14 @@ class GrpcLink:
             header.kind = pb.TASK_KIND_FIT
             header.num_examples = outcome.num_examples
             header.metrics.update(outcome.metrics)
+        elif isinstance(outcome, SecAggReply):  # a fit answered under secure aggregation
+            payload, header.secagg = outcome.message, True
+            header.kind = pb.TASK_KIND_FIT
+            header.num_examples = outcome.num_examples
+            header.metrics.update(outcome.metrics)
+        elif isinstance(outcome, SecAggAnswer):
+            payload, header.secagg = outcome.message, True
+            header.kind = pb.TASK_KIND_SECAGG
         else:
             header.kind = pb.TASK_KIND_EVALUATE
             header.num_examples = outcome.num_examples

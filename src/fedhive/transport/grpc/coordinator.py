@@ -1,6 +1,10 @@
 """The server's side of the wire, without the wire: who is connected, which tasks wait
 for whom, which results have come back. Thread-safe; the gRPC servicer calls into it
 from its worker threads and the round loop reads outcomes from it.
+
+A round publishes one model for its cohort, replacing the last. Asynchronous tasks train
+on different versions at once: each is published as a one-task cohort with ``keep`` (its
+model joins those published), and a model is dropped once no unanswered task names it.
 """
 
 from __future__ import annotations
@@ -10,13 +14,22 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
+from fedhive.core.messages import (
+    EvaluateReply,
+    EvaluateTask,
+    Failure,
+    FitReply,
+    FitTask,
+    SecAggAnswer,
+    SecAggReply,
+    SecAggTask,
+)
 from fedhive.transport.codec import TaskEnvelope
 
-Outcome = FitReply | EvaluateReply | Failure
+Outcome = FitReply | EvaluateReply | SecAggReply | SecAggAnswer | Failure
 
 
 class UploadRefusedError(Exception):
@@ -80,20 +93,35 @@ class Coordinator:
         with self._lock:
             return self._models.get(version)
 
+    def versions(self) -> list[str]:
+        """The versions whose models are published now, sorted."""
+        with self._lock:
+            return sorted(self._models)
+
     def publish(
         self,
-        tasks: Sequence[FitTask] | Sequence[EvaluateTask],
+        tasks: Sequence[FitTask] | Sequence[EvaluateTask] | Sequence[SecAggTask],
         payload: bytes,
         deadline: float,
         model_signature: bytes = b"",
+        *,
+        keep: bool = False,
+        secagg: Mapping[str, bytes] | None = None,
     ) -> tuple[int, dict[str, str]]:
-        """Queue one task per client for pulling; return the cohort id and task ids."""
+        """Queue one task per client for pulling; return the cohort id and task ids.
+
+        The tasks' model replaces the published ones, or joins them with ``keep``;
+        ``secagg`` gives each client its secure-aggregation message (SecAgg tasks name
+        no model).
+        """
         with self._lock:
             self._cohort += 1
             cohort = self._cohort
             self._open_cohorts.add(cohort)
-            if tasks:
-                self._models = {tasks[0].version: payload}
+            if tasks and not isinstance(tasks[0], SecAggTask):
+                if not keep:
+                    self._models = {}
+                self._models[tasks[0].version] = payload
                 self.round = tasks[0].round
             ids: dict[str, str] = {}
             for task in tasks:
@@ -104,11 +132,19 @@ class Coordinator:
                     deadline_unix=deadline,
                     model_size=len(payload),
                     model_signature=model_signature,
+                    secagg=(secagg or {}).get(task.client_id, b""),
                 )
                 self._pending.setdefault(task.client_id, deque()).append(envelope)
                 self._issued[envelope.task_id] = _Issued(envelope, cohort)
                 ids[envelope.task_id] = task.client_id
             return cohort, ids
+
+    def drop_model(self, version: str) -> bool:
+        """Unpublish ``version`` unless a task not yet answered names it; whether it went."""
+        with self._lock:
+            if any(i.envelope.task.version == version for i in self._issued.values()):
+                return False
+            return self._models.pop(version, None) is not None
 
     def pull(self, client_id: str) -> TaskEnvelope | None:
         """The next task waiting for ``client_id``, if any."""
@@ -166,6 +202,25 @@ class Coordinator:
             if got == cohort:
                 received += 1
                 yield outcome
+
+    def next_outcome(self, cohorts: Collection[int], deadline: float) -> tuple[int, Outcome] | None:
+        """The next outcome of any of ``cohorts`` (with its cohort), or None once
+        ``deadline`` (unix time) has passed; outcomes already in hand come first.
+
+        Outcomes of other cohorts (closed ones: their tasks were withdrawn) are dropped.
+        """
+        while True:
+            remaining = deadline - time.time()
+            try:
+                got, outcome = self._outcomes.get(
+                    block=remaining > 0, timeout=max(0.0, min(remaining, 0.5))
+                )
+            except queue.Empty:
+                if remaining <= 0:
+                    return None
+                continue
+            if got in cohorts:
+                return got, outcome
 
     def close_cohort(self, cohort: int) -> list[TaskEnvelope]:
         """Close the cohort: unanswered tasks are withdrawn and returned."""

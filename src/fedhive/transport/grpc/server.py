@@ -11,16 +11,25 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent import futures
 
 import grpc
 
-from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
-from fedhive.core.serde import weights_to_bytes
+from fedhive.core.messages import (
+    EvaluateReply,
+    EvaluateTask,
+    Failure,
+    FitReply,
+    FitTask,
+    SecAggAnswer,
+    SecAggReply,
+    SecAggTask,
+)
+from fedhive.core.serde import sha256_hex, weights_to_bytes
 from fedhive.core.weights import Weights
 from fedhive.errors import ConfigError, TransportError
-from fedhive.transport.base import EvaluateOutcome, FitOutcome
+from fedhive.transport.base import EvaluateOutcome, FitOutcome, SecureOutcome, StageOutcome
 from fedhive.transport.envelope import ModelClaim
 from fedhive.transport.grpc.coordinator import Coordinator, Outcome
 from fedhive.transport.grpc.security import Signatures
@@ -91,6 +100,11 @@ class GrpcServerTransport:
         self._server.start()
         log.info("serving on %s (port %d)", address, self.port)
 
+    @property
+    def round_timeout(self) -> float:
+        """Seconds a published task waits for its result."""
+        return self._round_timeout
+
     def client_ids(self) -> Sequence[str]:
         """Clients heard from recently."""
         return self.coordinator.live_clients()
@@ -128,16 +142,24 @@ class GrpcServerTransport:
             time.sleep(0.05)
         self._server.stop(grace=1.0).wait(timeout=5.0)
 
-    def _publish(
-        self, tasks: Sequence[FitTask] | Sequence[EvaluateTask], weights: Weights
+    def publish(
+        self,
+        tasks: Sequence[FitTask] | Sequence[EvaluateTask] | Sequence[SecAggTask],
+        payload: bytes,
+        *,
+        keep: bool = False,
+        secagg: Mapping[str, bytes] | None = None,
     ) -> tuple[int, float]:
-        """Queue the tasks for their clients (with the signed model); cohort, deadline."""
+        """Queue tasks for their clients with their model's bytes, signed (the model
+        replaces the published ones, or joins them with ``keep``); cohort, deadline.
+
+        The tasks name one model version; the deadline is ``round_timeout`` from now.
+        """
         deadline = time.time() + self._round_timeout
         if not tasks:
             return 0, deadline
-        payload = weights_to_bytes(weights)
         signature = b""
-        if self._signatures is not None:
+        if self._signatures is not None and not isinstance(tasks[0], SecAggTask):
             claim = ModelClaim(
                 run_id=self.coordinator.run_id,
                 round=tasks[0].round,
@@ -145,12 +167,47 @@ class GrpcServerTransport:
                 size=len(payload),
             )
             signature = self._signatures.sign_model(claim)
-        cohort, _ids = self.coordinator.publish(tasks, payload, deadline, signature)
+        cohort, _ids = self.coordinator.publish(
+            tasks, payload, deadline, signature, keep=keep, secagg=secagg
+        )
         return cohort, deadline
+
+    def fit_secure(
+        self, tasks: Sequence[FitTask], weights: Weights, *, setup: bytes
+    ) -> Iterator[SecureOutcome]:
+        """Publish fit tasks carrying the SecAgg round's setup; each client answers with
+        its first protocol message (a plaintext update is refused on upload)."""
+        setups = {task.client_id: setup for task in tasks}
+        published = self.publish(tasks, weights_to_bytes(weights), secagg=setups) if tasks else None
+        for outcome in self._collect(tasks, published or (0, time.time())):
+            if isinstance(outcome, (SecAggReply, Failure)):
+                yield outcome
+
+    def exchange(self, round: int, messages: Mapping[str, bytes]) -> Iterator[StageOutcome]:
+        """Publish one SecAgg task per client with its stage request; yield the answers
+        (and failures for those that do not answer by the deadline)."""
+        tasks = [
+            SecAggTask(round=round, client_id=cid, version=sha256_hex(message))
+            for cid, message in sorted(messages.items())
+        ]
+        published = self.publish(tasks, b"", secagg=messages) if tasks else None
+        for outcome in self._collect(tasks, published or (0, time.time())):
+            if isinstance(outcome, SecAggAnswer):
+                yield outcome.client_id, outcome.message
+            elif isinstance(outcome, Failure):
+                yield outcome
+
+    def _publish(
+        self, tasks: Sequence[FitTask] | Sequence[EvaluateTask], weights: Weights
+    ) -> tuple[int, float]:
+        """A round's cohort: its model replaces the published ones."""
+        if not tasks:
+            return 0, time.time() + self._round_timeout
+        return self.publish(tasks, weights_to_bytes(weights))
 
     def _collect(
         self,
-        tasks: Sequence[FitTask] | Sequence[EvaluateTask],
+        tasks: Sequence[FitTask] | Sequence[EvaluateTask] | Sequence[SecAggTask],
         published: tuple[int, float],
         quorum: int | None = None,
     ) -> Iterator[Outcome]:

@@ -14,9 +14,16 @@ from typing import Any
 
 import grpc
 
-from fedhive.core.messages import EvaluateReply, Failure, FitReply
+from fedhive.core.messages import (
+    EvaluateReply,
+    Failure,
+    FitReply,
+    SecAggAnswer,
+    SecAggReply,
+    SecAggTask,
+)
 from fedhive.core.serde import weights_from_bytes
-from fedhive.errors import FedhiveError, SerializationError
+from fedhive.errors import FedhiveError, SerializationError, ValidationError
 from fedhive.transport.chunks import DEFAULT_CHUNK_BYTES, Reassembler, split
 from fedhive.transport.codec import (
     TaskEnvelope,
@@ -194,6 +201,8 @@ class Servicer:
                 message=header.failure_message,
             )
         metrics = metrics_from_proto(header.metrics)
+        if header.secagg or envelope.secagg or isinstance(task, SecAggTask):
+            return self._secure(header, envelope, self._payload(header, chunks), metrics)
         if header.kind == pb.TASK_KIND_EVALUATE:
             return EvaluateReply(
                 client_id=task.client_id,
@@ -202,6 +211,16 @@ class Servicer:
                 num_examples=header.num_examples,
                 metrics=metrics,
             )
+        return FitReply(
+            client_id=task.client_id,
+            round=header.round,
+            version=header.model_version,
+            update=weights_from_bytes(self._payload(header, chunks)),
+            num_examples=header.num_examples,
+            metrics=metrics,
+        )
+
+    def _payload(self, header: pb.ResultHeader, chunks: Iterator[pb.ResultChunk]) -> bytes:
         payload = Reassembler(
             declared_size=header.payload_size,
             max_size=self._max_upload,
@@ -211,12 +230,31 @@ class Servicer:
             if chunk.WhichOneof("part") != "data":
                 raise SerializationError("a second header in one upload", stage="upload")
             payload.add(payload.received, chunk.data)
-        return FitReply(
+        return payload.finish()
+
+    @staticmethod
+    def _secure(
+        header: pb.ResultHeader, envelope: TaskEnvelope, payload: bytes, metrics: dict[str, float]
+    ) -> Outcome:
+        """A secure-aggregation answer, in the form its task asked for: a plaintext
+        update where SecAgg was asked (or a SecAgg message where it was not) is refused."""
+        task = envelope.task
+        if not (header.secagg and envelope.secagg):
+            raise ValidationError(
+                "secure aggregation was "
+                + ("asked for: a plaintext update is refused" if envelope.secagg else "not asked"),
+                client_id=task.client_id,
+                round=task.round,
+                stage="upload",
+            )
+        if isinstance(task, SecAggTask):
+            return SecAggAnswer(client_id=task.client_id, round=task.round, message=payload)
+        return SecAggReply(
             client_id=task.client_id,
-            round=header.round,
+            round=task.round,
             version=header.model_version,
-            update=weights_from_bytes(payload.finish()),
             num_examples=header.num_examples,
+            message=payload,
             metrics=metrics,
         )
 

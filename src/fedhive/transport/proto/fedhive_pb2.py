@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%fedhive/transport/proto/fedhive.proto\x12\nfedhive.v1\"\xf8\x01\n\x0c\x43lientConfig\x12\x14\n\x0clocal_epochs\x18\x01 \x01(\r\x12\x12\n\nbatch_size\x18\x02 \x01(\r\x12\x15\n\rlearning_rate\x18\x03 \x01(\x01\x12\x31\n\x0eprivacy_budget\x18\x04 \x01(\x0b\x32\x19.fedhive.v1.PrivacyBudget\x12\x32\n\x05\x65xtra\x18\x05 \x03(\x0b\x32#.fedhive.v1.ClientConfig.ExtraEntry\x1a@\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.fedhive.v1.Scalar:\x02\x38\x01\"3\n\rPrivacyBudget\x12\x13\n\x0b\x65psilon_max\x18\x01 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x01\"E\n\x06Scalar\x12\x0b\n\x01\x62\x18\x01 \x01(\x08H\x00\x12\x0b\n\x01i\x18\x02 \x01(\x12H\x00\x12\x0b\n\x01\x66\x18\x03 \x01(\x01H\x00\x12\x0b\n\x01s\x18\x04 \x01(\tH\x00\x42\x07\n\x05value\"<\n\x0fRegisterRequest\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x11\n\tclient_id\x18\x02 \x01(\t\"n\n\rRegisterReply\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x19\n\x11heartbeat_seconds\x18\x03 \x01(\x01\x12\x1a\n\x12server_certificate\x18\x04 \x01(\x0c\"%\n\x10HeartbeatRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\"/\n\x0eHeartbeatReply\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\"\xed\x01\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\x04\x12\"\n\x04kind\x18\x04 \x01(\x0e\x32\x14.fedhive.v1.TaskKind\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x12\n\nmodel_size\x18\x06 \x01(\x04\x12\x0c\n\x04seed\x18\x07 \x01(\x04\x12(\n\x06\x63onfig\x18\x08 \x01(\x0b\x32\x18.fedhive.v1.ClientConfig\x12\x15\n\rdeadline_unix\x18\t \x01(\x01\x12\x17\n\x0fmodel_signature\x18\n \x01(\x0c\"$\n\x0fPullTaskRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\"3\n\x04Wait\x12\x1b\n\x13retry_after_seconds\x18\x01 \x01(\x01\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\\\n\rPullTaskReply\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x10.fedhive.v1.TaskH\x00\x12 \n\x04wait\x18\x02 \x01(\x0b\x32\x10.fedhive.v1.WaitH\x00\x42\x07\n\x05reply\"5\n\x0cModelRequest\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\"U\n\nModelChunk\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x12\n\ntotal_size\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\xa0\x03\n\x0cResultHeader\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\r\n\x05round\x18\x04 \x01(\x04\x12\"\n\x04kind\x18\x05 \x01(\x0e\x32\x14.fedhive.v1.TaskKind\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12\x14\n\x0cnum_examples\x18\x07 \x01(\x04\x12\x36\n\x07metrics\x18\x08 \x03(\x0b\x32%.fedhive.v1.ResultHeader.MetricsEntry\x12\x0c\n\x04loss\x18\t \x01(\x01\x12\x14\n\x0cpayload_size\x18\n \x01(\x04\x12\x16\n\x0epayload_sha256\x18\x0b \x01(\t\x12\x11\n\tsignature\x18\x0c \x01(\x0c\x12\x15\n\rfailure_stage\x18\r \x01(\t\x12\x15\n\rfailure_error\x18\x0e \x01(\t\x12\x17\n\x0f\x66\x61ilure_message\x18\x0f \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"Q\n\x0bResultChunk\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.fedhive.v1.ResultHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"H\n\x0bUploadReply\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.fedhive.v1.UploadStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x0f\n\rStatusRequest\"\xd7\x01\n\x0bStatusReply\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x17\n\x0f\x63onnected_nodes\x18\x03 \x01(\r\x12\x16\n\x0elatest_version\x18\x04 \x01(\t\x12\x42\n\x0elatest_metrics\x18\x05 \x03(\x0b\x32*.fedhive.v1.StatusReply.LatestMetricsEntry\x1a\x34\n\x12LatestMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*P\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rTASK_KIND_FIT\x10\x01\x12\x16\n\x12TASK_KIND_EVALUATE\x10\x02*\xa2\x01\n\x0cUploadStatus\x12\x1d\n\x19UPLOAD_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16UPLOAD_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16UPLOAD_STATUS_REJECTED\x10\x02\x12\x1e\n\x1aUPLOAD_STATUS_ROUND_CLOSED\x10\x03\x12\x1b\n\x17UPLOAD_STATUS_DUPLICATE\x10\x04\x32\x9f\x03\n\x07\x46\x65\x64hive\x12\x42\n\x08Register\x12\x1b.fedhive.v1.RegisterRequest\x1a\x19.fedhive.v1.RegisterReply\x12\x45\n\tHeartbeat\x12\x1c.fedhive.v1.HeartbeatRequest\x1a\x1a.fedhive.v1.HeartbeatReply\x12\x42\n\x08PullTask\x12\x1b.fedhive.v1.PullTaskRequest\x1a\x19.fedhive.v1.PullTaskReply\x12\x43\n\rDownloadModel\x12\x18.fedhive.v1.ModelRequest\x1a\x16.fedhive.v1.ModelChunk0\x01\x12\x42\n\x0cUploadResult\x12\x17.fedhive.v1.ResultChunk\x1a\x17.fedhive.v1.UploadReply(\x01\x12<\n\x06Status\x12\x19.fedhive.v1.StatusRequest\x1a\x17.fedhive.v1.StatusReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%fedhive/transport/proto/fedhive.proto\x12\nfedhive.v1\"\xf8\x01\n\x0c\x43lientConfig\x12\x14\n\x0clocal_epochs\x18\x01 \x01(\r\x12\x12\n\nbatch_size\x18\x02 \x01(\r\x12\x15\n\rlearning_rate\x18\x03 \x01(\x01\x12\x31\n\x0eprivacy_budget\x18\x04 \x01(\x0b\x32\x19.fedhive.v1.PrivacyBudget\x12\x32\n\x05\x65xtra\x18\x05 \x03(\x0b\x32#.fedhive.v1.ClientConfig.ExtraEntry\x1a@\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.fedhive.v1.Scalar:\x02\x38\x01\"3\n\rPrivacyBudget\x12\x13\n\x0b\x65psilon_max\x18\x01 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x01\"E\n\x06Scalar\x12\x0b\n\x01\x62\x18\x01 \x01(\x08H\x00\x12\x0b\n\x01i\x18\x02 \x01(\x12H\x00\x12\x0b\n\x01\x66\x18\x03 \x01(\x01H\x00\x12\x0b\n\x01s\x18\x04 \x01(\tH\x00\x42\x07\n\x05value\"<\n\x0fRegisterRequest\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x11\n\tclient_id\x18\x02 \x01(\t\"n\n\rRegisterReply\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x19\n\x11heartbeat_seconds\x18\x03 \x01(\x01\x12\x1a\n\x12server_certificate\x18\x04 \x01(\x0c\"%\n\x10HeartbeatRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\"/\n\x0eHeartbeatReply\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\"\x85\x02\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\x04\x12\"\n\x04kind\x18\x04 \x01(\x0e\x32\x14.fedhive.v1.TaskKind\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x12\n\nmodel_size\x18\x06 \x01(\x04\x12\x0c\n\x04seed\x18\x07 \x01(\x04\x12(\n\x06\x63onfig\x18\x08 \x01(\x0b\x32\x18.fedhive.v1.ClientConfig\x12\x15\n\rdeadline_unix\x18\t \x01(\x01\x12\x17\n\x0fmodel_signature\x18\n \x01(\x0c\x12\x16\n\x0esecagg_message\x18\x0b \x01(\x0c\"$\n\x0fPullTaskRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\"3\n\x04Wait\x12\x1b\n\x13retry_after_seconds\x18\x01 \x01(\x01\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\\\n\rPullTaskReply\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x10.fedhive.v1.TaskH\x00\x12 \n\x04wait\x18\x02 \x01(\x0b\x32\x10.fedhive.v1.WaitH\x00\x42\x07\n\x05reply\"5\n\x0cModelRequest\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\"U\n\nModelChunk\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x12\n\ntotal_size\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\xb0\x03\n\x0cResultHeader\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\r\n\x05round\x18\x04 \x01(\x04\x12\"\n\x04kind\x18\x05 \x01(\x0e\x32\x14.fedhive.v1.TaskKind\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12\x14\n\x0cnum_examples\x18\x07 \x01(\x04\x12\x36\n\x07metrics\x18\x08 \x03(\x0b\x32%.fedhive.v1.ResultHeader.MetricsEntry\x12\x0c\n\x04loss\x18\t \x01(\x01\x12\x14\n\x0cpayload_size\x18\n \x01(\x04\x12\x16\n\x0epayload_sha256\x18\x0b \x01(\t\x12\x11\n\tsignature\x18\x0c \x01(\x0c\x12\x15\n\rfailure_stage\x18\r \x01(\t\x12\x15\n\rfailure_error\x18\x0e \x01(\t\x12\x17\n\x0f\x66\x61ilure_message\x18\x0f \x01(\t\x12\x0e\n\x06secagg\x18\x10 \x01(\x08\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"Q\n\x0bResultChunk\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.fedhive.v1.ResultHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"H\n\x0bUploadReply\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.fedhive.v1.UploadStatus\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x0f\n\rStatusRequest\"\xd7\x01\n\x0bStatusReply\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x17\n\x0f\x63onnected_nodes\x18\x03 \x01(\r\x12\x16\n\x0elatest_version\x18\x04 \x01(\t\x12\x42\n\x0elatest_metrics\x18\x05 \x03(\x0b\x32*.fedhive.v1.StatusReply.LatestMetricsEntry\x1a\x34\n\x12LatestMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*f\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rTASK_KIND_FIT\x10\x01\x12\x16\n\x12TASK_KIND_EVALUATE\x10\x02\x12\x14\n\x10TASK_KIND_SECAGG\x10\x03*\xa2\x01\n\x0cUploadStatus\x12\x1d\n\x19UPLOAD_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16UPLOAD_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16UPLOAD_STATUS_REJECTED\x10\x02\x12\x1e\n\x1aUPLOAD_STATUS_ROUND_CLOSED\x10\x03\x12\x1b\n\x17UPLOAD_STATUS_DUPLICATE\x10\x04\x32\x9f\x03\n\x07\x46\x65\x64hive\x12\x42\n\x08Register\x12\x1b.fedhive.v1.RegisterRequest\x1a\x19.fedhive.v1.RegisterReply\x12\x45\n\tHeartbeat\x12\x1c.fedhive.v1.HeartbeatRequest\x1a\x1a.fedhive.v1.HeartbeatReply\x12\x42\n\x08PullTask\x12\x1b.fedhive.v1.PullTaskRequest\x1a\x19.fedhive.v1.PullTaskReply\x12\x43\n\rDownloadModel\x12\x18.fedhive.v1.ModelRequest\x1a\x16.fedhive.v1.ModelChunk0\x01\x12\x42\n\x0cUploadResult\x12\x17.fedhive.v1.ResultChunk\x1a\x17.fedhive.v1.UploadReply(\x01\x12<\n\x06Status\x12\x19.fedhive.v1.StatusRequest\x1a\x17.fedhive.v1.StatusReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,10 +37,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESULTHEADER_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_STATUSREPLY_LATESTMETRICSENTRY']._loaded_options = None
   _globals['_STATUSREPLY_LATESTMETRICSENTRY']._serialized_options = b'8\001'
-  _globals['_TASKKIND']._serialized_start=2068
-  _globals['_TASKKIND']._serialized_end=2148
-  _globals['_UPLOADSTATUS']._serialized_start=2151
-  _globals['_UPLOADSTATUS']._serialized_end=2313
+  _globals['_TASKKIND']._serialized_start=2108
+  _globals['_TASKKIND']._serialized_end=2210
+  _globals['_UPLOADSTATUS']._serialized_start=2213
+  _globals['_UPLOADSTATUS']._serialized_end=2375
   _globals['_CLIENTCONFIG']._serialized_start=54
   _globals['_CLIENTCONFIG']._serialized_end=302
   _globals['_CLIENTCONFIG_EXTRAENTRY']._serialized_start=238
@@ -58,31 +58,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEATREPLY']._serialized_start=641
   _globals['_HEARTBEATREPLY']._serialized_end=688
   _globals['_TASK']._serialized_start=691
-  _globals['_TASK']._serialized_end=928
-  _globals['_PULLTASKREQUEST']._serialized_start=930
-  _globals['_PULLTASKREQUEST']._serialized_end=966
-  _globals['_WAIT']._serialized_start=968
-  _globals['_WAIT']._serialized_end=1019
-  _globals['_PULLTASKREPLY']._serialized_start=1021
-  _globals['_PULLTASKREPLY']._serialized_end=1113
-  _globals['_MODELREQUEST']._serialized_start=1115
-  _globals['_MODELREQUEST']._serialized_end=1168
-  _globals['_MODELCHUNK']._serialized_start=1170
-  _globals['_MODELCHUNK']._serialized_end=1255
-  _globals['_RESULTHEADER']._serialized_start=1258
-  _globals['_RESULTHEADER']._serialized_end=1674
-  _globals['_RESULTHEADER_METRICSENTRY']._serialized_start=1628
-  _globals['_RESULTHEADER_METRICSENTRY']._serialized_end=1674
-  _globals['_RESULTCHUNK']._serialized_start=1676
-  _globals['_RESULTCHUNK']._serialized_end=1757
-  _globals['_UPLOADREPLY']._serialized_start=1759
-  _globals['_UPLOADREPLY']._serialized_end=1831
-  _globals['_STATUSREQUEST']._serialized_start=1833
-  _globals['_STATUSREQUEST']._serialized_end=1848
-  _globals['_STATUSREPLY']._serialized_start=1851
-  _globals['_STATUSREPLY']._serialized_end=2066
-  _globals['_STATUSREPLY_LATESTMETRICSENTRY']._serialized_start=2014
-  _globals['_STATUSREPLY_LATESTMETRICSENTRY']._serialized_end=2066
-  _globals['_FEDHIVE']._serialized_start=2316
-  _globals['_FEDHIVE']._serialized_end=2731
+  _globals['_TASK']._serialized_end=952
+  _globals['_PULLTASKREQUEST']._serialized_start=954
+  _globals['_PULLTASKREQUEST']._serialized_end=990
+  _globals['_WAIT']._serialized_start=992
+  _globals['_WAIT']._serialized_end=1043
+  _globals['_PULLTASKREPLY']._serialized_start=1045
+  _globals['_PULLTASKREPLY']._serialized_end=1137
+  _globals['_MODELREQUEST']._serialized_start=1139
+  _globals['_MODELREQUEST']._serialized_end=1192
+  _globals['_MODELCHUNK']._serialized_start=1194
+  _globals['_MODELCHUNK']._serialized_end=1279
+  _globals['_RESULTHEADER']._serialized_start=1282
+  _globals['_RESULTHEADER']._serialized_end=1714
+  _globals['_RESULTHEADER_METRICSENTRY']._serialized_start=1668
+  _globals['_RESULTHEADER_METRICSENTRY']._serialized_end=1714
+  _globals['_RESULTCHUNK']._serialized_start=1716
+  _globals['_RESULTCHUNK']._serialized_end=1797
+  _globals['_UPLOADREPLY']._serialized_start=1799
+  _globals['_UPLOADREPLY']._serialized_end=1871
+  _globals['_STATUSREQUEST']._serialized_start=1873
+  _globals['_STATUSREQUEST']._serialized_end=1888
+  _globals['_STATUSREPLY']._serialized_start=1891
+  _globals['_STATUSREPLY']._serialized_end=2106
+  _globals['_STATUSREPLY_LATESTMETRICSENTRY']._serialized_start=2054
+  _globals['_STATUSREPLY_LATESTMETRICSENTRY']._serialized_end=2106
+  _globals['_FEDHIVE']._serialized_start=2378
+  _globals['_FEDHIVE']._serialized_end=2793
 # @@protoc_insertion_point(module_scope)

@@ -12,6 +12,7 @@ class TaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_KIND_UNSPECIFIED: _ClassVar[TaskKind]
     TASK_KIND_FIT: _ClassVar[TaskKind]
     TASK_KIND_EVALUATE: _ClassVar[TaskKind]
+    TASK_KIND_SECAGG: _ClassVar[TaskKind]
 
 class UploadStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -23,6 +24,7 @@ class UploadStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 TASK_KIND_UNSPECIFIED: TaskKind
 TASK_KIND_FIT: TaskKind
 TASK_KIND_EVALUATE: TaskKind
+TASK_KIND_SECAGG: TaskKind
 UPLOAD_STATUS_UNSPECIFIED: UploadStatus
 UPLOAD_STATUS_ACCEPTED: UploadStatus
 UPLOAD_STATUS_REJECTED: UploadStatus
@@ -105,7 +107,7 @@ class HeartbeatReply(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("task_id", "run_id", "round", "kind", "model_version", "model_size", "seed", "config", "deadline_unix", "model_signature")
+    __slots__ = ("task_id", "run_id", "round", "kind", "model_version", "model_size", "seed", "config", "deadline_unix", "model_signature", "secagg_message")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +118,7 @@ class Task(_message.Message):
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_UNIX_FIELD_NUMBER: _ClassVar[int]
     MODEL_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    SECAGG_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     run_id: str
     round: int
@@ -126,7 +129,8 @@ class Task(_message.Message):
     config: ClientConfig
     deadline_unix: float
     model_signature: bytes
-    def __init__(self, task_id: _Optional[str] = ..., run_id: _Optional[str] = ..., round: _Optional[int] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., model_version: _Optional[str] = ..., model_size: _Optional[int] = ..., seed: _Optional[int] = ..., config: _Optional[_Union[ClientConfig, _Mapping]] = ..., deadline_unix: _Optional[float] = ..., model_signature: _Optional[bytes] = ...) -> None: ...
+    secagg_message: bytes
+    def __init__(self, task_id: _Optional[str] = ..., run_id: _Optional[str] = ..., round: _Optional[int] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., model_version: _Optional[str] = ..., model_size: _Optional[int] = ..., seed: _Optional[int] = ..., config: _Optional[_Union[ClientConfig, _Mapping]] = ..., deadline_unix: _Optional[float] = ..., model_signature: _Optional[bytes] = ..., secagg_message: _Optional[bytes] = ...) -> None: ...
 
 class PullTaskRequest(_message.Message):
     __slots__ = ("client_id",)
@@ -171,7 +175,7 @@ class ModelChunk(_message.Message):
     def __init__(self, model_version: _Optional[str] = ..., offset: _Optional[int] = ..., total_size: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class ResultHeader(_message.Message):
-    __slots__ = ("task_id", "client_id", "run_id", "round", "kind", "model_version", "num_examples", "metrics", "loss", "payload_size", "payload_sha256", "signature", "failure_stage", "failure_error", "failure_message")
+    __slots__ = ("task_id", "client_id", "run_id", "round", "kind", "model_version", "num_examples", "metrics", "loss", "payload_size", "payload_sha256", "signature", "failure_stage", "failure_error", "failure_message", "secagg")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +198,7 @@ class ResultHeader(_message.Message):
     FAILURE_STAGE_FIELD_NUMBER: _ClassVar[int]
     FAILURE_ERROR_FIELD_NUMBER: _ClassVar[int]
     FAILURE_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SECAGG_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     client_id: str
     run_id: str
@@ -209,7 +214,8 @@ class ResultHeader(_message.Message):
     failure_stage: str
     failure_error: str
     failure_message: str
-    def __init__(self, task_id: _Optional[str] = ..., client_id: _Optional[str] = ..., run_id: _Optional[str] = ..., round: _Optional[int] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., model_version: _Optional[str] = ..., num_examples: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., loss: _Optional[float] = ..., payload_size: _Optional[int] = ..., payload_sha256: _Optional[str] = ..., signature: _Optional[bytes] = ..., failure_stage: _Optional[str] = ..., failure_error: _Optional[str] = ..., failure_message: _Optional[str] = ...) -> None: ...
+    secagg: bool
+    def __init__(self, task_id: _Optional[str] = ..., client_id: _Optional[str] = ..., run_id: _Optional[str] = ..., round: _Optional[int] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., model_version: _Optional[str] = ..., num_examples: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., loss: _Optional[float] = ..., payload_size: _Optional[int] = ..., payload_sha256: _Optional[str] = ..., signature: _Optional[bytes] = ..., failure_stage: _Optional[str] = ..., failure_error: _Optional[str] = ..., failure_message: _Optional[str] = ..., secagg: _Optional[bool] = ...) -> None: ...
 
 class ResultChunk(_message.Message):
     __slots__ = ("header", "data")

@@ -1,0 +1,73 @@
+"""The deployed server's loop: rounds over the gRPC transport, or FedBuff's versions.
+
+A synchronous strategy runs the round loop over the transport's cohorts; FedBuff runs
+the asynchronous loop over :class:`~fedhive.transport.grpc.asynchronous.GrpcAsyncRunner`
+(tasks on the version their client fetched, a commit every ``buffer_size`` results, the
+round timeout as each task's deadline). Both checkpoint every round (version) to the
+same store, so a restarted server resumes either after its last recorded round.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from fedhive.server.asynchronous import AsyncLoop
+from fedhive.server.checkpoint import Resumed, StoreCheckpoint
+from fedhive.server.orchestrator import RoundLoop, RunObserver, RunResult
+from fedhive.simulation.app import SimulationApp
+from fedhive.simulation.config import SimulationConfig
+from fedhive.strategy.base import Strategy
+from fedhive.strategy.fedbuff import FedBuff
+from fedhive.strategy.private import DpFedAvg
+from fedhive.transport.grpc.asynchronous import GrpcAsyncRunner
+from fedhive.transport.grpc.server import GrpcServerTransport
+
+
+def run_loop(
+    config: SimulationConfig,
+    app: SimulationApp,
+    *,
+    transport: GrpcServerTransport,
+    observer: RunObserver,
+    checkpoint: StoreCheckpoint,
+    resumed: Resumed,
+) -> RunResult:
+    """Run the config's rounds after ``resumed`` (a FedBuff round is a version)."""
+    evaluate_fn = app.evaluate_fn if config.evaluation.centralized else None
+    if isinstance(config.strategy, FedBuff):
+        runner = GrpcAsyncRunner(transport)
+        buffered = AsyncLoop(
+            strategy=config.strategy,
+            runner=runner,
+            seed=config.run.seed,
+            evaluate_fn=evaluate_fn,
+            observer=observer,
+            checkpoint=checkpoint,
+        )
+        try:
+            remaining = config.run.rounds - resumed.round
+            return buffered.run(
+                resumed.weights, remaining, resumed.state, first_round=resumed.round + 1
+            )
+        finally:
+            runner.close()  # withdraws the tasks still in flight
+    loop = RoundLoop(
+        strategy=deployed(config.strategy),
+        transport=transport,
+        seed=config.run.seed,
+        evaluate_fn=evaluate_fn,
+        federated_every=config.evaluation.federated_every,
+        observer=observer,
+        checkpoint=checkpoint,
+        secure=config.secagg,
+    )
+    return loop.run(
+        resumed.weights, config.run.rounds, first_round=resumed.round + 1, state=resumed.state
+    )
+
+
+def deployed(strategy: Strategy) -> Strategy:
+    """A deployed server draws DP noise from a CSPRNG, never from the run's seed."""
+    if isinstance(strategy, DpFedAvg) and strategy.noise_seed is not None:
+        return dataclasses.replace(strategy, noise_seed=None)
+    return strategy

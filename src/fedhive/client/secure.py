@@ -1,0 +1,95 @@
+"""The client's side of secure aggregation: mask the update, answer each stage.
+
+Masking is the pipeline's last stage (after clipping and DP noise): the update a fit
+produced never leaves the device; :class:`SecAggSession` feeds it to the SecAgg+ client
+state machine (:mod:`fedhive.secagg`) and answers the server's stage requests with the
+machine's messages. The session is the device's memory of its open rounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fedhive.core.messages import (
+    Failure,
+    FitReply,
+    FitTask,
+    SecAggAnswer,
+    SecAggReply,
+    SecAggTask,
+)
+from fedhive.core.rng import SeedStream
+from fedhive.core.weights import Layout
+from fedhive.errors import FedhiveError, SecAggError
+from fedhive.secagg import ClientState, RoundSetup, client_handle, client_start, decode_message
+
+WEIGHTING = "secagg.weighting"
+"""``ClientConfig.extra`` key: ``"uniform"`` weighs every client 1 in the masked sum
+(distributed DP); otherwise a client weighs its example count (FedAvg)."""
+
+
+def quantization_rng(seed: int) -> SeedStream:
+    """The stream of a client's (non-secret) stochastic rounding, from its task seed."""
+    return SeedStream(seed).child("secagg-quantize")
+
+
+@dataclass
+class SecAggSession:
+    """A device's open SecAgg+ rounds (at most a few: old ones are forgotten)."""
+
+    rounds: dict[int, ClientState] = field(default_factory=dict)
+    keep: int = 2
+
+    def start(
+        self, task: FitTask, setup: bytes, reply: FitReply, layout: Layout
+    ) -> SecAggReply | Failure:
+        """Mask ``reply``'s update into the round ``setup`` describes; the first message."""
+        try:
+            round_setup = decode_message(setup)
+            if not isinstance(round_setup, RoundSetup) or round_setup.round != task.round:
+                raise SecAggError("the fit task carries no setup for its round")
+            uniform = task.config.extra.get(WEIGHTING) == "uniform"
+            cap = round_setup.params.max_weight
+            weight = 1 if uniform else max(1, min(reply.num_examples, cap))
+            state, message = client_start(
+                round_setup,
+                client_id=task.client_id,
+                vector=layout.flatten(reply.update),
+                weight=weight,
+                rng=quantization_rng(task.seed).numpy(),
+            )
+        except FedhiveError as exc:
+            return _failure(task.client_id, task.round, exc)
+        self.rounds[task.round] = state
+        for old in sorted(self.rounds)[: -self.keep]:
+            del self.rounds[old]
+        return SecAggReply(
+            client_id=task.client_id,
+            round=task.round,
+            version=task.version,
+            num_examples=reply.num_examples,
+            message=message.to_bytes(),
+            metrics=reply.metrics,
+        )
+
+    def answer(self, task: SecAggTask, request: bytes) -> SecAggAnswer | Failure:
+        """This device's message of the stage ``request`` opens."""
+        state = self.rounds.get(task.round)
+        try:
+            if state is None:
+                raise SecAggError("no secure-aggregation round open here", round=task.round)
+            state, message = client_handle(state, decode_message(request))  # type: ignore[arg-type]
+        except FedhiveError as exc:
+            return _failure(task.client_id, task.round, exc)
+        self.rounds[task.round] = state
+        return SecAggAnswer(client_id=task.client_id, round=task.round, message=message.to_bytes())
+
+
+def _failure(client_id: str, round: int, exc: Exception) -> Failure:
+    return Failure(
+        client_id=client_id,
+        round=round,
+        stage="secagg",
+        error_type=type(exc).__name__,
+        message=str(exc),
+    )

@@ -1,0 +1,198 @@
+"""Secure aggregation in the round: the server drives SecAgg+ and sees only the sum.
+
+With ``[secagg]`` on, a round's fit tasks are answered by each client's first protocol
+message instead of its update (:class:`~fedhive.core.messages.SecAggReply`); the server
+runs the SecAgg+ state machine (:mod:`fedhive.secagg`) stage by stage over the
+transport's ``exchange`` and, if the round completes, hands the strategy ONE reply: the
+unmasked weighted mean of the survivors' updates, with ``contributors`` naming them. An
+aborted protocol (fewer survivors than the threshold, an inconsistent dealer) unmasks
+nothing: the round is not committed and the next one starts normally.
+
+Updates are clipped per coordinate to ``[-clip_range, clip_range]`` and quantized to
+the ring on the client (unbiased stochastic rounding), so the mean is exact within the
+quantization step. Client-side stages run in order: clip → DP noise → mask (SecAgg last).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from fedhive.core._compat import StrEnum
+from fedhive.core.config import check_int, check_real
+from fedhive.core.messages import Failure, FitReply, FitTask, SecAggReply
+from fedhive.core.weights import Weights
+from fedhive.errors import AggregationError, FedhiveError, NotEnoughClientsError, SecAggError
+from fedhive.secagg import (
+    SecAggParams,
+    ServerState,
+    decode_message,
+    server_close_stage,
+    server_receive,
+    server_start,
+)
+from fedhive.server.history import CohortStats
+from fedhive.strategy.aggregate import WeightedMetrics
+from fedhive.transport.base import SecureTransport
+
+AGGREGATE_ID = "secagg"
+"""The ``client_id`` of the aggregate reply the strategy receives."""
+
+
+class Weighting(StrEnum):
+    """How each client's update is weighted inside the masked sum."""
+
+    EXAMPLES = "examples"  # by its example count (FedAvg)
+    UNIFORM = "uniform"  # equally (DP-FedAvg: one client, one unit of sensitivity)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecureAggregation:
+    """The ``[secagg]`` config section: SecAgg+ parameters for every round.
+
+    ```toml
+    [secagg]
+    dropout_fraction = 0.1     # clients that may vanish per round (delta)
+    corruption_fraction = 0.1  # clients that may collude with the server's view (gamma)
+    security_bits = 40         # privacy fails with probability <= 2^-40
+    correctness_bits = 20      # a round fails for lack of shares with prob. <= 2^-20
+    ring_bits = 64             # masks live in Z_2^64 (or 32)
+    clip_range = 1.0           # each update coordinate is clipped to [-1, 1]
+    max_weight = 65536         # the largest example count a client may weigh with
+    weighting = "examples"     # or "uniform" (set for DP's distributed mode)
+    ```
+    """
+
+    dropout_fraction: float = 0.1
+    corruption_fraction: float = 0.1
+    security_bits: int = 40
+    correctness_bits: int = 20
+    ring_bits: int = 64
+    clip_range: float = 1.0
+    max_weight: int = 1 << 16
+    weighting: Weighting = Weighting.EXAMPLES
+
+    def __post_init__(self) -> None:
+        check_real("dropout_fraction", self.dropout_fraction, low=0, high=1, high_open=True)
+        check_real("corruption_fraction", self.corruption_fraction, low=0, high=1, high_open=True)
+        check_int("security_bits", self.security_bits, minimum=1)
+        check_int("correctness_bits", self.correctness_bits, minimum=1)
+        check_real("clip_range", self.clip_range, low=0, low_open=True)
+        check_int("max_weight", self.max_weight, minimum=1)
+        self.params(1000)  # refuse settings no cohort size could meet, up front
+
+    def params(self, num_clients: int) -> SecAggParams:
+        """The protocol parameters for a cohort of ``num_clients``.
+
+        Raises:
+            ConfigError: no neighbour degree meets the dropout, collusion and security
+                targets for that cohort size (the message says which).
+        """
+        return SecAggParams(
+            num_clients=num_clients,
+            dropout_fraction=self.dropout_fraction,
+            corruption_fraction=self.corruption_fraction,
+            security_bits=self.security_bits,
+            correctness_bits=self.correctness_bits,
+            ring_bits=self.ring_bits,
+            clip_range=self.clip_range,
+            max_weight=self.max_weight,
+        )
+
+
+def secure_fit(
+    secure: SecureAggregation,
+    transport: SecureTransport,
+    tasks: Mapping[str, FitTask],
+    published: Weights,
+    *,
+    graph_seed: int,
+    stats: CohortStats,
+) -> FitReply:
+    """Run the round's fit tasks under SecAgg+; return the aggregate reply.
+
+    Raises:
+        NotEnoughClientsError: fewer than 3 clients were selected.
+        AggregationError: the protocol aborted (nothing was unmasked).
+    """
+    first = next(iter(tasks.values()), None)
+    if first is None or len(tasks) < 3:
+        raise NotEnoughClientsError("secure aggregation needs at least 3 clients")
+    layout = published.layout()
+    state, setup = server_start(
+        round=first.round,
+        client_ids=sorted(tasks),
+        params=secure.params(len(tasks)),
+        graph_seed=graph_seed,
+        vector_size=layout.total_size,
+    )
+    metrics = WeightedMetrics()
+    examples: dict[str, int] = {}
+    for outcome in transport.fit_secure(list(tasks.values()), published, setup=setup.to_bytes()):
+        if not isinstance(outcome, SecAggReply):
+            stats.record_failure(outcome)
+            continue
+        state = _take(state, outcome.client_id, outcome.message, stats, first)
+        examples[outcome.client_id] = outcome.num_examples
+        metrics.add(outcome.metrics, outcome.num_examples)
+    state, requests = server_close_stage(state)
+    while state.result is None:
+        outgoing = {cid: message.to_bytes() for cid, message in requests.items()}
+        for item in transport.exchange(first.round, outgoing):
+            if isinstance(item, tuple):
+                state = _take(state, item[0], item[1], stats, first)
+            else:
+                stats.record_failure(item)
+        state, requests = server_close_stage(state)
+    result = state.result
+    try:
+        mean = result.mean()  # raises when the round aborted: nothing was unmasked
+    except SecAggError as exc:
+        raise AggregationError(f"secure aggregation aborted: {exc}") from None
+    included = result.included
+    stats.succeeded = len(included)
+    stats.contributors.extend(included)
+    weight = sum(examples[c] for c in included)
+    if secure.weighting == Weighting.UNIFORM:
+        weight = len(included)
+    return FitReply(
+        client_id=AGGREGATE_ID,
+        round=first.round,
+        version=first.version,
+        update=layout.unflatten(mean),
+        num_examples=weight,
+        metrics=metrics.means(),
+        contributors=included,
+    )
+
+
+def client_weight(secure: SecureAggregation, num_examples: int) -> int:
+    """The weight a client puts into the masked sum (capped at ``max_weight``)."""
+    if secure.weighting == Weighting.UNIFORM:
+        return 1
+    return max(1, min(num_examples, secure.max_weight))
+
+
+def _take(
+    state: ServerState, client_id: str, data: bytes, stats: CohortStats, task: FitTask
+) -> ServerState:
+    """The server state after ``client_id``'s message; a refused one is a failure."""
+    try:
+        message = decode_message(data)
+        sender = getattr(message, "client_id", None)
+        if sender != client_id:
+            raise SecAggError(
+                f"message claims to be from {sender!r}", client_id=client_id, round=task.round
+            )
+        return server_receive(state, message)  # type: ignore[arg-type]
+    except FedhiveError as exc:
+        stats.record_failure(
+            Failure(
+                client_id=client_id,
+                round=task.round,
+                stage="secagg",
+                error_type=type(exc).__name__,
+                message=str(exc),
+            )
+        )
+        return state

@@ -1,0 +1,114 @@
+"""FedBuff over gRPC: the asynchronous loop's runner, served to pulling clients.
+
+Each submitted task is published as a cohort of its own, with the model it names
+(signed, like a round's) and a deadline ``round_timeout`` from its submission; the
+coordinator keeps the models of the tasks in flight only. A task ends when its client's
+upload arrives, or at its deadline: it is then withdrawn (a late upload is told
+``ROUND_CLOSED``) and ends as a ``transport:DeadlineExceeded`` failure. A client holds
+one task at a time, because the loop never gives a busy client another.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fedhive.core.messages import Failure, FitReply, FitTask
+from fedhive.core.serde import weights_to_bytes
+from fedhive.core.weights import Weights
+from fedhive.transport.base import Finished, FitOutcome
+from fedhive.transport.grpc.coordinator import Outcome
+from fedhive.transport.grpc.server import GrpcServerTransport
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    task: FitTask
+    cohort: int
+    deadline: float  # unix time
+
+
+class GrpcAsyncRunner:
+    """Runs the asynchronous loop's fit tasks on real clients; an ``AsyncRunner``.
+
+    The clock of a :class:`~fedhive.transport.base.Finished` is the wall-clock seconds
+    since the runner was made. Only one thread (the loop's) may call it.
+    """
+
+    def __init__(self, transport: GrpcServerTransport) -> None:
+        self._transport = transport
+        self._coordinator = transport.coordinator
+        self._started = time.monotonic()
+        self._flight: dict[int, _InFlight] = {}  # by dispatch
+        self._dispatch_of: dict[int, int] = {}  # by cohort
+        self._payload = ("", b"")  # the latest version and its bytes, serialized once
+
+    def client_ids(self) -> Sequence[str]:
+        """The clients heard from recently."""
+        return self._transport.client_ids()
+
+    def submit(self, dispatch: int, task: FitTask, weights: Weights) -> None:
+        """Publish ``task`` for its client now, with ``weights`` (the version it names)."""
+        if self._payload[0] != task.version:
+            self._payload = (task.version, weights_to_bytes(weights))
+        cohort, deadline = self._transport.publish([task], self._payload[1], keep=True)
+        self._flight[dispatch] = _InFlight(task, cohort, deadline)
+        self._dispatch_of[cohort] = dispatch
+
+    def next_finished(self) -> list[Finished]:
+        """Wait for the next upload of a task in flight, or the earliest deadline: the
+        task that ended, or every task past its deadline (withdrawn), in dispatch order;
+        empty when none is in flight."""
+        if not self._flight:
+            return []
+        deadline = min(flight.deadline for flight in self._flight.values())
+        got = self._coordinator.next_outcome(self._dispatch_of.keys(), deadline)
+        if got is not None:
+            cohort, outcome = got
+            dispatch = self._dispatch_of[cohort]
+            task = self._end(dispatch).task
+            return [Finished(dispatch, _as_fit(outcome, task), self._clock())]
+        now = time.time()
+        expired = sorted(d for d, flight in self._flight.items() if flight.deadline <= now)
+        clock = self._clock()
+        return [Finished(d, self._expire(d), clock) for d in expired]
+
+    def close(self) -> None:
+        """Withdraw every task in flight; idempotent."""
+        for dispatch in sorted(self._flight):
+            self._end(dispatch)
+
+    def _clock(self) -> float:
+        return time.monotonic() - self._started
+
+    def _end(self, dispatch: int) -> _InFlight:
+        """Forget a task: withdraw it if unanswered, unpublish its model if unused."""
+        flight = self._flight.pop(dispatch)
+        del self._dispatch_of[flight.cohort]
+        self._coordinator.close_cohort(flight.cohort)
+        self._coordinator.drop_model(flight.task.version)
+        return flight
+
+    def _expire(self, dispatch: int) -> Failure:
+        task = self._end(dispatch).task
+        return Failure(
+            client_id=task.client_id,
+            round=task.round,
+            stage="transport",
+            error_type="DeadlineExceeded",
+            message=f"no result within {self._transport.round_timeout:g}s",
+        )
+
+
+def _as_fit(outcome: Outcome, task: FitTask) -> FitOutcome:
+    """A fit task's outcome; any other kind of result for it is the client's failure."""
+    if isinstance(outcome, (FitReply, Failure)):
+        return outcome
+    return Failure(
+        client_id=task.client_id,
+        round=task.round,
+        stage="upload",
+        error_type="ValidationError",
+        message=f"a {type(outcome).__name__} was uploaded for a fit task",
+    )

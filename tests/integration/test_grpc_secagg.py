@@ -1,0 +1,147 @@
+"""Secure aggregation over real gRPC on 127.0.0.1: the same state machines as the
+simulation, stage by stage through pulled tasks and signed uploads."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from fedhive.client.runner import serve
+from fedhive.pki.provision import provision
+from fedhive.pki.revocation import RevocationList
+from fedhive.pki.tls import TLSConfig
+from fedhive.server.orchestrator import RoundLoop, RunResult
+from fedhive.server.secure import SecureAggregation
+from fedhive.simulation.app import AppSpec
+from fedhive.simulation.engine import run_simulation
+from fedhive.strategy.fedavg import FedAvg
+from fedhive.transport.envelope import ResultClaim
+from fedhive.transport.grpc.connection import GrpcLink
+from fedhive.transport.grpc.security import (
+    CertificateIdentity,
+    ClientSignatures,
+    Signatures,
+    channel_credentials,
+    server_credentials,
+)
+from fedhive.transport.grpc.server import GrpcServerTransport, trust_claimed_id
+
+TESTS = Path(__file__).resolve().parents[1]
+CLIENTS = [f"good-{i}" for i in range(10)]
+# Test-sized settings: 10 clients, 10% may drop, weak security targets (2^-5).
+SECURE = SecureAggregation(
+    dropout_fraction=0.1, security_bits=5, correctness_bits=5, clip_range=16.0
+)
+STRATEGY = FedAvg(min_available_clients=len(CLIENTS))
+
+
+def run_over_grpc(
+    transport: GrpcServerTransport,
+    links: dict[str, GrpcLink],
+    rounds: int,
+    strategy: FedAvg = STRATEGY,
+    **serve_kw: Any,
+) -> RunResult:
+    app = AppSpec("fake_app:build", TESTS).build({"clients": CLIENTS}, 0)
+    stop = threading.Event()
+    threads = [
+        threading.Thread(
+            target=serve,
+            args=(link, app.client_fn(cid)),
+            kwargs={"stop": stop, **serve_kw.get(cid, {})},
+        )
+        for cid, link in links.items()
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        assert transport.wait_for_clients(len(links), timeout=20)
+        loop = RoundLoop(strategy=strategy, transport=transport, seed=5, secure=SECURE)
+        return loop.run(app.initial_weights, rounds)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+        transport.close()
+
+
+def insecure_server(round_timeout: float = 20.0) -> GrpcServerTransport:
+    return GrpcServerTransport(
+        address="127.0.0.1:0",
+        credentials=None,
+        insecure=True,
+        identify=trust_claimed_id,
+        round_timeout=round_timeout,
+    )
+
+
+def plain_links(transport: GrpcServerTransport) -> dict[str, GrpcLink]:
+    address = f"127.0.0.1:{transport.port}"
+    return {cid: GrpcLink(address, client_id=cid, credentials=None) for cid in CLIENTS}
+
+
+def test_secure_rounds_over_grpc_match_the_simulation_bit_for_bit() -> None:
+    transport = insecure_server()
+    networked = run_over_grpc(transport, plain_links(transport), rounds=2)
+    app = AppSpec("fake_app:build", TESTS).build({"clients": CLIENTS}, 0)
+    simulated = run_simulation(app, strategy=STRATEGY, rounds=2, seed=5, secure=SECURE)
+    assert all(r.committed for r in networked.history), [r.note for r in networked.history]
+    assert networked.version == simulated.version
+    assert sorted(networked.history[0].fit.contributors) == sorted(CLIENTS)
+
+
+def test_a_client_that_vanishes_after_training_is_recovered_from() -> None:
+    transport = insecure_server(round_timeout=3.0)
+    result = run_over_grpc(
+        transport, plain_links(transport), rounds=1, **{"good-3": {"max_tasks": 1}}
+    )
+    record = result.history[0]
+    assert record.committed, record.note
+    assert sorted(record.fit.contributors) == sorted(set(CLIENTS) - {"good-3"})
+    assert sum(record.fit.failures.values()) == 1  # its share-keys task timed out
+
+
+class Forger(ClientSignatures):
+    """Signs a payload hash other than the one it uploads."""
+
+    def sign_result(self, claim: ResultClaim) -> bytes:
+        return super().sign_result(ResultClaim(**{**claim.__dict__, "payload_sha256": "0" * 64}))
+
+
+def test_a_client_whose_messages_are_not_signed_is_excluded(tmp_path: Path) -> None:
+    provision(tmp_path, clients=CLIENTS)
+    tls = TLSConfig.from_dir(tmp_path / "server")
+    transport = GrpcServerTransport(
+        address="127.0.0.1:0",
+        credentials=server_credentials(tls),
+        identify=CertificateIdentity(RevocationList.from_dir(tmp_path / "server")),
+        signatures=Signatures(tls),
+        round_timeout=20,
+    )
+    links = {}
+    for cid in CLIENTS:
+        client_tls = TLSConfig.from_dir(tmp_path / "clients" / cid)
+        signer = Forger if cid == "good-7" else ClientSignatures
+        links[cid] = GrpcLink(
+            f"127.0.0.1:{transport.port}",
+            client_id=cid,
+            credentials=channel_credentials(client_tls),
+            server_name="localhost",
+            signatures=signer(client_tls),
+        )
+    record = run_over_grpc(transport, links, rounds=1).history[0]
+    assert record.committed, record.note
+    assert "good-7" not in record.fit.contributors
+    assert len(record.fit.contributors) == len(CLIENTS) - 1
+    assert dict(record.fit.failures) == {"upload:SignatureError": 1}
+
+
+def test_too_few_clients_is_refused_before_anything_is_sent() -> None:
+    transport = insecure_server()
+    links = dict(list(plain_links(transport).items())[:2])
+    record = run_over_grpc(
+        transport, links, rounds=1, strategy=FedAvg(min_available_clients=2)
+    ).history[0]
+    assert not record.committed
+    assert "at least 3 clients" in record.note

@@ -1,0 +1,106 @@
+"""The coordinator without the wire: several published models, and outcomes of any cohort."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from fedhive.core.messages import ClientConfig, Failure, FitReply, FitTask
+from fedhive.core.weights import Weights
+from fedhive.transport.grpc.coordinator import Coordinator, UploadRefusedError
+
+
+def task(client_id: str, version: str, round: int = 0) -> FitTask:
+    return FitTask(round=round, client_id=client_id, version=version, seed=0, config=ClientConfig())
+
+
+def reply(client_id: str) -> FitReply:
+    return FitReply(
+        client_id=client_id,
+        round=0,
+        version="v",
+        update=Weights({"w": np.ones(2)}),
+        num_examples=1,
+    )
+
+
+def test_kept_models_stay_published_until_no_open_task_names_them() -> None:
+    coord = Coordinator(run_id="r")
+    far = time.time() + 60
+    cohort_a, ids_a = coord.publish([task("a", "v0")], b"model-0", far, keep=True)
+    _, ids_b = coord.publish([task("b", "v1", round=1)], b"model-1", far, keep=True)
+    _, ids_c = coord.publish([task("c", "v1", round=1)], b"model-1", far, keep=True)
+    assert coord.versions() == ["v0", "v1"]
+    assert coord.model("v0") == b"model-0"
+
+    assert not coord.drop_model("v0")  # a's task is not answered yet
+    [task_a] = ids_a
+    coord.claim(task_a, "a")
+    assert coord.drop_model("v0")
+    assert coord.model("v0") is None
+
+    [task_b], [task_c] = ids_b, ids_c
+    coord.close_cohort(coord.claim(task_b, "b")[1])
+    assert not coord.drop_model("v1")  # c's task still names it
+    coord.close_cohort(cohort_a)
+    assert coord.versions() == ["v1"]
+    with pytest.raises(UploadRefusedError):
+        coord.claim(task_c, "b")  # another client's task
+    assert coord.drop_model("v1") is False
+    assert coord.close_cohort(coord.claim(task_c, "c")[1]) == []
+    assert coord.drop_model("v1")
+    assert coord.versions() == []
+    assert not coord.drop_model("v1")  # gone already
+
+
+def test_a_withdrawn_task_frees_its_model_and_its_late_upload_is_refused() -> None:
+    coord = Coordinator(run_id="r")
+    cohort, ids = coord.publish([task("a", "v0")], b"m", time.time() + 60, keep=True)
+    [task_id] = ids
+    [withdrawn] = coord.close_cohort(cohort)
+    assert withdrawn.task_id == task_id
+    assert coord.pull("a") is None  # no longer waiting for its client
+    assert coord.drop_model("v0")
+    with pytest.raises(UploadRefusedError) as refused:
+        coord.claim(task_id, "a")
+    assert refused.value.status == "round_closed"
+
+
+def test_a_round_replaces_the_published_models() -> None:
+    coord = Coordinator(run_id="r")
+    far = time.time() + 60
+    coord.publish([task("a", "v0")], b"m0", far, keep=True)
+    coord.publish([task("b", "v1")], b"m1", far, keep=True)
+    coord.publish([task("a", "v2"), task("b", "v2")], b"m2", far)
+    assert coord.versions() == ["v2"]
+
+
+def test_next_outcome_reads_any_given_cohort_and_drops_the_others() -> None:
+    coord = Coordinator(run_id="r")
+    far = time.time() + 60
+    one, _ = coord.publish([task("a", "v0")], b"m", far, keep=True)
+    two, _ = coord.publish([task("b", "v0")], b"m", far, keep=True)
+    three, _ = coord.publish([task("c", "v0")], b"m", far, keep=True)
+    assert coord.deliver(one, reply("a"))
+    assert coord.deliver(three, reply("c"))
+    assert coord.deliver(two, reply("b"))
+    got = coord.next_outcome({two, three}, far)
+    assert got is not None
+    assert (got[0], got[1].client_id) == (three, "c")  # a's outcome was dropped
+    past = time.time() - 1
+    got = coord.next_outcome({two}, past)  # in hand already: returned, though late
+    assert got is not None
+    assert (got[0], got[1].client_id) == (two, "b")
+    assert coord.next_outcome({one, two, three}, past) is None
+    coord.close_cohort(one)
+    assert not coord.deliver(
+        one, Failure(client_id="a", round=0, stage="fit", error_type="E", message="")
+    )
+
+
+def test_next_outcome_waits_until_its_deadline() -> None:
+    coord = Coordinator(run_id="r")
+    cohort, _ = coord.publish([task("a", "v0")], b"m", time.time() + 60, keep=True)
+    assert coord.next_outcome({cohort}, time.time() + 0.2) is None
