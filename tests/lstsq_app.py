@@ -3,7 +3,8 @@
 Client ``c<i>`` holds ``10 + 3 i`` rows ``X_i`` with targets ``X_i w_i``: with
 ``shared=True`` every ``w_i`` is the same ``W_STAR`` (so the federation's optimum is
 ``W_STAR`` however often each client takes part), otherwise each client has its own.
-``fit`` runs ``local_epochs`` full-batch gradient steps (deterministic: no seed used);
+``fit`` runs ``local_epochs`` full-batch gradient steps (deterministic: no seed used;
+with SCAFFOLD's drift correction when the strategy sends control variates);
 a client whose id is in ``failing`` raises.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from fedhive import ClientConfig, Context, EvaluateResult, FitResult, SimulationApp, Weights
+from fedhive.client import scaffold
 
 DIM = 4
 W_STAR = np.array([1.0, -2.0, 0.5, 3.0])
@@ -36,9 +38,17 @@ class LeastSquaresClient:
         if self.failing:
             raise RuntimeError("this client always fails")
         w = weights["w"].astype(np.float64)
+        control = scaffold.correction(context) if context is not None else None
         for _ in range(config.local_epochs):
-            w = w - config.learning_rate * self.x.T @ (self.x @ w - self.y) / len(self.y)
-        return FitResult(weights=Weights({"w": w}), num_examples=len(self.y))
+            grad = self.x.T @ (self.x @ w - self.y) / len(self.y)
+            if control is not None:  # SCAFFOLD's drift correction, when the server sends c
+                grad = grad + control["w"]
+            w = w - config.learning_rate * grad
+        aux = None
+        if control is not None:
+            delta = Weights({"w": w - weights["w"]})
+            aux = scaffold.finish(context, delta, config.local_epochs, config.learning_rate)
+        return FitResult(weights=Weights({"w": w}), num_examples=len(self.y), aux=aux)
 
     def evaluate(self, weights: Weights, config: ClientConfig, context: Any) -> EvaluateResult:
         return EvaluateResult(loss=0.0, num_examples=1)

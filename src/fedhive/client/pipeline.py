@@ -44,7 +44,7 @@ def run_fit(
     try:
         charged = charge_budget(task, state)
     except PrivacyBudgetError as exc:
-        return _failure(task.client_id, task.round, "budget", exc)
+        return Failure.of(task.client_id, task.round, "budget", exc)
     model, aux = weights.split_aux()
     context = _context(task, "fit", state, aux)
     try:
@@ -55,7 +55,7 @@ def run_fit(
         update = privatize(update, task.config, context).join(_answer(aux, result.aux))
         metrics = check_metrics(result.metrics, what="fit metrics")
     except Exception as exc:  # the user's code: any error is this task's failure
-        return _failure(task.client_id, task.round, "fit", exc)
+        return Failure.of(task.client_id, task.round, "fit", exc)
     if charged is not None:  # released: the charge is recorded
         state[LEDGER_KEY] = charged.to_bytes().decode("ascii")
     return FitReply(
@@ -87,7 +87,7 @@ def run_evaluate(
         if result.num_examples < 0:
             raise ClientError(f"num_examples must be >= 0, got {result.num_examples}")
     except Exception as exc:  # the user's code: any error is this task's failure
-        return _failure(task.client_id, task.round, "evaluate", exc)
+        return Failure.of(task.client_id, task.round, "evaluate", exc)
     return EvaluateReply(
         client_id=task.client_id,
         round=task.round,
@@ -139,13 +139,3 @@ def _subtract(new: Weights | None, old: Weights) -> Weights:
             )
         delta[name] = np.subtract(array, reference)
     return Weights(delta)
-
-
-def _failure(client_id: str, round_: int, stage: str, exc: Exception) -> Failure:
-    return Failure(
-        client_id=client_id,
-        round=round_,
-        stage=stage,
-        error_type=type(exc).__name__,
-        message=str(exc),
-    )

@@ -144,11 +144,5 @@ def _fit_with_ledger(
         try:
             ledger.save(Ledger.from_bytes(after.encode("ascii")))
         except PrivacyBudgetError as exc:
-            return Failure(
-                client_id=task.client_id,
-                round=task.round,
-                stage="budget",
-                error_type=type(exc).__name__,
-                message=str(exc),
-            )
+            return Failure.of(task.client_id, task.round, "budget", exc)
     return outcome

@@ -59,7 +59,7 @@ class SecAggSession:
                 rng=quantization_rng(task.seed).numpy(),
             )
         except FedhiveError as exc:
-            return _failure(task.client_id, task.round, exc)
+            return Failure.of(task.client_id, task.round, "secagg", exc)
         self.rounds[task.round] = state
         for old in sorted(self.rounds)[: -self.keep]:
             del self.rounds[old]
@@ -80,16 +80,6 @@ class SecAggSession:
                 raise SecAggError("no secure-aggregation round open here", round=task.round)
             state, message = client_handle(state, decode_message(request))  # type: ignore[arg-type]
         except FedhiveError as exc:
-            return _failure(task.client_id, task.round, exc)
+            return Failure.of(task.client_id, task.round, "secagg", exc)
         self.rounds[task.round] = state
         return SecAggAnswer(client_id=task.client_id, round=task.round, message=message.to_bytes())
-
-
-def _failure(client_id: str, round: int, exc: Exception) -> Failure:
-    return Failure(
-        client_id=client_id,
-        round=round,
-        stage="secagg",
-        error_type=type(exc).__name__,
-        message=str(exc),
-    )

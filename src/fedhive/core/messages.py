@@ -204,3 +204,14 @@ class Failure:
     stage: str
     error_type: str
     message: str
+
+    @classmethod
+    def of(cls, client_id: str, round: int, stage: str, exc: BaseException) -> Failure:
+        """The failure ``exc`` caused at ``stage`` of ``client_id``'s task in ``round``."""
+        return cls(
+            client_id=client_id,
+            round=round,
+            stage=stage,
+            error_type=type(exc).__name__,
+            message=str(exc),
+        )

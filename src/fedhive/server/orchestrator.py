@@ -330,10 +330,4 @@ def _tasks(
 
 
 def _rejected(client_id: str, rnd: int, exc: Exception) -> Failure:
-    return Failure(
-        client_id=client_id,
-        round=rnd,
-        stage="verify",
-        error_type=type(exc).__name__,
-        message=str(exc),
-    )
+    return Failure.of(client_id, rnd, "verify", exc)

@@ -186,13 +186,5 @@ def _take(
             )
         return server_receive(state, message)  # type: ignore[arg-type]
     except FedhiveError as exc:
-        stats.record_failure(
-            Failure(
-                client_id=client_id,
-                round=task.round,
-                stage="secagg",
-                error_type=type(exc).__name__,
-                message=str(exc),
-            )
-        )
+        stats.record_failure(Failure.of(client_id, task.round, "secagg", exc))
         return state

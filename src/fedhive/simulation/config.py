@@ -39,7 +39,7 @@ from fedhive.simulation.secure import SimulatedDropout, parse_secagg
 from fedhive.simulation.stragglers import StragglerSection
 from fedhive.strategy.base import Strategy
 from fedhive.strategy.fedbuff import FedBuff
-from fedhive.strategy.private import PrivacySection
+from fedhive.strategy.privacy_section import PrivacySection
 from fedhive.strategy.registry import StrategyName, build_strategy
 
 

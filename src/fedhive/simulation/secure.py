@@ -38,7 +38,8 @@ from fedhive.secagg import (
 from fedhive.server.secure import SecureAggregation, client_weight
 from fedhive.strategy.compose import WeightedMean
 from fedhive.strategy.fedbuff import FedBuff
-from fedhive.strategy.private import DpMode, PrivacySection
+from fedhive.strategy.privacy_section import PrivacySection
+from fedhive.strategy.private import DpMode
 from fedhive.transport.base import EvaluateOutcome, FitOutcome, SecureOutcome, StageOutcome
 from fedhive.transport.inprocess import InProcessTransport
 
@@ -137,7 +138,7 @@ class SecAggDevices:
                     rng=rng,
                 )
             except FedhiveError as exc:
-                yield _failure(cid, outcome.round, exc)
+                yield Failure.of(cid, outcome.round, "secagg", exc)
                 continue
             self._states[cid] = state
             yield SecAggReply(
@@ -163,7 +164,7 @@ class SecAggDevices:
                     continue
                 self._states[cid], answer = client_handle(state, request)  # type: ignore[arg-type]
             except FedhiveError as exc:
-                yield _failure(cid, round, exc)
+                yield Failure.of(cid, round, "secagg", exc)
                 continue
             yield cid, answer.to_bytes()
 
@@ -182,16 +183,6 @@ def _dropped(client_id: str, round: int, stage: Stage) -> Failure:
         stage="secagg",
         error_type="Dropout",
         message=f"the simulated device vanished at {stage}",
-    )
-
-
-def _failure(client_id: str, round: int, exc: Exception) -> Failure:
-    return Failure(
-        client_id=client_id,
-        round=round,
-        stage="secagg",
-        error_type=type(exc).__name__,
-        message=str(exc),
     )
 
 

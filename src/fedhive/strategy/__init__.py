@@ -18,7 +18,8 @@ from fedhive.strategy.compose import (
 from fedhive.strategy.fedavg import FedAvg
 from fedhive.strategy.fedbuff import FedBuff
 from fedhive.strategy.optimizers import ServerAdagrad, ServerAdam, ServerYogi
-from fedhive.strategy.private import DpFedAvg, DpMode, PrivacySection
+from fedhive.strategy.privacy_section import PrivacySection
+from fedhive.strategy.private import DpFedAvg, DpMode
 from fedhive.strategy.registry import AggregatorName, StrategyName, build_strategy
 from fedhive.strategy.scaffold import Scaffold
 

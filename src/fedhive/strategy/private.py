@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from fedhive.core._compat import StrEnum
 from fedhive.core.config import check_real
-from fedhive.core.messages import EvaluateReply, FitReply
+from fedhive.core.messages import FitReply
 from fedhive.core.rng import run_stream
 from fedhive.core.serde import Scalar
 from fedhive.core.weights import Weights
@@ -56,7 +56,7 @@ from fedhive.privacy import (
 from fedhive.strategy.aggregate import ExactWeightedSum
 from fedhive.strategy.base import Instruction, StrategyState
 from fedhive.strategy.compose import WeightedMean
-from fedhive.strategy.fedavg import FedAvg
+from fedhive.strategy.wrapper import AroundFedAvg
 
 CLIPPING_NORM = "dp.clipping_norm"
 """``ClientConfig.extra`` key: clip the update to this L2 norm."""
@@ -78,10 +78,9 @@ class DpMode(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DpFedAvg:
+class DpFedAvg(AroundFedAvg):
     """FedAvg with clipped, equally weighted updates, Gaussian noise and an accountant."""
 
-    base: FedAvg = field(default_factory=FedAvg)
     noise_multiplier: float = 1.0
     clipping_norm: float = 1.0
     adaptive: AdaptiveClipping | None = None
@@ -115,10 +114,6 @@ class DpFedAvg:
         for key in _EVENTS:
             state[key] = np.zeros(0, dtype=np.float64)
         return state
-
-    def broadcast(self, state: StrategyState, weights: Weights) -> Weights:
-        """The model alone."""
-        return self.base.broadcast(state, weights)
 
     def configure_fit(
         self,
@@ -161,10 +156,6 @@ class DpFedAvg:
             Instruction(i.client_id, replace(i.config, extra={**i.config.extra, **extra}))
             for i in chosen
         ]
-
-    def fit_quorum(self, selected: int) -> int:
-        """The base strategy's quorum."""
-        return self.base.fit_quorum(selected)
 
     def aggregate_fit(
         self,
@@ -219,26 +210,6 @@ class DpFedAvg:
             metrics["dp.unclipped_fraction"] = unclipped / total.count
         return new_state, layout.unflatten(new), metrics
 
-    def configure_evaluate(
-        self,
-        state: StrategyState,
-        round: int,
-        weights: Weights,
-        clients: Sequence[str],
-        rng: np.random.Generator,
-    ) -> list[Instruction]:
-        """The base strategy's evaluation selection."""
-        return self.base.configure_evaluate(state, round, weights, clients, rng)
-
-    def aggregate_evaluate(
-        self,
-        state: StrategyState,
-        round: int,
-        replies: Iterable[EvaluateReply],
-    ) -> tuple[StrategyState, dict[str, float]]:
-        """The base strategy's evaluation metrics."""
-        return self.base.aggregate_evaluate(state, round, replies)
-
     def _event(self) -> GaussianEvent:
         return GaussianEvent(
             noise_multiplier=self.noise_multiplier, sample_rate=self.base.fraction_fit
@@ -292,78 +263,3 @@ def _events_state(events: Sequence[GaussianEvent]) -> StrategyState:
         _EVENTS[1]: np.array([e.sample_rate for e in merged], dtype=np.float64),
         _EVENTS[2]: np.array([e.count for e in merged], dtype=np.float64),
     }
-
-
-@dataclass(frozen=True, kw_only=True)
-class PrivacySection:
-    """The ``[privacy]`` config section: DP-FedAvg around the configured strategy.
-
-    ```toml
-    [privacy]
-    mode = "central"            # central | distributed (clients add the noise)
-    noise_multiplier = 1.0
-    clipping_norm = 1.0         # the fixed norm, or the initial one when adaptive
-    adaptive = false            # adaptive quantile clipping (Andrew et al. 2021)
-    target_quantile = 0.5
-    clipping_learning_rate = 0.2
-    count_noise_multiplier = 0.0
-    target_epsilon = 8.0        # stop before a round would exceed it (default: never)
-    target_delta = 1e-5
-    accountant = "rdp"          # rdp | pld
-    secure_noise = false        # simulation: true draws noise from a CSPRNG, not the seed
-    ```
-    """
-
-    mode: DpMode = DpMode.CENTRAL
-    noise_multiplier: float = 1.0
-    clipping_norm: float = 1.0
-    adaptive: bool = False
-    target_quantile: float = 0.5
-    clipping_learning_rate: float = 0.2
-    count_noise_multiplier: float = 0.0
-    target_epsilon: float = math.inf
-    target_delta: float = 1e-5
-    accountant: AccountantKind = AccountantKind.RDP
-    secure_noise: bool = False
-
-    def __post_init__(self) -> None:
-        check_real("noise_multiplier", self.noise_multiplier, low=0, low_open=True)
-        check_real("clipping_norm", self.clipping_norm, low=0, low_open=True)
-        check_real("target_quantile", self.target_quantile, low=0, high=1, low_open=True)
-        check_real("clipping_learning_rate", self.clipping_learning_rate, low=0, low_open=True)
-        check_real("count_noise_multiplier", self.count_noise_multiplier, low=0)
-        check_real("target_delta", self.target_delta, low=0, high=1, low_open=True)
-        if not self.target_epsilon > 0:
-            raise ConfigError(f"target_epsilon: must be > 0, got {self.target_epsilon}")
-
-    def wrap(self, strategy: object, *, seed: int | None) -> DpFedAvg:
-        """``strategy`` (a FedAvg) with DP; noise seeded by ``seed`` unless
-        ``secure_noise`` or ``seed`` is None (then from a CSPRNG).
-
-        Raises:
-            ConfigError: the strategy is not a FedAvg, or a value is out of range.
-        """
-        if not isinstance(strategy, FedAvg):
-            raise ConfigError(
-                "privacy: DP-FedAvg wraps fedavg, fedprox, fedadam, fedyogi or fedadagrad, "
-                f"not {type(strategy).__name__}"
-            )
-        adaptive = None
-        if self.adaptive:
-            adaptive = AdaptiveClipping(
-                initial_clipping_norm=self.clipping_norm,
-                target_quantile=self.target_quantile,
-                learning_rate=self.clipping_learning_rate,
-                count_noise_multiplier=self.count_noise_multiplier,
-            )
-        return DpFedAvg(
-            base=strategy,
-            noise_multiplier=self.noise_multiplier,
-            clipping_norm=self.clipping_norm,
-            adaptive=adaptive,
-            mode=self.mode,
-            target_delta=self.target_delta,
-            target_epsilon=self.target_epsilon,
-            accountant=self.accountant,
-            noise_seed=None if self.secure_noise else seed,
-        )

@@ -15,17 +15,17 @@ bounds apply to the model update only; ``dc_i`` is averaged as sent.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
-from fedhive.core.messages import EvaluateReply, FitReply
+from fedhive.core.messages import FitReply
 from fedhive.core.weights import Layout, Weights
 from fedhive.strategy.aggregate import ExactWeightedSum
-from fedhive.strategy.base import Instruction, StrategyState
+from fedhive.strategy.base import StrategyState
 from fedhive.strategy.compose import FloatVector
-from fedhive.strategy.fedavg import FedAvg
+from fedhive.strategy.wrapper import AroundFedAvg
 
 CONTROL_PREFIX = "@scaffold/"
 """Auxiliary tensor names of the server control variate (the client side reads them)."""
@@ -33,10 +33,8 @@ STATE_KEY = "scaffold.c"
 
 
 @dataclass(frozen=True, kw_only=True)
-class Scaffold:
+class Scaffold(AroundFedAvg):
     """SCAFFOLD around a base FedAvg (its sampling, aggregator and server optimizer)."""
-
-    base: FedAvg = field(default_factory=FedAvg)
 
     def initial_state(self, weights: Weights) -> StrategyState:
         """The base strategy's state and a zero server control variate."""
@@ -49,21 +47,6 @@ class Scaffold:
         layout = _controlled(weights)
         control = layout.unflatten(_control(state, layout))
         return weights.join({CONTROL_PREFIX + name: value for name, value in control.items()})
-
-    def configure_fit(
-        self,
-        state: StrategyState,
-        round: int,
-        weights: Weights,
-        clients: Sequence[str],
-        rng: np.random.Generator,
-    ) -> list[Instruction]:
-        """The base strategy's selection and configuration."""
-        return self.base.configure_fit(state, round, weights, clients, rng)
-
-    def fit_quorum(self, selected: int) -> int:
-        """The base strategy's quorum."""
-        return self.base.fit_quorum(selected)
 
     def aggregate_fit(
         self,
@@ -85,26 +68,6 @@ class Scaffold:
         if changes.count:
             control = control + self.base.fraction_fit * changes.total() / changes.count
         return {**new_state, STATE_KEY: control}, new_weights, metrics
-
-    def configure_evaluate(
-        self,
-        state: StrategyState,
-        round: int,
-        weights: Weights,
-        clients: Sequence[str],
-        rng: np.random.Generator,
-    ) -> list[Instruction]:
-        """The base strategy's evaluation selection."""
-        return self.base.configure_evaluate(state, round, weights, clients, rng)
-
-    def aggregate_evaluate(
-        self,
-        state: StrategyState,
-        round: int,
-        replies: Iterable[EvaluateReply],
-    ) -> tuple[StrategyState, dict[str, float]]:
-        """The base strategy's evaluation metrics."""
-        return self.base.aggregate_evaluate(state, round, replies)
 
 
 def _controlled(weights: Weights) -> Layout:

@@ -52,10 +52,4 @@ class LocalBackend:
         try:
             return self._client_fn(client_id)
         except Exception as exc:  # the user's factory: a failure of this task only
-            return Failure(
-                client_id=client_id,
-                round=round_,
-                stage=f"{stage}:client_fn",
-                error_type=type(exc).__name__,
-                message=str(exc),
-            )
+            return Failure.of(client_id, round_, f"{stage}:client_fn", exc)

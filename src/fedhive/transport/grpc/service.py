@@ -149,13 +149,7 @@ class Servicer:
                 outcome: Outcome = self._receive(header, envelope, chunks)
         except FedhiveError as exc:
             log.warning("upload from %s rejected: %s", client_id, exc)
-            outcome = Failure(
-                client_id=client_id,
-                round=envelope.task.round,
-                stage="upload",
-                error_type=type(exc).__name__,
-                message=str(exc),
-            )
+            outcome = Failure.of(client_id, envelope.task.round, "upload", exc)
             reply = _reply("rejected", str(exc))
         if not self._coord.deliver(cohort, outcome):
             return _reply("round_closed", "the round closed before this result was taken")
