@@ -196,3 +196,21 @@ def test_privacy_section_builds_dp_fedavg_and_names_bad_keys() -> None:
         parse_config(
             {"run": {"app": "x:y", "rounds": 1}, "strategy": {"name": "scaffold"}, "privacy": {}}
         )
+
+
+def test_a_refusal_is_replaced_by_another_device_in_the_same_round() -> None:
+    budget = PrivacyBudget(epsilon_max=3.5, delta=1e-5)
+    strategy = DpFedAvg(
+        base=FedAvg(fraction_fit=0.5, per_client={"c0": ClientConfig(privacy_budget=budget)}),
+        noise_multiplier=2.0,
+        clipping_norm=1.0,
+        noise_seed=0,
+    )
+    result = run_simulation(app(6), strategy=strategy, rounds=12)
+    refusals = [r for r in result.history if r.fit.failures]
+    assert len(refusals) == 1  # c0 refuses once, then is never selected again
+    record = refusals[0]
+    assert record.fit.failures == {"budget:PrivacyBudgetError": 1}
+    assert record.fit.selected == 4  # 3 sampled + 1 replacement
+    assert len(record.fit.contributors) == 3
+    assert "c0" not in record.fit.contributors

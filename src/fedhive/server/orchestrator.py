@@ -200,7 +200,15 @@ class RoundLoop:
             reply = self._secure_reply(tasks, published, stream, stats)
             return self.strategy.aggregate_fit(state, rnd, weights, iter([reply]))
         quorum = self.strategy.fit_quorum(len(tasks))
-        outcomes = self.transport.fit(list(tasks.values()), published, quorum=quorum)
+        outcomes = self._replacing_refusals(
+            self.transport.fit(list(tasks.values()), published, quorum=quorum),
+            tasks,
+            pool=[c for c in clients if c not in tasks],
+            published=published,
+            state=state,
+            stream=stream,
+            stats=stats,
+        )
         verified = self._verified_fits(
             outcomes,
             tasks,
@@ -214,6 +222,36 @@ class RoundLoop:
         finally:
             for _ in verified:  # drain what the strategy did not read
                 pass
+
+    def _replacing_refusals(
+        self,
+        outcomes: Iterable[FitReply | Failure],
+        tasks: dict[str, FitTask],
+        *,
+        pool: Sequence[str],
+        published: Weights,
+        state: StrategyState,
+        stream: SeedStream,
+        stats: CohortStats,
+    ) -> Iterator[FitReply | Failure]:
+        """``outcomes``, then a second wave for devices that refused for their privacy
+        budget: as many others from ``pool``, chosen and configured by the strategy
+        (their tasks join ``tasks``, so they are verified like the first wave's)."""
+        refused = 0
+        for outcome in outcomes:
+            refused += isinstance(outcome, Failure) and outcome.stage == "budget"
+            yield outcome
+        first = next(iter(tasks.values()), None)
+        if not refused or not pool or first is None:
+            return
+        rng = stream.child("select-replacements").numpy()
+        chosen = self.strategy.configure_fit(state, first.round, published, pool, rng)
+        extra = _tasks(FitTask, chosen[:refused], first.round, first.version, stream)
+        tasks.update(extra)
+        per_task = stats.bytes_down // max(1, stats.selected)
+        stats.selected += len(extra)
+        stats.bytes_down += per_task * len(extra)
+        yield from self.transport.fit(list(extra.values()), published)
 
     def _secure_reply(
         self,
