@@ -7,7 +7,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fedhive.client.runner import serve
+from fedhive.core.messages import ClientConfig, FitReply, FitTask
+from fedhive.core.serde import sha256_hex, weights_to_bytes
+from fedhive.core.weights import Weights
 from fedhive.pki.provision import provision
 from fedhive.pki.revocation import RevocationList
 from fedhive.pki.tls import TLSConfig
@@ -16,6 +21,7 @@ from fedhive.server.secure import SecureAggregation
 from fedhive.simulation.app import AppSpec
 from fedhive.simulation.engine import run_simulation
 from fedhive.strategy.fedavg import FedAvg
+from fedhive.transport.codec import TaskEnvelope
 from fedhive.transport.envelope import ResultClaim
 from fedhive.transport.grpc.connection import GrpcLink
 from fedhive.transport.grpc.security import (
@@ -145,3 +151,27 @@ def test_too_few_clients_is_refused_before_anything_is_sent() -> None:
     ).history[0]
     assert not record.committed
     assert "at least 3 clients" in record.note
+
+
+def test_a_plaintext_update_is_refused_where_secure_aggregation_was_asked() -> None:
+    transport = insecure_server()
+    try:
+        model = Weights({"w": np.zeros(3, np.float32)})
+        payload = weights_to_bytes(model)
+        task = FitTask(
+            round=1, client_id="good-0", version=sha256_hex(payload), seed=1, config=ClientConfig()
+        )
+        transport.publish([task], payload, secagg={"good-0": b"setup bytes"})
+        link = GrpcLink(f"127.0.0.1:{transport.port}", client_id="good-0", credentials=None)
+        link.register()
+        item = link.pull()
+        assert isinstance(item, TaskEnvelope)
+        assert item.secagg == b"setup bytes"
+        update = Weights({"w": np.ones(3, np.float32)})
+        reply = FitReply(
+            client_id="good-0", round=1, version=task.version, update=update, num_examples=1
+        )
+        assert link.upload(item, reply) == "rejected"
+        link.close()
+    finally:
+        transport.close()
