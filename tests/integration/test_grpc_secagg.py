@@ -3,11 +3,13 @@ simulation, stage by stage through pulled tasks and signed uploads."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from fedhive.client.runner import serve
 from fedhive.core.messages import ClientConfig, FitReply, FitTask
@@ -16,11 +18,13 @@ from fedhive.core.weights import Weights
 from fedhive.pki.provision import provision
 from fedhive.pki.revocation import RevocationList
 from fedhive.pki.tls import TLSConfig
+from fedhive.secagg.weighting import Weighting
 from fedhive.server.orchestrator import RoundLoop, RunResult
 from fedhive.server.secure import SecureAggregation
 from fedhive.simulation.app import AppSpec
 from fedhive.simulation.engine import run_simulation
 from fedhive.strategy.fedavg import FedAvg
+from fedhive.strategy.private import DpFedAvg, DpMode
 from fedhive.transport.codec import TaskEnvelope
 from fedhive.transport.envelope import ResultClaim
 from fedhive.transport.grpc.connection import GrpcLink
@@ -175,3 +179,37 @@ def test_a_plaintext_update_is_refused_where_secure_aggregation_was_asked() -> N
         link.close()
     finally:
         transport.close()
+
+
+def test_distributed_dp_under_secagg_over_grpc_matches_the_simulation() -> None:
+    pytest.importorskip("dp_accounting")
+    strategy = DpFedAvg(
+        base=STRATEGY,
+        mode=DpMode.DISTRIBUTED,
+        noise_multiplier=0.5,
+        clipping_norm=20.0,
+        noise_seed=9,
+    )
+    secure = dataclasses.replace(SECURE, weighting=Weighting.UNIFORM)
+    transport = insecure_server()
+    app = AppSpec("fake_app:build", TESTS).build({"clients": CLIENTS}, 0)
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=serve, args=(link, app.client_fn(cid)), kwargs={"stop": stop})
+        for cid, link in plain_links(transport).items()
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        assert transport.wait_for_clients(len(CLIENTS), timeout=20)
+        loop = RoundLoop(strategy=strategy, transport=transport, seed=5, secure=secure)
+        networked = loop.run(app.initial_weights, 2)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+        transport.close()
+    simulated = run_simulation(app, strategy=strategy, rounds=2, seed=5, secure=secure)
+    assert all(r.committed for r in networked.history), [r.note for r in networked.history]
+    assert networked.version == simulated.version
+    assert networked.history[-1].privacy["epsilon"] > 0

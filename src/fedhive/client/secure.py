@@ -22,10 +22,7 @@ from fedhive.core.rng import SeedStream
 from fedhive.core.weights import Layout
 from fedhive.errors import FedhiveError, SecAggError
 from fedhive.secagg import ClientState, RoundSetup, client_handle, client_start, decode_message
-
-WEIGHTING = "secagg.weighting"
-"""``ClientConfig.extra`` key: ``"uniform"`` weighs every client 1 in the masked sum
-(distributed DP); otherwise a client weighs its example count (FedAvg)."""
+from fedhive.secagg.weighting import WEIGHTING_KEY, Weighting, client_weight
 
 
 def quantization_rng(seed: int) -> SeedStream:
@@ -48,9 +45,8 @@ class SecAggSession:
             round_setup = decode_message(setup)
             if not isinstance(round_setup, RoundSetup) or round_setup.round != task.round:
                 raise SecAggError("the fit task carries no setup for its round")
-            uniform = task.config.extra.get(WEIGHTING) == "uniform"
-            cap = round_setup.params.max_weight
-            weight = 1 if uniform else max(1, min(reply.num_examples, cap))
+            weighting = str(task.config.extra.get(WEIGHTING_KEY, Weighting.EXAMPLES))
+            weight = client_weight(weighting, reply.num_examples, round_setup.params.max_weight)
             state, message = client_start(
                 round_setup,
                 client_id=task.client_id,

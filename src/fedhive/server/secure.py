@@ -16,9 +16,8 @@ quantization step. Client-side stages run in order: clip → DP noise → mask (
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from fedhive.core._compat import StrEnum
 from fedhive.core.config import check_int, check_real
 from fedhive.core.messages import Failure, FitReply, FitTask, SecAggReply
 from fedhive.core.weights import Weights
@@ -31,19 +30,13 @@ from fedhive.secagg import (
     server_receive,
     server_start,
 )
+from fedhive.secagg.weighting import WEIGHTING_KEY, Weighting
 from fedhive.server.history import CohortStats
 from fedhive.strategy.aggregate import WeightedMetrics
 from fedhive.transport.base import SecureTransport
 
 AGGREGATE_ID = "secagg"
 """The ``client_id`` of the aggregate reply the strategy receives."""
-
-
-class Weighting(StrEnum):
-    """How each client's update is weighted inside the masked sum."""
-
-    EXAMPLES = "examples"  # by its example count (FedAvg)
-    UNIFORM = "uniform"  # equally (DP-FedAvg: one client, one unit of sensitivity)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,6 +112,7 @@ def secure_fit(
     if first is None or len(tasks) < 3:
         raise NotEnoughClientsError("secure aggregation needs at least 3 clients")
     layout = published.layout()
+    tasks = {cid: _told(task, secure.weighting) for cid, task in tasks.items()}
     state, setup = server_start(
         round=first.round,
         client_ids=sorted(tasks),
@@ -166,11 +160,10 @@ def secure_fit(
     )
 
 
-def client_weight(secure: SecureAggregation, num_examples: int) -> int:
-    """The weight a client puts into the masked sum (capped at ``max_weight``)."""
-    if secure.weighting == Weighting.UNIFORM:
-        return 1
-    return max(1, min(num_examples, secure.max_weight))
+def _told(task: FitTask, weighting: Weighting) -> FitTask:
+    """``task`` with the round's weighting in its config (the device masks accordingly)."""
+    extra = {**task.config.extra, WEIGHTING_KEY: str(weighting)}
+    return replace(task, config=replace(task.config, extra=extra))
 
 
 def _take(

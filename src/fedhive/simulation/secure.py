@@ -35,7 +35,8 @@ from fedhive.secagg import (
     client_start,
     decode_message,
 )
-from fedhive.server.secure import SecureAggregation, client_weight
+from fedhive.secagg.weighting import client_weight
+from fedhive.server.secure import SecureAggregation
 from fedhive.strategy.compose import WeightedMean
 from fedhive.strategy.fedbuff import FedBuff
 from fedhive.strategy.privacy_section import PrivacySection
@@ -134,7 +135,9 @@ class SecAggDevices:
                     round_setup,
                     client_id=cid,
                     vector=layout.flatten(outcome.update),
-                    weight=client_weight(self._secure, outcome.num_examples),
+                    weight=client_weight(
+                        self._secure.weighting, outcome.num_examples, self._secure.max_weight
+                    ),
                     rng=rng,
                 )
             except FedhiveError as exc:
