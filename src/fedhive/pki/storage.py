@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
+from fedhive import durable
 from fedhive.errors import ConfigError
 
 PRIVATE_MODE = 0o600
@@ -65,17 +65,6 @@ def write_atomic(path: Path, data: bytes, *, mode: int = PUBLIC_MODE) -> None:
         ConfigError: the folder is not writable.
     """
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        durable.write_atomic(path, data, mode=mode)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise ConfigError(f"{path}: cannot write ({exc.strerror or exc})") from None

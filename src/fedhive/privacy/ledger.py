@@ -15,14 +15,13 @@ starting over from an empty ledger would forget what was spent.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedhive import durable
 from fedhive.core.config import check_int
 from fedhive.core.messages import PrivacyBudget
 from fedhive.errors import ConfigError, PrivacyBudgetError, SerializationError
@@ -223,7 +222,7 @@ class FileLedger:
             raise ConfigError(f"ledger: must be a Ledger, got {ledger!r}")
         data = ledger.to_bytes()
         try:
-            _write_atomically(self.path, data)
+            durable.write_atomic(self.path, data, mode=_FILE_MODE)
         except OSError as exc:
             raise PrivacyBudgetError(
                 f"cannot write the privacy ledger at {self.path} "
@@ -237,25 +236,3 @@ class FileLedger:
             "refuses private tasks until it is fixed",
             stage="privacy",
         )
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write a temporary file beside ``path``, fsync it, rename it over, fsync the folder."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(file.fileno(), _FILE_MODE)  # mkstemp gives 0600; state it regardless
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if os.name == "posix":  # a rename is durable only once its folder is synced
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)

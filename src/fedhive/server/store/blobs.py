@@ -10,16 +10,16 @@ read as blobs.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 
+from fedhive import durable
 from fedhive.errors import SerializationError, StoreError
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_BLOB_MODE = 0o600  # what mkstemp gave blobs before: owner-only
 
 
 class BlobStore:
@@ -94,27 +94,5 @@ def _write_atomically(path: Path, data: bytes) -> None:
     folder = path.parent
     if not folder.is_dir():
         folder.mkdir(exist_ok=True)
-        _fsync_dir(folder.parent)  # make the new folder's entry durable too
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Flush a folder's entries (a rename is durable only once its folder is synced)."""
-    if os.name != "posix":  # pragma: no cover - Windows cannot open a folder to sync it
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        durable.fsync_dir(folder.parent)  # make the new folder's entry durable too
+    durable.write_atomic(path, data, mode=_BLOB_MODE)
