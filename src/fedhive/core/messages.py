@@ -157,6 +157,11 @@ class FitReply:
     metrics: Metrics = field(default_factory=dict)
     contributors: tuple[str, ...] = ()
 
+    @property
+    def clients(self) -> int:
+        """How many clients' updates this reply holds (several for a secure aggregate)."""
+        return len(self.contributors) or 1
+
 
 @dataclass(frozen=True, kw_only=True)
 class SecAggReply:

@@ -239,7 +239,7 @@ class RoundLoop:
         (their tasks join ``tasks``, so they are verified like the first wave's)."""
         refused = 0
         for outcome in outcomes:
-            refused += isinstance(outcome, Failure) and outcome.stage == "budget"
+            refused += _refused_for_budget(outcome)
             yield outcome
         first = next(iter(tasks.values()), None)
         if not refused or not pool or first is None:
@@ -301,7 +301,7 @@ class RoundLoop:
                 self.observer.client_finished(outcome.round, isinstance(outcome, FitReply))
             if isinstance(outcome, Failure):
                 stats.record_failure(outcome)
-                if outcome.error_type == PrivacyBudgetError.__name__:
+                if _refused_for_budget(outcome):
                     exhausted.add(outcome.client_id)
                 continue
             stats.succeeded += 1
@@ -365,6 +365,11 @@ def _tasks(
         )
         for i in instructions
     }
+
+
+def _refused_for_budget(outcome: FitReply | Failure) -> bool:
+    """Whether a device refused its task for its privacy budget (it is then unavailable)."""
+    return isinstance(outcome, Failure) and outcome.error_type == PrivacyBudgetError.__name__
 
 
 def _rejected(client_id: str, rnd: int, exc: Exception) -> Failure:

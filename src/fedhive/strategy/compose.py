@@ -68,7 +68,7 @@ class WeightedMean:
         for reply in replies:
             total.add(layout.flatten(reply.update), reply.num_examples)
             metrics.add(reply.metrics, reply.num_examples)
-            count += len(reply.contributors) or 1  # a secure aggregate holds several
+            count += reply.clients
         update = None if total.total_weight == 0 else total.total() / total.total_weight
         return Aggregate(update, count, total.total_weight, metrics.means())
 

@@ -98,16 +98,24 @@ class FedAvg:
         """Aggregate the updates (streamed), then let the server optimizer apply them."""
         layout = weights.layout()
         result = self.aggregator(layout, replies)
-        if result.count < self.min_fit_clients:
-            raise NotEnoughClientsError(
-                f"{result.count} clients succeeded, min_fit_clients is {self.min_fit_clients}",
-                round=round,
-                stage="aggregate",
-            )
+        self.require_fit_clients(result.count, round)
         if result.update is None:
             return state, weights, result.metrics
         state, new = self.optimizer.step(state, layout.flatten(weights), result.update)
         return state, layout.unflatten(new), result.metrics
+
+    def require_fit_clients(self, count: int, round: int) -> None:
+        """Refuse to aggregate fewer than ``min_fit_clients`` successful clients.
+
+        Raises:
+            NotEnoughClientsError: ``count`` is below ``min_fit_clients``.
+        """
+        if count < self.min_fit_clients:
+            raise NotEnoughClientsError(
+                f"{count} clients succeeded, min_fit_clients is {self.min_fit_clients}",
+                round=round,
+                stage="aggregate",
+            )
 
     def configure_evaluate(
         self,

@@ -39,7 +39,7 @@ from fedhive.core.messages import FitReply
 from fedhive.core.rng import run_stream
 from fedhive.core.serde import Scalar
 from fedhive.core.weights import Weights
-from fedhive.errors import AggregationError, ConfigError, NotEnoughClientsError, PrivacyBudgetError
+from fedhive.errors import AggregationError, ConfigError, PrivacyBudgetError
 from fedhive.privacy import (
     AccountantKind,
     AdaptiveClipping,
@@ -172,7 +172,7 @@ class DpFedAvg(AroundFedAvg):
         central = self.mode == DpMode.CENTRAL
         clients = 0
         for reply in replies:
-            clients += len(reply.contributors) or 1
+            clients += reply.clients
             if reply.contributors and central:
                 raise AggregationError(
                     "central DP clips each update; under secure aggregation use mode = "
@@ -183,12 +183,7 @@ class DpFedAvg(AroundFedAvg):
                 update, size = clip_l2(update, norm)
                 unclipped += size <= norm
             total.add(update, 1)
-        if clients < max(1, self.base.min_fit_clients):
-            raise NotEnoughClientsError(
-                f"{clients} clients succeeded, min_fit_clients is {self.base.min_fit_clients}",
-                round=round,
-                stage="aggregate",
-            )
+        self.base.require_fit_clients(clients, round)
         noise = self._noise(round)
         summed = total.total()
         if central:
