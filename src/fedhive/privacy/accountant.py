@@ -15,6 +15,7 @@ second); it comes with the ``dp`` extra.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import math
@@ -116,7 +117,7 @@ class GaussianEvent:
             raise SerializationError(f"privacy event {exc.message}") from None
 
 
-def _merge(events: Sequence[GaussianEvent]) -> list[GaussianEvent]:
+def merge_events(events: Sequence[GaussianEvent]) -> list[GaussianEvent]:
     """Fold runs of consecutive events with the same mechanism into one, counts summed."""
     merged: list[GaussianEvent] = []
     for index, event in enumerate(events):
@@ -159,9 +160,18 @@ def epsilon(
     except ValueError:
         allowed = ", ".join(k.value for k in AccountantKind)
         raise ConfigError(f"kind: must be one of {allowed}; got {kind!r}") from None
-    merged = _merge(events)
+    merged = merge_events(events)
     if not merged:
         return 0.0
+    return _composed(tuple(merged), target_delta, kind)
+
+
+@functools.lru_cache(maxsize=256)
+def _composed(
+    merged: tuple[GaussianEvent, ...], target_delta: float, kind: AccountantKind
+) -> float:
+    """The accountant's epsilon for merged events; memoized, because a round asks twice
+    (may it run? what did it spend?) and PLD composition takes up to a second."""
     dp = _dp_accounting()
     rdp = kind is AccountantKind.RDP
     accountant = dp.rdp.RdpAccountant() if rdp else dp.pld.PLDAccountant()

@@ -53,6 +53,7 @@ from fedhive.privacy import (
     update_noise_multiplier,
     would_exceed,
 )
+from fedhive.privacy.accountant import merge_events
 from fedhive.strategy.aggregate import ExactWeightedSum
 from fedhive.strategy.base import Instruction, StrategyState
 from fedhive.strategy.compose import WeightedMean
@@ -243,16 +244,7 @@ def _events(state: StrategyState) -> list[GaussianEvent]:
 
 def _events_state(events: Sequence[GaussianEvent]) -> StrategyState:
     """Events as three arrays, consecutive equal events merged into one count."""
-    merged: list[GaussianEvent] = []
-    for event in events:
-        last = merged[-1] if merged else None
-        if last and (last.noise_multiplier, last.sample_rate) == (
-            event.noise_multiplier,
-            event.sample_rate,
-        ):
-            merged[-1] = replace(last, count=last.count + event.count)
-        else:
-            merged.append(event)
+    merged = merge_events(events)
     return {
         _EVENTS[0]: np.array([e.noise_multiplier for e in merged], dtype=np.float64),
         _EVENTS[1]: np.array([e.sample_rate for e in merged], dtype=np.float64),
