@@ -9,7 +9,7 @@ with the clients that succeeded.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -208,14 +208,10 @@ class RoundLoop:
             state=state,
             stream=stream,
             stats=stats,
+            exhausted=exhausted,
         )
         verified = self._verified_fits(
-            outcomes,
-            tasks,
-            published.layout(),
-            reply_bytes=len(payload),
-            stats=stats,
-            exhausted=exhausted,
+            outcomes, tasks, published.layout(), reply_bytes=len(payload), stats=stats
         )
         try:
             return self.strategy.aggregate_fit(state, rnd, weights, verified)
@@ -233,14 +229,13 @@ class RoundLoop:
         state: StrategyState,
         stream: SeedStream,
         stats: CohortStats,
+        exhausted: set[str],
     ) -> Iterator[FitReply | Failure]:
         """``outcomes``, then a second wave for devices that refused for their privacy
-        budget: as many others from ``pool``, chosen and configured by the strategy
-        (their tasks join ``tasks``, so they are verified like the first wave's)."""
-        refused = 0
-        for outcome in outcomes:
-            refused += _refused_for_budget(outcome)
-            yield outcome
+        budget (each joins ``exhausted``: unavailable for the rest of the run): as many
+        others from ``pool``, chosen and configured by the strategy (their tasks join
+        ``tasks``, so they are verified like the first wave's)."""
+        refused = yield from _marking_refusals(outcomes, exhausted)
         first = next(iter(tasks.values()), None)
         if not refused or not pool or first is None:
             return
@@ -251,7 +246,7 @@ class RoundLoop:
         per_task = stats.bytes_down // max(1, stats.selected)
         stats.selected += len(extra)
         stats.bytes_down += per_task * len(extra)
-        yield from self.transport.fit(list(extra.values()), published)
+        yield from _marking_refusals(self.transport.fit(list(extra.values()), published), exhausted)
 
     def _secure_reply(
         self,
@@ -288,7 +283,6 @@ class RoundLoop:
         *,
         reply_bytes: int,
         stats: CohortStats,
-        exhausted: set[str],
     ) -> Iterator[FitReply]:
         for received in outcomes:
             outcome = received
@@ -301,8 +295,6 @@ class RoundLoop:
                 self.observer.client_finished(outcome.round, isinstance(outcome, FitReply))
             if isinstance(outcome, Failure):
                 stats.record_failure(outcome)
-                if _refused_for_budget(outcome):
-                    exhausted.add(outcome.client_id)
                 continue
             stats.succeeded += 1
             stats.bytes_up += reply_bytes
@@ -367,9 +359,18 @@ def _tasks(
     }
 
 
-def _refused_for_budget(outcome: FitReply | Failure) -> bool:
-    """Whether a device refused its task for its privacy budget (it is then unavailable)."""
-    return isinstance(outcome, Failure) and outcome.error_type == PrivacyBudgetError.__name__
+def _marking_refusals(
+    outcomes: Iterable[FitReply | Failure], exhausted: set[str]
+) -> Generator[FitReply | Failure, None, int]:
+    """``outcomes`` as they come; each device that refused for its privacy budget joins
+    ``exhausted``. Returns how many refused."""
+    refused = 0
+    for outcome in outcomes:
+        if isinstance(outcome, Failure) and outcome.error_type == PrivacyBudgetError.__name__:
+            exhausted.add(outcome.client_id)
+            refused += 1
+        yield outcome
+    return refused
 
 
 def _rejected(client_id: str, rnd: int, exc: Exception) -> Failure:
