@@ -150,6 +150,7 @@ class RoundLoop:
             weights, committed = new_weights, True
         except (NotEnoughClientsError, AggregationError) as exc:
             note = f"round not committed: {exc}"
+        # A DP strategy reports its accounting as "dp.*" metrics: they go to record.privacy.
         privacy = {k.removeprefix("dp."): v for k, v in train.items() if k.startswith("dp.")}
         train = {k: v for k, v in train.items() if not k.startswith("dp.")}
         version = model_version(weights)

@@ -197,6 +197,7 @@ class DpFedAvg(AroundFedAvg):
         new_state: StrategyState = {**base_state, **_events_state(events)}
         new_state[CLIPPING_NORM] = self._next_norm(norm, unclipped, total.count, noise)
         spent = epsilon(events, target_delta=self.target_delta, kind=self.accountant)
+        # "dp.*" metrics: the round loop moves them into RoundRecord.privacy.
         metrics = {
             "dp.epsilon": spent,
             "dp.delta": self.target_delta,
