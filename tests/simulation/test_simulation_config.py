@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import datetime
+import json
+import math
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 
 from fedhive.core import Weights
 from fedhive.errors import ConfigError
-from fedhive.simulation.config import parse_config
+from fedhive.server.store.audit import canonical_json
+from fedhive.simulation.config import SimulationConfig, load_config, parse_config
+from fedhive.simulation.output import RunWriter
 
 BASE = {"run": {"app": "app:build", "rounds": 2}, "client": {"batch_size": 16}}
 
@@ -50,3 +58,100 @@ def test_server_section_defaults_and_checks() -> None:
     assert parse_config(BASE).server.round_timeout == 60.0
     with pytest.raises(ConfigError, match=r"server\.min_clients: must be an integer >= 1"):
         parse_config({**BASE, "server": {"min_clients": 0}})
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*/*.toml"))
+RUN = {"app": "app:build", "rounds": 2, "seed": 4}
+BUDGET = {"epsilon_max": 3.0, "delta": 1e-5}
+KRUM = {"aggregator": "krum", "byzantine": 1, "max_update_norm": 2.0}
+WITH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "privacy-defaults": {"run": RUN, "privacy": {}},  # target_epsilon = inf
+    "fedprox-per-client": {
+        "run": RUN,
+        "strategy": {"name": "fedprox", "proximal_mu": 0.1},
+        "clients": {"phone-7": {"batch_size": 4, "privacy_budget": BUDGET}},
+    },
+    "fedadam": {"run": RUN, "strategy": {"name": "fedadam", "beta_1": 0.8}},
+    "fedadagrad": {"run": RUN, "strategy": {"name": "fedadagrad", "server_learning_rate": 0.1}},
+    "fedbuff-devices": {
+        "run": RUN,
+        "strategy": {"name": "fedbuff", "buffer_size": 3},
+        "devices": {"distribution": "lognormal", "sigma": 1.5},
+    },
+    "scaffold-krum": {
+        "run": RUN,
+        "strategy": {"name": "scaffold", **KRUM},
+        "attack": {"kind": "scaling", "fraction": 0.2},
+        "stragglers": {"fraction": 0.5},
+    },
+    "distributed-dp-secagg": {
+        "run": RUN,
+        "privacy": {"mode": "distributed", "target_epsilon": 5.0, "accountant": "pld"},
+        "secagg": {"simulated_dropout": 0.1, "simulated_dropout_stage": "unmasking"},
+        "app": {"layers": [32, 16], "nested": {"name": "x"}},
+    },
+}
+
+
+def strict_json(text: str) -> Any:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not strict JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def written_config(config: SimulationConfig, folder: Path) -> Any:
+    """What a run writes as config.json, read back as strict JSON."""
+    RunWriter(folder, config.to_json())
+    return strict_json((folder / "config.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("deployed", [False, True], ids=["simulate", "server"])
+def test_every_example_config_json_loads_back_as_the_same_config(
+    path: Path, deployed: bool, tmp_path: Path
+) -> None:
+    config = load_config(path, deployed=deployed)
+    again = parse_config(written_config(config, tmp_path), deployed=deployed)
+    assert again == config
+    assert again.to_json() == config.to_json()
+
+
+@pytest.mark.parametrize("data", WITH_DEFAULTS.values(), ids=WITH_DEFAULTS.keys())
+@pytest.mark.parametrize("deployed", [False, True], ids=["simulate", "server"])
+def test_a_config_with_defaults_json_loads_back_as_the_same_config(
+    data: dict[str, Any], deployed: bool, tmp_path: Path
+) -> None:
+    config = parse_config(data, deployed=deployed)
+    written = written_config(config, tmp_path)
+    assert parse_config(written, deployed=deployed) == config
+    assert written["client"]["batch_size"] == 32  # every default is filled in
+    assert written["strategy"]["aggregator"] in ("mean", "krum")
+
+
+def test_the_default_target_epsilon_is_written_as_strict_json(tmp_path: Path) -> None:
+    config = parse_config({"run": RUN, "privacy": {}})
+    assert config.privacy is not None
+    assert config.privacy.target_epsilon == math.inf
+    written = written_config(config, tmp_path)
+    assert written["privacy"]["target_epsilon"] == "inf"
+    canonical_json(config.to_json())  # the audit log accepts it
+
+
+def test_a_seed_override_reseeds_the_dp_noise() -> None:
+    config = parse_config({"run": RUN, "privacy": {}}).with_overrides(seed=9)
+    assert config.strategy.noise_seed == 9  # type: ignore[union-attr]
+    assert parse_config(config.to_json()) == config
+
+
+@pytest.mark.parametrize(
+    ("app", "message"),
+    [
+        ({"x": math.inf}, r"app\.x: must be finite"),
+        ({"when": datetime.date(2026, 1, 1)}, r"app\.when: .*JSON"),
+        ({"deep": {"list": [1.0, math.nan]}}, r"app\.deep\.list\[1\]: must be finite"),
+    ],
+)
+def test_app_settings_that_json_cannot_hold_are_refused(app: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"run": RUN, "app": app})

@@ -33,7 +33,6 @@ from fedhive.server.store import StateStore
 from fedhive.simulation.app import AppContext, AppSpec, load_callable
 from fedhive.simulation.config import load_config
 from fedhive.simulation.output import RunWriter
-from fedhive.strategy.fedbuff import FedBuff
 from fedhive.transport.grpc.connection import GrpcLink
 from fedhive.transport.grpc.security import (
     CertificateIdentity,
@@ -122,9 +121,7 @@ def _interrupt(*_: object) -> None:
 def run_server(args: argparse.Namespace, console: Console) -> int:
     """Serve the run its config describes until its rounds are done."""
     _logging()
-    config = load_config(args.config)
-    if isinstance(config.strategy, FedBuff) and config.evaluation.federated_every:
-        raise ConfigError("evaluation.federated_every: must be 0 with fedbuff (for now)")
+    config = load_config(args.config, deployed=True)
     if args.insecure:
         console.print("[bold red]WARNING: --insecure: no TLS, no client authentication[/]")
         credentials, identify, signatures = None, trust_claimed_id, None

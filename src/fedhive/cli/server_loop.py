@@ -9,16 +9,13 @@ same store, so a restarted server resumes either after its last recorded round.
 
 from __future__ import annotations
 
-import dataclasses
-
 from fedhive.server.asynchronous import AsyncLoop
 from fedhive.server.checkpoint import Resumed, StoreCheckpoint
 from fedhive.server.orchestrator import RoundLoop, RunObserver, RunResult
+from fedhive.server.rules import check_run
 from fedhive.simulation.app import SimulationApp
 from fedhive.simulation.config import SimulationConfig
-from fedhive.strategy.base import Strategy
 from fedhive.strategy.fedbuff import FedBuff
-from fedhive.strategy.private import DpFedAvg
 from fedhive.transport.grpc.asynchronous import GrpcAsyncRunner
 from fedhive.transport.grpc.server import GrpcServerTransport
 
@@ -32,7 +29,14 @@ def run_loop(
     checkpoint: StoreCheckpoint,
     resumed: Resumed,
 ) -> RunResult:
-    """Run the config's rounds after ``resumed`` (a FedBuff round is a version)."""
+    """Run the config's rounds after ``resumed`` (a FedBuff round is a version).
+
+    Raises:
+        ConfigError: a combination :func:`~fedhive.server.rules.check_run` refuses for a
+            deployment (seeded DP noise among them), before anything is served.
+    """
+    federated_every = config.evaluation.federated_every
+    check_run(config.strategy, secure=config.secagg, federated_every=federated_every, deployed=True)
     evaluate_fn = app.evaluate_fn if config.evaluation.centralized else None
     if isinstance(config.strategy, FedBuff):
         runner = GrpcAsyncRunner(transport)
@@ -52,11 +56,11 @@ def run_loop(
         finally:
             runner.close()  # withdraws the tasks still in flight
     loop = RoundLoop(
-        strategy=deployed(config.strategy),
+        strategy=config.strategy,
         transport=transport,
         seed=config.run.seed,
         evaluate_fn=evaluate_fn,
-        federated_every=config.evaluation.federated_every,
+        federated_every=federated_every,
         observer=observer,
         checkpoint=checkpoint,
         secure=config.secagg,
@@ -64,10 +68,3 @@ def run_loop(
     return loop.run(
         resumed.weights, config.run.rounds, first_round=resumed.round + 1, state=resumed.state
     )
-
-
-def deployed(strategy: Strategy) -> Strategy:
-    """A deployed server draws DP noise from a CSPRNG, never from the run's seed."""
-    if isinstance(strategy, DpFedAvg) and strategy.noise_seed is not None:
-        return dataclasses.replace(strategy, noise_seed=None)
-    return strategy

@@ -3,6 +3,9 @@
 ``from_table(FedAvg, {"fraction_fit": 1.5}, "strategy")`` raises
 ``ConfigError("strategy.fraction_fit: must be in (0, 1], got 1.5")``: unknown keys, wrong
 types and values the dataclass refuses all name the full key and what is allowed.
+:func:`to_table` is the way back: a config dataclass as strict JSON data that
+``from_table`` turns into an equal dataclass (an infinite float is the string ``"inf"``,
+which a float setting accepts).
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from typing import Any, TypeVar
 from fedhive.errors import ConfigError
 
 T = TypeVar("T")
+
+_INFINITIES = {"inf": math.inf, "-inf": -math.inf}
+"""How strict JSON spells an infinite float setting (JSON has no ``Infinity``)."""
 
 
 def from_table(cls: type[T], table: object, path: str) -> T:
@@ -85,6 +91,8 @@ def _scalar(tp: Any, value: object, path: str) -> Any:
             raise ConfigError(f"{path}: must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and value in _INFINITIES:
+            return _INFINITIES[value]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: must be a number, got {value!r}")
         return float(value)
@@ -93,6 +101,26 @@ def _scalar(tp: Any, value: object, path: str) -> Any:
             raise ConfigError(f"{path}: must be a string, got {value!r}")
         return value
     raise ConfigError(f"{path}: unsupported setting type {tp!r}")
+
+
+def to_table(value: object) -> Any:
+    """A config dataclass (or a value in one) as strict JSON data ``from_table`` reads
+    back equal: enums as their values, an infinite float as ``"inf"``/``"-inf"``, tuples
+    as lists, and a None left out (None is every optional setting's default: absent).
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = (f.name for f in dataclasses.fields(value) if f.init)
+        items = ((name, getattr(value, name)) for name in fields)
+        return {name: to_table(item) for name, item in items if item is not None}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(key): to_table(item) for key, item in value.items() if item is not None}
+    if isinstance(value, (list, tuple)):
+        return [to_table(item) for item in value]
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
 
 
 def _join(path: str, key: str) -> str:

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from fedhive.core._compat import StrEnum, tomllib
-from fedhive.core.config import check_int, check_real, convert, from_table
+from fedhive.core.config import check_int, check_real, convert, from_table, to_table
 from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
+from fedhive.server.rules import check_run
 from fedhive.server.secure import SecureAggregation
 from fedhive.simulation.attacks import AttackKind
 from fedhive.simulation.backends.process import StartMethod
@@ -38,9 +39,11 @@ from fedhive.simulation.devices import DevicesSection
 from fedhive.simulation.secure import SimulatedDropout, parse_secagg
 from fedhive.simulation.stragglers import StragglerSection
 from fedhive.strategy.base import Strategy
+from fedhive.strategy.fedavg import FedAvg
 from fedhive.strategy.fedbuff import FedBuff
 from fedhive.strategy.privacy_section import PrivacySection
-from fedhive.strategy.registry import StrategyName, build_strategy
+from fedhive.strategy.private import DpFedAvg
+from fedhive.strategy.registry import StrategyName, build_strategy, resolved_table
 
 
 class Backend(StrEnum):
@@ -150,6 +153,8 @@ class SimulationConfig:
     run: RunSection
     strategy_name: StrategyName
     strategy: Strategy | FedBuff
+    strategy_table: Mapping[str, Any]
+    """The resolved ``[strategy]`` table (name and every default) that built ``strategy``."""
     simulation: SimulationSection = field(default_factory=SimulationSection)
     evaluation: EvaluationSection = field(default_factory=EvaluationSection)
     server: ServerSection = field(default_factory=ServerSection)
@@ -167,48 +172,51 @@ class SimulationConfig:
     def with_overrides(
         self, *, seed: int | None = None, backend: str | None = None
     ) -> SimulationConfig:
-        """This config with the CLI's ``--seed`` / ``--backend`` applied."""
-        run = (
-            self.run
-            if seed is None
-            else from_table(RunSection, {**dataclasses.asdict(self.run), "seed": seed}, "run")
-        )
-        sim = (
-            self.simulation
-            if backend is None
-            else dataclasses.replace(
+        """This config with the CLI's ``--seed`` / ``--backend`` applied (seeded DP noise
+        follows the new seed)."""
+        config = self
+        if seed is not None:
+            run = from_table(RunSection, {**dataclasses.asdict(self.run), "seed": seed}, "run")
+            strategy = self.strategy
+            if isinstance(strategy, DpFedAvg) and strategy.noise_seed is not None:
+                strategy = dataclasses.replace(strategy, noise_seed=seed)
+            config = dataclasses.replace(config, run=run, strategy=strategy)
+        if backend is not None:
+            sim = dataclasses.replace(
                 self.simulation, backend=convert(Backend, backend, "simulation.backend")
             )
-        )
-        return dataclasses.replace(self, run=run, simulation=sim)
+            config = dataclasses.replace(config, simulation=sim)
+        return config
 
     def to_json(self) -> dict[str, Any]:
-        """The resolved configuration (every default filled in) as JSON-ready data."""
-        strategy = dataclasses.asdict(self.strategy)  # type: ignore[arg-type]
-        while isinstance(strategy.get("base"), dict):  # a wrapper (SCAFFOLD, FedBuff, DP)
-            base = strategy.pop("base")
-            strategy = {**base, **strategy}
-        client = strategy.pop("client_config")
-        per_client = strategy.pop("per_client")
-        return {
-            "run": dataclasses.asdict(self.run),
-            "strategy": {"name": str(self.strategy_name), **strategy},
-            "client": client,
-            "clients": per_client,
-            "simulation": {
-                **dataclasses.asdict(self.simulation),
-                "backend": str(self.simulation.backend),
-                "start_method": str(self.simulation.start_method),
-            },
-            "evaluation": dataclasses.asdict(self.evaluation),
-            "server": dataclasses.asdict(self.server),
-            "attack": {**dataclasses.asdict(self.attack), "kind": str(self.attack.kind)},
-            "stragglers": dataclasses.asdict(self.stragglers),
-            "privacy": None if self.privacy is None else _plain(self.privacy),
-            "secagg": None if self.secagg is None else _plain(self.secagg),
-            "devices": None if self.devices is None else _plain(self.devices),
-            "app": dict(self.app),
+        """The resolved configuration (every default filled in) as strict JSON data:
+        :func:`parse_config` reads it back as this config (``deployed`` as it was)."""
+        base: Any = self.strategy
+        while not isinstance(base, FedAvg):  # a wrapper (SCAFFOLD, FedBuff, DP)
+            base = base.base
+        sections: dict[str, Any] = {
+            "run": self.run,
+            "strategy": self.strategy_table,
+            "client": base.client_config,
+            "clients": base.per_client,
+            "simulation": self.simulation,
+            "evaluation": self.evaluation,
+            "server": self.server,
+            "attack": self.attack,
+            "stragglers": self.stragglers,
+            "privacy": self.privacy,
+            "devices": self.devices,
+            "app": self.app,
         }
+        if self.secagg is not None:
+            dropout = self.secagg_dropout or SimulatedDropout()
+            sections["secagg"] = {
+                **to_table(self.secagg),
+                "simulated_dropout": dropout.fraction,
+                "simulated_dropout_stage": dropout.stage,
+            }
+        plain: dict[str, Any] = to_table(sections)
+        return plain
 
 
 _SECTIONS = (
@@ -228,16 +236,24 @@ _SECTIONS = (
 )
 
 
-def _client_table(config: ClientConfig) -> dict[str, Any]:
-    """A ClientConfig back as a TOML-like table (for per-client overrides)."""
-    table = dataclasses.asdict(config)
-    if table["privacy_budget"] is None:
-        del table["privacy_budget"]
-    return table
+def _clients(data: Mapping[str, Any]) -> tuple[ClientConfig, dict[str, ClientConfig]]:
+    """The ``[client]`` table, and each ``[clients.ID]`` table over it."""
+    client = from_table(ClientConfig, data.get("client", {}), "client")
+    _plain_json("client.extra", client.extra)
+    per_client = {}
+    for client_id, table in convert(dict, data.get("clients", {}), "clients").items():
+        path = f"clients.{client_id}"
+        own = from_table(ClientConfig, {**to_table(client), **convert(dict, table, path)}, path)
+        _plain_json(f"{path}.extra", own.extra)
+        per_client[client_id] = own
+    return client, per_client
 
 
-def parse_config(data: Mapping[str, Any]) -> SimulationConfig:
-    """Validate a parsed TOML document.
+def parse_config(data: Mapping[str, Any], *, deployed: bool = False) -> SimulationConfig:
+    """Validate a parsed TOML document (or a config.json: see ``to_json``).
+
+    ``deployed``: for ``fedhive server``, whose DP noise comes from a CSPRNG (a
+    simulation seeds it from the run's seed, unless ``privacy.secure_noise``).
 
     Raises:
         ConfigError: the first problem, naming its key path.
@@ -248,31 +264,28 @@ def parse_config(data: Mapping[str, Any]) -> SimulationConfig:
     if "run" not in data:
         raise ConfigError("run: missing section (it needs at least app and rounds)")
     run = from_table(RunSection, data["run"], "run")
-    client = from_table(ClientConfig, data.get("client", {}), "client")
+    client, per_client = _clients(data)
     strategy_table = dict(convert(dict, data.get("strategy", {}), "strategy"))
     name = convert(StrategyName, strategy_table.pop("name", "fedavg"), "strategy.name")
-    per_client = {
-        client_id: from_table(
-            ClientConfig,
-            {**_client_table(client), **convert(dict, table, f"clients.{client_id}")},
-            f"clients.{client_id}",
-        )
-        for client_id, table in convert(dict, data.get("clients", {}), "clients").items()
-    }
     strategy = build_strategy(name, strategy_table, client, path="strategy", per_client=per_client)
     privacy = None
     if "privacy" in data:
         privacy = from_table(PrivacySection, data["privacy"], "privacy")
-        strategy = privacy.wrap(strategy, seed=run.seed)
+        strategy = privacy.wrap(strategy, seed=None if deployed else run.seed)
     secagg = dropout = None
     if "secagg" in data:
-        secagg, dropout = parse_secagg(data["secagg"], strategy=strategy, privacy=privacy)
+        secagg, dropout = parse_secagg(data["secagg"], privacy=privacy)
+    evaluation = from_table(EvaluationSection, data.get("evaluation", {}), "evaluation")
+    check_run(
+        strategy, secure=secagg, federated_every=evaluation.federated_every, deployed=deployed
+    )
     return SimulationConfig(
         run=run,
         strategy_name=name,
         strategy=strategy,
+        strategy_table=resolved_table(name, strategy_table),
         simulation=from_table(SimulationSection, data.get("simulation", {}), "simulation"),
-        evaluation=from_table(EvaluationSection, data.get("evaluation", {}), "evaluation"),
+        evaluation=evaluation,
         server=from_table(ServerSection, data.get("server", {}), "server"),
         attack=from_table(AttackSection, data.get("attack", {}), "attack"),
         stragglers=from_table(StragglerSection, data.get("stragglers", {}), "stragglers"),
@@ -282,11 +295,11 @@ def parse_config(data: Mapping[str, Any]) -> SimulationConfig:
         devices=(
             from_table(DevicesSection, data["devices"], "devices") if "devices" in data else None
         ),
-        app=convert(dict, data.get("app", {}), "app"),
+        app=_plain_json("app", convert(dict, data.get("app", {}), "app")),
     )
 
 
-def load_config(path: Path) -> SimulationConfig:
+def load_config(path: Path, *, deployed: bool = False) -> SimulationConfig:
     """Read and validate a TOML config file.
 
     Raises:
@@ -298,18 +311,23 @@ def load_config(path: Path) -> SimulationConfig:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return parse_config(data)
+    return parse_config(data, deployed=deployed)
 
 
-def _plain(section: object) -> dict[str, Any]:
-    """A config dataclass as JSON-ready data (enums as their values, inf as a string)."""
+def _plain_json(path: str, value: Any) -> Any:
+    """``value`` (free-form settings) if strict JSON can hold it, so config.json can.
 
-    def plain(value: Any) -> Any:
-        if isinstance(value, StrEnum):
-            return str(value)
-        if isinstance(value, float) and math.isinf(value):
-            return "inf"
-        return value
-
-    items = dataclasses.asdict(section).items()  # type: ignore[call-overload]
-    return {key: plain(value) for key, value in items}
+    Raises:
+        ConfigError: a non-finite number or a TOML date or time, naming its key.
+    """
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _plain_json(f"{path}.{key}", item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _plain_json(f"{path}[{index}]", item)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}: must be finite (config.json is strict JSON), got {value}")
+    elif not isinstance(value, (str, int, float)):
+        raise ConfigError(f"{path}: JSON cannot hold a {type(value).__name__}, got {value!r}")
+    return value

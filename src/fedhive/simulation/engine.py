@@ -15,6 +15,7 @@ from pathlib import Path
 from fedhive.errors import ConfigError
 from fedhive.server.asynchronous import AsyncLoop
 from fedhive.server.orchestrator import EvaluateFn, RoundLoop, RunObserver, RunResult
+from fedhive.server.rules import check_run
 from fedhive.server.secure import SecureAggregation
 from fedhive.simulation.app import AppSpec, SimulationApp
 from fedhive.simulation.attacks import AttackKind, with_attack
@@ -52,7 +53,11 @@ def run_simulation(
 
     ``devices``: simulated device speeds (records get a ``clock``); FedBuff runs
     asynchronously on them (default: equal speeds), counting versions as rounds.
+
+    Raises:
+        ConfigError: a combination :func:`~fedhive.server.rules.check_run` refuses.
     """
+    check_run(strategy, secure=secure, federated_every=federated_every)
     runner: CohortRunner
     if Backend(backend) == Backend.PROCESS:
         runner = ProcessBackend(app=app, seed=seed, workers=workers)
@@ -77,6 +82,9 @@ def simulate(
     config: SimulationConfig, *, base_dir: Path, observer: RunObserver | None = None
 ) -> RunResult:
     """Run the simulation a config describes, on the backend it names."""
+    check_run(
+        config.strategy, secure=config.secagg, federated_every=config.evaluation.federated_every
+    )
     sim = config.simulation
     attacked = config.attack.kind != AttackKind.NONE
     wrapped = attacked or config.stragglers.fraction > 0
@@ -132,12 +140,6 @@ def _run(
     dropout: SimulatedDropout | None = None,
 ) -> RunResult:
     if isinstance(strategy, FedBuff):
-        if secure is not None:
-            runner.close()
-            raise ConfigError("secagg: not available with fedbuff's asynchronous buffer yet")
-        if federated_every:
-            runner.close()
-            raise ConfigError("evaluation.federated_every: must be 0 with fedbuff (for now)")
         evaluate_fn = app.evaluate_fn if centralized else None
         model = DeviceModel(devices or DevicesSection(), seed)
         return _run_async(

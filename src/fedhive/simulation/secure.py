@@ -23,7 +23,7 @@ from fedhive.core.config import check_real, convert, from_table
 from fedhive.core.messages import EvaluateTask, Failure, FitTask, SecAggReply
 from fedhive.core.rng import run_stream
 from fedhive.core.weights import Weights
-from fedhive.errors import ConfigError, FedhiveError, SecAggError
+from fedhive.errors import FedhiveError, SecAggError
 from fedhive.secagg import (
     ClientState,
     MaskedInputRequest,
@@ -35,12 +35,9 @@ from fedhive.secagg import (
     client_start,
     decode_message,
 )
-from fedhive.secagg.weighting import client_weight
+from fedhive.secagg.weighting import Weighting, client_weight
 from fedhive.server.secure import SecureAggregation
-from fedhive.strategy.compose import WeightedMean
-from fedhive.strategy.fedbuff import FedBuff
 from fedhive.strategy.privacy_section import PrivacySection
-from fedhive.strategy.private import DpMode
 from fedhive.transport.base import EvaluateOutcome, FitOutcome, SecureOutcome, StageOutcome
 from fedhive.transport.inprocess import InProcessTransport
 
@@ -190,13 +187,15 @@ def _dropped(client_id: str, round: int, stage: Stage) -> Failure:
 
 
 def parse_secagg(
-    table: Mapping[str, object], *, strategy: object, privacy: PrivacySection | None
+    table: Mapping[str, object], *, privacy: PrivacySection | None
 ) -> tuple[SecureAggregation, SimulatedDropout]:
     """The ``[secagg]`` section: protocol settings, and the simulated dropout.
 
+    With a ``[privacy]`` section, ``weighting`` defaults to ``"uniform"`` (what
+    distributed DP needs; :func:`fedhive.server.rules.check_run` checks it).
+
     Raises:
-        ConfigError: a bad value, or a combination secure aggregation cannot serve
-            (central DP or a robust rule needs every update; FedBuff's buffer).
+        ConfigError: a bad value, naming its key.
     """
     values = dict(convert(dict, table, "secagg"))
     dropout = from_table(
@@ -208,18 +207,5 @@ def parse_secagg(
         "secagg.simulated_dropout",
     )
     if privacy is not None:
-        if privacy.mode == DpMode.CENTRAL:
-            raise ConfigError(
-                "secagg: central DP clips each update the server sees; with secure "
-                'aggregation set privacy.mode = "distributed"'
-            )
-        if values.get("weighting", "uniform") != "uniform":
-            raise ConfigError('secagg.weighting: must be "uniform" with distributed DP')
-        values["weighting"] = "uniform"
-    secure = from_table(SecureAggregation, values, "secagg")
-    base = getattr(strategy, "base", strategy)
-    if isinstance(strategy, FedBuff) or not isinstance(
-        getattr(base, "aggregator", WeightedMean()), WeightedMean
-    ):
-        raise ConfigError("secagg: needs the mean aggregator of a synchronous strategy")
-    return secure, dropout
+        values.setdefault("weighting", str(Weighting.UNIFORM))
+    return from_table(SecureAggregation, values, "secagg"), dropout

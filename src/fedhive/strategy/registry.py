@@ -105,6 +105,10 @@ class _ProxTable:
 
 
 _FEDBUFF_KEYS = ("buffer_size", "concurrency", "staleness_exponent", "max_staleness")
+_BUILT = ("aggregator", "server_optimizer", "client_config", "per_client", "base")
+"""Fields built from other keys or sections, never set in [strategy] itself."""
+_ADAPTIVE_RATE = 0.01
+"""The adaptive optimizers' default server learning rate (FedAvg's is 1.0)."""
 
 _ADAPTIVE = {
     StrategyName.FEDADAM: ServerAdam,
@@ -163,13 +167,15 @@ def build_strategy(
     buffered = {k: v for k, v in rest.items() if k in _FEDBUFF_KEYS}
     if name == StrategyName.FEDBUFF:  # the rest configures its base FedAvg
         rest = {k: v for k, v in rest.items() if k not in _FEDBUFF_KEYS}
+    if name in _ADAPTIVE:
+        rest = {"server_learning_rate": _ADAPTIVE_RATE, **rest}
     strategy = from_table(FedAvg, rest, path)
     optimizer: ServerOptimizer | None = None
     if name in _ADAPTIVE:
         cls = _ADAPTIVE[name]
         accepted = {f.name for f in dataclasses.fields(cls)}
         settings = dataclasses.asdict(from_table(_AdaptiveTable, adaptive, path))
-        rate = strategy.server_learning_rate if "server_learning_rate" in rest else 0.01
+        rate = strategy.server_learning_rate
         optimizer = _wrap_config_error(
             lambda: cls(learning_rate=rate, **{k: v for k, v in settings.items() if k in accepted}),
             path,
@@ -186,3 +192,24 @@ def build_strategy(
         wrapped: FedBuff = _wrap_config_error(lambda: replace(fedbuff, base=built), path)
         return wrapped
     return Scaffold(base=built) if name == StrategyName.SCAFFOLD else built
+
+
+def resolved_table(name: StrategyName, table: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``[strategy]`` table ``table`` (one :func:`build_strategy` accepted) with
+    every key strategy ``name`` reads, defaults filled in: it builds the same strategy."""
+    defaults = {**_defaults(FedAvg, skip=_BUILT), **_defaults(_AggregatorTable)}
+    if name in _ADAPTIVE:
+        accepted = {f.name for f in dataclasses.fields(_ADAPTIVE[name])}
+        adaptive = _defaults(_AdaptiveTable).items()
+        defaults.update({k: v for k, v in adaptive if k in accepted})
+        defaults["server_learning_rate"] = _ADAPTIVE_RATE
+    if name == StrategyName.FEDPROX:
+        defaults.update(_defaults(_ProxTable))
+    if name == StrategyName.FEDBUFF:
+        defaults.update(_defaults(FedBuff, skip=_BUILT))
+    return {"name": str(name), **defaults, **table}
+
+
+def _defaults(cls: type[Any], *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    fields = [f for f in dataclasses.fields(cls) if f.name not in skip]
+    return {f.name: f.default for f in fields if f.default not in (dataclasses.MISSING, None)}

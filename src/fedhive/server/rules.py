@@ -1,0 +1,88 @@
+"""The safety rules that span objects: which strategy, secure aggregation, federated
+evaluation and noise source may run together.
+
+Each object checks its own values; :func:`check_run` checks what none of them sees
+alone. Every entry point calls it before anything runs: the TOML parser
+(:func:`fedhive.simulation.config.parse_config`), the simulation engine (so the Python
+API :func:`fedhive.run_simulation` too) and the deployed server's loop. Errors name
+the config keys involved.
+"""
+
+from __future__ import annotations
+
+from fedhive.errors import ConfigError
+from fedhive.secagg.weighting import Weighting
+from fedhive.server.secure import SecureAggregation
+from fedhive.strategy.base import Strategy
+from fedhive.strategy.compose import WeightedMean
+from fedhive.strategy.fedavg import FedAvg
+from fedhive.strategy.fedbuff import FedBuff
+from fedhive.strategy.private import DpFedAvg, DpMode
+from fedhive.strategy.wrapper import AroundFedAvg
+
+
+def check_run(
+    strategy: Strategy | FedBuff,
+    *,
+    secure: SecureAggregation | None = None,
+    federated_every: int = 0,
+    deployed: bool = False,
+) -> None:
+    """Refuse a combination that would run unsafely or not as configured.
+
+    - under secure aggregation (``secure``): no central DP (the server would need each
+      update to clip it), distributed DP with uniform weighting (the noise is sized for
+      a sum of equally weighted updates), the mean aggregator (a robust rule or a norm
+      bound needs each update), no FedBuff;
+    - FedBuff: no federated evaluation;
+    - ``deployed``: DP noise from a CSPRNG, never from a seed the run's config holds.
+
+    Raises:
+        ConfigError: naming the keys of the first rule broken.
+    """
+    if isinstance(strategy, FedBuff):
+        if secure is not None:
+            raise ConfigError(
+                'secagg: not available with strategy.name = "fedbuff" (its asynchronous '
+                "buffer has no cohort to mask among)"
+            )
+        if federated_every:
+            raise ConfigError(
+                'evaluation.federated_every: must be 0 with strategy.name = "fedbuff"'
+            )
+        return
+    if isinstance(strategy, DpFedAvg):
+        _check_dp(strategy, secure=secure, deployed=deployed)
+    if secure is not None and not _aggregates_the_mean(strategy):
+        raise ConfigError(
+            "strategy.aggregator, strategy.max_update_norm: secagg needs the mean aggregator "
+            "(the server sees only the sum, never an update to rank or clip)"
+        )
+
+
+def _check_dp(strategy: DpFedAvg, *, secure: SecureAggregation | None, deployed: bool) -> None:
+    if deployed and strategy.noise_seed is not None:
+        raise ConfigError(
+            "privacy.secure_noise: a deployed server draws DP noise from a CSPRNG; "
+            f"the strategy's noise_seed must be None, got {strategy.noise_seed}"
+        )
+    if secure is None:
+        return
+    if strategy.mode == DpMode.CENTRAL:
+        raise ConfigError(
+            "privacy.mode, secagg: central DP clips each update the server sees; with "
+            'secure aggregation set privacy.mode = "distributed"'
+        )
+    if secure.weighting != Weighting.UNIFORM:
+        raise ConfigError(
+            'secagg.weighting: must be "uniform" with privacy.mode = "distributed" '
+            f"(each device's noise share assumes equal weights), got {str(secure.weighting)!r}"
+        )
+
+
+def _aggregates_the_mean(strategy: object) -> bool:
+    """Whether the FedAvg (inside a wrapper: SCAFFOLD, DP) aggregates with the mean;
+    True for a strategy of another kind (it is handed the sum as one reply)."""
+    while isinstance(strategy, AroundFedAvg):
+        strategy = strategy.base
+    return not isinstance(strategy, FedAvg) or isinstance(strategy.aggregator, WeightedMean)

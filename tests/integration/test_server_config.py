@@ -1,0 +1,57 @@
+"""`fedhive server` starts with any valid config, and writes config.json as strict JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from fedhive.simulation.config import parse_config
+
+TESTS = Path(__file__).resolve().parents[1]
+FEDHIVE = [sys.executable, "-m", "fedhive"]
+
+CONFIG = """
+[run]
+app = "fake_app:build"
+rounds = 1
+
+[app]
+clients = ["good-0"]
+
+[privacy]            # target_epsilon left at its default (inf: never stop)
+noise_multiplier = 1.0
+
+[server]
+address = "127.0.0.1:0"
+min_clients = 1
+wait_timeout = 0     # nobody comes: the server gives up right after starting
+"""
+
+
+def refuse(constant: str) -> None:
+    raise ValueError(f"not strict JSON: {constant}")
+
+
+def test_a_privacy_section_with_the_default_target_epsilon_starts_the_server(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "fake_app.py").write_text((TESTS / "fake_app.py").read_text())
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG)
+    state = tmp_path / "state"
+    done = subprocess.run(
+        [*FEDHIVE, "server", str(config), "--state", str(state), "--insecure"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "fewer than 1 clients joined" in done.stderr, done.stderr  # it got that far
+    written = json.loads((state / "config.json").read_text(), parse_constant=refuse)
+    assert written["privacy"]["target_epsilon"] == "inf"
+    assert (
+        parse_config(written, deployed=True).privacy
+        == parse_config({"run": {"app": "fake_app:build", "rounds": 1}, "privacy": {}}).privacy
+    )

@@ -1,0 +1,145 @@
+"""The cross-object safety rules: refused alike by the Python API and the deployment."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from fedhive import run_simulation
+from fedhive.cli.server_loop import run_loop
+from fedhive.core.messages import ClientConfig
+from fedhive.errors import ConfigError
+from fedhive.secagg.weighting import Weighting
+from fedhive.server.rules import check_run
+from fedhive.server.secure import SecureAggregation
+from fedhive.simulation.config import parse_config
+from fedhive.strategy import FedAvg
+from fedhive.strategy.compose import WeightedMean
+from fedhive.strategy.fedbuff import FedBuff
+from fedhive.strategy.private import DpFedAvg, DpMode
+from fedhive.strategy.robust import CoordinateMedian, NormBound
+from lstsq_app import build
+
+CLIENT = ClientConfig(local_epochs=1, learning_rate=0.1)
+FEDAVG = FedAvg(client_config=CLIENT)
+# Settings four clients can run (so a missing check shows as a run that goes ahead).
+UNIFORM = SecureAggregation(
+    weighting=Weighting.UNIFORM,
+    clip_range=4.0,
+    dropout_fraction=0.0,
+    corruption_fraction=0.0,
+    security_bits=20,
+    correctness_bits=2,
+)
+EXAMPLES = dataclasses.replace(UNIFORM, weighting=Weighting.EXAMPLES)
+
+
+def dp(mode: DpMode, *, noise_seed: int | None = None) -> DpFedAvg:
+    return DpFedAvg(base=FEDAVG, mode=mode, noise_seed=noise_seed)
+
+
+ARGS = ("strategy", "secure", "federated_every", "names")  # names: what the error names
+REFUSED_EVERYWHERE: list[tuple[Any, SecureAggregation | None, int, str]] = [
+    (dp(DpMode.CENTRAL), UNIFORM, 0, r"privacy\.mode.*secagg|secagg.*privacy\.mode"),
+    (dp(DpMode.DISTRIBUTED), EXAMPLES, 0, r"secagg\.weighting"),
+    (FedBuff(base=FEDAVG, buffer_size=2), UNIFORM, 0, r"secagg.*fedbuff"),
+    (FedBuff(base=FEDAVG, buffer_size=2), None, 1, r"evaluation\.federated_every.*fedbuff"),
+    (
+        dataclasses.replace(FEDAVG, aggregator=CoordinateMedian()),
+        UNIFORM,
+        0,
+        r"strategy\.aggregator.*secagg",
+    ),
+    (
+        dataclasses.replace(FEDAVG, aggregator=NormBound(inner=WeightedMean(), max_norm=1.0)),
+        UNIFORM,
+        0,
+        r"strategy\.aggregator.*secagg",
+    ),
+]
+IDS = [
+    "central-dp-secagg",
+    "distributed-dp-examples",
+    "fedbuff-secagg",
+    "fedbuff-federated",
+    "median-secagg",
+    "norm-bound-secagg",
+]
+
+
+@pytest.mark.parametrize(
+    ("strategy", "secure", "federated_every", "names"), REFUSED_EVERYWHERE, ids=IDS
+)
+def test_the_python_api_refuses_what_the_config_refuses(
+    strategy: Any, secure: SecureAggregation | None, federated_every: int, names: str
+) -> None:
+    with pytest.raises(ConfigError, match=names):
+        run_simulation(
+            build(4), strategy=strategy, rounds=1, secure=secure, federated_every=federated_every
+        )
+
+
+class Untouchable:
+    """A transport, checkpoint or resume point the deployment may not reach."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the run went ahead and used {name}")
+
+
+@pytest.mark.parametrize(
+    ("strategy", "secure", "federated_every", "names"), REFUSED_EVERYWHERE, ids=IDS
+)
+def test_the_deployment_refuses_before_it_serves(
+    strategy: Any, secure: SecureAggregation | None, federated_every: int, names: str
+) -> None:
+    base = parse_config({"run": {"app": "x:y", "rounds": 1}}, deployed=True)
+    config = dataclasses.replace(
+        base,
+        strategy=strategy,
+        secagg=secure,
+        evaluation=dataclasses.replace(base.evaluation, federated_every=federated_every),
+    )
+    with pytest.raises(ConfigError, match=names):
+        run_loop(
+            config,
+            build(4),
+            transport=Untouchable(),  # type: ignore[arg-type]
+            observer=Untouchable(),  # type: ignore[arg-type]
+            checkpoint=Untouchable(),  # type: ignore[arg-type]
+            resumed=Untouchable(),  # type: ignore[arg-type]
+        )
+
+
+def test_a_deployment_refuses_seeded_dp_noise_from_any_entry_point() -> None:
+    base = parse_config({"run": {"app": "x:y", "rounds": 1}}, deployed=True)
+    config = dataclasses.replace(base, strategy=dp(DpMode.CENTRAL, noise_seed=7))
+    with pytest.raises(ConfigError, match=r"privacy\.secure_noise"):
+        run_loop(
+            config,
+            build(4),
+            transport=Untouchable(),  # type: ignore[arg-type]
+            observer=Untouchable(),  # type: ignore[arg-type]
+            checkpoint=Untouchable(),  # type: ignore[arg-type]
+            resumed=Untouchable(),  # type: ignore[arg-type]
+        )
+    with pytest.raises(ConfigError, match=r"privacy\.secure_noise"):
+        check_run(dp(DpMode.DISTRIBUTED, noise_seed=0), deployed=True)
+
+
+def test_a_deployed_config_draws_dp_noise_from_a_csprng() -> None:
+    data = {"run": {"app": "x:y", "rounds": 1, "seed": 3}, "privacy": {}}
+    deployed = parse_config(data, deployed=True).strategy
+    simulated = parse_config(data).strategy
+    assert isinstance(deployed, DpFedAvg)
+    assert isinstance(simulated, DpFedAvg)
+    assert deployed.noise_seed is None
+    assert simulated.noise_seed == 3  # a simulation stays reproducible
+
+
+def test_a_simulation_may_seed_its_dp_noise_and_pass_the_checks() -> None:
+    check_run(dp(DpMode.CENTRAL, noise_seed=0))
+    check_run(dp(DpMode.DISTRIBUTED, noise_seed=0), secure=UNIFORM)
+    check_run(FedBuff(base=FEDAVG))
+    check_run(FEDAVG, secure=EXAMPLES, federated_every=2, deployed=True)
