@@ -83,6 +83,7 @@ PUBLIC = {
         "RoundRecord",
         "RunObserver",
         "RunResult",
+        "check_run",
     ],
     "fedhive.pki": [
         "CertificateAuthority",
