@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from fedhive.core import Weights
 from fedhive.errors import ConfigError
+from fedhive.server.verify import ReplyPolicy
 from fedhive.simulation.config import parse_config
+from fedhive.simulation.engine import simulate
+
+TESTS = Path(__file__).resolve().parents[1]
 
 BASE = {"run": {"app": "app:build", "rounds": 2}, "client": {"batch_size": 16}}
 
@@ -50,3 +56,24 @@ def test_server_section_defaults_and_checks() -> None:
     assert parse_config(BASE).server.round_timeout == 60.0
     with pytest.raises(ConfigError, match=r"server\.min_clients: must be an integer >= 1"):
         parse_config({**BASE, "server": {"min_clients": 0}})
+
+
+def test_server_max_examples_sets_the_reply_policy() -> None:
+    assert parse_config(BASE).server.policy() == ReplyPolicy(max_examples=65536)
+    config = parse_config({**BASE, "server": {"max_examples": 100}})
+    assert config.server.policy() == ReplyPolicy(max_examples=100)
+    assert config.to_json()["server"]["max_examples"] == 100
+    for bad in (0, 1 << 30):
+        with pytest.raises(ConfigError, match=r"server\.max_examples"):
+            parse_config({**BASE, "server": {"max_examples": bad}})
+
+
+def test_a_simulation_refuses_claims_above_its_max_examples() -> None:
+    # fake_app's good-i claims i + 1 examples: with max_examples = 2, good-2 is refused
+    run = {"app": "fake_app:build", "rounds": 1}
+    data = {"run": run, "app": {"clients": ["good-0", "good-1", "good-2"]}}
+    config = parse_config({**data, "server": {"max_examples": 2}})
+    record = simulate(config, base_dir=TESTS).history[0]
+    assert record.committed
+    assert dict(record.fit.failures) == {"verify:ValidationError": 1}
+    assert sorted(record.fit.contributors) == ["good-0", "good-1"]
