@@ -2,5 +2,14 @@
 
 from fedhive.server.history import CohortStats, RoundRecord
 from fedhive.server.orchestrator import EvaluateFn, RoundLoop, RunObserver, RunResult
+from fedhive.server.verify import ReplyPolicy
 
-__all__ = ["CohortStats", "EvaluateFn", "RoundLoop", "RoundRecord", "RunObserver", "RunResult"]
+__all__ = [
+    "CohortStats",
+    "EvaluateFn",
+    "ReplyPolicy",
+    "RoundLoop",
+    "RoundRecord",
+    "RunObserver",
+    "RunResult",
+]
