@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from fedhive import errors
 from fedhive.errors import (
+    AggregateCheckError,
     AggregationError,
     ClientError,
     ConfigError,
@@ -41,6 +42,7 @@ BUILTIN_BASES: list[tuple[type[FedhiveError], type[Exception]]] = [
     (SignatureError, ValidationError),
     (ClientError, RuntimeError),
     (AggregationError, ArithmeticError),
+    (AggregateCheckError, AggregationError),
     (NotEnoughClientsError, RuntimeError),
     (TransportError, ConnectionError),
     (StoreError, RuntimeError),
@@ -59,6 +61,13 @@ def test_each_error_is_a_fedhive_error_and_its_builtin(
         raise cls("refused")
     assert isinstance(info.value, FedhiveError)
     assert info.value.message == "refused"
+
+
+def test_an_aggregate_check_error_names_its_check() -> None:
+    err = AggregateCheckError("mean out of range", check="mean_range", round=2)
+    assert isinstance(err, AggregationError)
+    assert err.check == "mean_range"
+    assert str(err) == "mean out of range [round=2]"
 
 
 def test_config_error_is_caught_by_except_value_error() -> None:

@@ -79,6 +79,7 @@ PUBLIC = {
     "fedhive.server": [
         "CohortStats",
         "EvaluateFn",
+        "ReplyPolicy",
         "RoundLoop",
         "RoundRecord",
         "RunObserver",

@@ -15,6 +15,7 @@ inherit the builtin exception that fits, so ``except ValueError`` keeps working:
     │   └── SignatureError                  a signature or its certificate does not verify
     ├── ClientError(RuntimeError)          a client raised or returned something unusable
     ├── AggregationError(ArithmeticError)  aggregation cannot produce a model
+    │   └── AggregateCheckError             an unmasked (SecAgg) sum fails a named check
     ├── NotEnoughClientsError(RuntimeError) fewer clients than a strategy requires
     ├── TransportError(ConnectionError)    a transport could not deliver a message
     ├── StoreError(RuntimeError)           the server's durable state cannot be read or written
@@ -28,6 +29,7 @@ pipeline stage that refused), shown in ``str(err)``.
 from __future__ import annotations
 
 __all__ = [
+    "AggregateCheckError",
     "AggregationError",
     "ClientError",
     "ConfigError",
@@ -124,6 +126,23 @@ class ClientError(FedhiveError, RuntimeError):
 
 class AggregationError(FedhiveError, ArithmeticError):
     """Aggregation cannot produce a model (no results, zero weight, overflow)."""
+
+
+class AggregateCheckError(AggregationError):
+    """An unmasked secure-aggregation sum fails a range check; ``check`` names it
+    (:class:`fedhive.server.secure.AggregateCheck`), e.g. ``"mean_range"``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        check: str = "",
+        client_id: str | None = None,
+        round: int | None = None,
+        stage: str | None = None,
+    ) -> None:
+        super().__init__(message, client_id=client_id, round=round, stage=stage)
+        self.check = check
 
 
 class NotEnoughClientsError(FedhiveError, RuntimeError):

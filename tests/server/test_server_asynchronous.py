@@ -14,6 +14,7 @@ from fedhive.core.weights import Weights
 from fedhive.errors import ConfigError
 from fedhive.server.asynchronous import AsyncLoop, Finished
 from fedhive.server.history import RoundRecord
+from fedhive.server.verify import ReplyPolicy
 from fedhive.simulation.backends.local import LocalBackend
 from fedhive.simulation.clock import VirtualClockRunner
 from fedhive.simulation.devices import DeviceDistribution, DeviceModel, DevicesSection
@@ -27,11 +28,19 @@ MODEL = Weights({"w": np.zeros(2)})
 class ScriptedRunner:
     """Each client takes a fixed time per task and moves every weight by +1.
 
-    ``bad`` clients answer for the wrong round; it records what it was given.
+    ``bad`` clients answer for the wrong round, ``huge`` ones move by 2**31 instead; each
+    claims ``examples``. It records what it was given.
     """
 
-    def __init__(self, delays: dict[str, float], bad: Sequence[str] = ()) -> None:
-        self.delays, self.bad = delays, set(bad)
+    def __init__(
+        self,
+        delays: dict[str, float],
+        bad: Sequence[str] = (),
+        huge: Sequence[str] = (),
+        examples: int = 1,
+    ) -> None:
+        self.delays, self.bad, self.huge = delays, set(bad), set(huge)
+        self.examples = examples
         self.now = 0.0
         self.ends: list[tuple[float, int, FitTask]] = []
         self.running: set[str] = set()
@@ -58,8 +67,8 @@ class ScriptedRunner:
                 client_id=task.client_id,
                 round=task.round + (task.client_id in self.bad),
                 version=task.version,
-                update=Weights({"w": np.ones(2)}),
-                num_examples=1,
+                update=Weights({"w": np.full(2, 2.0**31 if task.client_id in self.huge else 1.0)}),
+                num_examples=self.examples,
             )
             out.append(Finished(dispatch, reply, self.now))
         return out
@@ -120,6 +129,26 @@ def test_rejected_replies_are_failures_and_their_slot_is_refilled() -> None:
     assert all(set(r.fit.contributors) <= {"a", "b"} for r in result.history)
     assert sum(r.fit.failures["verify:ValidationError"] for r in result.history) >= 3
     assert runner.most_running == 3
+
+
+def test_one_huge_update_fails_its_client_not_the_buffer() -> None:
+    # F01: evil's finite 2**31 made the buffer's exact sum raise, and the loop dropped the
+    # whole buffer of honest updates ("version not committed")
+    runner = ScriptedRunner({"a": 1.0, "b": 1.0, "evil": 1.0}, huge=["evil"])
+    result = loop(runner, buffer_size=2, concurrency=3).run(MODEL, rounds=3)
+    assert all(r.committed for r in result.history), [r.note for r in result.history]
+    assert all(set(r.fit.contributors) <= {"a", "b"} for r in result.history)
+    assert sum(r.fit.failures["verify:ValidationError"] for r in result.history) >= 2
+    np.testing.assert_array_equal(result.weights["w"], [3.0, 3.0])  # one +1 per version
+
+
+@pytest.mark.parametrize(("cap", "committed"), [(2, True), (1, False)])
+def test_the_async_loop_applies_its_policy_cap(cap: int, committed: bool) -> None:
+    runner = ScriptedRunner({"a": 1.0, "b": 1.0}, examples=2)
+    strategy = FedBuff(buffer_size=1, concurrency=2)
+    policy = ReplyPolicy(max_examples=cap)
+    result = AsyncLoop(strategy=strategy, runner=runner, seed=0, policy=policy).run(MODEL, 1)
+    assert result.history[0].committed is committed
 
 
 def test_a_run_where_every_task_fails_still_ends() -> None:

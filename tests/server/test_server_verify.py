@@ -8,10 +8,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fedhive.core.messages import ClientConfig, EvaluateReply, EvaluateTask, FitReply, FitTask
+from fedhive.core.messages import (
+    ClientConfig,
+    EvaluateReply,
+    EvaluateTask,
+    FitReply,
+    FitTask,
+    SecAggReply,
+)
 from fedhive.core.weights import Weights
 from fedhive.errors import (
     ClientError,
+    ConfigError,
     DTypeMismatchError,
     FedhiveError,
     NameMismatchError,
@@ -19,7 +27,15 @@ from fedhive.errors import (
     ShapeMismatchError,
     ValidationError,
 )
-from fedhive.server.verify import MAX_EXAMPLES, verify_evaluate_reply, verify_fit_reply
+from fedhive.server.verify import (
+    DEFAULT_MAX_EXAMPLES,
+    MAX_EXAMPLES,
+    ReplyPolicy,
+    verify_evaluate_reply,
+    verify_fit_reply,
+    verify_secagg_reply,
+)
+from fedhive.strategy.aggregate import ExactWeightedSum
 
 MODEL = Weights({"w": np.zeros((2, 3), np.float32), "b": np.zeros(3, np.float32)})
 LAYOUT = MODEL.layout()
@@ -59,7 +75,7 @@ def eval_reply(**changes: Any) -> EvaluateReply:
 def test_a_valid_fit_reply_passes() -> None:
     verify_fit_reply(fit_reply(), TASK, LAYOUT)
     verify_fit_reply(fit_reply(num_examples=0, metrics={}), TASK, LAYOUT)
-    verify_fit_reply(fit_reply(num_examples=MAX_EXAMPLES), TASK, LAYOUT)
+    verify_fit_reply(fit_reply(num_examples=DEFAULT_MAX_EXAMPLES), TASK, LAYOUT)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +85,9 @@ def test_a_valid_fit_reply_passes() -> None:
         ({"round": 3}, ValidationError, "for round 3 does not match"),
         ({"version": "cd" * 32}, ValidationError, "model version cdcdcdcdcdcd"),
         ({"num_examples": -1}, ValidationError, r"num_examples must be in \[0, "),
-        ({"num_examples": MAX_EXAMPLES + 1}, ValidationError, "num_examples must be in"),
+        ({"num_examples": DEFAULT_MAX_EXAMPLES + 1}, ValidationError, "max_examples"),
+        ({"update": update(b=np.full(3, 2.0**31, np.float32))}, ValidationError, "exact"),
+        ({"metrics": {"dp.epsilon": 0.5}}, ValidationError, "reserved"),
         ({"num_examples": True}, ClientError, "num_examples must be an int"),
         ({"num_examples": 10.0}, ClientError, "num_examples must be an int"),
         ({"update": update(w=np.zeros((3, 2), np.float32))}, ShapeMismatchError, "'w'"),
@@ -129,3 +147,106 @@ def test_each_bad_evaluate_reply_raises_its_typed_error(
 ) -> None:
     with pytest.raises(error, match=match):
         verify_evaluate_reply(eval_reply(**changes), EVAL_TASK)
+
+
+def test_a_claim_above_the_servers_cap_is_refused() -> None:
+    # F02: 2**29 examples used to be accepted (and took ~100 % of the FedAvg weight)
+    with pytest.raises(ValidationError, match=r"num_examples must be in \[0, 65536\]"):
+        verify_fit_reply(fit_reply(num_examples=1 << 29), TASK, LAYOUT)
+    with pytest.raises(ValidationError, match="max_examples"):
+        verify_evaluate_reply(eval_reply(num_examples=1 << 29), EVAL_TASK)
+
+
+def test_the_cap_is_the_servers_policy() -> None:
+    small = ReplyPolicy(max_examples=10)
+    verify_fit_reply(fit_reply(num_examples=10), TASK, LAYOUT, small)
+    with pytest.raises(ValidationError, match=r"\[0, 10\]"):
+        verify_fit_reply(fit_reply(num_examples=11), TASK, LAYOUT, small)
+    with pytest.raises(ValidationError, match=r"\[0, 10\]"):
+        verify_evaluate_reply(eval_reply(num_examples=11), EVAL_TASK, small)
+    verify_fit_reply(
+        fit_reply(num_examples=MAX_EXAMPLES), TASK, LAYOUT, ReplyPolicy(max_examples=MAX_EXAMPLES)
+    )
+
+
+@pytest.mark.parametrize("cap", [0, MAX_EXAMPLES + 1, True, 2.0])
+def test_a_cap_out_of_range_is_a_config_error(cap: Any) -> None:
+    with pytest.raises(ConfigError, match="max_examples"):
+        ReplyPolicy(max_examples=cap)
+
+
+@pytest.mark.parametrize(
+    ("value", "examples"),
+    [(2.0**31, 1), (2.0**30, 0), (2.0, 1 << 29), (2.0**15, 1 << 16)],
+)
+def test_an_update_the_exact_sum_would_refuse_fails_verification(
+    value: float, examples: int
+) -> None:
+    # F01: these passed verification, then made ExactWeightedSum raise for the whole round
+    reply = fit_reply(
+        update=update(b=np.array([0.0, -value, 0.0], np.float32)), num_examples=examples
+    )
+    policy = ReplyPolicy(max_examples=MAX_EXAMPLES)
+    with pytest.raises(ValidationError, match="exact aggregation range"):
+        verify_fit_reply(reply, TASK, LAYOUT, policy)
+
+
+def test_every_verified_update_fits_the_exact_sum_at_its_weight_and_at_weight_one() -> None:
+    policy = ReplyPolicy(max_examples=MAX_EXAMPLES)
+    below = np.nextafter(np.float32(2.0**30 / (1 << 16)), np.float32(0))
+    for examples, value in [
+        (0, np.nextafter(np.float32(2.0**30), np.float32(0))),
+        (1 << 16, below),
+    ]:
+        reply = fit_reply(
+            update=update(w=np.full((2, 3), value, np.float32)), num_examples=examples
+        )
+        verify_fit_reply(reply, TASK, LAYOUT, policy)
+        total = ExactWeightedSum(LAYOUT.total_size)
+        total.add(LAYOUT.flatten(reply.update), examples)
+        total.add(LAYOUT.flatten(reply.update), 1)
+
+
+def test_a_reserved_dp_metric_is_refused_in_fit_and_evaluate_replies() -> None:
+    # F17: a client's "dp.epsilon" became the run's privacy report
+    with pytest.raises(ValidationError, match="reserved"):
+        verify_fit_reply(fit_reply(metrics={"dp.epsilon": 0.5, "loss": 1.0}), TASK, LAYOUT)
+    with pytest.raises(ValidationError, match="reserved"):
+        verify_evaluate_reply(eval_reply(metrics={"dp.delta": 1e-9}), EVAL_TASK)
+    verify_fit_reply(fit_reply(metrics={"dpsgd_epsilon": 0.5}), TASK, LAYOUT)
+
+
+def secagg_reply(**changes: Any) -> SecAggReply:
+    fields: dict[str, Any] = {
+        "client_id": "c1",
+        "round": 4,
+        "version": VERSION,
+        "num_examples": 100,
+        "message": b"keys",
+        "metrics": {"loss": 0.3},
+    }
+    return SecAggReply(**{**fields, **changes})
+
+
+def test_a_valid_secagg_reply_passes() -> None:
+    verify_secagg_reply(secagg_reply(), TASK)
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "match"),
+    [
+        ({"client_id": "c2"}, ValidationError, "reply from 'c2'"),
+        ({"round": 5}, ValidationError, "for round 5 does not match"),
+        ({"version": "cd" * 32}, ValidationError, "model version cdcdcdcdcdcd"),
+        ({"num_examples": 1 << 62}, ValidationError, "max_examples"),
+        ({"num_examples": -1}, ValidationError, "num_examples must be in"),
+        ({"metrics": {"dp.epsilon": 0.1}}, ValidationError, "reserved"),
+        ({"metrics": {"acc": math.nan}}, ClientError, "is not finite"),
+    ],
+)
+def test_each_bad_secagg_reply_raises_its_typed_error(
+    changes: dict[str, Any], error: type[FedhiveError], match: str
+) -> None:
+    # F03: the upload header's num_examples (up to 2**64 - 1) was never checked
+    with pytest.raises(error, match=match):
+        verify_secagg_reply(secagg_reply(**changes), TASK)

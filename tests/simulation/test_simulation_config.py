@@ -14,8 +14,12 @@ import pytest
 from fedhive.core import Weights
 from fedhive.errors import ConfigError
 from fedhive.server.store.audit import canonical_json
+from fedhive.server.verify import ReplyPolicy
 from fedhive.simulation.config import SimulationConfig, load_config, parse_config
+from fedhive.simulation.engine import simulate
 from fedhive.simulation.output import RunWriter
+
+TESTS = Path(__file__).resolve().parents[1]
 
 BASE = {"run": {"app": "app:build", "rounds": 2}, "client": {"batch_size": 16}}
 
@@ -155,3 +159,24 @@ def test_a_seed_override_reseeds_the_dp_noise() -> None:
 def test_app_settings_that_json_cannot_hold_are_refused(app: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config({"run": RUN, "app": app})
+
+
+def test_server_max_examples_sets_the_reply_policy() -> None:
+    assert parse_config(BASE).server.policy() == ReplyPolicy(max_examples=65536)
+    config = parse_config({**BASE, "server": {"max_examples": 100}})
+    assert config.server.policy() == ReplyPolicy(max_examples=100)
+    assert config.to_json()["server"]["max_examples"] == 100
+    for bad in (0, 1 << 30):
+        with pytest.raises(ConfigError, match=r"server\.max_examples"):
+            parse_config({**BASE, "server": {"max_examples": bad}})
+
+
+def test_a_simulation_refuses_claims_above_its_max_examples() -> None:
+    # fake_app's good-i claims i + 1 examples: with max_examples = 2, good-2 is refused
+    run = {"app": "fake_app:build", "rounds": 1}
+    data = {"run": run, "app": {"clients": ["good-0", "good-1", "good-2"]}}
+    config = parse_config({**data, "server": {"max_examples": 2}})
+    record = simulate(config, base_dir=TESTS).history[0]
+    assert record.committed
+    assert dict(record.fit.failures) == {"verify:ValidationError": 1}
+    assert sorted(record.fit.contributors) == ["good-0", "good-1"]

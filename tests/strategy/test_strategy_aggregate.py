@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from fedhive.errors import AggregationError
-from fedhive.strategy.aggregate import ExactWeightedSum, WeightedMetrics
+from fedhive.strategy.aggregate import ExactWeightedSum, WeightedMetrics, within_exact_range
 
 SIZE = 5
 
@@ -243,3 +243,24 @@ def test_metric_keys_may_differ_per_client() -> None:
     acc.add({"acc": 1.0, "loss": 2.0}, 30)
     acc.add({"loss": 4.0}, 10)
     assert acc.means() == {"acc": 0.875, "loss": 2.5}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    vector=hnp.arrays(np.float32, SIZE, elements=st.floats(width=32)).map(
+        lambda a: a.astype(np.float64)
+    ),
+    weight=st.integers(min_value=0, max_value=(1 << 29) - 1),
+)
+def test_within_exact_range_is_the_exact_bound_and_add_applies_it(
+    vector: np.ndarray, weight: int
+) -> None:
+    # the server verifies every reply with it: a verified reply never makes add raise
+    exact = all(np.isfinite(v) and abs(Fraction(float(v)) * weight) < 2**30 for v in vector)
+    assert within_exact_range(vector, weight) is exact
+    acc = ExactWeightedSum(SIZE)
+    if exact:
+        acc.add(vector, weight)
+    else:
+        with pytest.raises(AggregationError, match="exceeds 2"):
+            acc.add(vector, weight)

@@ -17,6 +17,8 @@ from fedhive.core.weights import Weights
 from fedhive.simulation.app import SimulationApp
 from fedhive.simulation.engine import Backend, run_simulation
 from fedhive.strategy import FedAvg, Scaffold, StrategyName, build_strategy
+from fedhive.strategy.compose import WeightedMean
+from fedhive.strategy.robust import CoordinateMedian, NormBound
 from fedhive.strategy.scaffold import STATE_KEY
 
 # Client drift (Karimireddy et al. 2020, sec. 3): client i minimises
@@ -121,6 +123,29 @@ def test_server_variate_moves_by_the_sampled_fraction_of_the_mean_change() -> No
     np.testing.assert_array_equal(state[STATE_KEY], [1.5, 1.5])  # 0.5 * mean(2, 4)
     restored = record_from_bytes(record_to_bytes(state))
     np.testing.assert_array_equal(restored[STATE_KEY], state[STATE_KEY])
+
+
+def test_one_attackers_variate_change_does_not_move_c_under_the_median() -> None:
+    # F15: dc_i bypassed the robust rule; one dc of 1e8 moved c to ~1e7 under the median
+    weights = Weights({"w": np.zeros(2)})
+    strategy = Scaffold(base=FedAvg(aggregator=CoordinateMedian()))
+    state = strategy.initial_state(weights)
+    replies = [reply(f"h{i}", 0.01, 0.01) for i in range(9)] + [reply("evil", 1e8, 1e8)]
+    state, new, _ = strategy.aggregate_fit(state, 1, weights, iter(replies))
+    np.testing.assert_array_equal(new["w"], [0.01, 0.01])
+    np.testing.assert_array_equal(state[STATE_KEY], [0.01, 0.01])  # fraction_fit 1 * median
+
+
+def test_the_norm_bound_clips_each_variate_change_as_it_clips_updates() -> None:
+    # F15: max_update_norm did not apply to dc_i
+    weights = Weights({"w": np.zeros(2)})
+    strategy = Scaffold(base=FedAvg(aggregator=NormBound(inner=WeightedMean(), max_norm=1.0)))
+    state = strategy.initial_state(weights)
+    replies = [reply("a", 0.0, 0.0), reply("evil", 300.0, 400.0 / np.sqrt(2))]
+    state, new, _ = strategy.aggregate_fit(state, 1, weights, iter(replies))
+    assert np.linalg.norm(state[STATE_KEY]) <= 0.5  # the mean of norms 0 and <= 1
+    np.testing.assert_allclose(state[STATE_KEY], np.full(2, 0.5 / np.sqrt(2)), rtol=1e-12)
+    assert np.linalg.norm(new["w"]) <= 0.5
 
 
 def test_a_client_that_ignores_the_control_variates_fails_clearly() -> None:

@@ -47,6 +47,7 @@ def run_loop(
             evaluate_fn=evaluate_fn,
             observer=observer,
             checkpoint=checkpoint,
+            policy=config.server.policy(),
         )
         try:
             remaining = config.run.rounds - resumed.round
@@ -64,6 +65,7 @@ def run_loop(
         observer=observer,
         checkpoint=checkpoint,
         secure=config.secagg,
+        policy=config.server.policy(),
     )
     return loop.run(
         resumed.weights, config.run.rounds, first_round=resumed.round + 1, state=resumed.state

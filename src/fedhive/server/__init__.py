@@ -3,10 +3,12 @@
 from fedhive.server.history import CohortStats, RoundRecord
 from fedhive.server.orchestrator import EvaluateFn, RoundLoop, RunObserver, RunResult
 from fedhive.server.rules import check_run
+from fedhive.server.verify import ReplyPolicy
 
 __all__ = [
     "CohortStats",
     "EvaluateFn",
+    "ReplyPolicy",
     "RoundLoop",
     "RoundRecord",
     "RunObserver",

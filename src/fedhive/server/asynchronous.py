@@ -2,7 +2,8 @@
 
 The loop keeps the strategy's ``concurrency`` tasks in flight, each on the model that
 was current when it was dispatched (lines 3-5). Every finished task is verified exactly
-as in the round loop; a failure or rejection is counted and its slot refilled. Accepted
+as in the round loop (so no buffered update can make the buffer's exact sum fail); a
+failure or rejection is counted and its slot refilled. Accepted
 updates are buffered with their staleness (versions committed since the task's model),
 and every ``buffer_size`` of them commit a new version (lines 9-12), which is evaluated,
 recorded (one :class:`~fedhive.server.history.RoundRecord` per version, ``round`` = the
@@ -33,7 +34,7 @@ from fedhive.core.weights import AUX_PREFIX, Weights
 from fedhive.errors import AggregationError, ConfigError, FedhiveError, NotEnoughClientsError
 from fedhive.server.history import CohortStats, RoundRecord
 from fedhive.server.orchestrator import Checkpoint, EvaluateFn, RunObserver, RunResult
-from fedhive.server.verify import verify_fit_reply
+from fedhive.server.verify import DEFAULT_POLICY, ReplyPolicy, verify_fit_reply
 from fedhive.strategy.base import StrategyState
 from fedhive.strategy.fedbuff import FedBuff, version_of
 from fedhive.transport.base import AsyncRunner, Finished
@@ -51,6 +52,8 @@ class AsyncLoop:
     evaluate_fn: EvaluateFn | None = None
     observer: RunObserver | None = None
     checkpoint: Checkpoint | None = None
+    policy: ReplyPolicy = DEFAULT_POLICY
+    """What a reply may claim (``[server] max_examples``), as in the round loop."""
 
     def run(
         self,
@@ -170,7 +173,7 @@ class _Run:
         staleness = version_of(self.state) - task.round
         if isinstance(outcome, FitReply):
             try:
-                verify_fit_reply(outcome, task, self.published.layout())
+                verify_fit_reply(outcome, task, self.published.layout(), self.loop.policy)
             except (FedhiveError, KeyError) as exc:
                 outcome = _failure(task, "verify", type(exc).__name__, str(exc))
         if isinstance(outcome, FitReply) and self.strategy.too_stale(staleness):

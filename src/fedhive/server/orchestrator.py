@@ -26,7 +26,12 @@ from fedhive.errors import (
 )
 from fedhive.server.history import CohortStats, RoundRecord
 from fedhive.server.secure import SecureAggregation, secure_fit
-from fedhive.server.verify import verify_evaluate_reply, verify_fit_reply
+from fedhive.server.verify import (
+    DEFAULT_POLICY,
+    ReplyPolicy,
+    verify_evaluate_reply,
+    verify_fit_reply,
+)
 from fedhive.strategy.base import Instruction, Strategy, StrategyState
 from fedhive.transport.base import SecureTransport, Transport
 
@@ -84,6 +89,8 @@ class RoundLoop:
     checkpoint: Checkpoint | None = None
     secure: SecureAggregation | None = None
     """Secure aggregation (SecAgg+) each round: the strategy then sees only the sum."""
+    policy: ReplyPolicy = DEFAULT_POLICY
+    """What a reply may claim (``[server] max_examples``); plaintext and SecAgg alike."""
 
     def run(
         self,
@@ -150,7 +157,8 @@ class RoundLoop:
             weights, committed = new_weights, True
         except (NotEnoughClientsError, AggregationError) as exc:
             note = f"round not committed: {exc}"
-        # A DP strategy reports its accounting as "dp.*" metrics: they go to record.privacy.
+        # A DP strategy reports its accounting as "dp.*" metrics: they go to record.privacy
+        # (verification refuses client metrics under that prefix, so only the strategy's).
         privacy = {k.removeprefix("dp."): v for k, v in train.items() if k.startswith("dp.")}
         train = {k: v for k, v in train.items() if not k.startswith("dp.")}
         version = model_version(weights)
@@ -266,6 +274,7 @@ class RoundLoop:
             published,
             graph_seed=stream.child("secagg-graph").seed,
             stats=stats,
+            policy=self.policy,
         )
         try:
             reply.update.validate_like(published.layout())
@@ -289,7 +298,7 @@ class RoundLoop:
             outcome = received
             if isinstance(received, FitReply):
                 try:
-                    verify_fit_reply(received, tasks[received.client_id], layout)
+                    verify_fit_reply(received, tasks[received.client_id], layout, self.policy)
                 except (FedhiveError, KeyError) as exc:
                     outcome = _rejected(received.client_id, received.round, exc)
             if self.observer is not None:
@@ -328,7 +337,7 @@ class RoundLoop:
             outcome = received
             if isinstance(received, EvaluateReply):
                 try:
-                    verify_evaluate_reply(received, tasks[received.client_id])
+                    verify_evaluate_reply(received, tasks[received.client_id], self.policy)
                 except (FedhiveError, KeyError) as exc:
                     outcome = _rejected(received.client_id, received.round, exc)
             if isinstance(outcome, Failure):

@@ -17,11 +17,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import NoReturn
 
+import numpy as np
+
+from fedhive.core._compat import StrEnum
 from fedhive.core.config import check_int, check_real
 from fedhive.core.messages import Failure, FitReply, FitTask, SecAggReply
 from fedhive.core.weights import Weights
-from fedhive.errors import AggregationError, FedhiveError, NotEnoughClientsError, SecAggError
+from fedhive.errors import (
+    AggregateCheckError,
+    AggregationError,
+    FedhiveError,
+    NotEnoughClientsError,
+    SecAggError,
+)
 from fedhive.secagg import (
     SecAggParams,
     ServerState,
@@ -30,13 +40,25 @@ from fedhive.secagg import (
     server_receive,
     server_start,
 )
+from fedhive.secagg.report import SecAggResult
 from fedhive.secagg.weighting import WEIGHTING_KEY, Weighting
 from fedhive.server.history import CohortStats
+from fedhive.server.verify import DEFAULT_POLICY, ReplyPolicy, verify_secagg_reply
 from fedhive.strategy.aggregate import WeightedMetrics
 from fedhive.transport.base import SecureTransport
 
 AGGREGATE_ID = "secagg"
 """The ``client_id`` of the aggregate reply the strategy receives."""
+_ROUNDING = 1 + 2.0**-50
+"""float64 rounding of an honest mean's |value| <= clip_range (three roundings, < 2^-51)."""
+
+
+class AggregateCheck(StrEnum):
+    """The checks an unmasked sum must pass (a client can add any vector to its input)."""
+
+    MEAN_RANGE = "mean_range"  # |mean| <= clip_range: a mean of clipped values
+    TOTAL_WEIGHT = "total_weight"  # |included| <= total weight <= |included| * max_weight
+    UNIFORM_WEIGHT = "uniform_weight"  # uniform weighting: total weight == |included|
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,12 +123,18 @@ def secure_fit(
     *,
     graph_seed: int,
     stats: CohortStats,
+    policy: ReplyPolicy = DEFAULT_POLICY,
 ) -> FitReply:
     """Run the round's fit tasks under SecAgg+; return the aggregate reply.
+
+    Each client's answer is verified like a plaintext reply (task, version, example
+    count under ``policy``, metrics) before it joins the protocol; a refused one is that
+    client's failure. The unmasked sum must pass every :class:`AggregateCheck`.
 
     Raises:
         NotEnoughClientsError: fewer than 3 clients were selected.
         AggregationError: the protocol aborted (nothing was unmasked).
+        AggregateCheckError: the unmasked sum fails a check (the error names it).
     """
     first = next(iter(tasks.values()), None)
     if first is None or len(tasks) < 3:
@@ -126,6 +154,11 @@ def secure_fit(
         if not isinstance(outcome, SecAggReply):
             stats.record_failure(outcome)
             continue
+        try:
+            verify_secagg_reply(outcome, tasks[outcome.client_id], policy)
+        except (FedhiveError, KeyError) as exc:
+            stats.record_failure(Failure.of(outcome.client_id, first.round, "verify", exc))
+            continue
         state = _take(state, outcome.client_id, outcome.message, stats, first)
         examples[outcome.client_id] = outcome.num_examples
         metrics.add(outcome.metrics, outcome.num_examples)
@@ -140,9 +173,10 @@ def secure_fit(
         state, requests = server_close_stage(state)
     result = state.result
     try:
-        mean = result.mean()  # raises when the round aborted: nothing was unmasked
+        result.raise_if_aborted()
     except SecAggError as exc:
         raise AggregationError(f"secure aggregation aborted: {exc}") from None
+    mean = checked_mean(result, secure)
     included = result.included
     stats.succeeded = len(included)
     stats.contributors.extend(included)
@@ -157,6 +191,45 @@ def secure_fit(
         num_examples=weight,
         metrics=metrics.means(),
         contributors=included,
+    )
+
+
+def checked_mean(result: SecAggResult, secure: SecureAggregation) -> np.ndarray:
+    """The mean of a completed round's unmasked sum, after every :class:`AggregateCheck`.
+
+    Raises:
+        AggregateCheckError: the sum fails a check; ``check`` names it.
+    """
+    count, weight = len(result.included), result.total_weight
+    if weight is None or result.weighted_sum is None or not count:
+        _fail(AggregateCheck.TOTAL_WEIGHT, "the round holds no weighted sum", result)
+    if not count <= weight <= count * secure.max_weight:
+        _fail(
+            AggregateCheck.TOTAL_WEIGHT,
+            f"total weight {weight} is outside [{count}, {count} * {secure.max_weight}] "
+            f"for {count} included clients",
+            result,
+        )
+    if secure.weighting == Weighting.UNIFORM and weight != count:
+        _fail(
+            AggregateCheck.UNIFORM_WEIGHT,
+            f"total weight {weight} under uniform weighting, {count} clients are included",
+            result,
+        )
+    mean = result.weighted_sum / weight
+    peak = float(np.max(np.abs(mean))) if mean.size else 0.0
+    if not peak <= secure.clip_range * _ROUNDING:
+        _fail(
+            AggregateCheck.MEAN_RANGE,
+            f"|mean| reaches {peak:g}, beyond clip_range {secure.clip_range:g}",
+            result,
+        )
+    return mean
+
+
+def _fail(check: AggregateCheck, message: str, result: SecAggResult) -> NoReturn:
+    raise AggregateCheckError(
+        f"unmasked aggregate fails {check}: {message}", check=str(check), round=result.round
     )
 
 

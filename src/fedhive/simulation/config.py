@@ -8,7 +8,8 @@ onto frozen dataclasses.
 [clients.ID]  any [client] key, for client ID only (its own batch size, budget, ...)
 [simulation]  backend = "local" | "process", workers = 2
 [evaluation]  centralized = true, federated_every = 0 (0: never)
-[server]      address = "127.0.0.1:8443", round_timeout = 60, min_clients = 1 (deployment)
+[server]      address = "127.0.0.1:8443", round_timeout = 60, min_clients = 1 (deployment),
+              max_examples = 65536 (the most examples one reply may claim; both modes)
 [attack]      kind = "scaling", fraction = 0.3, scale = 10 (malicious clients; simulation only)
 [stragglers]  fraction = 0.9, drop = false (partial work each round; simulation only)
 [privacy]     noise_multiplier = 1.0, clipping_norm = 1.0, target_epsilon = 8 (DP-FedAvg)
@@ -33,6 +34,7 @@ from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
 from fedhive.server.rules import check_run
 from fedhive.server.secure import SecureAggregation
+from fedhive.server.verify import DEFAULT_MAX_EXAMPLES, ReplyPolicy
 from fedhive.simulation.attacks import AttackKind
 from fedhive.simulation.backends.process import StartMethod
 from fedhive.simulation.devices import DevicesSection
@@ -102,12 +104,19 @@ class ServerSection:
     min_clients: int = 1
     wait_timeout: float = 300.0
     max_message_mib: int = 256
+    max_examples: int = DEFAULT_MAX_EXAMPLES
+    """The most examples one reply may claim (simulation too): caps a client's weight."""
 
     def __post_init__(self) -> None:
         check_real("round_timeout", self.round_timeout, low=0, low_open=True)
         check_int("min_clients", self.min_clients, minimum=1)
         check_real("wait_timeout", self.wait_timeout, low=0)
         check_int("max_message_mib", self.max_message_mib, minimum=1)
+        self.policy()  # refuse a cap out of range here, with the key's name
+
+    def policy(self) -> ReplyPolicy:
+        """What the server accepts from one reply."""
+        return ReplyPolicy(max_examples=self.max_examples)
 
 
 @dataclass(frozen=True, kw_only=True)

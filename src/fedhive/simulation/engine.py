@@ -17,6 +17,7 @@ from fedhive.server.asynchronous import AsyncLoop
 from fedhive.server.orchestrator import EvaluateFn, RoundLoop, RunObserver, RunResult
 from fedhive.server.rules import check_run
 from fedhive.server.secure import SecureAggregation
+from fedhive.server.verify import DEFAULT_POLICY, ReplyPolicy
 from fedhive.simulation.app import AppSpec, SimulationApp
 from fedhive.simulation.attacks import AttackKind, with_attack
 from fedhive.simulation.backends.local import LocalBackend
@@ -122,6 +123,7 @@ def simulate(
         devices=config.devices,
         secure=config.secagg,
         dropout=config.secagg_dropout,
+        policy=config.server.policy(),
     )
 
 
@@ -138,6 +140,7 @@ def _run(
     devices: DevicesSection | None = None,
     secure: SecureAggregation | None = None,
     dropout: SimulatedDropout | None = None,
+    policy: ReplyPolicy = DEFAULT_POLICY,
 ) -> RunResult:
     if isinstance(strategy, FedBuff):
         evaluate_fn = app.evaluate_fn if centralized else None
@@ -151,6 +154,7 @@ def _run(
             evaluate_fn=evaluate_fn,
             observer=observer,
             devices=model,
+            policy=policy,
         )
     clocked = None
     if devices is not None:
@@ -169,6 +173,7 @@ def _run(
         federated_every=federated_every,
         observer=observer,
         secure=secure,
+        policy=policy,
     )
     try:
         result = loop.run(app.initial_weights, rounds)
@@ -189,11 +194,17 @@ def _run_async(
     evaluate_fn: EvaluateFn | None,
     observer: RunObserver | None,
     devices: DeviceModel,
+    policy: ReplyPolicy = DEFAULT_POLICY,
 ) -> RunResult:
     """FedBuff: the server's asynchronous loop on a virtual clock of simulated devices."""
     clock = VirtualClockRunner(runner=runner, client_ids=app.client_ids, devices=devices)
     loop = AsyncLoop(
-        strategy=strategy, runner=clock, seed=seed, evaluate_fn=evaluate_fn, observer=observer
+        strategy=strategy,
+        runner=clock,
+        seed=seed,
+        evaluate_fn=evaluate_fn,
+        observer=observer,
+        policy=policy,
     )
     try:
         return loop.run(app.initial_weights, rounds)

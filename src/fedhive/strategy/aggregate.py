@@ -9,7 +9,9 @@ addition is exact and associative. Memory is O(model size), whatever the number 
 clients.
 
 Limits (checked, raising :class:`~fedhive.errors.AggregationError`): each weighted value
-``|weight * value| < 2**30`` and at most 2**16 additions per sum.
+``|weight * value| < 2**30`` and at most 2**16 additions per sum. The server checks the
+first limit on every reply before it reaches a sum (:func:`within_exact_range`), so an
+out-of-range update is its client's failure, not the round's.
 """
 
 from __future__ import annotations
@@ -25,10 +27,22 @@ from fedhive.errors import AggregationError
 _HI_SCALE = 2.0**16  # one unit of the high word is 2**-16
 _LO_BITS = 47  # the low word holds the remaining fraction in units of 2**-63
 _LO_SCALE = 2.0**_LO_BITS
-_MAX_ABS_SCALED = 2.0**46  # |weight * value| < 2**30 before scaling
 _MAX_ADDS = 1 << 16  # keeps |hi| sums < 2**62 and lo sums <= 2**63, with no carries
 
 FloatVector = npt.NDArray[np.float64]
+
+MAX_WEIGHTED_VALUE = 2.0**30
+"""Every ``|weight * value|`` added to an :class:`ExactWeightedSum` must stay below this."""
+
+
+def within_exact_range(vector: FloatVector, weight: int) -> bool:
+    """Whether ``weight * vector`` can be added exactly: finite and every ``|weight *
+    value| < 2**30`` (the test :meth:`ExactWeightedSum.add` applies)."""
+    if not vector.size:
+        return True
+    peak = float(max(vector.max(), -vector.min()))
+    # `not <` also refuses NaN; rounding is monotone, so this is add's own test.
+    return bool(peak * float(weight) < MAX_WEIGHTED_VALUE)
 
 
 class ExactWeightedSum:
@@ -64,12 +78,11 @@ class ExactWeightedSum:
             raise AggregationError(f"at most {_MAX_ADDS} vectors can be summed exactly")
         if vector.shape != self._hi.shape:
             raise AggregationError(f"vector of size {vector.size}, expected {self._hi.size}")
+        if not within_exact_range(vector, weight):
+            raise AggregationError("a weighted update value is not finite or exceeds 2**30")
         # float32-derived values times an integer below 2**29 are exact in float64, and
         # scaling by a power of two is exact: `scaled` is the true product * 2**16.
         scaled = vector.astype(np.float64) * (float(weight) * _HI_SCALE)
-        # `not <` also refuses NaN, whose comparisons are all false.
-        if scaled.size and not max(scaled.max(), -scaled.min()) < _MAX_ABS_SCALED:
-            raise AggregationError("a weighted update value is not finite or exceeds 2**30")
         hi = np.floor(scaled)
         self._hi += hi.astype(np.int64)  # integer addition: exact, associative
         # scaled - hi is exact and in [0, 1); rounding it to 47 bits is the only rounding.

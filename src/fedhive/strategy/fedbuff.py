@@ -128,7 +128,9 @@ class FedBuff:
         examples) the model is unchanged, but the version still counts.
 
         Raises:
-            AggregationError: an update is outside the exact summation's range.
+            AggregationError: an update is outside the exact summation's range (the
+                asynchronous loop's verification refuses such an update first, as its
+                client's failure, so an honest buffer is never lost to it).
         """
         layout = weights.layout()
         groups: dict[int, ExactWeightedSum] = {}

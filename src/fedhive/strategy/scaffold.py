@@ -9,13 +9,16 @@ optimizer: Alg. 1 line 16 is FedAvg with a server learning rate) and the variate
 fraction ``fraction_fit`` (exact under full participation). ``c`` is a float64 vector in
 the strategy state (``scaffold.c``), so crash-resume restores it.
 
-Control variates cover the model's floating-point tensors. Robust aggregators and norm
-bounds apply to the model update only; ``dc_i`` is averaged as sent.
+Control variates cover the model's floating-point tensors. ``dc_i`` goes through the
+base aggregator's norm bound and rule like the model update, each client weighing 1 (the
+mean of line 17): a coordinate median of the ``dc_i`` under ``aggregator = "median"``,
+and so on. Under the mean (with or without ``max_update_norm``) the ``dc_i`` are summed
+as they arrive (O(model) memory); a robust rule holds them all, as it holds the updates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +27,9 @@ from fedhive.core.messages import FitReply
 from fedhive.core.weights import Layout, Weights
 from fedhive.strategy.aggregate import ExactWeightedSum
 from fedhive.strategy.base import StrategyState
-from fedhive.strategy.compose import FloatVector
+from fedhive.strategy.compose import Aggregator, FloatVector, WeightedMean
+from fedhive.strategy.robust import NormBound
+from fedhive.strategy.robust.norm_bound import clip_update
 from fedhive.strategy.wrapper import AroundFedAvg
 
 CONTROL_PREFIX = "@scaffold/"
@@ -57,7 +62,7 @@ class Scaffold(AroundFedAvg):
     ) -> tuple[StrategyState, Weights, dict[str, float]]:
         """Step the model with the base strategy and ``c`` with the mean ``dc_i``."""
         layout = _controlled(weights)
-        changes = ExactWeightedSum(layout.total_size)
+        changes = _Changes(self.base.aggregator, layout)
         model_replies = _split_replies(replies, layout, changes)
         new_state, new_weights, metrics = self.base.aggregate_fit(
             state, round, weights, model_replies
@@ -65,9 +70,48 @@ class Scaffold(AroundFedAvg):
         for _ in model_replies:  # the base may stop early: count every dc_i
             pass
         control = _control(state, layout)
-        if changes.count:
-            control = control + self.base.fraction_fit * changes.total() / changes.count
+        step = changes.aggregate()
+        if step is not None:
+            control = control + self.base.fraction_fit * step
         return {**new_state, STATE_KEY: control}, new_weights, metrics
+
+
+class _Changes:
+    """The clients' ``dc_i``, each weighing 1, through the base aggregator's norm bounds
+    and rule: summed on arrival under the mean, held for a robust rule."""
+
+    def __init__(self, aggregator: Aggregator, layout: Layout) -> None:
+        self.aggregator, self.layout = aggregator, layout
+        self.bounds = _streaming_bounds(aggregator)
+        self.sum = ExactWeightedSum(layout.total_size)
+        self.held: list[FitReply] = []
+
+    def add(self, reply: FitReply) -> None:
+        """Take one client's ``dc_i`` (``reply.update`` in the controlled layout)."""
+        if self.bounds is None:
+            self.held.append(reply)
+            return
+        dc = reply.update
+        for max_norm in self.bounds:
+            clipped = clip_update(self.layout, dc, max_norm)
+            dc = dc if clipped is None else clipped
+        self.sum.add(self.layout.flatten(dc), 1)
+
+    def aggregate(self) -> FloatVector | None:
+        """The aggregated ``dc`` (None: no client sent one)."""
+        if self.bounds is not None:
+            return self.sum.total() / self.sum.count if self.sum.count else None
+        return self.aggregator(self.layout, self.held).update
+
+
+def _streaming_bounds(aggregator: Aggregator) -> Sequence[float] | None:
+    """The norm bounds, outermost first, around a mean; None for a rule that holds all."""
+    if isinstance(aggregator, WeightedMean):
+        return ()
+    if isinstance(aggregator, NormBound):
+        inner = _streaming_bounds(aggregator.inner)
+        return None if inner is None else (aggregator.max_norm, *inner)
+    return None
 
 
 def _controlled(weights: Weights) -> Layout:
@@ -83,13 +127,21 @@ def _control(state: StrategyState, layout: Layout) -> FloatVector:
 
 
 def _split_replies(
-    replies: Iterable[FitReply], layout: Layout, changes: ExactWeightedSum
+    replies: Iterable[FitReply], layout: Layout, changes: _Changes
 ) -> Iterator[FitReply]:
     """Each reply with its model update only; its ``dc_i`` goes into ``changes``."""
     for reply in replies:
         model, aux = reply.update.split_aux()
         dc = Weights({name: aux[CONTROL_PREFIX + name] for name in layout.names})
-        changes.add(layout.flatten(dc), 1)
+        changes.add(
+            FitReply(
+                client_id=reply.client_id,
+                round=reply.round,
+                version=reply.version,
+                update=dc,
+                num_examples=1,
+            )
+        )
         yield FitReply(
             client_id=reply.client_id,
             round=reply.round,
