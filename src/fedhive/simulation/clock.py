@@ -115,7 +115,7 @@ class RoundTimer:
     def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
         """Time the cohort (its slowest task; task index = round), then run it."""
         for task in tasks:
-            seconds = self._devices.duration(task.client_id, task.config, task.round)
+            seconds = self._devices.fit_seconds(task)
             previous = self.round_seconds.get(task.round, 0.0)
             self.round_seconds[task.round] = synchronous_round_time((previous, seconds))
         return self._runner.fit(tasks, weights)

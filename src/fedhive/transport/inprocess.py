@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
 from fedhive.core.weights import Weights
-from fedhive.transport.base import CohortRunner, EvaluateOutcome, FitOutcome
+from fedhive.transport.base import (
+    CohortRunner,
+    EvaluateOutcome,
+    FitOutcome,
+    Quorum,
+    round_closed,
+)
 
 _Reply = TypeVar("_Reply", FitReply, EvaluateReply)
 
@@ -18,22 +24,40 @@ class InProcessTransport:
     It guarantees the transport contract whatever the runner does: exactly one outcome
     per task (a task the runner never answered, or answered twice, becomes a Failure of
     stage ``transport``), and a runner that raises fails only the unanswered tasks.
+
+    A fit cohort that may close early (its quorum is below its size: over-selection)
+    runs every task, then hands the outcomes over in simulated-time order, by ``arrival``
+    (the simulated seconds a task takes; ties, e.g. equally fast devices, in the order of
+    the tasks' seeds), and closes like a deployed round once the round loop has counted
+    its quorum of verified results: the rest fail as ``transport:RoundClosed``. So a
+    simulation aggregates the set a deployment with those device speeds would.
     """
 
-    def __init__(self, *, client_ids: Sequence[str], runner: CohortRunner) -> None:
+    def __init__(
+        self,
+        *,
+        client_ids: Sequence[str],
+        runner: CohortRunner,
+        arrival: Callable[[FitTask], float] | None = None,
+    ) -> None:
         self._client_ids = tuple(client_ids)
         self._runner = runner
+        self._arrival = arrival or (lambda task: 0.0)
 
     def client_ids(self) -> Sequence[str]:
         """All simulated clients are always available."""
         return self._client_ids
 
     def fit(
-        self, tasks: Sequence[FitTask], weights: Weights, *, quorum: int | None = None
+        self, tasks: Sequence[FitTask], weights: Weights, *, quorum: Quorum | None = None
     ) -> Iterator[FitOutcome]:
-        """Run fit tasks through the runner: every one, whatever the quorum, so that a
-        simulation stays reproducible."""
-        return _one_per_task(tasks, lambda: self._runner.fit(tasks, weights))
+        """Run fit tasks through the runner; with a quorum below the cohort's size, close
+        it in simulated-time order once the quorum is met."""
+        outcomes = _one_per_task(tasks, lambda: self._runner.fit(tasks, weights))
+        if quorum is None or quorum.needed >= len(tasks):
+            return outcomes
+        when = {task.client_id: (self._arrival(task), task.seed, i) for i, task in enumerate(tasks)}
+        return _closing(outcomes, lambda outcome: when[outcome.client_id], quorum)
 
     def evaluate(
         self, tasks: Sequence[EvaluateTask], weights: Weights
@@ -66,3 +90,19 @@ def _one_per_task(
             error_type="TransportError",
             message=reason,
         )
+
+
+def _closing(
+    outcomes: Iterable[FitOutcome],
+    order: Callable[[FitOutcome], tuple[float, int, int]],
+    quorum: Quorum,
+) -> Iterator[FitOutcome]:
+    """``outcomes`` sorted by ``order`` until ``quorum`` is met (read before each is
+    handed over: the round loop has verified and counted the previous one); the rest
+    are closed."""
+    ordered = sorted(outcomes, key=order)
+    for index, outcome in enumerate(ordered):
+        if quorum.met:
+            yield from (round_closed(o.client_id, o.round) for o in ordered[index:])
+            return
+        yield outcome
