@@ -238,10 +238,12 @@ def test_an_over_selected_round_closes_at_its_quorum_in_simulated_time_order() -
     devices = DevicesSection(distribution=DeviceDistribution.LOGNORMAL, sigma=1.0, jitter=0.3)
     result = run_simulation(app, strategy=strategy, rounds=2, devices=devices, seed=4)
     model = DeviceModel(devices, seed=4)
+    clock = 0.0
     for record in result.history:
         assert record.fit.selected == 8
-        by_time = sorted(
-            app.client_ids, key=lambda c: model.duration(c, ClientConfig(), record.round)
-        )
+        seconds = {c: model.duration(c, ClientConfig(), record.round) for c in app.client_ids}
+        by_time = sorted(app.client_ids, key=seconds.__getitem__)
         assert sorted(record.fit.contributors) == sorted(by_time[:6])
         assert dict(record.fit.failures) == {"transport:RoundClosed": 2}
+        clock += seconds[by_time[5]]  # the round closed when its sixth result arrived
+        assert record.clock == pytest.approx(clock)

@@ -155,16 +155,15 @@ def _run(
         )
     clocked = None
     model = DeviceModel(devices or DevicesSection(), seed)
-    if devices is not None:
-        timer = RoundTimer(runner, model)
-        runner = timer
-        observer = clocked = ClockObserver(observer, timer)
-    transport: InProcessTransport | SecAggDevices
-    transport = InProcessTransport(
-        client_ids=app.client_ids, runner=runner, arrival=model.fit_seconds
+    timer = None if devices is None else RoundTimer(runner, model)
+    inprocess = InProcessTransport(
+        client_ids=app.client_ids, runner=timer or runner, arrival=model.fit_seconds
     )
+    if timer is not None:
+        observer = clocked = ClockObserver(observer, timer, closed_at=inprocess.closed_at)
+    transport: InProcessTransport | SecAggDevices = inprocess
     if secure is not None:
-        transport = SecAggDevices(transport, secure=secure, seed=seed, dropout=dropout)
+        transport = SecAggDevices(inprocess, secure=secure, seed=seed, dropout=dropout)
     loop = RoundLoop(
         strategy=strategy,
         transport=transport,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TypeVar
 
 from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
@@ -43,6 +43,8 @@ class InProcessTransport:
         self._client_ids = tuple(client_ids)
         self._runner = runner
         self._arrival = arrival or (lambda task: 0.0)
+        self.closed_at: dict[int, float] = {}
+        """Round -> the simulated seconds at which its cohort closed at its quorum."""
 
     def client_ids(self) -> Sequence[str]:
         """All simulated clients are always available."""
@@ -57,7 +59,26 @@ class InProcessTransport:
         if quorum is None or quorum.needed >= len(tasks):
             return outcomes
         when = {task.client_id: (self._arrival(task), task.seed, i) for i, task in enumerate(tasks)}
-        return _closing(outcomes, lambda outcome: when[outcome.client_id], quorum)
+        return self._closing(outcomes, when, quorum)
+
+    def _closing(
+        self,
+        outcomes: Iterable[FitOutcome],
+        when: Mapping[str, tuple[float, int, int]],
+        quorum: Quorum,
+    ) -> Iterator[FitOutcome]:
+        """``outcomes`` in ``when`` order until ``quorum`` is met (read before each is
+        handed over: the round loop has verified and counted the previous one); the rest
+        are closed, and the round's closing time noted in ``closed_at``."""
+        ordered = sorted(outcomes, key=lambda outcome: when[outcome.client_id])
+        last = 0.0
+        for index, outcome in enumerate(ordered):
+            if quorum.met:
+                self.closed_at[outcome.round] = last
+                yield from (round_closed(o.client_id, o.round) for o in ordered[index:])
+                return
+            last = when[outcome.client_id][0]
+            yield outcome
 
     def evaluate(
         self, tasks: Sequence[EvaluateTask], weights: Weights
@@ -90,19 +111,3 @@ def _one_per_task(
             error_type="TransportError",
             message=reason,
         )
-
-
-def _closing(
-    outcomes: Iterable[FitOutcome],
-    order: Callable[[FitOutcome], tuple[float, int, int]],
-    quorum: Quorum,
-) -> Iterator[FitOutcome]:
-    """``outcomes`` sorted by ``order`` until ``quorum`` is met (read before each is
-    handed over: the round loop has verified and counted the previous one); the rest
-    are closed."""
-    ordered = sorted(outcomes, key=order)
-    for index, outcome in enumerate(ordered):
-        if quorum.met:
-            yield from (round_closed(o.client_id, o.round) for o in ordered[index:])
-            return
-        yield outcome
