@@ -234,3 +234,14 @@ def test_a_quorum_of_the_whole_cohort_streams_it_as_the_runner_answers() -> None
     runner = FakeRunner(lambda n: [2, 0, 3, 1])
     outcomes = list(transport(runner).fit(fit_tasks(), MODEL, quorum=Quorum(len(CLIENTS))))
     assert [o.client_id for o in outcomes] == ["c", "a", "d", "b"]
+
+
+def test_a_later_wave_closes_once_the_rounds_quorum_is_met() -> None:
+    quorum = Quorum(3, verified=2)  # the first wave brought two verified results
+    handed = []
+    for outcome in transport(FakeRunner()).fit(fit_tasks(), MODEL, quorum=quorum):
+        handed.append(outcome)
+        if isinstance(outcome, FitReply):
+            quorum.count()
+    assert sum(isinstance(o, FitReply) for o in handed) == 1
+    assert [o.error_type for o in handed if isinstance(o, Failure)] == ["RoundClosed"] * 3

@@ -68,6 +68,11 @@ class Quorum:
         """Whether ``needed`` verified results have been counted."""
         return self.verified >= self.needed
 
+    @property
+    def missing(self) -> int:
+        """How many more verified results the quorum needs (0 once it is met)."""
+        return max(0, self.needed - self.verified)
+
 
 ROUND_CLOSED = "RoundClosed"
 """The ``error_type`` of a task withdrawn because its cohort reached its quorum."""

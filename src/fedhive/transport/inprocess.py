@@ -25,12 +25,13 @@ class InProcessTransport:
     per task (a task the runner never answered, or answered twice, becomes a Failure of
     stage ``transport``), and a runner that raises fails only the unanswered tasks.
 
-    A fit cohort that may close early (its quorum is below its size: over-selection)
-    runs every task, then hands the outcomes over in simulated-time order, by ``arrival``
-    (the simulated seconds a task takes; ties, e.g. equally fast devices, in the order of
-    the tasks' seeds), and closes like a deployed round once the round loop has counted
-    its quorum of verified results: the rest fail as ``transport:RoundClosed``. So a
-    simulation aggregates the set a deployment with those device speeds would.
+    A fit cohort that may close early (it has more tasks than its quorum still misses:
+    over-selection) runs every task, then hands the outcomes over in simulated-time
+    order, by ``arrival`` (the simulated seconds a task takes; ties, e.g. equally fast
+    devices, in the order of the tasks' seeds), and closes like a deployed round once the
+    round loop has counted its quorum of verified results: the rest fail as
+    ``transport:RoundClosed``. So a simulation aggregates the set a deployment with those
+    device speeds would.
     """
 
     def __init__(
@@ -53,10 +54,10 @@ class InProcessTransport:
     def fit(
         self, tasks: Sequence[FitTask], weights: Weights, *, quorum: Quorum | None = None
     ) -> Iterator[FitOutcome]:
-        """Run fit tasks through the runner; with a quorum below the cohort's size, close
-        it in simulated-time order once the quorum is met."""
+        """Run fit tasks through the runner; when the quorum misses fewer results than
+        there are tasks, close the cohort in simulated-time order once it is met."""
         outcomes = _one_per_task(tasks, lambda: self._runner.fit(tasks, weights))
-        if quorum is None or quorum.needed >= len(tasks):
+        if quorum is None or quorum.missing >= len(tasks):
             return outcomes
         when = {task.client_id: (self._arrival(task), task.seed, i) for i, task in enumerate(tasks)}
         return self._closing(outcomes, when, quorum)
