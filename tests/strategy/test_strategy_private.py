@@ -342,3 +342,19 @@ def test_a_failed_distributed_round_whose_sum_was_unmasked_is_accounted() -> Non
     for rnd, (committed, state) in enumerate(checkpoints.ended, start=1):
         assert not committed
         assert state["dp.events.count"].tolist() == [float(rnd)]  # kept though not committed
+
+
+def test_distributed_noise_shares_cover_an_over_selected_rounds_quorum() -> None:
+    z, c = 0.7, 2.0
+    strategy = DpFedAvg(
+        base=FedAvg(fraction_fit=0.5, over_selection=0.3),  # 13 selected, 10 summed
+        noise_multiplier=z,
+        clipping_norm=c,
+        noise_seed=5,
+        mode=DpMode.DISTRIBUTED,
+    )
+    result = run_simulation(app(20), strategy=strategy, rounds=1)
+    assert len(result.history[0].fit.contributors) == 10
+    sample = float(np.std(result.weights["w"]))
+    expected = z * c / 10  # 10 shares of std z*c/sqrt(10), summed, divided by 10
+    assert abs(sample - expected) < 3.3 * expected / math.sqrt(2 * SIZE)

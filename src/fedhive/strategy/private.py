@@ -12,11 +12,12 @@ Modes (:class:`DpMode`):
 - ``central``: the server clips every update (so the bound holds whatever a client
   sends, and adaptive clipping sees the true norms) and adds all the noise. Trust: the
   server sees each update.
-- ``distributed``: each of the m selected clients clips and adds noise of std
-  ``z * C / sqrt(m)`` before its update leaves the device, so the sum carries std
-  ``z * C``; meant to run under secure aggregation, where no party sees a less noisy
-  sum. Here the server adds nothing. Dropped clients leave the sum slightly less noisy
-  than planned (counted as if all m contributed: an honest caveat of this mode).
+- ``distributed``: each selected client clips and adds noise of std ``z * C / sqrt(m)``
+  before its update leaves the device, m the round's quorum (the selected clients, or
+  fewer with over-selection: the round then sums only its quorum's updates), so the sum
+  carries std ``z * C``; meant to run under secure aggregation, where no party sees a
+  less noisy sum. Here the server adds nothing. Clients that drop below the quorum leave
+  the sum slightly less noisy than planned (an honest caveat of this mode).
 
 Accounting (:mod:`fedhive.strategy.accounting`, steps the round loop calls): a round
 is one ``GaussianEvent(z, q)`` with ``q`` its real participation rate, clients selected /
@@ -138,7 +139,9 @@ class DpFedAvg(AroundFedAvg):
         extra: dict[str, Scalar] = {NOISE_MULTIPLIER: self.noise_multiplier}
         if self.mode == DpMode.DISTRIBUTED and chosen:
             extra[CLIPPING_NORM] = norm
-            extra[NOISE_STD] = self._update_multiplier() * norm / math.sqrt(len(chosen))
+            # Shares over the quorum: an over-selected round sums only that many.
+            shares = self.base.fit_quorum(len(chosen))
+            extra[NOISE_STD] = self._update_multiplier() * norm / math.sqrt(shares)
             extra[NOISE_SEEDED] = self.noise_seed is not None
         return [
             Instruction(i.client_id, replace(i.config, extra={**i.config.extra, **extra}))
