@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from fedhive.errors import ConfigError
 from fedhive.strategy.base import StrategyState
 
 
@@ -28,23 +27,17 @@ from fedhive.strategy.base import StrategyState
 class Participation:
     """How many clients a round selected, out of how many it could have selected.
 
-    ``sample_rate`` (selected / available) is the probability that any one available
-    client was selected: the q at which the round is accounted.
+    ``sample_rate`` is the probability that any one available client was selected: the
+    q at which the round is accounted.
     """
 
     selected: int
     available: int
 
-    def __post_init__(self) -> None:
-        if not 0 <= self.selected <= self.available:
-            raise ConfigError(
-                f"participation: {self.selected} selected of {self.available} available"
-            )
-
     @property
     def sample_rate(self) -> float:
-        """selected / available (0 when none was available)."""
-        return self.selected / self.available if self.available else 0.0
+        """selected / available, at most 1 (0 when none was available)."""
+        return min(1.0, self.selected / self.available) if self.available else 0.0
 
     def plus(self, more: int) -> Participation:
         """The participation after ``more`` clients of the same population joined."""
