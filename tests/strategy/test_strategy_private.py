@@ -358,3 +358,17 @@ def test_distributed_noise_shares_cover_an_over_selected_rounds_quorum() -> None
     sample = float(np.std(result.weights["w"]))
     expected = z * c / 10  # 10 shares of std z*c/sqrt(10), summed, divided by 10
     assert abs(sample - expected) < 3.3 * expected / math.sqrt(2 * SIZE)
+
+
+@pytest.mark.slow
+def test_a_hundred_rounds_at_the_floor_report_the_audits_real_epsilon() -> None:
+    # The audit's case: 20 clients, fraction 0.1, min_fit_clients 10, z = 1, 100 rounds:
+    # 7.90 was reported (q = 0.1); at the real q = 0.5 epsilon is 44.8.
+    from fedhive.strategy.accounting import Participation
+
+    strategy = DpFedAvg(base=FedAvg(fraction_fit=0.1, min_fit_clients=10), noise_multiplier=1.0)
+    state = strategy.initial_state(app(1).initial_weights)
+    for rnd in range(1, 101):
+        state, metrics = strategy.account(state, rnd, Participation(10, 20), committed=True)
+    assert metrics["dp.epsilon"] == pytest.approx(reference_epsilon(1.0, 0.5, 100, 1e-5), rel=1e-9)
+    assert round(metrics["dp.epsilon"], 1) == 44.8
