@@ -214,3 +214,84 @@ def test_a_replayed_result_is_refused_as_a_duplicate(server: GrpcServerTransport
         assert [type(o).__name__ for o in outcomes] == ["FitReply"]
     finally:
         link.close()
+
+
+def answer_in_order(server: GrpcServerTransport, answers: dict[str, object]) -> None:
+    """Act as the clients of ``answers``: take each one's task once all are published,
+    then hand the outcomes to the round loop in the dict's order (a FitReply with the
+    task's round and version for "honest", or as built by the callable)."""
+    import time
+
+    from fedhive.core.messages import FitTask
+
+    deadline = time.monotonic() + 20
+    envelopes = {}
+    while len(envelopes) < len(answers) and time.monotonic() < deadline:
+        for client_id in answers:
+            if client_id not in envelopes:
+                envelope = server.coordinator.pull(client_id)
+                if envelope is not None:
+                    envelopes[client_id] = envelope
+        time.sleep(0.01)
+    claimed = {cid: server.coordinator.claim(e.task_id, cid)[1] for cid, e in envelopes.items()}
+    for client_id, build in answers.items():
+        task = envelopes[client_id].task
+        assert isinstance(task, FitTask)
+        server.coordinator.deliver(claimed[client_id], build(task))  # type: ignore[operator]
+
+
+def test_uploads_that_fail_verification_do_not_count_toward_the_quorum(
+    server: GrpcServerTransport,
+) -> None:
+    import numpy as np
+
+    from fedhive.core.messages import EvaluateReply, FitReply, FitTask
+    from fedhive.core.weights import Weights
+
+    app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
+
+    def honest(task: FitTask) -> FitReply:
+        update = Weights({k: v + np.float32(1) for k, v in app.initial_weights.items()})
+        return FitReply(
+            client_id=task.client_id,
+            round=task.round,
+            version=task.version,
+            update=update,
+            num_examples=1,
+        )
+
+    def wrong_shape(task: FitTask) -> FitReply:
+        update = Weights({"w": np.zeros((3, 2), np.float32), "b": np.zeros(3, np.float32)})
+        return FitReply(
+            client_id=task.client_id,
+            round=task.round,
+            version=task.version,
+            update=update,
+            num_examples=1,
+        )
+
+    def wrong_kind(task: FitTask) -> EvaluateReply:
+        return EvaluateReply(client_id=task.client_id, round=task.round, loss=0.0, num_examples=1)
+
+    # The two cheaters answer first; the honest client last. 3 selected, quorum 2.
+    answers = {"cheat-0": wrong_kind, "cheat-1": wrong_shape, "honest-0": honest}
+    for client_id in answers:
+        server.coordinator.touch(client_id)
+    strategy = FedAvg(fraction_fit=2 / 3, over_selection=0.5, min_available_clients=3)
+    helper = threading.Thread(target=answer_in_order, args=(server, answers))
+    helper.start()
+    try:
+        record = (
+            RoundLoop(strategy=strategy, transport=server, seed=0)
+            .run(app.initial_weights, 1)
+            .history[0]
+        )
+    finally:
+        helper.join(timeout=30)
+    assert record.fit.selected == 3
+    assert record.committed, record.note
+    assert record.fit.contributors == ["honest-0"]
+    assert dict(record.fit.failures) == {
+        "verify:ShapeMismatchError": 1,
+        "verify:ValidationError": 1,  # an evaluation answering a fit task is not dropped
+    }

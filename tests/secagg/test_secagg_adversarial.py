@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -154,3 +155,80 @@ def test_a_lying_revealer_is_excluded_and_the_round_completes() -> None:
     assert liar in result.included  # its own input still counts: only its share was set aside
     assert result.weighted_sum is not None
     assert np.allclose(result.weighted_sum, expected_sum(vectors, weights, IDS), atol=1e-6)
+
+
+def garble_ciphertexts(dealer: str, holders: int | None = None) -> Callable[[Message], Message]:
+    """An intercept: ``dealer`` deals share ciphertexts that do not decrypt (one flipped
+    byte), to its first ``holders`` neighbours (all of them when None)."""
+
+    def garble(message: Message) -> Message:
+        if not isinstance(message, ShareKeys) or message.client_id != dealer:
+            return message
+        packets = list(message.packets)
+        for index, packet in enumerate(packets[:holders]):
+            flipped = bytes([packet.ciphertext[0] ^ 1]) + packet.ciphertext[1:]
+            packets[index] = dataclasses.replace(packet, ciphertext=flipped)
+        return dataclasses.replace(message, packets=tuple(packets))
+
+    return garble
+
+
+def test_undecryptable_shares_abort_naming_their_dealer_not_a_neighbour() -> None:
+    cheat = "c03"
+    vectors, weights = cohort(5)
+    outcome = run_local_round(
+        params=PARAMS,
+        vectors=vectors,
+        weights=weights,
+        intercept=garble_ciphertexts(cheat),  # type: ignore[arg-type]
+    )
+    result = outcome.result
+    assert outcome.client_refusals == {}  # its neighbours skip only its shares
+    assert result.aborted
+    assert result.abort is not None
+    assert result.abort.client_id == cheat
+    assert "do not decrypt" in result.abort.message
+    assert result.statuses[cheat] is ClientStatus.UNREADABLE_SHARES
+
+
+def test_a_dealers_few_undecryptable_shares_are_skipped_and_the_round_completes() -> None:
+    cheat = "c03"
+    garbled = PARAMS.degree - PARAMS.threshold  # what is left is exactly t shares
+    vectors, weights = cohort(6)
+    outcome = run_local_round(
+        params=PARAMS,
+        vectors=vectors,
+        weights=weights,
+        intercept=garble_ciphertexts(cheat, garbled),  # type: ignore[arg-type]
+    )
+    result = outcome.result
+    result.raise_if_aborted()
+    assert outcome.client_refusals == {}
+    assert result.statuses[cheat] is ClientStatus.UNREADABLE_SHARES
+    assert f"{garbled} neighbours" in result.reasons[cheat]
+    honest = [c for c in IDS if c != cheat]
+    assert all(result.statuses[c] is ClientStatus.OK for c in honest)
+    assert result.included == tuple(IDS)
+    assert result.weighted_sum is not None
+    assert np.allclose(result.weighted_sum, expected_sum(vectors, weights, IDS), atol=1e-6)
+
+
+def test_an_unreadable_report_must_name_requested_dealers_it_did_not_reveal() -> None:
+    liar = "c05"
+
+    def overclaim(message: Message) -> Message:
+        if isinstance(message, UnmaskResponse) and message.client_id == liar:
+            revealed = message.self_mask_shares[0].dealer  # reported and revealed at once
+            return dataclasses.replace(message, unreadable=(revealed,))
+        return message
+
+    vectors, weights = cohort(7)
+    outcome = run_local_round(
+        params=PARAMS,
+        vectors=vectors,
+        weights=weights,
+        intercept=overclaim,  # type: ignore[arg-type]
+    )
+    assert "not exactly the requested ones" in outcome.server_refusals[liar]
+    outcome.result.raise_if_aborted()  # the liar only dropped out of unmasking
+    assert outcome.result.statuses[liar] is ClientStatus.DROPPED_AT_UNMASKING

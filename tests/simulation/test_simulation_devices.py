@@ -230,3 +230,20 @@ def test_scaffold_config_to_json_flattens_its_base() -> None:
 def test_devices_errors_name_the_key(devices: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config({**BASE, "devices": devices})
+
+
+def test_an_over_selected_round_closes_at_its_quorum_in_simulated_time_order() -> None:
+    app = lstsq_app.build(8)
+    strategy = FedAvg(fraction_fit=0.75, over_selection=1 / 3)  # 8 selected, quorum 6
+    devices = DevicesSection(distribution=DeviceDistribution.LOGNORMAL, sigma=1.0, jitter=0.3)
+    result = run_simulation(app, strategy=strategy, rounds=2, devices=devices, seed=4)
+    model = DeviceModel(devices, seed=4)
+    clock = 0.0
+    for record in result.history:
+        assert record.fit.selected == 8
+        seconds = {c: model.duration(c, ClientConfig(), record.round) for c in app.client_ids}
+        by_time = sorted(app.client_ids, key=seconds.__getitem__)
+        assert sorted(record.fit.contributors) == sorted(by_time[:6])
+        assert dict(record.fit.failures) == {"transport:RoundClosed": 2}
+        clock += seconds[by_time[5]]  # the round closed when its sixth result arrived
+        assert record.clock == pytest.approx(clock)

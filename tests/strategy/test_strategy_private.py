@@ -214,3 +214,161 @@ def test_a_refusal_is_replaced_by_another_device_in_the_same_round() -> None:
     assert record.fit.selected == 4  # 3 sampled + 1 replacement
     assert len(record.fit.contributors) == 3
     assert "c0" not in record.fit.contributors
+
+
+def composed_epsilon(z: float, rates: list[float], delta: float) -> float:
+    """dp-accounting's epsilon of one Poisson-subsampled Gaussian round per rate."""
+    accountant = dp_accounting.rdp.RdpAccountant()
+    for q in rates:
+        event = dp_accounting.GaussianDpEvent(z)
+        accountant.compose(event if q == 1 else dp_accounting.PoissonSampledDpEvent(q, event))
+    return float(accountant.get_epsilon(delta))
+
+
+def test_epsilon_is_accounted_at_the_min_fit_clients_floor() -> None:
+    # 20 clients, fraction 0.1 but min_fit_clients 10: half of them take part each round.
+    strategy = DpFedAvg(
+        base=FedAvg(fraction_fit=0.1, min_fit_clients=10),
+        noise_multiplier=1.0,
+        clipping_norm=1.0,
+        noise_seed=0,
+    )
+    result = run_simulation(app(20), strategy=strategy, rounds=4)
+    for record in result.history:
+        assert record.fit.selected == 10
+        expected = reference_epsilon(1.0, 0.5, record.round, 1e-5)
+        assert record.privacy["epsilon"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_epsilon_is_accounted_at_the_over_selected_rate() -> None:
+    strategy = DpFedAvg(
+        base=FedAvg(fraction_fit=0.5, over_selection=0.3),  # ceil(0.65 * 20) = 13 selected
+        noise_multiplier=1.0,
+        clipping_norm=1.0,
+        noise_seed=0,
+    )
+    result = run_simulation(app(20), strategy=strategy, rounds=3)
+    for record in result.history:
+        assert (record.fit.selected, len(record.fit.contributors)) == (13, 10)
+        expected = reference_epsilon(1.0, 13 / 20, record.round, 1e-5)
+        assert record.privacy["epsilon"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_target_epsilon_is_enforced_at_the_real_rate() -> None:
+    after_3 = reference_epsilon(1.0, 0.5, 3, 1e-5)
+    after_4 = reference_epsilon(1.0, 0.5, 4, 1e-5)
+    strategy = DpFedAvg(
+        base=FedAvg(fraction_fit=0.1, min_fit_clients=10),
+        noise_multiplier=1.0,
+        clipping_norm=1.0,
+        noise_seed=0,
+        target_epsilon=(after_3 + after_4) / 2,
+    )
+    result = run_simulation(app(20), strategy=strategy, rounds=10)
+    assert len(result.history) == 3
+    assert "sample rate 0.5" in result.stop_reason
+
+
+def test_a_replacement_wave_is_accounted_in_its_rounds_rate() -> None:
+    budget = PrivacyBudget(epsilon_max=3.5, delta=1e-5)
+    strategy = DpFedAvg(
+        base=FedAvg(fraction_fit=0.5, per_client={"c0": ClientConfig(privacy_budget=budget)}),
+        noise_multiplier=2.0,
+        clipping_norm=1.0,
+        noise_seed=0,
+    )
+    result = run_simulation(app(6), strategy=strategy, rounds=12)
+    rates, available = [], 6
+    for record in result.history:
+        rates.append(record.fit.selected / available)
+        available -= record.fit.failures.get("budget:PrivacyBudgetError", 0)
+        expected = composed_epsilon(2.0, rates, 1e-5)
+        assert record.privacy["epsilon"] == pytest.approx(expected, rel=1e-9)
+    assert 4 / 6 in rates  # the round whose refusal was replaced: 3 sampled + 1
+    assert available == 5
+
+
+class Checkpoints:
+    """Records what the round loop hands to its checkpoint after each round."""
+
+    def __init__(self) -> None:
+        self.ended: list[tuple[bool, Any]] = []
+
+    def begin(self, round: int) -> None:
+        pass
+
+    def end(self, record: Any, weights: Weights, state: Any) -> None:
+        self.ended.append((record.committed, state))
+
+
+def test_a_failed_distributed_round_whose_sum_was_unmasked_is_accounted() -> None:
+    from fedhive.secagg import Stage
+    from fedhive.server.orchestrator import RoundLoop
+    from fedhive.server.secure import SecureAggregation
+    from fedhive.simulation.backends.local import LocalBackend
+    from fedhive.simulation.secure import SecAggDevices, SimulatedDropout
+    from fedhive.transport.inprocess import InProcessTransport
+    from lstsq_app import build
+
+    clients = 40
+    secure = SecureAggregation(
+        dropout_fraction=0.3, correctness_bits=2, security_bits=20, clip_range=4.0
+    )
+    strategy = DpFedAvg(
+        base=FedAvg(min_fit_clients=clients),  # 4 devices drop after masking: too few
+        noise_multiplier=1.0,
+        clipping_norm=1.0,
+        mode=DpMode.DISTRIBUTED,
+        noise_seed=0,
+    )
+    lstsq = build(clients)
+    inner = InProcessTransport(client_ids=lstsq.client_ids, runner=LocalBackend(lstsq.client_fn))
+    devices = SecAggDevices(
+        inner,
+        secure=secure,
+        seed=0,
+        dropout=SimulatedDropout(fraction=0.1, stage=Stage.MASKED_INPUT),
+    )
+    checkpoints = Checkpoints()
+    loop = RoundLoop(
+        strategy=strategy, transport=devices, seed=0, secure=secure, checkpoint=checkpoints
+    )
+    result = loop.run(lstsq.initial_weights, 3)
+    for record in result.history:
+        assert not record.committed
+        assert "min_fit_clients" in record.note
+        expected = reference_epsilon(1.0, 1.0, record.round, 1e-5)
+        assert record.privacy["epsilon"] == pytest.approx(expected, rel=1e-9)
+    for rnd, (committed, state) in enumerate(checkpoints.ended, start=1):
+        assert not committed
+        assert state["dp.events.count"].tolist() == [float(rnd)]  # kept though not committed
+
+
+def test_distributed_noise_shares_cover_an_over_selected_rounds_quorum() -> None:
+    z, c = 0.7, 2.0
+    strategy = DpFedAvg(
+        base=FedAvg(fraction_fit=0.5, over_selection=0.3),  # 13 selected, 10 summed
+        noise_multiplier=z,
+        clipping_norm=c,
+        noise_seed=5,
+        mode=DpMode.DISTRIBUTED,
+    )
+    result = run_simulation(app(20), strategy=strategy, rounds=1)
+    assert len(result.history[0].fit.contributors) == 10
+    sample = float(np.std(result.weights["w"]))
+    expected = z * c / 10  # 10 shares of std z*c/sqrt(10), summed, divided by 10
+    assert abs(sample - expected) < 3.3 * expected / math.sqrt(2 * SIZE)
+
+
+@pytest.mark.slow
+def test_a_hundred_rounds_at_the_floor_report_the_audits_real_epsilon() -> None:
+    # The audit's case: 20 clients, fraction 0.1, min_fit_clients 10, z = 1, 100 rounds:
+    # 7.90 was reported (q = 0.1); at the real q = 0.5 epsilon is 44.8.
+    from fedhive.strategy.accounting import Participation
+
+    strategy = DpFedAvg(base=FedAvg(fraction_fit=0.1, min_fit_clients=10), noise_multiplier=1.0)
+    state = strategy.initial_state(app(1).initial_weights)
+    for rnd in range(1, 101):
+        state, metrics = strategy.account(state, rnd, Participation(10, 20), committed=True)
+    assert metrics["dp.epsilon"] == pytest.approx(reference_epsilon(1.0, 0.5, 100, 1e-5), rel=1e-9)
+    assert round(metrics["dp.epsilon"], 1) == 44.8

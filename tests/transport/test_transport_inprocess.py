@@ -18,7 +18,7 @@ from fedhive.core.messages import (
     FitTask,
 )
 from fedhive.core.weights import Weights
-from fedhive.transport.base import EvaluateOutcome, FitOutcome
+from fedhive.transport.base import EvaluateOutcome, FitOutcome, Quorum
 from fedhive.transport.inprocess import InProcessTransport
 
 MODEL = Weights({"w": np.zeros(2, np.float32)})
@@ -210,3 +210,38 @@ def test_any_runner_behaviour_gives_one_outcome_per_task(
     replied = [o.client_id for o in outcomes if isinstance(o, FitReply)]
     assert replied == list(dict.fromkeys(CLIENTS[i] for i in answered))
     assert all(o.stage == "transport" for o in outcomes if isinstance(o, Failure))
+
+
+def test_a_cohort_closes_at_its_quorum_of_verified_results_in_simulated_time_order() -> None:
+    seconds = {"a": 4.0, "b": 3.0, "c": 2.0, "d": 1.0}
+    inprocess = InProcessTransport(
+        client_ids=CLIENTS, runner=FakeRunner(), arrival=lambda task: seconds[task.client_id]
+    )
+    quorum = Quorum(2)
+    handed = []
+    for outcome in inprocess.fit(fit_tasks(), MODEL, quorum=quorum):
+        handed.append(outcome)
+        if isinstance(outcome, FitReply) and outcome.client_id != "d":  # d fails verification
+            quorum.count()
+    assert [o.client_id for o in handed] == ["d", "c", "b", "a"]
+    assert all(isinstance(o, FitReply) for o in handed[:3])
+    closed = handed[3]
+    assert isinstance(closed, Failure)
+    assert (closed.stage, closed.error_type) == ("transport", "RoundClosed")
+
+
+def test_a_quorum_of_the_whole_cohort_streams_it_as_the_runner_answers() -> None:
+    runner = FakeRunner(lambda n: [2, 0, 3, 1])
+    outcomes = list(transport(runner).fit(fit_tasks(), MODEL, quorum=Quorum(len(CLIENTS))))
+    assert [o.client_id for o in outcomes] == ["c", "a", "d", "b"]
+
+
+def test_a_later_wave_closes_once_the_rounds_quorum_is_met() -> None:
+    quorum = Quorum(3, verified=2)  # the first wave brought two verified results
+    handed = []
+    for outcome in transport(FakeRunner()).fit(fit_tasks(), MODEL, quorum=quorum):
+        handed.append(outcome)
+        if isinstance(outcome, FitReply):
+            quorum.count()
+    assert sum(isinstance(o, FitReply) for o in handed) == 1
+    assert [o.error_type for o in handed if isinstance(o, Failure)] == ["RoundClosed"] * 3

@@ -14,7 +14,9 @@ Bell et al. (CCS 2020, Alg. 2). Per round a client:
    finished ShareKeys, + when its id sorts before j's and - after, so pairs cancel.
 4. Unmasking: reveals b-shares of neighbours that sent y (S) and s-shares of those that
    dropped before (D), refusing a request where D and S overlap or do not partition the
-   neighbours it masked with: one client's two secrets are never both revealed.
+   neighbours it masked with: one client's two secrets are never both revealed. A
+   dealer whose shares do not decrypt (or have the wrong length) is skipped and named
+   in the response's ``unreadable``; the other dealers' shares are still revealed.
 
 States are frozen values; a refused message raises :class:`SecAggError` and leaves the
 caller's state unchanged. A state answers each stage once, so a client never answers two
@@ -249,10 +251,12 @@ def _unmask(state: ClientState, message: UnmaskRequest) -> tuple[ClientState, Un
     t = state.setup.params.threshold
     if len(survived) < t:
         raise state.refuse(f"only {len(survived)} neighbours sent inputs; threshold is {t}")
-    self_mask_shares, mask_key_shares = [], []
+    self_mask_shares, mask_key_shares, unreadable = [], [], []
     for dealer in sorted(dropped | survived):
         plaintext = _open(state, dealer)
-        if dealer in survived:
+        if plaintext is None:  # that dealer's fault: skip it alone, and say so
+            unreadable.append(dealer)
+        elif dealer in survived:
             self_mask_shares.append(
                 RevealedShare(dealer=dealer, share=plaintext[: shamir.SHARE_BYTES])
             )
@@ -265,20 +269,20 @@ def _unmask(state: ClientState, message: UnmaskRequest) -> tuple[ClientState, Un
         client_id=state.client_id,
         self_mask_shares=tuple(self_mask_shares),
         mask_key_shares=tuple(mask_key_shares),
+        unreadable=tuple(unreadable),
     )
     return replace(state, held={}, channel_keys={}, stage=Stage.DONE), out
 
 
-def _open(state: ClientState, dealer: str) -> bytes:
+def _open(state: ClientState, dealer: str) -> bytes | None:
+    """The pair of shares ``dealer`` sealed for this client; None if they do not open."""
     key = state.channel_keys[dealer]
     associated = commitments.share_associated_data(state.setup.round, dealer, state.client_id)
     try:
         plaintext = aead.decrypt(key, state.held[dealer], associated_data=associated)
-    except SecAggError as exc:
-        raise state.refuse(f"shares from {dealer!r} do not decrypt: {exc.message}") from None
-    if len(plaintext) != 2 * shamir.SHARE_BYTES:
-        raise state.refuse(f"shares from {dealer!r} have the wrong length")
-    return plaintext
+    except SecAggError:
+        return None
+    return plaintext if len(plaintext) == 2 * shamir.SHARE_BYTES else None
 
 
 def _agree(

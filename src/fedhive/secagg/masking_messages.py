@@ -195,13 +195,15 @@ class RevealedShare:
 
 @dataclass(frozen=True, kw_only=True)
 class UnmaskResponse(Message):
-    """Client to server: self-mask shares of S and mask-key shares of D (each sorted)."""
+    """Client to server: self-mask shares of S and mask-key shares of D (each sorted),
+    and the requested dealers whose shares it could not open (``unreadable``, sorted)."""
 
     TYPE: ClassVar[str] = "unmask_response"
     round: int
     client_id: str
     self_mask_shares: tuple[RevealedShare, ...]
     mask_key_shares: tuple[RevealedShare, ...]
+    unreadable: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_round(self.round)
@@ -210,6 +212,7 @@ class UnmaskResponse(Message):
             if not all(isinstance(s, RevealedShare) for s in group):
                 raise SerializationError("revealed shares must be RevealedShares")
             check_ids([s.dealer for s in group], "dealers")
+        check_ids(self.unreadable, "unreadable")
 
     def _header(self) -> dict[str, Any]:
         return {
@@ -217,6 +220,7 @@ class UnmaskResponse(Message):
             "client_id": self.client_id,
             "self_mask_dealers": [s.dealer for s in self.self_mask_shares],
             "mask_key_dealers": [s.dealer for s in self.mask_key_shares],
+            "unreadable_dealers": list(self.unreadable),
         }
 
     def _blobs(self) -> list[bytes]:
@@ -240,4 +244,5 @@ class UnmaskResponse(Message):
             client_id=get(header, "client_id", str),
             self_mask_shares=groups[0],
             mask_key_shares=groups[1],
+            unreadable=tuple(get(header, "unreadable_dealers", list)),
         )

@@ -38,6 +38,7 @@ class ClientStatus(StrEnum):
     EXCLUDED_TOO_FEW_NEIGHBOURS = "excluded_too_few_neighbours"  # < t neighbours stayed
     EXCLUDED_BAD_SHARE = "excluded_bad_share"  # revealed a share its dealer did not commit
     INCONSISTENT_DEALER = "inconsistent_dealer"  # dealt bad shares; recovered from others
+    UNREADABLE_SHARES = "unreadable_shares"  # neighbours report its shares do not decrypt
 
 
 DROPPED_AT = {

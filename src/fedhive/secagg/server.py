@@ -121,12 +121,19 @@ def server_receive(state: ServerState, message: ClientMessage) -> ServerState:
         total = _add_input(state, message)
         return replace(state, received=received, masked_sum=total, masked_from=received)
     request = state.unmask_requests[client]
+    unreadable = set(message.unreadable)
     if (
-        tuple(s.dealer for s in message.self_mask_shares) != request.survived
-        or tuple(s.dealer for s in message.mask_key_shares) != request.dropped
+        not unreadable <= {*request.survived, *request.dropped}
+        or tuple(s.dealer for s in message.self_mask_shares)
+        != tuple(d for d in request.survived if d not in unreadable)
+        or tuple(s.dealer for s in message.mask_key_shares)
+        != tuple(d for d in request.dropped if d not in unreadable)
     ):
         raise state.refusal(
-            "revealed shares are not exactly the requested ones", client_id=client, stage=stage
+            "revealed shares (and the dealers reported unreadable) are not exactly the "
+            "requested ones",
+            client_id=client,
+            stage=stage,
         )
     return replace(state, received=received, responses={**state.responses, client: message})
 

@@ -7,6 +7,12 @@ ShareKeys lose the pairwise masks they shared with survivors, rebuilt from their
 Each client's two secrets are never both requested (the survivors and the dropped are
 disjoint, and :func:`~fedhive.secagg.recovery.reconstruct_secrets` refuses overlap).
 The sum is over at least t survivors (the MaskedInput close guarantees it), never one.
+
+A revealer skips only the dealers whose shares do not decrypt for it, and names them
+(``UnmaskResponse.unreadable``); such a dealer is marked ``unreadable_shares`` with the
+reporters in its reason. Its secret is rebuilt from the others' shares when t remain
+(the round completes); otherwise the round aborts naming that dealer. The server cannot
+open the shares itself, so a report is its revealer's word, and the reason says whose.
 """
 
 from __future__ import annotations
@@ -46,17 +52,24 @@ def close_unmasking(state: ServerState) -> ServerState:
         _request(state, d, SecretKind.SELF_MASK, revealed, positions) for d in sorted(survivors)
     ]
     requests += [_request(state, d, SecretKind.MASK_KEY, revealed, positions) for d in dropped]
+    unreadable = _unreadable(state)
     try:
         secrets, inconsistent = reconstruct_secrets(
             requests, threshold=state.params.threshold, verify=_verifier(state), round=state.round
         )
     except SecAggError as exc:
-        return abort(
-            state, exc.message, client_id=exc.client_id, statuses=statuses, reasons=reasons
-        )[0]
+        message = exc.message
+        if exc.client_id in unreadable:
+            _blame_unreadable({exc.client_id: unreadable[exc.client_id]}, statuses, reasons)
+            message = f"{message}; {reasons[exc.client_id]}"
+        aborted, _ = abort(
+            state, message, client_id=exc.client_id, statuses=statuses, reasons=reasons
+        )
+        return aborted
     for client in state.received:
         statuses[client] = ClientStatus.OK
     _blame(requests, inconsistent, statuses, reasons)
+    _blame_unreadable(unreadable, statuses, reasons)
     total = remove_masks(
         state.masked_sum,
         params=state.params,
@@ -143,6 +156,30 @@ def _request(
         committed=committed,
         positions=positions,
     )
+
+
+def _unreadable(state: ServerState) -> dict[str, list[str]]:
+    """dealer -> the revealers that report its shares to them do not decrypt."""
+    out: dict[str, list[str]] = {}
+    for holder, response in sorted(state.responses.items()):
+        for dealer in response.unreadable:
+            out.setdefault(dealer, []).append(holder)
+    return out
+
+
+def _blame_unreadable(
+    unreadable: Mapping[str, list[str]],
+    statuses: dict[str, ClientStatus],
+    reasons: dict[str, str],
+) -> None:
+    """Name each dealer its neighbours could not decrypt (their word: the server cannot
+    open the shares to check, so the reason names who reported it)."""
+    for dealer, holders in sorted(unreadable.items()):
+        statuses[dealer] = ClientStatus.UNREADABLE_SHARES
+        reasons[dealer] = (
+            f"{len(holders)} neighbours report that the shares it dealt them do not decrypt "
+            f"({', '.join(holders)}); they were skipped"
+        )
 
 
 def _blame(

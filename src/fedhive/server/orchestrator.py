@@ -32,8 +32,9 @@ from fedhive.server.verify import (
     verify_evaluate_reply,
     verify_fit_reply,
 )
+from fedhive.strategy.accounting import Participation, PrivacyAccounting
 from fedhive.strategy.base import Instruction, Strategy, StrategyState
-from fedhive.transport.base import SecureTransport, Transport
+from fedhive.transport.base import Quorum, SecureTransport, Transport
 
 _Task = TypeVar("_Task", FitTask, EvaluateTask)
 
@@ -150,13 +151,16 @@ class RoundLoop:
         committed = False
         train: dict[str, float] = {}
         exhausted = set() if exhausted is None else exhausted
+        clients = [c for c in self.transport.client_ids() if c not in exhausted]
         try:
             state, new_weights, train = self._fit(
-                state, rnd, weights, stream=stream, stats=fit, exhausted=exhausted
+                state, rnd, weights, clients, stream=stream, stats=fit, exhausted=exhausted
             )
             weights, committed = new_weights, True
         except (NotEnoughClientsError, AggregationError) as exc:
             note = f"round not committed: {exc}"
+        reached = Participation(fit.selected, len(clients))
+        state, train = self._account(state, rnd, reached, committed=committed, train=train)
         # A DP strategy reports its accounting as "dp.*" metrics: they go to record.privacy
         # (verification refuses client metrics under that prefix, so only the strategy's).
         privacy = {k.removeprefix("dp."): v for k, v in train.items() if k.startswith("dp.")}
@@ -189,15 +193,16 @@ class RoundLoop:
         state: StrategyState,
         rnd: int,
         weights: Weights,
+        clients: Sequence[str],
         *,
         stream: SeedStream,
         stats: CohortStats,
         exhausted: set[str],
     ) -> tuple[StrategyState, Weights, dict[str, float]]:
-        clients = [c for c in self.transport.client_ids() if c not in exhausted]
         instructions = self.strategy.configure_fit(
             state, rnd, weights, clients, stream.child("select-fit").numpy()
         )
+        self._check_budget(state, rnd, Participation(len(instructions), len(clients)))
         published = self.strategy.broadcast(state, weights)
         payload = weights_to_bytes(published)
         tasks = _tasks(FitTask, instructions, rnd, sha256_hex(payload), stream)
@@ -208,7 +213,7 @@ class RoundLoop:
         if self.secure is not None:
             reply = self._secure_reply(tasks, published, stream, stats)
             return self.strategy.aggregate_fit(state, rnd, weights, iter([reply]))
-        quorum = self.strategy.fit_quorum(len(tasks))
+        quorum = Quorum(self.strategy.fit_quorum(len(tasks)))
         outcomes = self._replacing_refusals(
             self.transport.fit(list(tasks.values()), published, quorum=quorum),
             tasks,
@@ -218,9 +223,13 @@ class RoundLoop:
             stream=stream,
             stats=stats,
             exhausted=exhausted,
+            quorum=quorum,
         )
-        verified = self._verified_fits(
-            outcomes, tasks, published.layout(), reply_bytes=len(payload), stats=stats
+        verified = _counted(
+            self._verified_fits(
+                outcomes, tasks, published.layout(), reply_bytes=len(payload), stats=stats
+            ),
+            quorum,
         )
         try:
             return self.strategy.aggregate_fit(state, rnd, weights, verified)
@@ -239,23 +248,59 @@ class RoundLoop:
         stream: SeedStream,
         stats: CohortStats,
         exhausted: set[str],
+        quorum: Quorum,
     ) -> Iterator[FitReply | Failure]:
         """``outcomes``, then a second wave for devices that refused for their privacy
         budget (each joins ``exhausted``: unavailable for the rest of the run): as many
         others from ``pool``, chosen and configured by the strategy (their tasks join
-        ``tasks``, so they are verified like the first wave's)."""
+        ``tasks``, so they are verified like the first wave's, and count toward the same
+        ``quorum``). No wave once the quorum is met, nor one that would take the run past
+        its privacy budget at the participation it brings the round to."""
+        available = len(tasks) + len(pool)
         refused = yield from _marking_refusals(outcomes, exhausted)
         first = next(iter(tasks.values()), None)
-        if not refused or not pool or first is None:
+        if not refused or not pool or first is None or quorum.met:
             return
         rng = stream.child("select-replacements").numpy()
         chosen = self.strategy.configure_fit(state, first.round, published, pool, rng)
         extra = _tasks(FitTask, chosen[:refused], first.round, first.version, stream)
+        try:
+            self._check_budget(
+                state, first.round, Participation(len(tasks), available).plus(len(extra))
+            )
+        except PrivacyBudgetError:
+            return
         tasks.update(extra)
         per_task = stats.bytes_down // max(1, stats.selected)
         stats.selected += len(extra)
         stats.bytes_down += per_task * len(extra)
-        yield from _marking_refusals(self.transport.fit(list(extra.values()), published), exhausted)
+        wave = self.transport.fit(list(extra.values()), published, quorum=quorum)
+        yield from _marking_refusals(wave, exhausted)
+
+    def _check_budget(self, state: StrategyState, rnd: int, participation: Participation) -> None:
+        """Let a privacy-accounting strategy refuse a cohort before it is dispatched.
+
+        Raises:
+            PrivacyBudgetError: the round, at ``participation``, exceeds the run's budget.
+        """
+        if isinstance(self.strategy, PrivacyAccounting):
+            self.strategy.check_budget(state, rnd, participation)
+
+    def _account(
+        self,
+        state: StrategyState,
+        rnd: int,
+        participation: Participation,
+        *,
+        committed: bool,
+        train: dict[str, float],
+    ) -> tuple[StrategyState, dict[str, float]]:
+        """The state and train metrics once a privacy-accounting strategy accounted the
+        ended round (committed or not) at the participation it reached."""
+        if not isinstance(self.strategy, PrivacyAccounting):
+            return state, train
+        state, privacy = self.strategy.account(state, rnd, participation, committed=committed)
+        return state, {**train, **privacy}
 
     def _secure_reply(
         self,
@@ -367,6 +412,14 @@ def _tasks(
         )
         for i in instructions
     }
+
+
+def _counted(verified: Iterable[FitReply], quorum: Quorum) -> Iterator[FitReply]:
+    """``verified`` replies, each counted toward ``quorum`` before it is handed on (so a
+    transport that reads the quorum for its next outcome sees every verified one)."""
+    for reply in verified:
+        quorum.count()
+        yield reply
 
 
 def _marking_refusals(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from fedhive.core.messages import EvaluateTask, FitTask
 from fedhive.core.weights import Weights
@@ -115,7 +115,7 @@ class RoundTimer:
     def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
         """Time the cohort (its slowest task; task index = round), then run it."""
         for task in tasks:
-            seconds = self._devices.duration(task.client_id, task.config, task.round)
+            seconds = self._devices.fit_seconds(task)
             previous = self.round_seconds.get(task.round, 0.0)
             self.round_seconds[task.round] = synchronous_round_time((previous, seconds))
         return self._runner.fit(tasks, weights)
@@ -132,11 +132,19 @@ class RoundTimer:
 
 
 class ClockObserver:
-    """A RunObserver that stamps each round's record with the cumulative round time."""
+    """A RunObserver that stamps each round's record with the cumulative round time: its
+    slowest client's, or when its cohort closed at its quorum (``closed_at``)."""
 
-    def __init__(self, inner: RunObserver | None, timer: RoundTimer) -> None:
+    def __init__(
+        self,
+        inner: RunObserver | None,
+        timer: RoundTimer,
+        *,
+        closed_at: Mapping[int, float] | None = None,
+    ) -> None:
         self._inner = inner
         self._timer = timer
+        self._closed_at = {} if closed_at is None else closed_at
         self._clock = 0.0
         self.clocks: dict[int, float] = {}
 
@@ -152,7 +160,8 @@ class ClockObserver:
 
     def round_finished(self, record: RoundRecord) -> None:
         """Add the round's time to the clock and pass on the stamped record."""
-        self._clock += self._timer.round_seconds.get(record.round, 0.0)
+        seconds = self._timer.round_seconds.get(record.round, 0.0)
+        self._clock += min(seconds, self._closed_at.get(record.round, seconds))
         self.clocks[record.round] = self._clock
         if self._inner is not None:
             self._inner.round_finished(self.stamp(record))

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from fedhive.core._compat import StrEnum
 from fedhive.core.config import check_real
-from fedhive.core.messages import ClientConfig
+from fedhive.core.messages import ClientConfig, FitTask
 from fedhive.core.rng import SeedStream, run_stream
 
 
@@ -94,6 +94,10 @@ class DeviceModel:
             rng = self._stream.child("jitter").child(client_id).child(task_index).numpy()
             seconds *= math.exp(self.section.jitter * float(rng.standard_normal()))
         return seconds
+
+    def fit_seconds(self, task: FitTask) -> float:
+        """Seconds a synchronous round's fit task takes (task index: its round)."""
+        return self.duration(task.client_id, task.config, task.round)
 
 
 def synchronous_round_time(durations: Iterable[float]) -> float:

@@ -5,6 +5,9 @@ the simulation only joins it to the in-process transport and a backend that runs
 virtual clients (sequentially here, or in worker processes). FedBuff runs the server's
 asynchronous loop on a virtual clock of simulated devices instead; with a ``[devices]``
 section, synchronous rounds are timed too (each lasts as long as its slowest client).
+With over-selection, a round closes at its quorum in simulated-time order (the device
+model's task durations; equally fast devices without a ``[devices]`` section), as a
+deployed round closes in arrival order: both aggregate the first results to arrive.
 """
 
 from __future__ import annotations
@@ -157,14 +160,16 @@ def _run(
             policy=policy,
         )
     clocked = None
-    if devices is not None:
-        timer = RoundTimer(runner, DeviceModel(devices, seed))
-        runner = timer
-        observer = clocked = ClockObserver(observer, timer)
-    transport: InProcessTransport | SecAggDevices
-    transport = InProcessTransport(client_ids=app.client_ids, runner=runner)
+    model = DeviceModel(devices or DevicesSection(), seed)
+    timer = None if devices is None else RoundTimer(runner, model)
+    inprocess = InProcessTransport(
+        client_ids=app.client_ids, runner=timer or runner, arrival=model.fit_seconds
+    )
+    if timer is not None:
+        observer = clocked = ClockObserver(observer, timer, closed_at=inprocess.closed_at)
+    transport: InProcessTransport | SecAggDevices = inprocess
     if secure is not None:
-        transport = SecAggDevices(transport, secure=secure, seed=seed, dropout=dropout)
+        transport = SecAggDevices(inprocess, secure=secure, seed=seed, dropout=dropout)
     loop = RoundLoop(
         strategy=strategy,
         transport=transport,

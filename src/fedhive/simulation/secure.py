@@ -38,7 +38,13 @@ from fedhive.secagg import (
 from fedhive.secagg.weighting import Weighting, client_weight
 from fedhive.server.secure import SecureAggregation
 from fedhive.strategy.privacy_section import PrivacySection
-from fedhive.transport.base import EvaluateOutcome, FitOutcome, SecureOutcome, StageOutcome
+from fedhive.transport.base import (
+    EvaluateOutcome,
+    FitOutcome,
+    Quorum,
+    SecureOutcome,
+    StageOutcome,
+)
 from fedhive.transport.inprocess import InProcessTransport
 
 _ANSWERS = {  # the server message a device receives → the stage its answer belongs to
@@ -90,7 +96,7 @@ class SecAggDevices:
         return self._inner.client_ids()
 
     def fit(
-        self, tasks: Sequence[FitTask], weights: Weights, *, quorum: int | None = None
+        self, tasks: Sequence[FitTask], weights: Weights, *, quorum: Quorum | None = None
     ) -> Iterator[FitOutcome]:
         """Plain fit (no secure aggregation), as the inner transport runs it."""
         return self._inner.fit(tasks, weights, quorum=quorum)

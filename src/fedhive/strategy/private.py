@@ -12,16 +12,22 @@ Modes (:class:`DpMode`):
 - ``central``: the server clips every update (so the bound holds whatever a client
   sends, and adaptive clipping sees the true norms) and adds all the noise. Trust: the
   server sees each update.
-- ``distributed``: each of the m selected clients clips and adds noise of std
-  ``z * C / sqrt(m)`` before its update leaves the device, so the sum carries std
-  ``z * C``; meant to run under secure aggregation, where no party sees a less noisy
-  sum. Here the server adds nothing. Dropped clients leave the sum slightly less noisy
-  than planned (counted as if all m contributed: an honest caveat of this mode).
+- ``distributed``: each selected client clips and adds noise of std ``z * C / sqrt(m)``
+  before its update leaves the device, m the round's quorum (the selected clients, or
+  fewer with over-selection: the round then sums only its quorum's updates), so the sum
+  carries std ``z * C``; meant to run under secure aggregation, where no party sees a
+  less noisy sum. Here the server adds nothing. Clients that drop below the quorum leave
+  the sum slightly less noisy than planned (an honest caveat of this mode).
 
-Accounting: every committed round is one ``GaussianEvent(z, q)`` with ``q`` the
-strategy's ``fraction_fit`` (client sampling treated as Poisson subsampling, as in the
-paper). Events live in the strategy state (``dp.*`` arrays), so resume keeps them. A
-round that would take epsilon past ``target_epsilon`` is refused before it starts
+Accounting (:mod:`fedhive.strategy.accounting`, steps the round loop calls): a round
+is one ``GaussianEvent(z, q)`` with ``q`` its real participation rate, clients selected /
+clients available (over-selection, the ``min_fit_clients`` floor and replacement waves
+included; client sampling treated as Poisson subsampling, as in the paper). A committed
+round is always accounted; in distributed mode so is a failed round that dispatched its
+tasks, since its devices released their noisy updates (and the server may have unmasked
+their sum) whatever happened next. Events live in the strategy state (``dp.*`` arrays),
+so resume keeps them. A round that would take epsilon past ``target_epsilon`` at the
+participation it is about to reach is refused before it is dispatched
 (:class:`~fedhive.errors.PrivacyBudgetError`); the round loop ends the run there.
 """
 
@@ -54,6 +60,7 @@ from fedhive.privacy import (
     would_exceed,
 )
 from fedhive.privacy.accountant import merge_events
+from fedhive.strategy.accounting import Participation
 from fedhive.strategy.aggregate import ExactWeightedSum
 from fedhive.strategy.base import Instruction, StrategyState
 from fedhive.strategy.compose import WeightedMean
@@ -126,15 +133,33 @@ class DpFedAvg(AroundFedAvg):
     ) -> list[Instruction]:
         """The base selection; each config names the round's noise multiplier (a device
         charges its budget with it) and, in distributed mode, the clipping norm and the
-        client's noise share.
+        client's noise share. (The round loop checks the budget: :meth:`check_budget`.)"""
+        chosen = self.base.configure_fit(state, round, weights, clients, rng)
+        norm = _norm(state)
+        extra: dict[str, Scalar] = {NOISE_MULTIPLIER: self.noise_multiplier}
+        if self.mode == DpMode.DISTRIBUTED and chosen:
+            extra[CLIPPING_NORM] = norm
+            # Shares over the quorum: an over-selected round sums only that many.
+            shares = self.base.fit_quorum(len(chosen))
+            extra[NOISE_STD] = self._update_multiplier() * norm / math.sqrt(shares)
+            extra[NOISE_SEEDED] = self.noise_seed is not None
+        return [
+            Instruction(i.client_id, replace(i.config, extra={**i.config.extra, **extra}))
+            for i in chosen
+        ]
+
+    def check_budget(self, state: StrategyState, round: int, participation: Participation) -> None:
+        """Refuse a round that, accounted at ``participation``, exceeds ``target_epsilon``.
 
         Raises:
-            PrivacyBudgetError: this round would exceed ``target_epsilon``.
+            PrivacyBudgetError: this round would take epsilon past ``target_epsilon``.
         """
+        if not math.isfinite(self.target_epsilon) or not participation.selected:
+            return
         events = _events(state)
-        if math.isfinite(self.target_epsilon) and would_exceed(
+        if would_exceed(
             events,
-            self._event(),
+            self._event(participation),
             target_epsilon=self.target_epsilon,
             target_delta=self.target_delta,
             kind=self.accountant,
@@ -142,21 +167,30 @@ class DpFedAvg(AroundFedAvg):
             spent = epsilon(events, target_delta=self.target_delta, kind=self.accountant)
             raise PrivacyBudgetError(
                 f"round {round} would take epsilon past target_epsilon {self.target_epsilon} "
-                f"(spent {spent:.3f} at delta {self.target_delta}): the run stops here",
+                f"at sample rate {participation.sample_rate:.4g} (spent {spent:.3f} at delta "
+                f"{self.target_delta}): the run stops here",
                 round=round,
                 stage="privacy",
             )
-        chosen = self.base.configure_fit(state, round, weights, clients, rng)
-        norm = _norm(state)
-        extra: dict[str, Scalar] = {NOISE_MULTIPLIER: self.noise_multiplier}
-        if self.mode == DpMode.DISTRIBUTED and chosen:
-            extra[CLIPPING_NORM] = norm
-            extra[NOISE_STD] = self._update_multiplier() * norm / math.sqrt(len(chosen))
-            extra[NOISE_SEEDED] = self.noise_seed is not None
-        return [
-            Instruction(i.client_id, replace(i.config, extra={**i.config.extra, **extra}))
-            for i in chosen
-        ]
+
+    def account(
+        self,
+        state: StrategyState,
+        round: int,
+        participation: Participation,
+        *,
+        committed: bool,
+    ) -> tuple[StrategyState, dict[str, float]]:
+        """``state`` with the round's event at ``participation`` when it released noisy
+        updates (committed; or, in distributed mode, dispatched), and epsilon so far."""
+        events = _events(state)
+        released = committed or (self.mode == DpMode.DISTRIBUTED and participation.selected > 0)
+        if released:
+            events.append(self._event(participation))
+            state = {**state, **_events_state(events)}
+        spent = epsilon(events, target_delta=self.target_delta, kind=self.accountant)
+        # "dp.*" metrics: the round loop moves them into RoundRecord.privacy.
+        return state, {"dp.epsilon": spent, "dp.delta": self.target_delta}
 
     def aggregate_fit(
         self,
@@ -165,7 +199,7 @@ class DpFedAvg(AroundFedAvg):
         weights: Weights,
         replies: Iterable[FitReply],
     ) -> tuple[StrategyState, Weights, dict[str, float]]:
-        """Clip, sum, add noise, average; step; account the round."""
+        """Clip, sum, add noise, average; step (the round loop then accounts the round)."""
         layout = weights.layout()
         norm = _norm(state)
         total = ExactWeightedSum(layout.total_size)
@@ -193,23 +227,16 @@ class DpFedAvg(AroundFedAvg):
         base_state, new = self.base.optimizer.step(
             base_state, layout.flatten(weights), summed / total.count
         )
-        events = [*_events(state), self._event()]
-        new_state: StrategyState = {**base_state, **_events_state(events)}
+        new_state: StrategyState = {**base_state, **_events_state(_events(state))}
         new_state[CLIPPING_NORM] = self._next_norm(norm, unclipped, total.count, noise)
-        spent = epsilon(events, target_delta=self.target_delta, kind=self.accountant)
-        # "dp.*" metrics: the round loop moves them into RoundRecord.privacy.
-        metrics = {
-            "dp.epsilon": spent,
-            "dp.delta": self.target_delta,
-            "dp.clipping_norm": norm,
-        }
+        metrics = {"dp.clipping_norm": norm}
         if central:
             metrics["dp.unclipped_fraction"] = unclipped / total.count
         return new_state, layout.unflatten(new), metrics
 
-    def _event(self) -> GaussianEvent:
+    def _event(self, participation: Participation) -> GaussianEvent:
         return GaussianEvent(
-            noise_multiplier=self.noise_multiplier, sample_rate=self.base.fraction_fit
+            noise_multiplier=self.noise_multiplier, sample_rate=participation.sample_rate
         )
 
     def _update_multiplier(self) -> float:

@@ -46,14 +46,57 @@ class CohortRunner(Protocol):
         ...
 
 
+@dataclass
+class Quorum:
+    """How many verified results close a fit cohort, and how many the round loop counted.
+
+    The round loop verifies each outcome a transport yields and counts it here before it
+    asks for the next one; a transport that closes a cohort early reads :attr:`met`
+    before it yields another outcome. So only results that passed verification count
+    toward the quorum: an upload that verification rejects never closes a round.
+    """
+
+    needed: int
+    verified: int = 0
+
+    def count(self) -> None:
+        """One more outcome passed verification."""
+        self.verified += 1
+
+    @property
+    def met(self) -> bool:
+        """Whether ``needed`` verified results have been counted."""
+        return self.verified >= self.needed
+
+    @property
+    def missing(self) -> int:
+        """How many more verified results the quorum needs (0 once it is met)."""
+        return max(0, self.needed - self.verified)
+
+
+ROUND_CLOSED = "RoundClosed"
+"""The ``error_type`` of a task withdrawn because its cohort reached its quorum."""
+
+
+def round_closed(client_id: str, round: int) -> Failure:
+    """The failure of a task its cohort no longer waits for (its quorum was met)."""
+    return Failure(
+        client_id=client_id,
+        round=round,
+        stage="transport",
+        error_type=ROUND_CLOSED,
+        message="the round closed when its quorum was reached",
+    )
+
+
 class Transport(CohortRunner, Protocol):
     """A CohortRunner that also knows which clients are available right now."""
 
     def fit(
-        self, tasks: Sequence[FitTask], weights: Weights, *, quorum: int | None = None
+        self, tasks: Sequence[FitTask], weights: Weights, *, quorum: Quorum | None = None
     ) -> Iterator[FitOutcome]:
-        """Run fit tasks; a transport may close the cohort once ``quorum`` succeeded
-        (the rest then fail as ``transport:RoundClosed``)."""
+        """Run fit tasks; a transport may close the cohort once ``quorum`` is met (the
+        rest then fail as ``transport:RoundClosed``, see :func:`round_closed`)."""
         ...
 
     def client_ids(self) -> Sequence[str]:

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent import futures
+from typing import TypeVar
 
 import grpc
 
@@ -29,7 +30,14 @@ from fedhive.core.messages import (
 from fedhive.core.serde import sha256_hex, weights_to_bytes
 from fedhive.core.weights import Weights
 from fedhive.errors import ConfigError, TransportError
-from fedhive.transport.base import EvaluateOutcome, FitOutcome, SecureOutcome, StageOutcome
+from fedhive.transport.base import (
+    EvaluateOutcome,
+    FitOutcome,
+    Quorum,
+    SecureOutcome,
+    StageOutcome,
+    round_closed,
+)
 from fedhive.transport.envelope import ModelClaim
 from fedhive.transport.grpc.coordinator import Coordinator, Outcome
 from fedhive.transport.grpc.security import Signatures
@@ -119,19 +127,19 @@ class GrpcServerTransport:
         return True
 
     def fit(
-        self, tasks: Sequence[FitTask], weights: Weights, *, quorum: int | None = None
+        self, tasks: Sequence[FitTask], weights: Weights, *, quorum: Quorum | None = None
     ) -> Iterator[FitOutcome]:
-        """Publish fit tasks now; stream outcomes until ``quorum`` succeeded (default:
-        all answered) or time runs out."""
+        """Publish fit tasks now; stream outcomes until ``quorum`` is met (the round loop
+        counts the results it verified; default: all answered) or time runs out."""
         collected = self._collect(tasks, self._publish(tasks, weights), quorum)
-        return (o for o in collected if isinstance(o, (FitReply, Failure)))
+        return (_as(FitReply, o) for o in collected)
 
     def evaluate(
         self, tasks: Sequence[EvaluateTask], weights: Weights
     ) -> Iterator[EvaluateOutcome]:
         """Publish evaluate tasks now; stream their outcomes."""
         collected = self._collect(tasks, self._publish(tasks, weights))
-        return (o for o in collected if isinstance(o, (EvaluateReply, Failure)))
+        return (_as(EvaluateReply, o) for o in collected)
 
     def close(self, *, linger: float = 0.0) -> None:
         """Tell clients the run is over, wait ``linger`` seconds for them to hear it,
@@ -209,27 +217,48 @@ class GrpcServerTransport:
         self,
         tasks: Sequence[FitTask] | Sequence[EvaluateTask] | Sequence[SecAggTask],
         published: tuple[int, float],
-        quorum: int | None = None,
+        quorum: Quorum | None = None,
     ) -> Iterator[Outcome]:
         """Outcomes of the cohort; then failures for the unanswered (deadline passed, or
-        the quorum was reached without them)."""
+        the quorum was met without them).
+
+        ``quorum`` is read after each outcome was consumed: by then the round loop has
+        verified it and counted it if it passed, so unverified uploads never close it.
+        """
         cohort, deadline = published
         if not tasks:
             return
-        succeeded = 0
         for outcome in self.coordinator.outcomes(cohort, len(tasks), deadline):
             yield outcome
-            succeeded += not isinstance(outcome, Failure)
-            if quorum is not None and succeeded >= quorum:
+            if quorum is not None and quorum.met:
                 break
         timed_out = time.time() >= deadline
         for envelope in self.coordinator.close_cohort(cohort):
+            task = envelope.task
+            if not timed_out:
+                yield round_closed(task.client_id, task.round)
+                continue
             yield Failure(
-                client_id=envelope.task.client_id,
-                round=envelope.task.round,
+                client_id=task.client_id,
+                round=task.round,
                 stage="transport",
-                error_type="DeadlineExceeded" if timed_out else "RoundClosed",
-                message=f"no result within {self._round_timeout:g}s"
-                if timed_out
-                else "the round closed when its quorum was reached",
+                error_type="DeadlineExceeded",
+                message=f"no result within {self._round_timeout:g}s",
             )
+
+
+_Reply = TypeVar("_Reply", FitReply, EvaluateReply)
+
+
+def _as(kind: type[_Reply], outcome: Outcome) -> _Reply | Failure:
+    """``outcome`` if it is a ``kind`` reply or a failure; any other reply to the task
+    (e.g. an evaluation answering a fit task) is that client's failure, not dropped."""
+    if isinstance(outcome, (kind, Failure)):
+        return outcome
+    return Failure(
+        client_id=outcome.client_id,
+        round=outcome.round,
+        stage="verify",
+        error_type="ValidationError",
+        message=f"a {kind.__name__} was due, the client sent a {type(outcome).__name__}",
+    )
