@@ -218,3 +218,28 @@ def test_a_deployed_context_never_gives_seeded_noise() -> None:
     assert not np.array_equal(draws[0], draws[1])
     simulated = Context(client_id="c", round=1, seed=SeedStream(7, "x"), simulated=True)
     assert simulated.noise_seed("dpsgd") == simulated.noise_seed("dpsgd")
+
+
+def test_a_simulated_devices_own_noise_is_reproducible_from_the_run_seed() -> None:
+    from fedhive.simulation.app import SimulationApp
+    from fedhive.simulation.engine import run_simulation
+    from fedhive.strategy import FedAvg
+    from fedhive.strategy.private import DpFedAvg
+
+    budget = PrivacyBudget(
+        epsilon_max=10.0, delta=DELTA, min_noise_multiplier=2.0, clipping_norm=1.0
+    )
+    app = SimulationApp(
+        client_fn=lambda cid: FixedClient(1.0),
+        client_ids=["c0", "c1"],
+        initial_weights=MODEL,
+    )
+    strategy = DpFedAvg(
+        base=FedAvg(per_client={"c0": ClientConfig(privacy_budget=budget)}),
+        noise_multiplier=1.0,
+        clipping_norm=1.0,
+        noise_seed=0,
+    )
+    runs = [run_simulation(app, strategy=strategy, rounds=2, seed=seed) for seed in (3, 3, 4)]
+    assert all(sorted(r.history[-1].fit.contributors) == ["c0", "c1"] for r in runs)
+    assert runs[0].version == runs[1].version != runs[2].version
