@@ -109,6 +109,17 @@ def test_clipping_without_noise_is_refused() -> None:
     assert outcome.error_type == "PrivacyBudgetError"
 
 
+@pytest.mark.parametrize(
+    ("norm", "std"), [(1e-300, 1e300), (1e300, 1e-300), (1.0, 0.0), (1.0, math.inf)]
+)
+def test_noise_a_device_cannot_account_for_is_refused_not_a_crash(norm: float, std: float) -> None:
+    budget = PrivacyBudget(epsilon_max=10.0, delta=DELTA)
+    claim = {CLIPPING_NORM: norm, NOISE_STD: std}
+    outcome = run_fit(FixedClient(3.0), task(claim, budget), MODEL, {}, origin=deployed())
+    assert isinstance(outcome, Failure)
+    assert outcome.error_type in {"PrivacyBudgetError", "ClientError"}
+
+
 def test_the_device_charges_the_noise_it_adds_not_the_servers_claim() -> None:
     # The server claims z = 1e6 but asks for clipping at 1e9 and noise of std 1e-3
     # (z = 1e-12 in truth). The device clips to its own 1.0 and adds std 2.0.

@@ -28,6 +28,7 @@ whatever the task says.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,10 +64,14 @@ class Mechanism:
     @property
     def event(self) -> GaussianEvent | None:
         """The Gaussian mechanism this is, with no sampling credit; None without both
-        clipping and noise (the release is then not private)."""
-        if self.clipping_norm is None or not self.noise_std > 0:
+        clipping and noise (the release is then not private), or when their ratio is
+        not a positive finite number (refused rather than accounted)."""
+        if self.clipping_norm is None:
             return None
-        return GaussianEvent(noise_multiplier=self.noise_std / self.clipping_norm, sample_rate=1.0)
+        multiplier = self.noise_std / self.clipping_norm
+        if not 0 < multiplier < math.inf:
+            return None
+        return GaussianEvent(noise_multiplier=multiplier, sample_rate=1.0)
 
 
 def mechanism(config: ClientConfig) -> Mechanism:
@@ -92,7 +97,9 @@ def _number(config: ClientConfig, key: str, *, positive: bool) -> float | None:
     value = config.extra.get(key)
     if value is None:
         return None
-    if isinstance(value, (bool, str)) or not (float(value) > 0 if positive else value >= 0):
+    if isinstance(value, (bool, str)) or not math.isfinite(value):
+        raise ClientError(f"{key} must be a finite number, got {value!r}")
+    if not (value > 0 if positive else value >= 0):
         raise ClientError(f"{key} must be a number {'>' if positive else '>='} 0, got {value!r}")
     return float(value)
 
