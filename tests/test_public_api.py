@@ -43,7 +43,7 @@ PUBLIC = {
         "weights_from_bytes",
         "weights_to_bytes",
     ],
-    "fedhive.client": ["Client", "ClientFn", "Context", "run_evaluate", "run_fit"],
+    "fedhive.client": ["Client", "ClientFn", "Context", "TaskOrigin", "run_evaluate", "run_fit"],
     "fedhive.strategy": [
         "Aggregate",
         "Aggregator",

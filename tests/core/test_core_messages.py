@@ -47,6 +47,14 @@ def test_budget_non_number_is_a_config_error() -> None:
         PrivacyBudget(epsilon_max="8", delta=1e-5)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("field", ["min_noise_multiplier", "clipping_norm"])
+@pytest.mark.parametrize("value", [0.0, -1.0, math.inf, math.nan, "2"])
+def test_the_devices_own_noise_settings_must_be_positive(field: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=rf"^{field}: must be a finite number > 0"):
+        PrivacyBudget(epsilon_max=1.0, delta=1e-5, **{field: value})  # type: ignore[arg-type]
+    assert getattr(PrivacyBudget(epsilon_max=1.0, delta=1e-5), field) is None
+
+
 def test_budget_is_keyword_only() -> None:
     with pytest.raises(TypeError):
         PrivacyBudget(1.0, 1e-5)  # type: ignore[misc]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import gated_app
-from fedhive.client.base import Client
+from fedhive.client.base import Client, TaskOrigin
 from fedhive.client.pipeline import run_fit
 from fedhive.client.runner import serve
 from fedhive.core.messages import ClientConfig, Failure, FitReply, FitTask
@@ -32,6 +32,10 @@ from fedhive.transport.grpc.connection import GrpcLink
 from fedhive.transport.grpc.server import GrpcServerTransport, trust_claimed_id
 
 TESTS = Path(__file__).resolve().parents[1]
+
+
+def _origin(envelope: TaskEnvelope) -> TaskOrigin:
+    return TaskOrigin(run_id=envelope.run_id, task_id=envelope.task_id)
 
 
 def local_server(round_timeout: float) -> GrpcServerTransport:
@@ -204,7 +208,9 @@ def test_tasks_on_two_versions_end_by_upload_or_deadline() -> None:
             assert not isinstance(envelope, Wait)
             envelopes[cid] = envelope
         model = weights_from_bytes(links["good-0"].download(envelopes["good-0"]))
-        reply = run_fit(app.client_fn("good-0"), first, model, {})
+        reply = run_fit(
+            app.client_fn("good-0"), first, model, {}, origin=_origin(envelopes["good-0"])
+        )
         assert links["good-0"].upload(envelopes["good-0"], reply) == "accepted"
         [answered] = runner.next_finished()
         assert answered.dispatch == 7
@@ -219,7 +225,7 @@ def test_tasks_on_two_versions_end_by_upload_or_deadline() -> None:
         assert coordinator.versions() == []
         with pytest.raises(TransportError, match="NOT_FOUND"):
             links["good-1"].download(envelopes["good-1"])
-        late = run_fit(app.client_fn("good-1"), second, v1, {})
+        late = run_fit(app.client_fn("good-1"), second, v1, {}, origin=_origin(envelopes["good-1"]))
         assert links["good-1"].upload(envelopes["good-1"], late) == "round_closed"
         assert runner.next_finished() == []
         runner.submit(9, first, v0)

@@ -206,9 +206,12 @@ def test_a_replayed_result_is_refused_as_a_duplicate(server: GrpcServerTransport
         outcomes = server.fit([task], app.initial_weights)
         envelope = link.pull()
         assert not isinstance(envelope, Wait)
+        from fedhive.client.base import TaskOrigin
         from fedhive.client.pipeline import run_fit
 
-        reply = run_fit(app.client_fn("good-0"), envelope.task, app.initial_weights, {})
+        origin = TaskOrigin(run_id=envelope.run_id, task_id=envelope.task_id)
+        client = app.client_fn("good-0")
+        reply = run_fit(client, envelope.task, app.initial_weights, {}, origin=origin)
         assert link.upload(envelope, reply) == "accepted"
         assert link.upload(envelope, reply) == "duplicate"
         assert [type(o).__name__ for o in outcomes] == ["FitReply"]

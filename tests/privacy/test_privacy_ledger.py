@@ -56,20 +56,20 @@ def test_charges_until_the_budget_refuses_and_the_ledger_is_unchanged() -> None:
         ledger.charge(task_id="again", round=99, event=TASK_EVENT, budget=BUDGET)
 
 
-def test_a_retried_task_is_not_charged_twice() -> None:
+def test_a_task_charged_again_is_a_second_release() -> None:
+    # A second release of a task (fresh noise on the same data) is a second mechanism:
+    # the same id, round and event are charged again, never taken as already paid.
     ledger = _charged(3)
     again = ledger.charge(task_id="t1", round=1, event=TASK_EVENT, budget=BUDGET)
-    assert again == ledger
-    assert again.spent(target_delta=DELTA) == ledger.spent(target_delta=DELTA)
-
-
-def test_reusing_a_task_id_for_another_charge_is_refused() -> None:
-    ledger = _charged(2)
-    other = GaussianEvent(noise_multiplier=0.5, sample_rate=0.01)
-    with pytest.raises(PrivacyBudgetError, match="already charged"):
-        ledger.charge(task_id="t0", round=0, event=other, budget=BUDGET)
-    with pytest.raises(PrivacyBudgetError, match="already charged"):
-        ledger.charge(task_id="t0", round=5, event=TASK_EVENT, budget=BUDGET)
+    assert [e.task_id for e in again.entries] == ["t0", "t1", "t2", "t1"]
+    assert again.spent(target_delta=DELTA) == pytest.approx(
+        epsilon([TASK_EVENT] * 4, target_delta=DELTA)
+    )
+    other = GaussianEvent(noise_multiplier=2.0, sample_rate=0.01)
+    assert ledger.charge(task_id="t0", round=5, event=other, budget=BUDGET).entries[-1] == (
+        LedgerEntry(task_id="t0", round=5, event=other)
+    )
+    assert Ledger.from_bytes(again.to_bytes()) == again
 
 
 def test_an_empty_ledger_has_spent_nothing() -> None:
@@ -162,7 +162,7 @@ entries = st.builds(
 )
 
 
-@given(st.lists(entries, max_size=8, unique_by=lambda e: e.task_id))
+@given(st.lists(entries, max_size=8))
 def test_to_bytes_from_bytes_round_trip(items: list[LedgerEntry]) -> None:
     ledger = Ledger(tuple(items))
     assert Ledger.from_bytes(ledger.to_bytes()) == ledger
@@ -181,10 +181,6 @@ def test_to_bytes_from_bytes_round_trip(items: list[LedgerEntry]) -> None:
         b'"sample_rate": 0.1, "count": 1}}], "version": "fedhive-ledger/1"}',
         b'{"entries": [{"task_id": "t", "round": 0, "event": {"noise_multiplier": NaN, '
         b'"sample_rate": 0.1, "count": 1}}], "version": "fedhive-ledger/1"}',
-        b'{"entries": [{"task_id": "t", "round": 0, "event": {"noise_multiplier": 1.0, '
-        b'"sample_rate": 0.1, "count": 1}}, {"task_id": "t", "round": 1, "event": '
-        b'{"noise_multiplier": 1.0, "sample_rate": 0.1, "count": 1}}], '
-        b'"version": "fedhive-ledger/1"}',
         b"[" * 100_000,
     ],
 )
@@ -198,6 +194,5 @@ def test_invalid_entries_are_refused() -> None:
         LedgerEntry(task_id="", round=0, event=TASK_EVENT)
     with pytest.raises(ConfigError):
         LedgerEntry(task_id="t", round=-1, event=TASK_EVENT)
-    entry = LedgerEntry(task_id="t", round=0, event=TASK_EVENT)
-    with pytest.raises(ConfigError, match="twice"):
-        Ledger((entry, entry))
+    with pytest.raises(ConfigError, match=r"entries\[0\]"):
+        Ledger(("t",))  # type: ignore[arg-type]

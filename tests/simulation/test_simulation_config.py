@@ -43,6 +43,17 @@ def test_a_client_budget_from_the_config() -> None:
     config = parse_config({**BASE, "clients": {"phone-7": table}})
     budget = config.strategy.per_client["phone-7"].privacy_budget  # type: ignore[attr-defined]
     assert (budget.epsilon_max, budget.delta) == (3.0, 1e-5)
+    assert (budget.min_noise_multiplier, budget.clipping_norm) == (None, None)
+
+
+def test_a_client_budget_names_the_devices_own_noise_and_clipping() -> None:
+    table = {"epsilon_max": 3.0, "delta": 1e-5, "min_noise_multiplier": 2.0, "clipping_norm": 0.5}
+    config = parse_config({**BASE, "clients": {"phone-7": {"privacy_budget": table}}})
+    budget = config.strategy.per_client["phone-7"].privacy_budget  # type: ignore[attr-defined]
+    assert (budget.min_noise_multiplier, budget.clipping_norm) == (2.0, 0.5)
+    bad = {"phone-7": {"privacy_budget": {**table, "clipping_norm": -1.0}}}
+    with pytest.raises(ConfigError, match=r"clients\.phone-7\.privacy_budget\.clipping_norm"):
+        parse_config({**BASE, "clients": bad})
 
 
 @pytest.mark.parametrize(

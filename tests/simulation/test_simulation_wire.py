@@ -267,6 +267,12 @@ def test_failure_to_json_holds_every_field() -> None:
     assert Failure(**through_json(failure_to_json(failure))) == failure  # type: ignore[arg-type]
 
 
+def test_a_budgets_own_noise_settings_reach_a_worker() -> None:
+    budget = PrivacyBudget(epsilon_max=2.0, delta=1e-6, min_noise_multiplier=1.5, clipping_norm=0.5)
+    config = ClientConfig(privacy_budget=budget)
+    assert config_from_json(through_json(config_to_json(config))) == config  # type: ignore[arg-type]
+
+
 def test_config_json_is_plain_data() -> None:
     config = ClientConfig(privacy_budget=PrivacyBudget(epsilon_max=2.0, delta=1e-6))
     assert config_to_json(config) == {

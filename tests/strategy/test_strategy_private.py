@@ -130,11 +130,18 @@ def test_target_epsilon_stops_the_run_before_it_is_exceeded() -> None:
     assert "target_epsilon" in result.stop_reason
 
 
+# A device's own settings: it clips to 1 and adds noise of std 2 itself (central mode
+# asks it for neither), so each release costs a Gaussian mechanism with z = 2.
+DEVICE_BUDGET = PrivacyBudget(
+    epsilon_max=3.5, delta=1e-5, min_noise_multiplier=2.0, clipping_norm=1.0
+)
+
+
 def test_a_device_refuses_beyond_its_budget_and_is_not_selected_again() -> None:
     # Gaussian mechanisms with z = 2 composed (RDP, delta 1e-5): 2.17 after one, 3.19
     # after two, 4.01 after three: a budget of 3.5 pays for two rounds; the third is
     # refused before training.
-    budget = PrivacyBudget(epsilon_max=3.5, delta=1e-5)
+    budget = DEVICE_BUDGET
     strategy = DpFedAvg(
         base=FedAvg(per_client={"c0": ClientConfig(privacy_budget=budget)}),
         noise_multiplier=2.0,
@@ -150,19 +157,25 @@ def test_a_device_refuses_beyond_its_budget_and_is_not_selected_again() -> None:
 
 
 def test_the_ledger_persists_in_the_clients_state() -> None:
+    from fedhive.client.base import TaskOrigin
     from fedhive.client.pipeline import run_fit
     from fedhive.core.messages import FitTask
 
-    budget = PrivacyBudget(epsilon_max=3.5, delta=1e-5)
-    config = ClientConfig(privacy_budget=budget, extra={"dp.noise_multiplier": 2.0})
+    config = ClientConfig(privacy_budget=DEVICE_BUDGET, extra={"dp.noise_multiplier": 2.0})
     state: dict[str, Any] = {}
     outcomes = []
-    for rnd in (1, 2, 3):
-        task = FitTask(round=rnd, client_id="c0", version="v", seed=rnd, config=config)
-        outcomes.append(run_fit(ConstantClient("c0"), task, app(1).initial_weights, state))
+    tasks = [
+        FitTask(round=rnd, client_id="c0", version="v", seed=rnd, config=config)
+        for rnd in (1, 2, 3)
+    ]
+    for task in tasks:
+        origin = TaskOrigin.simulation(task)
+        outcomes.append(
+            run_fit(ConstantClient("c0"), task, app(1).initial_weights, state, origin=origin)
+        )
     assert [isinstance(o, FitReply) for o in outcomes] == [True, True, False]
-    assert "round-2" in state[LEDGER_KEY]
-    assert "round-3" not in state[LEDGER_KEY]
+    assert TaskOrigin.simulation(tasks[1]).ledger_id in state[LEDGER_KEY]
+    assert TaskOrigin.simulation(tasks[2]).ledger_id not in state[LEDGER_KEY]
 
 
 def test_adaptive_clipping_moves_the_norm_toward_the_updates() -> None:
@@ -199,9 +212,10 @@ def test_privacy_section_builds_dp_fedavg_and_names_bad_keys() -> None:
 
 
 def test_a_refusal_is_replaced_by_another_device_in_the_same_round() -> None:
-    budget = PrivacyBudget(epsilon_max=3.5, delta=1e-5)
     strategy = DpFedAvg(
-        base=FedAvg(fraction_fit=0.5, per_client={"c0": ClientConfig(privacy_budget=budget)}),
+        base=FedAvg(
+            fraction_fit=0.5, per_client={"c0": ClientConfig(privacy_budget=DEVICE_BUDGET)}
+        ),
         noise_multiplier=2.0,
         clipping_norm=1.0,
         noise_seed=0,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fedhive.client import scaffold as client_scaffold
-from fedhive.client.base import Context
+from fedhive.client.base import Context, TaskOrigin
 from fedhive.client.pipeline import run_fit
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitReply, FitResult, FitTask
 from fedhive.core.rng import run_stream
@@ -160,7 +160,7 @@ def test_a_client_that_ignores_the_control_variates_fails_clearly() -> None:
     strategy = Scaffold()
     sent = strategy.broadcast(strategy.initial_state(model), model)
     task = FitTask(round=1, client_id="c", version="v", seed=1, config=ClientConfig())
-    outcome = run_fit(Plain(), task, sent, {})
+    outcome = run_fit(Plain(), task, sent, {}, origin=TaskOrigin.simulation(task))
     assert not isinstance(outcome, FitReply)
     assert outcome.error_type == "ClientError"
     assert "SCAFFOLD" in outcome.message

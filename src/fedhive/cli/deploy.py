@@ -70,6 +70,18 @@ def add_parser(commands: Any) -> None:
     )
     client.add_argument("--delta", type=float, default=1e-5, help="the budget's delta")
     client.add_argument(
+        "--min-noise-multiplier",
+        type=float,
+        help="with --epsilon-max: add noise of std >= this times the clipping norm to "
+        "every update, whatever the server asks (default: only the server's dp.noise_std)",
+    )
+    client.add_argument(
+        "--clipping-norm",
+        type=float,
+        help="with --epsilon-max: clip every update to this L2 norm, or the server's if "
+        "smaller (default: the server's dp.clipping_norm)",
+    )
+    client.add_argument(
         "--ledger",
         type=Path,
         help="file of the privacy this device has spent (default: privacy-ledger.json "
@@ -228,8 +240,17 @@ def run_client(args: argparse.Namespace, console: Console) -> int:
 
 def _budget(args: argparse.Namespace) -> PrivacyBudget | None:
     if args.epsilon_max is None:
+        if args.min_noise_multiplier is not None or args.clipping_norm is not None:
+            raise ConfigError(
+                "client: --min-noise-multiplier and --clipping-norm need --epsilon-max"
+            )
         return None
-    return PrivacyBudget(epsilon_max=args.epsilon_max, delta=args.delta)
+    return PrivacyBudget(
+        epsilon_max=args.epsilon_max,
+        delta=args.delta,
+        min_noise_multiplier=args.min_noise_multiplier,
+        clipping_norm=args.clipping_norm,
+    )
 
 
 def _ledger(args: argparse.Namespace) -> FileLedger:

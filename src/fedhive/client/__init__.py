@@ -4,7 +4,7 @@ The adapters import their library lazily: ``fedhive.client.torch.TorchClient``,
 ``fedhive.client.sklearn.SklearnClient``, ``fedhive.client.numpy.NumpyClient``.
 """
 
-from fedhive.client.base import Client, ClientFn, Context
+from fedhive.client.base import Client, ClientFn, Context, TaskOrigin
 from fedhive.client.pipeline import run_evaluate, run_fit
 
-__all__ = ["Client", "ClientFn", "Context", "run_evaluate", "run_fit"]
+__all__ = ["Client", "ClientFn", "Context", "TaskOrigin", "run_evaluate", "run_fit"]

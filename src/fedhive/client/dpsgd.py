@@ -6,14 +6,21 @@ and Gaussian noise on every step. The server (or the app) asks for it in
 
 - ``"dpsgd.noise_multiplier"`` (> 0) and ``"dpsgd.max_grad_norm"`` (> 0).
 
-Each step is one sampled Gaussian mechanism with ``q = batch_size / num_examples``;
-the client composes its steps (over all its rounds, kept in ``Context.state``) with
-fedhive's accountant and reports ``dpsgd_epsilon`` at ``dpsgd.delta`` (default 1e-5)
-as a fit metric. Batches are shuffled fixed-size batches, not Poisson samples: the
-accounting treats them as Poisson subsampling, the usual approximation (Opacus's own
-default loaders differ here). Opacus's ``secure_mode`` needs torchcsprng, which is not
-available, so the noise comes from torch's generator seeded by the task: fine for
-research and simulation, not a deployment-grade source of secret noise.
+Each step is one sampled Gaussian mechanism with ``q = batch_size / num_examples``. A
+fit's steps are one :class:`~fedhive.privacy.GaussianEvent` that the client hands the
+pipeline (``Context.released``): a device with a privacy budget charges it to its ledger
+before the update leaves (a record-level event; the ledger then bounds record-level
+privacy). The fit reports that event's epsilon at ``dpsgd.delta`` (default 1e-5) as
+metric ``dpsgd_epsilon``. Batches are shuffled fixed-size batches, not Poisson samples:
+the accounting treats them as Poisson subsampling, the usual approximation (Opacus's own
+default loaders differ here).
+
+Noise: Opacus's ``secure_mode`` needs torchcsprng, which is not available, so the noise
+comes from a ``torch.Generator`` (Mersenne Twister). In simulation it is seeded from the
+task's stream (reproducible); otherwise from 63 bits of ``os.urandom``
+(:meth:`~fedhive.client.base.Context.noise_seed`), never from a seed the server knows.
+
+Only :func:`private` needs torch and Opacus; the rest imports without them.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fedhive.client.base import Context
 from fedhive.core.config import check_real
@@ -29,16 +37,13 @@ from fedhive.core.messages import ClientConfig
 from fedhive.errors import MissingDependencyError
 from fedhive.privacy import GaussianEvent, epsilon
 
-try:
+if TYPE_CHECKING:
     import torch
     from torch import nn
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise MissingDependencyError("DP-SGD needs PyTorch: pip install 'fedhive[torch]'") from exc
 
 NOISE_MULTIPLIER = "dpsgd.noise_multiplier"
 MAX_GRAD_NORM = "dpsgd.max_grad_norm"
 DELTA = "dpsgd.delta"
-_STEPS = "dpsgd/steps"  # client-state key: DP-SGD steps taken so far
 
 
 @dataclass(frozen=True)
@@ -50,13 +55,18 @@ class DpSgd:
     delta: float = 1e-5
 
 
+def asked(config: ClientConfig) -> bool:
+    """Whether ``config`` asks for DP-SGD (valid settings or not)."""
+    return NOISE_MULTIPLIER in config.extra or MAX_GRAD_NORM in config.extra
+
+
 def settings(config: ClientConfig) -> DpSgd | None:
     """The DP-SGD settings in ``config.extra``; None when not asked for.
 
     Raises:
         ConfigError: a value is missing or out of range.
     """
-    if NOISE_MULTIPLIER not in config.extra and MAX_GRAD_NORM not in config.extra:
+    if not asked(config):
         return None
     z = config.extra.get(NOISE_MULTIPLIER)
     norm = config.extra.get(MAX_GRAD_NORM)
@@ -76,8 +86,10 @@ def private(
     batch_size: int,
     seed: int,
 ) -> Iterator[tuple[nn.Module, torch.optim.Optimizer]]:
-    """``model`` wrapped for per-sample gradients and ``optimizer`` made private."""
+    """``model`` wrapped for per-sample gradients and ``optimizer`` made private, its
+    noise drawn from a generator seeded with ``seed`` (see the module docstring)."""
     try:
+        import torch
         from opacus import GradSampleModule
         from opacus.optimizers import DPOptimizer
     except ImportError as exc:
@@ -102,12 +114,11 @@ def private(
 
 
 def account(context: Context, dp: DpSgd, *, steps: int, sample_rate: float) -> float:
-    """Add this fit's steps to the client's total; return its epsilon so far."""
-    total = int(context.state.get(_STEPS, 0)) + steps
-    context.state[_STEPS] = total
-    if total == 0:
+    """Hand this fit's ``steps`` to the pipeline as one event; return their epsilon."""
+    if steps == 0:
         return 0.0
     event = GaussianEvent(
-        noise_multiplier=dp.noise_multiplier, sample_rate=min(1.0, sample_rate), count=total
+        noise_multiplier=dp.noise_multiplier, sample_rate=min(1.0, sample_rate), count=steps
     )
+    context.released.append(event)
     return epsilon([event], target_delta=dp.delta)

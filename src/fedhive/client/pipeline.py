@@ -3,7 +3,9 @@
 ``fit``: check the device's privacy budget → split the auxiliary tensors (``@`` names)
 off the model → train (``Client.fit``) → update = w_local - v_k → clip → noise (DP,
 :mod:`fedhive.client.privacy`), followed by the client's answer to the auxiliary
-tensors → charge the budget → reply.
+tensors → charge the budget (what the device's clipping and noise, and DP-SGD, cost)
+→ reply. The task's :class:`~fedhive.client.base.TaskOrigin` names the release in the
+device's ledger and says whether noise may be seeded (simulation only).
 Later stages (clip, noise, compress, mask, sign) slot in after the update, in that
 order. Every stage that refuses returns a :class:`~fedhive.core.messages.Failure` naming
 itself, so a bad client is one failed task, never a crashed run.
@@ -13,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedhive.client.base import Client, Context
-from fedhive.client.privacy import LEDGER_KEY, charge_budget, privatize
+from fedhive.client.base import Client, Context, TaskOrigin
+from fedhive.client.privacy import LEDGER_KEY, charge_budget, check_budget, privatize
 from fedhive.core.messages import (
     EvaluateReply,
     EvaluateResult,
@@ -38,15 +40,26 @@ from fedhive.errors import (
 
 
 def run_fit(
-    client: Client, task: FitTask, weights: Weights, state: dict[str, RecordValue]
+    client: Client,
+    task: FitTask,
+    weights: Weights,
+    state: dict[str, RecordValue],
+    *,
+    origin: TaskOrigin,
 ) -> FitReply | Failure:
-    """Train ``client`` on ``weights`` for ``task``; ``state`` is updated in place."""
+    """Train ``client`` on ``weights`` for ``task``; ``state`` is updated in place.
+
+    ``origin`` names the task in the device's ledger (deployment: the envelope's run and
+    task id; simulation: :meth:`TaskOrigin.simulation`).
+    """
     try:
-        charged = charge_budget(task, state)
+        planned = check_budget(task, state, origin=origin)
     except PrivacyBudgetError as exc:
         return Failure.of(task.client_id, task.round, "budget", exc)
+    except ClientError as exc:  # an invalid dp.* value
+        return Failure.of(task.client_id, task.round, "fit", exc)
     model, aux = weights.split_aux()
-    context = _context(task, "fit", state, aux)
+    context = _context(task, "fit", state, aux, simulated=origin.simulated)
     try:
         result = client.fit(model, task.config, context)
         if not isinstance(result, FitResult):
@@ -56,6 +69,10 @@ def run_fit(
         metrics = check_metrics(result.metrics, what="fit metrics")
     except Exception as exc:  # the user's code: any error is this task's failure
         return Failure.of(task.client_id, task.round, "fit", exc)
+    try:
+        charged = charge_budget(task, state, origin=origin, events=[*planned, *context.released])
+    except PrivacyBudgetError as exc:
+        return Failure.of(task.client_id, task.round, "budget", exc)
     if charged is not None:  # released: the charge is recorded
         state[LEDGER_KEY] = charged.to_bytes().decode("ascii")
     return FitReply(
@@ -73,7 +90,7 @@ def run_evaluate(
 ) -> EvaluateReply | Failure:
     """Evaluate ``weights`` on ``client``'s local test data for ``task``."""
     model, aux = weights.split_aux()
-    context = _context(task, "evaluate", state, aux)
+    context = _context(task, "evaluate", state, aux, simulated=False)
     try:
         result = client.evaluate(model, task.config, context)
         if not isinstance(result, EvaluateResult):
@@ -98,11 +115,23 @@ def run_evaluate(
 
 
 def _context(
-    task: FitTask | EvaluateTask, stage: str, state: dict[str, RecordValue], aux: Weights
+    task: FitTask | EvaluateTask,
+    stage: str,
+    state: dict[str, RecordValue],
+    aux: Weights,
+    *,
+    simulated: bool,
 ) -> Context:
     path = f"run/round/{task.round}/client/{task.client_id}/{stage}"
     stream = SeedStream(task.seed, path)
-    return Context(client_id=task.client_id, round=task.round, seed=stream, state=state, aux=aux)
+    return Context(
+        client_id=task.client_id,
+        round=task.round,
+        seed=stream,
+        state=state,
+        aux=aux,
+        simulated=simulated,
+    )
 
 
 def _answer(sent: Weights, returned: Weights | None) -> Weights:

@@ -1,53 +1,158 @@
-"""The client pipeline's privacy stages: the device's budget, clipping, its noise share.
+"""The client pipeline's privacy stages: the device's budget, clipping, its noise.
 
 The server asks for them through ``ClientConfig.extra`` (see
-:mod:`fedhive.strategy.private`): ``dp.clipping_norm`` (clip the update's L2 norm),
+:mod:`fedhive.strategy.private`): ``dp.clipping_norm`` (clip the update's L2 norm) and
 ``dp.noise_std`` (distributed DP: add Gaussian noise before the update leaves the
-device), ``dp.noise_multiplier`` (what the round releases).
+device). :func:`mechanism` turns that ask into what the device does.
 
-A device with a :class:`~fedhive.core.messages.PrivacyBudget` keeps a ledger of what it
-released in its persistent state (``privacy/ledger``; a deployed client also keeps it in
-a file, so it survives restarts). Each private task is charged as one Gaussian
-mechanism with the round's noise multiplier and **no** subsampling amplification: the
-device does not rely on the server's sampling claims. A task that would take the
-device past ``epsilon_max`` is refused before training (``PrivacyBudgetError``), and
-the charge is recorded only when the update is released.
+A device with a :class:`~fedhive.core.messages.PrivacyBudget` does not take the
+server's word for anything. It clips to the smaller of its own and the server's
+clipping norm C, adds noise of std sigma = max(the server's ``dp.noise_std``, its own
+``min_noise_multiplier`` * C), and charges its ledger ``GaussianEvent(sigma / C, q=1)``
+(no credit for the server's sampling; the server's ``dp.noise_multiplier`` is ignored).
+A mechanism the client applied itself (DP-SGD's steps, through
+``Context.released``) is charged too. A release with no clipped-and-noised mechanism at
+all would cost epsilon = infinity, so it is refused.
+
+The ledger lives in the client's persistent state (``privacy/ledger``; a deployed
+client also keeps it in a file, so it survives restarts), one entry per release under
+the task's run and task id (:class:`~fedhive.client.base.TaskOrigin`). A task that
+would take the device past ``epsilon_max`` is refused before training when its cost is
+known then, else before release (``PrivacyBudgetError``); the charge is recorded only
+when the update is released.
+
+Noise is seeded (reproducible) only in simulation, and only if the task does not set
+``dp.noise_seeded = false``; a deployed device always draws it from the OS's CSPRNG,
+whatever the task says.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 
-from fedhive.client.base import Context
+from fedhive.client import dpsgd
+from fedhive.client.base import Context, TaskOrigin
 from fedhive.core.messages import ClientConfig, FitTask
 from fedhive.core.serde import RecordValue
 from fedhive.core.weights import Weights
 from fedhive.errors import ClientError, PrivacyBudgetError
-from fedhive.privacy import GaussianEvent, Ledger, SecureNoise, SeededNoise, clip_l2, gaussian_noise
-from fedhive.strategy.private import CLIPPING_NORM, NOISE_MULTIPLIER, NOISE_SEEDED, NOISE_STD
+from fedhive.privacy import GaussianEvent, Ledger, SecureNoise, clip_l2, gaussian_noise
+from fedhive.strategy.private import CLIPPING_NORM, NOISE_SEEDED, NOISE_STD
 
 LEDGER_KEY = "privacy/ledger"
 """Client-state key of the device's privacy ledger (canonical JSON text)."""
 
 
-def charge_budget(task: FitTask, state: dict[str, RecordValue]) -> Ledger | None:
-    """The device's ledger with ``task`` charged, or None when nothing is to be charged.
+@dataclass(frozen=True)
+class Mechanism:
+    """What the device does to an update before it leaves: clip it, then add noise.
+
+    Attributes:
+        clipping_norm: the L2 norm the update is clipped to; None: not clipped.
+        noise_std: the std of the Gaussian noise added (0: none; never without clipping).
+        seeded: the noise may come from the task's seed (simulation only).
+    """
+
+    clipping_norm: float | None
+    noise_std: float
+    seeded: bool
+
+    @property
+    def event(self) -> GaussianEvent | None:
+        """The Gaussian mechanism this is, with no sampling credit; None without both
+        clipping and noise (the release is then not private), or when their ratio is
+        not a positive finite number (refused rather than accounted)."""
+        if self.clipping_norm is None:
+            return None
+        multiplier = self.noise_std / self.clipping_norm
+        if not 0 < multiplier < math.inf:
+            return None
+        return GaussianEvent(noise_multiplier=multiplier, sample_rate=1.0)
+
+
+def mechanism(config: ClientConfig) -> Mechanism:
+    """The clipping and noise applied under ``config``: the server's ask, tightened by
+    the device's budget (its own clipping norm and noise floor) when it has one.
 
     Raises:
-        PrivacyBudgetError: the task would exceed the device's budget, or its ledger
-            cannot be read (the device then refuses private tasks: fail closed).
+        ClientError: ``dp.clipping_norm`` or ``dp.noise_std`` is not a valid number.
+    """
+    norm = _number(config, CLIPPING_NORM, positive=True)
+    std = _number(config, NOISE_STD, positive=False) or 0.0
+    budget = config.privacy_budget
+    if budget is not None:
+        norms = [n for n in (norm, budget.clipping_norm) if n is not None]
+        norm = min(norms) if norms else None
+        if norm is not None and budget.min_noise_multiplier is not None:
+            std = max(std, budget.min_noise_multiplier * norm)
+    seeded = config.extra.get(NOISE_SEEDED, True) is not False
+    return Mechanism(norm, std if norm is not None else 0.0, seeded)
+
+
+def _number(config: ClientConfig, key: str, *, positive: bool) -> float | None:
+    value = config.extra.get(key)
+    if value is None:
+        return None
+    if isinstance(value, (bool, str)) or not math.isfinite(value):
+        raise ClientError(f"{key} must be a finite number, got {value!r}")
+    if not (value > 0 if positive else value >= 0):
+        raise ClientError(f"{key} must be a number {'>' if positive else '>='} 0, got {value!r}")
+    return float(value)
+
+
+def check_budget(
+    task: FitTask, state: dict[str, RecordValue], *, origin: TaskOrigin
+) -> list[GaussianEvent]:
+    """The events the device's own clipping and noise will cost for ``task``, checked
+    against its budget before training (DP-SGD's cost is checked after it).
+
+    Raises:
+        PrivacyBudgetError: as :func:`charge_budget`.
+        ClientError: as :func:`mechanism`.
+    """
+    event = mechanism(task.config).event
+    planned = [] if event is None else [event]
+    if planned or not dpsgd.asked(task.config):
+        charge_budget(task, state, origin=origin, events=planned)
+    return planned
+
+
+def charge_budget(
+    task: FitTask,
+    state: dict[str, RecordValue],
+    *,
+    origin: TaskOrigin,
+    events: Sequence[GaussianEvent],
+) -> Ledger | None:
+    """The device's ledger with ``events`` charged for this release of ``task``; None
+    when the device has no budget.
+
+    Raises:
+        PrivacyBudgetError: no events (the release would not be private: epsilon =
+            infinity), the events would exceed the device's budget, or its ledger cannot
+            be read (the device then refuses private tasks: fail closed).
     """
     budget = task.config.privacy_budget
-    multiplier = task.config.extra.get(NOISE_MULTIPLIER)
-    if budget is None or multiplier is None:
+    if budget is None:
         return None
-    if isinstance(multiplier, (bool, str)) or not float(multiplier) > 0:
-        raise PrivacyBudgetError(f"{NOISE_MULTIPLIER} must be a number > 0, got {multiplier!r}")
+    if not events:
+        raise PrivacyBudgetError(
+            f"task {origin.ledger_id!r} would release the update without clipping and noise "
+            f"this device applies itself ({CLIPPING_NORM} and {NOISE_STD}, or the device's "
+            "own clipping_norm and min_noise_multiplier; or DP-SGD): epsilon = inf, refused",
+            round=task.round,
+            stage="privacy",
+        )
     ledger = load_ledger(state)
-    event = GaussianEvent(noise_multiplier=float(multiplier), sample_rate=1.0)
-    return ledger.charge(
-        task_id=f"round-{task.round}", round=task.round, event=event, budget=budget
-    )
+    for event in events:
+        ledger = ledger.charge(
+            task_id=origin.ledger_id, round=task.round, event=event, budget=budget
+        )
+    return ledger
 
 
 def load_ledger(state: dict[str, RecordValue]) -> Ledger:
@@ -64,20 +169,14 @@ def load_ledger(state: dict[str, RecordValue]) -> Ledger:
 
 
 def privatize(update: Weights, config: ClientConfig, context: Context) -> Weights:
-    """``update`` clipped to ``dp.clipping_norm`` and, if asked, with ``dp.noise_std``
-    noise added (in float64, returned in each tensor's dtype); as is when not asked."""
-    norm = config.extra.get(CLIPPING_NORM)
-    if norm is None:
+    """``update`` clipped and noised as :func:`mechanism` says for ``config`` (in
+    float64, returned in each tensor's dtype); as is when not clipped."""
+    applied = mechanism(config)
+    if applied.clipping_norm is None:
         return update
-    if isinstance(norm, (bool, str)):
-        raise ClientError(f"{CLIPPING_NORM} must be a number, got {norm!r}")
     layout = update.layout()
-    flat, _ = clip_l2(layout.flatten(update), float(norm))
-    std = config.extra.get(NOISE_STD)
-    if std is not None:
-        if isinstance(std, (bool, str)) or not float(std) >= 0:
-            raise ClientError(f"{NOISE_STD} must be a number >= 0, got {std!r}")
-        seeded = bool(config.extra.get(NOISE_SEEDED, False))
-        source = SeededNoise(context.seed.child("dp-noise")) if seeded else SecureNoise()
-        flat = flat + gaussian_noise(flat.size, float(std), source)
+    flat, _ = clip_l2(layout.flatten(update), applied.clipping_norm)
+    if applied.noise_std > 0:
+        source = context.noise("dp-noise") if applied.seeded else SecureNoise()
+        flat = flat + gaussian_noise(flat.size, applied.noise_std, source)
     return layout.unflatten(np.asarray(flat, dtype=np.float64))

@@ -13,7 +13,7 @@ import random
 import threading
 from dataclasses import replace
 
-from fedhive.client.base import Client
+from fedhive.client.base import Client, TaskOrigin
 from fedhive.client.pipeline import run_evaluate, run_fit
 from fedhive.client.privacy import LEDGER_KEY
 from fedhive.client.secure import SecAggSession
@@ -68,8 +68,10 @@ def serve(
     """Work for the server until ``stop`` is set (or ``max_tasks`` are done).
 
     Args:
-        budget: the device's own privacy budget; it replaces whatever budget a task
-            names (a device does not take its budget from the server).
+        budget: the device's own privacy budget, clipping norm and noise floor; it
+            replaces whatever budget a task names (a device does not take its budget
+            from the server). Each release is charged under the task envelope's run and
+            task id; DP noise always comes from the OS's CSPRNG.
         ledger: where the device keeps what it has spent, across restarts (None: in
             memory, for this process only).
 
@@ -103,7 +105,10 @@ def serve(
                 if isinstance(task, FitTask):
                     if budget is not None:
                         task = replace(task, config=replace(task.config, privacy_budget=budget))
-                    outcome = _fit_with_ledger(client, task, weights, state, ledger)
+                    origin = TaskOrigin(run_id=item.run_id, task_id=item.task_id)
+                    outcome = _fit_with_ledger(
+                        client, task, weights, state, origin=origin, ledger=ledger
+                    )
                     if item.secagg and isinstance(outcome, FitReply):  # mask: the last stage
                         outcome = session.start(task, item.secagg, outcome, weights.layout())
                 else:
@@ -126,19 +131,21 @@ def _fit_with_ledger(
     task: FitTask,
     weights: Weights,
     state: dict[str, RecordValue],
+    *,
+    origin: TaskOrigin,
     ledger: FileLedger | None,
 ) -> FitReply | Failure:
-    """Run the fit with the device's ledger loaded from, and saved to, its file; an
-    update whose charge cannot be saved is not released."""
+    """Run the fit (never simulated: noise from the OS) with the device's ledger loaded
+    from, and saved to, its file; an update whose charge cannot be saved is not released."""
     if ledger is None:
-        return run_fit(client, task, weights, state)
+        return run_fit(client, task, weights, state, origin=origin)
     try:
         state[LEDGER_KEY] = ledger.load().to_bytes().decode("ascii")
     except PrivacyBudgetError as exc:
         log.error("%s", exc)
         state[LEDGER_KEY] = "unreadable"  # private tasks are then refused: fail closed
     before = state.get(LEDGER_KEY)
-    outcome = run_fit(client, task, weights, state)
+    outcome = run_fit(client, task, weights, state, origin=origin)
     after = state.get(LEDGER_KEY)
     if after != before and isinstance(after, str):
         try:

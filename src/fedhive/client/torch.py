@@ -186,8 +186,9 @@ class TorchClient:
     drift correction ``c - c_i`` and the result carries the variate change (see
     :mod:`fedhive.client.scaffold`; option II assumes SGD at ``config.learning_rate``).
     With ``dpsgd.noise_multiplier`` and ``dpsgd.max_grad_norm`` in ``config.extra`` it
-    trains with DP-SGD through Opacus (:mod:`fedhive.client.dpsgd`) and reports
-    ``dpsgd_epsilon``.
+    trains with DP-SGD through Opacus (:mod:`fedhive.client.dpsgd`; the noise is seeded
+    only in simulation), hands the steps' privacy event to the pipeline (a device's
+    ledger charges it) and reports their ``dpsgd_epsilon``.
     """
 
     def __init__(
@@ -251,7 +252,7 @@ class TorchClient:
                             optimizer,
                             dp,
                             batch_size=config.batch_size,
-                            seed=context.seed.child("dpsgd").torch_seed,
+                            seed=context.noise_seed("dpsgd"),
                         )
                     )
                 examples, steps, train_loss = self._local_training(

@@ -42,14 +42,33 @@ def check_metrics(metrics: Mapping[str, object], *, what: str = "metrics") -> di
 
 @dataclass(frozen=True, kw_only=True)
 class PrivacyBudget:
-    """A device's own (epsilon, delta) budget for the whole run."""
+    """A device's own (epsilon, delta) budget, and the noise it adds itself.
+
+    A device with a budget charges what it actually does to an update before releasing
+    it, never what the server claims (see :mod:`fedhive.client.privacy`).
+
+    Attributes:
+        epsilon_max: the most epsilon the device spends, over everything it releases.
+        delta: the delta at which that epsilon is computed.
+        min_noise_multiplier: the device's own floor on noise: it adds noise of std at
+            least this times the clipping norm it applies, whatever the server asks.
+            None: only the noise the server asks for (``dp.noise_std``).
+        clipping_norm: the device's own L2 clipping norm (the server's, if smaller,
+            applies instead). None: the server's ``dp.clipping_norm``.
+    """
 
     epsilon_max: float
     delta: float
+    min_noise_multiplier: float | None = None
+    clipping_norm: float | None = None
 
     def __post_init__(self) -> None:
         check_real("epsilon_max", self.epsilon_max, low=0, low_open=True)
         check_real("delta", self.delta, low=0, high=1, low_open=True, high_open=True)
+        if self.min_noise_multiplier is not None:
+            check_real("min_noise_multiplier", self.min_noise_multiplier, low=0, low_open=True)
+        if self.clipping_norm is not None:
+            check_real("clipping_norm", self.clipping_norm, low=0, low_open=True)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,8 +4,10 @@ A :class:`Ledger` is a pure value: the tasks a device took part in, each with th
 :class:`~fedhive.privacy.accountant.GaussianEvent` it released. ``charge`` returns a new
 ledger with one more entry, or refuses with :class:`~fedhive.errors.PrivacyBudgetError`
 when the composed epsilon would exceed the device's
-:class:`~fedhive.core.messages.PrivacyBudget`. Charging is idempotent per task id, so a
-retried task is not counted twice.
+:class:`~fedhive.core.messages.PrivacyBudget`. Every charge is one release: charging a
+task id already in the ledger charges it again, because a second release of a task
+(fresh noise on the same data) is a second mechanism. Task ids (a deployed device's are
+``run_id/task_id`` from the task envelope) say what was released, never whether.
 
 :class:`FileLedger` keeps a ledger in one file, written atomically (temporary file, fsync,
 ``os.replace``, fsync of the folder) with mode 0600. It fails closed: a ledger file that
@@ -36,7 +38,7 @@ _ENTRY_KEYS = frozenset({"task_id", "round", "event"})
 
 @dataclass(frozen=True, kw_only=True)
 class LedgerEntry:
-    """One task a device took part in, and the privacy event it released."""
+    """One release of a device's update for a task, and the privacy event it cost."""
 
     task_id: str
     round: int
@@ -59,13 +61,9 @@ class Ledger:
     def __post_init__(self) -> None:
         if not isinstance(self.entries, tuple):
             raise ConfigError(f"entries: must be a tuple, got {type(self.entries).__name__}")
-        seen: set[str] = set()
         for index, entry in enumerate(self.entries):
             if not isinstance(entry, LedgerEntry):
                 raise ConfigError(f"entries[{index}]: must be a LedgerEntry, got {entry!r}")
-            if entry.task_id in seen:
-                raise ConfigError(f"entries[{index}]: task_id {entry.task_id!r} appears twice")
-            seen.add(entry.task_id)
 
     def spent(self, *, target_delta: float, kind: AccountantKind = AccountantKind.RDP) -> float:
         """The epsilon at ``target_delta`` of everything in the ledger composed."""
@@ -80,30 +78,18 @@ class Ledger:
         budget: PrivacyBudget,
         kind: AccountantKind = AccountantKind.RDP,
     ) -> Ledger:
-        """This ledger with task ``task_id`` charged, if the budget allows it.
+        """This ledger with one more release of task ``task_id``, if the budget allows it.
 
-        Charging a task already in the ledger with the same round and event returns the
-        ledger unchanged (a retry is not counted twice).
+        A task id already in the ledger is charged again: each call is one release.
 
         Raises:
             PrivacyBudgetError: the composed epsilon at ``budget.delta`` would exceed
-                ``budget.epsilon_max``, or ``task_id`` was charged before with another
-                round or event; the ledger is unchanged either way.
+                ``budget.epsilon_max``; the ledger is unchanged.
             ConfigError: an invalid entry or budget.
         """
         entry = LedgerEntry(task_id=task_id, round=round, event=event)
         if not isinstance(budget, PrivacyBudget):
             raise ConfigError(f"budget: must be a PrivacyBudget, got {budget!r}")
-        previous = next((e for e in self.entries if e.task_id == task_id), None)
-        if previous is not None:
-            if previous == entry:
-                return self
-            raise PrivacyBudgetError(
-                f"task {task_id!r} was already charged for round {previous.round} with "
-                f"{previous.event}; a different charge under the same id is refused",
-                round=round,
-                stage="privacy",
-            )
         events = [e.event for e in self.entries]
         after = epsilon([*events, event], target_delta=budget.delta, kind=kind)
         if after > budget.epsilon_max:

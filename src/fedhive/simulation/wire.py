@@ -7,6 +7,7 @@ and failures map to and from JSON-ready dicts here, in pairs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from typing import IO, Any
@@ -134,7 +135,7 @@ def config_to_json(config: ClientConfig) -> dict[str, Any]:
         "learning_rate": config.learning_rate,
         "privacy_budget": None
         if budget is None
-        else {"epsilon_max": budget.epsilon_max, "delta": budget.delta},
+        else {k: v for k, v in dataclasses.asdict(budget).items() if v is not None},
         "extra": dict(config.extra),
     }
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from fedhive.client.base import Client
+from fedhive.client.base import Client, TaskOrigin
 from fedhive.client.pipeline import run_evaluate, run_fit
 from fedhive.core.messages import Failure, FitReply
 from fedhive.core.serde import (
@@ -85,7 +85,9 @@ class _Worker:
             if isinstance(client, Failure):
                 outcome: Any = client
             elif header["type"] == "fit":
-                outcome = run_fit(client, fit_task_from_json(task_json), self.weights, state)
+                fit = fit_task_from_json(task_json)
+                origin = TaskOrigin.simulation(fit)
+                outcome = run_fit(client, fit, self.weights, state, origin=origin)
             else:
                 task = evaluate_task_from_json(task_json)
                 outcome = run_evaluate(client, task, self.weights, state)

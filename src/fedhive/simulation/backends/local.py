@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from fedhive.client.base import Client, ClientFn
+from fedhive.client.base import Client, ClientFn, TaskOrigin
 from fedhive.client.pipeline import run_evaluate, run_fit
 from fedhive.core.messages import EvaluateTask, Failure, FitTask
 from fedhive.core.serde import RecordValue
@@ -30,7 +30,8 @@ class LocalBackend:
             if isinstance(client, Failure):
                 yield client
                 continue
-            yield run_fit(client, task, weights, self._states.setdefault(task.client_id, {}))
+            state = self._states.setdefault(task.client_id, {})
+            yield run_fit(client, task, weights, state, origin=TaskOrigin.simulation(task))
 
     def evaluate(
         self, tasks: Sequence[EvaluateTask], weights: Weights

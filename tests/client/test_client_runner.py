@@ -1,0 +1,129 @@
+"""The deployed client loop: it charges each release under the envelope's run and task."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fedhive.client.base import Context
+from fedhive.client.runner import Upload, serve
+from fedhive.core.messages import (
+    ClientConfig,
+    EvaluateResult,
+    FitReply,
+    FitResult,
+    FitTask,
+    PrivacyBudget,
+)
+from fedhive.core.serde import model_version, weights_to_bytes
+from fedhive.core.weights import Weights
+from fedhive.privacy import FileLedger
+from fedhive.strategy.private import CLIPPING_NORM, NOISE_MULTIPLIER, NOISE_SEEDED, NOISE_STD
+from fedhive.transport.base import Wait
+from fedhive.transport.codec import TaskEnvelope
+
+dp_accounting = pytest.importorskip("dp_accounting")
+
+MODEL = Weights({"w": np.zeros(1000)})
+DELTA = 1e-5
+# An honest distributed-DP ask at z = 2 (the server's claim matches the noise it asks for).
+HONEST = {NOISE_MULTIPLIER: 2.0, CLIPPING_NORM: 1.0, NOISE_STD: 2.0}
+
+
+class OnesClient:
+    """Returns an update of ones."""
+
+    def fit(self, weights: Weights, config: ClientConfig, context: Context) -> FitResult:
+        return FitResult(delta=Weights({"w": np.full(1000, 0.01)}), num_examples=5)
+
+    def evaluate(self, weights: Weights, config: ClientConfig, context: Any) -> EvaluateResult:
+        return EvaluateResult(loss=0.0, num_examples=1)
+
+
+class ScriptedLink:
+    """A server that hands out ``envelopes`` in order, then says the run has finished."""
+
+    def __init__(self, envelopes: Sequence[TaskEnvelope]) -> None:
+        self._waiting = list(envelopes)
+        self.uploads: list[Upload] = []
+
+    def register(self) -> str:
+        return "run"
+
+    def pull(self) -> TaskEnvelope | Wait:
+        return self._waiting.pop(0) if self._waiting else Wait(0.01, finished=True)
+
+    def download(self, envelope: TaskEnvelope) -> bytes:
+        return weights_to_bytes(MODEL)
+
+    def upload(self, envelope: TaskEnvelope, outcome: Upload) -> str:
+        self.uploads.append(outcome)
+        return "accepted"
+
+    def close(self) -> None:
+        pass
+
+
+def envelope(run_id: str, task_id: str, rnd: int, extra: dict[str, Any]) -> TaskEnvelope:
+    fit = FitTask(
+        round=rnd,
+        client_id="c0",
+        version=model_version(MODEL),
+        seed=7,
+        config=ClientConfig(extra=extra),
+    )
+    return TaskEnvelope(task=fit, task_id=task_id, run_id=run_id, deadline_unix=0.0, model_size=0)
+
+
+def run(
+    envelopes: Sequence[TaskEnvelope], ledger: FileLedger | None, **kwargs: Any
+) -> ScriptedLink:
+    link = ScriptedLink(envelopes)
+    serve(link, OnesClient(), stop=threading.Event(), ledger=ledger, **kwargs)
+    return link
+
+
+def test_a_replayed_round_number_is_charged_on_a_deployed_device(tmp_path: Path) -> None:
+    # Round 1 again and again: a second run, a resumed round, a server reusing the
+    # round and even the task id. Every release is charged.
+    replays = [
+        envelope("run-a", "a1", 1, HONEST),
+        envelope("run-b", "b1", 1, HONEST),
+        envelope("run-b", "b2", 1, HONEST),
+        envelope("run-b", "b2", 1, HONEST),
+    ]
+    ledger = FileLedger(tmp_path / "ledger.json")
+    link = run(replays, ledger, budget=PrivacyBudget(epsilon_max=20.0, delta=DELTA))
+    assert all(isinstance(u, FitReply) for u in link.uploads)
+    spent = ledger.load()
+    assert [e.task_id for e in spent.entries] == ["run-a/a1", "run-b/b1", "run-b/b2", "run-b/b2"]
+    accountant = dp_accounting.rdp.RdpAccountant()
+    accountant.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(2.0), 4))
+    assert spent.spent(target_delta=DELTA) == pytest.approx(accountant.get_epsilon(DELTA), rel=1e-9)
+
+
+def test_a_replayed_round_number_is_refused_past_the_budget(tmp_path: Path) -> None:
+    # z = 2, no amplification: epsilon 2.17 after one release, 3.19 after two.
+    budget = PrivacyBudget(epsilon_max=2.6773, delta=DELTA)
+    ledger = FileLedger(tmp_path / "ledger.json")
+    link = run(
+        [envelope("run-a", "a1", 1, HONEST), envelope("run-b", "b1", 1, HONEST)],
+        ledger,
+        budget=budget,
+    )
+    assert [type(u).__name__ for u in link.uploads] == ["FitReply", "Failure"]
+    assert len(ledger.load().entries) == 1
+
+
+def test_a_deployed_device_ignores_dp_noise_seeded() -> None:
+    seeded = {CLIPPING_NORM: 1.0, NOISE_STD: 1.0, NOISE_SEEDED: True}
+    link = run([envelope("r", "t1", 1, seeded), envelope("r", "t1", 1, seeded)], None)
+    first, second = link.uploads
+    assert isinstance(first, FitReply)
+    assert isinstance(second, FitReply)
+    assert not np.array_equal(first.update["w"], second.update["w"])
