@@ -264,7 +264,7 @@ class Servicer:
             return failure_from_header(header, client_id=task.client_id, round=task.round)
         if header.kind != kind_of(task):
             raise ValidationError(
-                f"a {pb.TaskKind.Name(header.kind)} result for a {type(task).__name__}",
+                f"a result of kind {header.kind} for a {type(task).__name__}",
                 client_id=task.client_id,
                 round=task.round,
                 stage="upload",
