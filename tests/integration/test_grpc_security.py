@@ -25,6 +25,7 @@ from fedhive.strategy.fedavg import FedAvg
 from fedhive.transport.codec import TaskEnvelope
 from fedhive.transport.envelope import ResultClaim
 from fedhive.transport.grpc.connection import GrpcLink
+from fedhive.transport.grpc.limits import PeerLimits
 from fedhive.transport.grpc.security import (
     CertificateIdentity,
     ClientSignatures,
@@ -47,7 +48,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def start(folder: Path, round_timeout: float = 20) -> GrpcServerTransport:
+def start(folder: Path, round_timeout: float = 20, **options: Any) -> GrpcServerTransport:
     """An mTLS server with the provisioned server folder ``folder``."""
     tls = TLSConfig.from_dir(folder)
     return GrpcServerTransport(
@@ -56,6 +57,7 @@ def start(folder: Path, round_timeout: float = 20) -> GrpcServerTransport:
         identify=CertificateIdentity(RevocationList.from_dir(folder)),
         signatures=Signatures(tls),
         round_timeout=round_timeout,
+        **options,
     )
 
 
@@ -212,8 +214,10 @@ def silent(release: threading.Event) -> Iterator[Any]:
 
 
 def test_sixteen_stalled_uploads_from_one_certificate_do_not_stop_another_clients_round(
-    server: GrpcServerTransport, pki: Path
+    pki: Path,
 ) -> None:
+    # No header timeout to speak of: the per-client limit alone must keep the threads free.
+    server = start(pki / "ours" / "server", limits=PeerLimits(header_timeout=300))
     attacker = raw_channel(server, pki / "ours" / "clients" / CLIENTS[1])
     upload = rpc(attacker, "UploadResult", pb.UploadReply, stream="up")
     release = threading.Event()
@@ -241,6 +245,7 @@ def test_sixteen_stalled_uploads_from_one_certificate_do_not_stop_another_client
         thread.join(timeout=10)
         honest.close()
         attacker.close()
+        server.close()
     assert record.committed
     assert record.fit.succeeded == 1
     assert len(still_open) == 2  # this certificate's two streams stayed open meanwhile

@@ -153,7 +153,7 @@ class Watchdog:
                 expired = [self._watches.pop(k) for k in due]
                 if not expired:
                     soonest = min((w.deadline for w in self._watches.values()), default=now + 60)
-                    self._wake.wait(timeout=soonest - now)
+                    self._wake.wait(timeout=min(soonest - now, 60.0))
                     continue
             for watch in expired:
                 log.warning("%s (%s): call cancelled", watch.what, watch.context.peer())
