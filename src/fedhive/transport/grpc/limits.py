@@ -5,10 +5,15 @@ runs, and a streaming handler runs while it waits for the peer: for an upload's 
 message, or for a download's reader to make room. Two limits keep a peer from holding
 the threads everyone needs:
 
-- :class:`StreamLimits`: at most ``per_client`` open streams per client (an honest
-  client has one at a time); a further one is refused at once (``RESOURCE_EXHAUSTED``).
+- :class:`StreamLimits`: at most ``per_client`` open streams per client; a further
+  one is refused at once (``RESOURCE_EXHAUSTED``). An honest client has one at a time
+  (two for a moment, as a download's end and the next upload overlap).
 - :class:`Watchdog`: one thread that cancels a call whose peer has not sent its next
   message (or read the last one) by a deadline, which frees the handler's thread.
+
+What remains: several certificates together hold ``per_client`` threads each, for at
+most the timeouts; the calls waiting meanwhile are served in order once those are cut
+off, and calls beyond the server's ``max_concurrent_rpcs`` are refused.
 """
 
 from __future__ import annotations
