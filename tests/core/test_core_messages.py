@@ -207,3 +207,15 @@ def test_failure_holds_its_context() -> None:
         "error_type": "NonFiniteError",
         "message": "nan",
     }
+
+
+def test_a_flood_of_metric_keys_is_refused() -> None:
+    check_metrics({f"m{i}": 1.0 for i in range(256)})
+    with pytest.raises(ClientError, match="257 keys, at most 256"):
+        check_metrics({f"m{i}": 1.0 for i in range(257)})
+
+
+def test_a_long_metric_name_is_refused() -> None:
+    check_metrics({"k" * 128: 1.0})
+    with pytest.raises(ClientError, match="at most 128 characters"):
+        check_metrics({"k" * 129: 1.0})

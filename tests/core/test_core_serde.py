@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -423,3 +424,56 @@ _GARBAGE_THAT_ESCAPES = {
 def test_hostile_bytes_are_a_serialization_error(case: str) -> None:
     with pytest.raises(SerializationError):
         weights_from_bytes(_GARBAGE_THAT_ESCAPES[case])
+
+
+def _peak_bytes_decoding(data: bytes) -> int:
+    """Python memory allocated at the peak of refusing ``data`` (beyond ``data`` itself)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(SerializationError):
+            weights_from_bytes(data)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_json_array_header_is_refused_without_being_parsed() -> None:
+    bomb = b"[" + b"[]," * (4 << 20) + b"[]]"  # 12 MiB of JSON, ~250 MiB as Python lists
+    data = struct.pack("<Q", len(bomb)) + bomb
+    assert _peak_bytes_decoding(data) < 1 << 20
+
+
+def _beside_a_tensor(pad: bytes, meta: bytes) -> bytes:
+    header = (
+        b'{"__metadata__":{"fedhive":' + meta + b'},"a":{"dtype":"F32","shape":[1],'
+        b'"data_offsets":[0,4]' + pad + b"}}"
+    )
+    return struct.pack("<Q", len(header)) + header + b"\0" * 4
+
+
+_LISTS = b"[" + b"[]," * (1 << 20) + b"[]]"  # 3 MiB of JSON, ~60 MiB as Python lists
+_META = {"format": "weights/1", "names": ["a"]}
+_BOMBS = {
+    "in a field safetensors ignores": _beside_a_tensor(
+        b',"pad":' + _LISTS, json.dumps(json.dumps(_META)).encode()
+    ),
+    "in the metadata": _beside_a_tensor(
+        b"", json.dumps(json.dumps(_META)[:-1] + ', "pad": ' + _LISTS.decode() + "}").encode()
+    ),
+}
+
+
+@pytest.mark.parametrize("where", sorted(_BOMBS))
+def test_a_header_bomb_beside_a_real_tensor_is_refused_without_being_parsed(where: str) -> None:
+    data = _BOMBS[where]
+    with pytest.raises(SerializationError, match="more than its tensors"):
+        weights_from_bytes(data)
+    assert _peak_bytes_decoding(data) < 1 << 20
+
+
+def test_a_header_over_the_limit_is_refused_by_its_length() -> None:
+    from fedhive.core.serde import MAX_HEADER_BYTES
+
+    data = struct.pack("<Q", MAX_HEADER_BYTES + 1) + b" " * (MAX_HEADER_BYTES + 1)
+    with pytest.raises(SerializationError, match="at most"):
+        weights_from_bytes(data)

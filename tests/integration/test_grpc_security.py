@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 
 from fedhive.client.runner import serve
@@ -22,6 +25,7 @@ from fedhive.strategy.fedavg import FedAvg
 from fedhive.transport.codec import TaskEnvelope
 from fedhive.transport.envelope import ResultClaim
 from fedhive.transport.grpc.connection import GrpcLink
+from fedhive.transport.grpc.limits import PeerLimits
 from fedhive.transport.grpc.security import (
     CertificateIdentity,
     ClientSignatures,
@@ -30,6 +34,7 @@ from fedhive.transport.grpc.security import (
     server_credentials,
 )
 from fedhive.transport.grpc.server import GrpcServerTransport
+from fedhive.transport.proto import pb
 
 TESTS = Path(__file__).resolve().parents[1]
 CLIENTS = ["client-0000", "client-0001"]
@@ -43,16 +48,22 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def server(pki: Path) -> Iterator[GrpcServerTransport]:
-    tls = TLSConfig.from_dir(pki / "ours" / "server")
-    transport = GrpcServerTransport(
+def start(folder: Path, round_timeout: float = 20, **options: Any) -> GrpcServerTransport:
+    """An mTLS server with the provisioned server folder ``folder``."""
+    tls = TLSConfig.from_dir(folder)
+    return GrpcServerTransport(
         address="127.0.0.1:0",
         credentials=server_credentials(tls),
-        identify=CertificateIdentity(RevocationList.from_dir(pki / "ours" / "server")),
+        identify=CertificateIdentity(RevocationList.from_dir(folder)),
         signatures=Signatures(tls),
-        round_timeout=20,
+        round_timeout=round_timeout,
+        **options,
     )
+
+
+@pytest.fixture
+def server(pki: Path) -> Iterator[GrpcServerTransport]:
+    transport = start(pki / "ours" / "server")
     try:
         yield transport
     finally:
@@ -148,9 +159,8 @@ class Forger(ClientSignatures):
         return super().sign_result(dataclasses.replace(claim, payload_sha256="0" * 64))
 
 
-def test_a_result_whose_signature_does_not_match_is_rejected(
-    server: GrpcServerTransport, pki: Path
-) -> None:
+def test_a_result_whose_signature_does_not_match_is_rejected(pki: Path) -> None:
+    server = start(pki / "ours" / "server", round_timeout=3)
     app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
     honest = link(server, pki / "ours" / "clients" / CLIENTS[0], CLIENTS[0])
     forger = link(server, pki / "ours" / "clients" / CLIENTS[1], CLIENTS[1])
@@ -170,6 +180,147 @@ def test_a_result_whose_signature_does_not_match_is_rejected(
         stop.set()
         for thread in threads:
             thread.join(timeout=10)
+        server.close()
     assert record.committed
     assert (record.fit.succeeded, record.fit.failed) == (1, 1)
-    assert dict(record.fit.failures) == {"upload:SignatureError": 1}
+    # The forged upload is refused, but it does not use up the task: the forger could
+    # still send a good one, so the task fails only at its deadline.
+    assert dict(record.fit.failures) == {"transport:DeadlineExceeded": 1}
+
+
+def raw_channel(server: GrpcServerTransport, folder: Path) -> grpc.Channel:
+    """A bare channel with a client's credentials, to send what GrpcLink never would."""
+    return grpc.secure_channel(
+        f"127.0.0.1:{server.port}",
+        channel_credentials(TLSConfig.from_dir(folder)),
+        options=[("grpc.ssl_target_name_override", "localhost")],
+    )
+
+
+def rpc(channel: grpc.Channel, method: str, reply: type, *, stream: str = "") -> Any:
+    """A callable for ``method`` (``stream``: "up" client-streaming, "down" server-streaming)."""
+    kind = {"": channel.unary_unary, "up": channel.stream_unary, "down": channel.unary_stream}
+    return kind[stream](
+        f"/fedhive.v1.Fedhive/{method}",
+        request_serializer=lambda message: message.SerializeToString(),
+        response_deserializer=reply.FromString,
+    )
+
+
+def silent(release: threading.Event) -> Iterator[Any]:
+    """An upload that sends nothing until ``release`` is set (or 60 s pass)."""
+    release.wait(60)
+    yield from ()
+
+
+def test_sixteen_stalled_uploads_from_one_certificate_do_not_stop_another_clients_round(
+    pki: Path,
+) -> None:
+    # No header timeout to speak of: the per-client limit alone must keep the threads free.
+    server = start(pki / "ours" / "server", limits=PeerLimits(header_timeout=300))
+    attacker = raw_channel(server, pki / "ours" / "clients" / CLIENTS[1])
+    upload = rpc(attacker, "UploadResult", pb.UploadReply, stream="up")
+    release = threading.Event()
+    stalled = [upload.future(silent(release), timeout=60) for _ in range(16)]
+    app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
+    stop = threading.Event()
+    honest = link(server, pki / "ours" / "clients" / CLIENTS[0], CLIENTS[0])
+    thread = threading.Thread(
+        target=serve, args=(honest, app.client_fn("good-0")), kwargs={"stop": stop}
+    )
+    try:
+        deadline = time.monotonic() + 10  # let the stalled streams reach the server
+        while sum(f.done() for f in stalled) < 14 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        thread.start()
+        assert server.wait_for_clients(1, timeout=20)
+        loop = RoundLoop(strategy=FedAvg(min_available_clients=1), transport=server, seed=3)
+        record = loop.run(app.initial_weights, 1).history[0]
+        still_open = [f for f in stalled if not f.done()]
+    finally:
+        stop.set()
+        release.set()
+        for future in stalled:
+            future.cancel()
+        thread.join(timeout=10)
+        honest.close()
+        attacker.close()
+        server.close()
+    assert record.committed
+    assert record.fit.succeeded == 1
+    assert len(still_open) == 2  # this certificate's two streams stayed open meanwhile
+    refused = [f.exception() for f in stalled if f not in still_open]
+    assert all(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for e in refused)
+
+
+def test_a_revoked_client_is_refused_on_every_rpc_before_anything_else(pki: Path) -> None:
+    provision(pki / "revoking", clients=["client-0000"])
+    server = start(pki / "revoking" / "server")
+    app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
+    version = model_version(app.initial_weights)
+    task = FitTask(round=1, client_id="client-0000", version=version, seed=1, config=ClientConfig())
+    channel = raw_channel(server, pki / "revoking" / "clients" / "client-0000")
+    release = threading.Event()
+    codes = {}
+    try:
+        server.fit([task], app.initial_weights)  # publishes the model a revoked client wants
+        revoke(pki / "revoking", "client-0000")
+        calls = {
+            "Register": lambda: rpc(channel, "Register", pb.RegisterReply)(
+                pb.RegisterRequest(schema_version=999), timeout=5
+            ),
+            "Heartbeat": lambda: rpc(channel, "Heartbeat", pb.HeartbeatReply)(
+                pb.HeartbeatRequest(), timeout=5
+            ),
+            "PullTask": lambda: rpc(channel, "PullTask", pb.PullTaskReply)(
+                pb.PullTaskRequest(), timeout=5
+            ),
+            "Status": lambda: rpc(channel, "Status", pb.StatusReply)(pb.StatusRequest(), timeout=5),
+            "DownloadModel": lambda: list(
+                rpc(channel, "DownloadModel", pb.ModelChunk, stream="down")(
+                    pb.ModelRequest(model_version=version), timeout=5
+                )
+            ),
+            "UploadResult": lambda: rpc(channel, "UploadResult", pb.UploadReply, stream="up")(
+                silent(release), timeout=5
+            ),
+        }
+        for method, call in calls.items():
+            with pytest.raises(grpc.RpcError) as refused:
+                call()
+            codes[method] = (refused.value.code(), refused.value.details())
+    finally:
+        release.set()
+        channel.close()
+        server.close()
+    assert codes == dict.fromkeys(codes, (grpc.StatusCode.UNAUTHENTICATED, "certificate revoked"))
+    assert len(codes) == 6
+
+
+def test_a_bad_signature_does_not_use_up_the_task(server: GrpcServerTransport, pki: Path) -> None:
+    from fedhive.client.pipeline import run_fit
+
+    app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
+    folder = pki / "ours" / "clients" / CLIENTS[0]
+    client = link(server, folder, CLIENTS[0])
+    task = FitTask(
+        round=1,
+        client_id=CLIENTS[0],
+        version=model_version(app.initial_weights),
+        seed=1,
+        config=ClientConfig(),
+    )
+    try:
+        client.register()
+        outcomes = server.fit([task], app.initial_weights)
+        envelope = client.pull()
+        assert isinstance(envelope, TaskEnvelope)
+        reply = run_fit(app.client_fn("good-0"), envelope.task, app.initial_weights, {})
+        honest_signatures = client._signatures
+        client._signatures = Forger(TLSConfig.from_dir(folder))
+        assert client.upload(envelope, reply) == "rejected"
+        client._signatures = honest_signatures
+        assert client.upload(envelope, reply) == "accepted"  # the owner may try again
+        assert [type(o).__name__ for o in outcomes] == ["FitReply"]
+    finally:
+        client.close()

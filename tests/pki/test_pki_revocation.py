@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from fedhive.errors import ConfigError, SerializationError
 from fedhive.pki import (
@@ -118,3 +121,41 @@ def test_junk_and_missing_crls_are_refused(out: Path) -> None:
     crl_path.unlink()
     with pytest.raises(ConfigError, match=r"crl\.pem"):
         RevocationList.from_dir(out / "server")
+
+
+def test_a_rolled_back_crl_does_not_unrevoke_a_client(
+    out: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    crl_path = out / "server" / "crl.pem"
+    yesterday = crl_path.read_bytes()  # number 1: nobody revoked
+    crl = RevocationList.from_dir(out / "server")
+    revoke(out, "client-0001")
+    bump_mtime(crl_path, 1)
+    assert crl.is_revoked(serial_of(out, "client-0001"))
+    crl_path.write_bytes(yesterday)  # an operator restores a backup
+    bump_mtime(crl_path, 2)
+    assert crl.is_revoked(serial_of(out, "client-0001"))
+    assert crl.number == 2
+    assert any("older than the one in force" in r.getMessage() for r in caplog.records)
+    revoke(out, "client-0002")  # the next revocation takes effect, and heals the CRL
+    bump_mtime(crl_path, 3)
+    assert crl.is_revoked(serial_of(out, "client-0002"))
+    assert crl.is_revoked(serial_of(out, "client-0001"))
+    assert RevocationList.from_dir(out / "server").is_revoked(serial_of(out, "client-0001"))
+
+
+def test_a_crl_past_its_next_update_is_refused(tmp_path: Path) -> None:
+    ca = CertificateAuthority.create()
+    now = dt.datetime.now(dt.timezone.utc)
+    stale = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(now - dt.timedelta(days=2))
+        .next_update(now - dt.timedelta(days=1))
+        .add_extension(x509.CRLNumber(5), critical=False)
+        .sign(ca.key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+    )
+    (tmp_path / "crl.pem").write_bytes(stale)
+    with pytest.raises(SerializationError, match="next update"):
+        RevocationList(tmp_path / "crl.pem", ca=ca.certificate).is_revoked(1)

@@ -133,3 +133,13 @@ def test_metrics_must_be_finite() -> None:
     for bad in ({"a": float("nan")}, {"": 1.0}, {"a": float("inf")}):
         with pytest.raises(ValidationError):
             metrics_from_proto(bad)
+
+
+def test_a_flood_of_metrics_from_the_wire_is_refused_before_it_is_read() -> None:
+    header = pb.ResultHeader()
+    header.metrics.update({f"m{i}": 1.0 for i in range(10_000)})
+    with pytest.raises(ValidationError, match="10000 metrics, at most 256"):
+        metrics_from_proto(header.metrics)
+    with pytest.raises(ValidationError, match="longer than 128"):
+        metrics_from_proto({"k" * 129: 1.0})
+    assert metrics_from_proto({"k" * 128: 1.0}) == {"k" * 128: 1.0}

@@ -1,6 +1,6 @@
-"""Signed results and models are accepted only when every link verifies, and each
-result is admitted once: tampering, foreign keys and CAs, expired certificates, wrong
-ids, replays and late or unknown tasks are all refused with a message naming why."""
+"""Signed results and models are accepted only when every link verifies: tampering,
+foreign keys and CAs, expired certificates and wrong ids are all refused with a message
+naming why. (Replays are the coordinator's: see test_transport_grpc_coordinator.)"""
 
 from __future__ import annotations
 
@@ -25,9 +25,7 @@ from fedhive.transport.envelope import (
     MODEL_DOMAIN,
     RESULT_DOMAIN,
     ModelClaim,
-    ReplayGuard,
     ResultClaim,
-    admit,
     sign_model,
     sign_result,
     verify_model,
@@ -368,59 +366,6 @@ def test_a_client_certificate_cannot_sign_a_model() -> None:
     both = client(CA, "mallory", usages=[CLIENT_AUTH, SERVER_AUTH])
     with pytest.raises(SignatureError, match="a client certificate cannot sign a model"):
         check_model(claim, sign_model(claim, both.key), both)
-
-
-# --- replay guard ---------------------------------------------------------------------
-
-ISSUED = {"task-3-alice": "alice", "task-3-bob": "bob"}
-
-
-def admit_at(guard: ReplayGuard, claim: ResultClaim, round_: int = 3) -> ReplayGuard:
-    return admit(guard, claim, current_run="run-1", current_round=round_, issued_tasks=ISSUED)
-
-
-def test_a_fresh_task_is_admitted_and_recorded() -> None:
-    empty = ReplayGuard(run_id="run-1", round=3)
-    guard = admit_at(empty, result_claim())
-    assert guard.seen == frozenset({"task-3-alice"})
-    assert empty.seen == frozenset()  # the old value is untouched
-    guard = admit_at(guard, result_claim(task_id="task-3-bob", client_id="bob"))
-    assert guard.seen == frozenset(ISSUED)
-
-
-@pytest.mark.parametrize(
-    ("claim", "message"),
-    [
-        (result_claim(run_id="run-0"), "result is for run 'run-0', not the current run 'run-1'"),
-        (result_claim(round=2), "late result: round 2, the current round is 3"),
-        (result_claim(round=4), "future result: round 4, the current round is 3"),
-        (result_claim(task_id="task-9"), "unknown task 'task-9': never issued"),
-        (result_claim(task_id="task-3-bob"), "task 'task-3-bob' was issued to client 'bob'"),
-    ],
-)
-def test_results_outside_the_issued_tasks_are_refused(claim: ResultClaim, message: str) -> None:
-    with pytest.raises(ValidationError, match=message) as info:
-        admit_at(ReplayGuard(run_id="run-1", round=3), claim)
-    assert info.value.stage == "replay"
-    assert info.value.client_id == "alice"
-
-
-def test_a_duplicate_result_is_refused_as_a_replay() -> None:
-    guard = admit_at(ReplayGuard(run_id="run-1", round=3), result_claim())
-    with pytest.raises(ValidationError, match="duplicate result: task 'task-3-alice'") as info:
-        admit_at(guard, result_claim(payload_sha256="1" * 64))
-    assert info.value.stage == "replay"
-
-
-def test_a_new_round_starts_a_fresh_guard_and_rounds_never_go_back() -> None:
-    guard = admit_at(ReplayGuard(run_id="run-1", round=3), result_claim())
-    issued = {"task-3-alice": "alice"}  # a server reusing a task id in the next round
-    later = admit(
-        guard, result_claim(round=4), current_run="run-1", current_round=4, issued_tasks=issued
-    )
-    assert (later.round, later.seen) == (4, frozenset({"task-3-alice"}))
-    with pytest.raises(ValidationError, match="current round 3 is before the guard's 4"):
-        admit_at(later, result_claim(task_id="task-3-bob", client_id="bob"))
 
 
 # --- properties -----------------------------------------------------------------------

@@ -104,3 +104,22 @@ def test_next_outcome_waits_until_its_deadline() -> None:
     coord = Coordinator(run_id="r")
     cohort, _ = coord.publish([task("a", "v0")], b"m", time.time() + 60, keep=True)
     assert coord.next_outcome({cohort}, time.time() + 0.2) is None
+
+
+def test_closed_cohorts_are_forgotten_but_their_tasks_stay_refused() -> None:
+    coord = Coordinator(run_id="r", remember_tasks=10)
+    far = time.time() + 60
+    issued = []
+    for i in range(1000):
+        cohort, ids = coord.publish([task("a", "v0", round=i), task("b", "v0", round=i)], b"m", far)
+        answered, withdrawn = ids
+        coord.claim(answered, "a")
+        coord.close_cohort(cohort)
+        issued.append((answered, withdrawn))
+    assert coord.remembered_tasks <= 12  # not 2000: memory follows the open tasks
+    statuses = []
+    for task_id, client_id in [(*issued[-1][:1], "a"), (issued[-1][1], "b"), (issued[0][0], "a")]:
+        with pytest.raises(UploadRefusedError) as refused:
+            coord.claim(task_id, client_id)
+        statuses.append(refused.value.status)
+    assert statuses == ["duplicate", "round_closed", "rejected"]  # forgotten: unknown

@@ -18,16 +18,31 @@ from fedhive.errors import ClientError
 Metrics = Mapping[str, float]
 
 
+MAX_METRICS = 256
+"""Most metrics one reply may carry (they are aggregated and stored every round)."""
+MAX_METRIC_KEY = 128
+"""Longest metric name, in characters."""
+
+
 def check_metrics(metrics: Mapping[str, object], *, what: str = "metrics") -> dict[str, float]:
     """Return ``metrics`` as a dict of finite floats keyed by non-empty strings.
 
+    At most :data:`MAX_METRICS` keys of at most :data:`MAX_METRIC_KEY` characters.
+
     Raises:
-        ClientError: a key is not a string or a value is not a finite real number.
+        ClientError: too many keys, a key that is not a short non-empty string, or a
+            value that is not a finite real number.
     """
+    if len(metrics) > MAX_METRICS:
+        raise ClientError(f"{what}: {len(metrics)} keys, at most {MAX_METRICS} are allowed")
     out: dict[str, float] = {}
     for key, value in metrics.items():
-        if not isinstance(key, str) or not key:
-            raise ClientError(f"{what} keys must be non-empty strings, got {key!r}")
+        if not isinstance(key, str) or not key or len(key) > MAX_METRIC_KEY:
+            shown = key[:40] + "..." if isinstance(key, str) and len(key) > 40 else key
+            raise ClientError(
+                f"{what} keys must be non-empty strings of at most {MAX_METRIC_KEY} "
+                f"characters, got {shown!r}"
+            )
         if isinstance(value, (bool, str, bytes)):
             raise ClientError(f"{what}[{key!r}] is not a number: {value!r}")
         try:

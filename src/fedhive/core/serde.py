@@ -8,6 +8,11 @@ compact JSON in a fixed order (metadata first, then tensors in the model's order
 the tensors' little-endian data in that same order. Records (strategy state, client
 state) put their arrays in the tensors and their scalars in the metadata. Nothing is
 pickled.
+
+Decoding reads untrusted bytes (a client's update), so the header's JSON is parsed by
+Python only once it is known to be small: at most :data:`MAX_HEADER_BYTES`, checked by
+safetensors' own (Rust) loader first, and, for weights, not much longer than the header
+its tensors need. A JSON "header bomb" is refused before Python builds any of it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ Scalar = Union[bool, int, float, str]  # noqa: UP007 - a runtime alias, 3.10-saf
 RecordValue = Union[Array, Scalar]  # noqa: UP007
 Record = Mapping[str, RecordValue]
 
+MAX_HEADER_BYTES = 16 << 20
+"""Longest safetensors header decoded (about 250k tensors' entries)."""
 _META_KEY = "fedhive"
 _WEIGHTS_FORMAT = "weights/1"
 _RECORD_FORMAT = "record/1"
@@ -53,10 +60,19 @@ def _encode(arrays: Mapping[str, Array], meta: dict[str, Any]) -> bytes:
         meta_json = json.dumps(meta, sort_keys=True, allow_nan=False)
     except ValueError as exc:  # json refuses NaN and infinity
         raise SerializationError(f"metadata values must be finite: {exc}") from None
+    chunks = [
+        np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+        for array in arrays.values()
+    ]
+    head = _header(arrays, [len(data) for data in chunks], meta_json)
+    return b"".join([len(head).to_bytes(8, "little"), head, *chunks])
+
+
+def _header(arrays: Mapping[str, Array], sizes: list[int], meta_json: str) -> bytes:
+    """The header of a file of ``arrays`` (``sizes`` bytes each), padded to 8 bytes."""
     header: dict[str, Any] = {"__metadata__": {_META_KEY: meta_json}}
-    chunks: list[bytes] = []
     offset = 0
-    for name, array in arrays.items():
+    for (name, array), size in zip(arrays.items(), sizes, strict=True):
         if name == "__metadata__":
             raise SerializationError("'__metadata__' cannot name a tensor")
         code = _DTYPES.get(array.dtype.newbyteorder("="))
@@ -64,17 +80,14 @@ def _encode(arrays: Mapping[str, Array], meta: dict[str, Any]) -> bytes:
             raise SerializationError(
                 f"tensor {name!r}: dtype {array.dtype} has no safetensors code"
             )
-        data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
         header[name] = {
             "dtype": code,
             "shape": list(array.shape),
-            "data_offsets": [offset, offset + len(data)],
+            "data_offsets": [offset, offset + size],
         }
-        chunks.append(data)
-        offset += len(data)
+        offset += size
     head = json.dumps(header, separators=(",", ":")).encode()
-    head += b" " * (-len(head) % 8)  # the format allows space padding; keeps data aligned
-    return b"".join([len(head).to_bytes(8, "little"), head, *chunks])
+    return head + b" " * (-len(head) % 8)  # the format allows space padding; keeps alignment
 
 
 def weights_to_bytes(weights: Weights) -> bytes:
@@ -154,9 +167,15 @@ def _load(data: bytes, expected_format: str) -> tuple[dict[str, Array], dict[str
     header_len = int.from_bytes(data[:8], "little")
     if header_len > len(data) - 8:
         raise SerializationError("safetensors header is longer than the data")
+    if header_len > MAX_HEADER_BYTES:
+        raise SerializationError(
+            f"safetensors header of {header_len} bytes, at most {MAX_HEADER_BYTES} are read"
+        )
     try:
+        arrays = _st_load(data)  # checks the header's structure, in Rust, before Python does
+        if expected_format == _WEIGHTS_FORMAT:
+            _check_header_length(header_len, arrays)
         header = json.loads(data[8 : 8 + header_len])
-        arrays = _st_load(data)
         meta = json.loads(header["__metadata__"][_META_KEY])
     except (
         SafetensorError,
@@ -171,3 +190,15 @@ def _load(data: bytes, expected_format: str) -> tuple[dict[str, Array], dict[str
         kind = expected_format.split("/", maxsplit=1)[0]
         raise SerializationError(f"bytes are not a fedhive {kind}")
     return arrays, meta
+
+
+def _check_header_length(header_len: int, arrays: Mapping[str, Array]) -> None:
+    """Refuse a weights header much longer than its tensors' entries need (what else it
+    holds would only cost memory to parse): at most twice the canonical header, + 1 KiB."""
+    meta = json.dumps({"format": _WEIGHTS_FORMAT, "names": list(arrays)}, sort_keys=True)
+    needed = len(_header(arrays, [a.nbytes for a in arrays.values()], meta))
+    if header_len > 2 * needed + 1024:
+        raise SerializationError(
+            f"safetensors header of {header_len} bytes holds more than its tensors' entries "
+            f"(about {needed} bytes)"
+        )

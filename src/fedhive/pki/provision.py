@@ -171,6 +171,9 @@ def revoke(out: Path | str, client_id: str) -> ClientRecord:
 
     A server using :class:`~fedhive.pki.RevocationList` on ``server/crl.pem`` refuses the
     client from its next call on; a server on another machine needs the new ``crl.pem``.
+    The new CRL also lists every client the registry marks revoked, so revoking after an
+    old ``crl.pem`` was restored puts the lost revocations back. Only clients can be
+    revoked: for the server's certificate, rotate the CA (see :mod:`fedhive.pki.revocation`).
 
     Raises:
         ConfigError: not a provisioned folder, unknown or already revoked client.
@@ -184,7 +187,11 @@ def revoke(out: Path | str, client_id: str) -> ClientRecord:
         raise ConfigError(f"client id {client_id!r}: already revoked")
     ca = _load_ca(layout)
     number, revoked = read_crl(read_bytes(layout.crl), ca.certificate)
-    revoked[record.serial] = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.timezone.utc)
+    for earlier in records.values():
+        if earlier.revoked:
+            revoked.setdefault(earlier.serial, now)
+    revoked[record.serial] = now
     # The CRL first: if writing the registry fails, the client is still refused.
     write_atomic(layout.crl, sign_crl(ca, revoked, number=number + 1))
     record = replace(record, revoked=True)

@@ -5,12 +5,22 @@ every call's peer certificate against a :class:`RevocationList` instead. The lis
 re-reads ``crl.pem`` whenever the file's modification time, size or inode changes, so a
 ``fedhive provision revoke`` takes effect on the next call, without a restart. The CRL
 is replaced atomically (``os.replace``), so a reader never sees half a file; a CRL that
-is unreadable, or not signed by the CA, raises instead of being ignored (fail closed).
+is unreadable, not signed by the CA, or past its next update raises instead of being
+ignored (fail closed). A CRL numbered lower than the one in force (yesterday's backup
+restored) is refused with an error in the log, and the newer list stays in force: it
+cannot un-revoke anyone. (A restarted server has no memory of the number it saw.)
+
+Only client certificates are revoked this way. Clients hold no CRL, and gRPC's client
+TLS could not check one: the server certificate is trusted for as long as it and the CA
+are valid. If the server's key leaks, rotate the CA: provision a new federation (new
+CA, server and client certificates, :func:`~fedhive.pki.provision`) and give every
+client its new folder; the old server certificate then fails every client's handshake.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import threading
 from collections.abc import Mapping
@@ -24,6 +34,8 @@ from fedhive.errors import ConfigError, SerializationError
 from fedhive.pki.authority import CertificateAuthority
 from fedhive.pki.identity import load_certificate
 from fedhive.pki.storage import read_bytes
+
+log = logging.getLogger("fedhive.pki")
 
 
 def sign_crl(ca: CertificateAuthority, revoked: Mapping[int, dt.datetime], *, number: int) -> bytes:
@@ -52,6 +64,18 @@ def read_crl(pem: bytes, ca: x509.Certificate) -> tuple[int, dict[int, dt.dateti
     Raises:
         SerializationError: not a CRL, another issuer, or a bad signature.
     """
+    crl = _checked_crl(pem, ca)
+    return _number(crl), {entry.serial_number: entry.revocation_date_utc for entry in crl}
+
+
+def _number(crl: x509.CertificateRevocationList) -> int:
+    try:
+        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+    except x509.ExtensionNotFound:
+        return 0
+
+
+def _checked_crl(pem: bytes, ca: x509.Certificate) -> x509.CertificateRevocationList:
     try:
         crl = x509.load_pem_x509_crl(pem)
     except ValueError as exc:
@@ -62,11 +86,7 @@ def read_crl(pem: bytes, ca: x509.Certificate) -> tuple[int, dict[int, dt.dateti
         raise SerializationError("CRL: the CA key is not an EC key")
     if crl.issuer != ca.subject or not crl.is_signature_valid(public):
         raise SerializationError("CRL: not signed by this CA")
-    try:
-        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    except x509.ExtensionNotFound:
-        number = 0
-    return number, {entry.serial_number: entry.revocation_date_utc for entry in crl}
+    return crl
 
 
 class RevocationList:
@@ -86,8 +106,9 @@ class RevocationList:
         self._ca = ca
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
-        self._number = 0
+        self._number = -1
         self._serials: frozenset[int] = frozenset()
+        self._next_update: dt.datetime | None = None
         self._refresh()
 
     @classmethod
@@ -104,8 +125,17 @@ class RevocationList:
 
     @property
     def serials(self) -> frozenset[int]:
-        """The revoked serial numbers, as of now."""
+        """The revoked serial numbers, as of now.
+
+        Raises:
+            SerializationError: the CRL in force is past its next update.
+        """
         self._refresh()
+        if self._next_update is not None and dt.datetime.now(dt.timezone.utc) > self._next_update:
+            raise SerializationError(
+                f"CRL: past its next update ({self._next_update:%Y-%m-%d %H:%M} UTC): "
+                "a newer CRL is needed"
+            )
         return self._serials
 
     def is_revoked(self, serial: int) -> bool:
@@ -123,5 +153,17 @@ class RevocationList:
         with self._lock:
             if stamp == self._stamp:
                 return
-            number, revoked = read_crl(read_bytes(self._path), self._ca)
-            self._number, self._serials, self._stamp = number, frozenset(revoked), stamp
+            crl = _checked_crl(read_bytes(self._path), self._ca)
+            number, serials = _number(crl), frozenset(entry.serial_number for entry in crl)
+            self._stamp = stamp  # read once per change, whatever the verdict
+            if number < self._number or (number == self._number and not serials >= self._serials):
+                log.error(
+                    "%s: CRL number %d is older than the one in force (%d): refused, "
+                    "the newer list stays in force",
+                    self._path,
+                    number,
+                    self._number,
+                )
+                return
+            self._number, self._serials = number, serials
+            self._next_update = crl.next_update_utc

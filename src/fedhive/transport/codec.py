@@ -17,7 +17,16 @@ from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
-from fedhive.core.messages import ClientConfig, EvaluateTask, FitTask, PrivacyBudget, SecAggTask
+from fedhive.core.messages import (
+    MAX_METRIC_KEY,
+    MAX_METRICS,
+    ClientConfig,
+    EvaluateTask,
+    Failure,
+    FitTask,
+    PrivacyBudget,
+    SecAggTask,
+)
 from fedhive.core.serde import Scalar
 from fedhive.errors import ConfigError, SerializationError, ValidationError
 from fedhive.transport.proto import pb
@@ -25,6 +34,11 @@ from fedhive.transport.proto import pb
 _M = TypeVar("_M", bound=Message)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_ERROR_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+CLIENT_STAGES = frozenset({"fit", "evaluate", "budget", "secagg"})
+"""The stages a client may report a failure at (the server's own are not among them)."""
+MAX_FAILURE_MESSAGE = 2000
+"""A client's failure message is cut to this many characters."""
 
 
 def decode(cls: type[_M], data: bytes) -> _M:
@@ -182,11 +196,54 @@ def task_from_proto(message: pb.Task, *, client_id: str) -> TaskEnvelope:
     )
 
 
+def kind_of(task: FitTask | EvaluateTask | SecAggTask) -> pb.TaskKind:
+    """The wire kind of a task (and of the result that answers it)."""
+    return _KINDS[type(task)]
+
+
 def metrics_from_proto(metrics: Mapping[str, float]) -> dict[str, float]:
-    """Checked metrics from a protobuf map: finite values under non-empty keys."""
+    """Checked metrics from a protobuf map: at most ``MAX_METRICS`` finite values
+    under non-empty keys of at most ``MAX_METRIC_KEY`` characters."""
+    if len(metrics) > MAX_METRICS:
+        raise ValidationError(
+            f"{len(metrics)} metrics, at most {MAX_METRICS} are allowed", stage="decode"
+        )
     out: dict[str, float] = {}
     for key, value in metrics.items():
+        if len(key) > MAX_METRIC_KEY:
+            raise ValidationError(
+                f"metric name {key[:40]!r}... is longer than {MAX_METRIC_KEY}", stage="decode"
+            )
         if not key or not math.isfinite(value):
             raise ValidationError(f"metric {key!r} is empty or not finite", stage="decode")
         out[key] = value
     return out
+
+
+def failure_from_header(header: pb.ResultHeader, *, client_id: str, round: int) -> Failure:
+    """The failure a client reports for its task, bounded: a stage from
+    ``CLIENT_STAGES``, an error type that is a short identifier, and a message cut to
+    ``MAX_FAILURE_MESSAGE`` characters.
+
+    Raises:
+        ValidationError: another stage, or an error type that is not an identifier.
+    """
+    stage = header.failure_stage
+    if stage not in CLIENT_STAGES:
+        raise ValidationError(
+            f"a client reports failures at {sorted(CLIENT_STAGES)}, not at {stage[:40]!r}",
+            stage="decode",
+        )
+    error_type = header.failure_error or "ClientError"
+    if not _ERROR_TYPE.fullmatch(error_type):
+        raise ValidationError(
+            f"failure error type {error_type[:40]!r} is not an identifier of at most 64 characters",
+            stage="decode",
+        )
+    return Failure(
+        client_id=client_id,
+        round=round,
+        stage=stage,
+        error_type=error_type,
+        message=header.failure_message[:MAX_FAILURE_MESSAGE],
+    )

@@ -1,4 +1,4 @@
-"""Signed results, signed models, and the replay guard that admits each result once.
+"""Signed results and signed models.
 
 A client signs a :class:`ResultClaim` about its update, the server a :class:`ModelClaim`
 about each global model. A signature (ECDSA P-256 with SHA-256, DER; or Ed25519, by key
@@ -6,8 +6,9 @@ type) covers ``DOMAIN + json.dumps(fields, sort_keys=True, separators=(",", ":")
 ensure_ascii=True).encode("ascii")``: ``DOMAIN`` is ``b"fedhive/result/v1\\n"`` or
 ``b"fedhive/model/v1\\n"`` (one kind never passes as the other), ``fields`` maps each field
 name to its value (strings and ints). JSON quotes and escapes every string, so distinct
-claims give distinct bytes. Verify a result before you :func:`admit` it, so that an
-unsigned result never uses up a task id.
+claims give distinct bytes. Each result is admitted once by the gRPC coordinator
+(task ids are random and claimed once), and only after its signature verifies, so an
+unsigned result never uses up a task.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from functools import partial
 from typing import Any, Union
@@ -41,7 +42,7 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CLIENT, _SERVER = ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH
 
 
-def _check_fields(value: ResultClaim | ModelClaim | ReplayGuard) -> None:
+def _check_fields(value: ResultClaim | ModelClaim) -> None:
     """Refuse a claim or guard whose fields are malformed (``ValidationError``, "claim")."""
     for f in fields(value):
         v = getattr(value, f.name)
@@ -51,7 +52,7 @@ def _check_fields(value: ResultClaim | ModelClaim | ReplayGuard) -> None:
             ok = isinstance(v, str) and _HEX64.fullmatch(v) is not None
             want = "64 lowercase hex digits (a SHA-256)"
         else:
-            ok, want = f.name == "seen" or (isinstance(v, str) and v != ""), "a non-empty string"
+            ok, want = isinstance(v, str) and v != "", "a non-empty string"
         if not ok:
             raise ValidationError(f"{f.name} must be {want}, got {v!r}", stage="claim")
 
@@ -246,53 +247,3 @@ def verify_model(
     digest = hashlib.sha256(payload).hexdigest()
     if digest != claim.model_version:
         raise r(f"payload hash {digest} does not match the signed version {claim.model_version}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReplayGuard:
-    """The task ids already admitted in one (run, round); a value, replaced on each admit."""
-
-    run_id: str
-    round: int
-    seen: frozenset[str] = frozenset()
-
-    def __post_init__(self) -> None:
-        _check_fields(self)
-        object.__setattr__(self, "seen", frozenset(self.seen))
-
-
-def admit(
-    guard: ReplayGuard,
-    claim: ResultClaim,
-    *,
-    current_run: str,
-    current_round: int,
-    issued_tasks: Mapping[str, str],
-) -> ReplayGuard:
-    """Admit a verified result once: return ``guard`` with ``claim.task_id`` recorded.
-
-    ``issued_tasks`` maps each task id issued this round to its client. A guard for an
-    earlier round or another run is replaced by a fresh one for the current round.
-
-    Raises:
-        ValidationError: (stage "replay") another run, a past or future round, a task
-            never issued, issued to another client, or already admitted.
-    """
-    refuse = partial(ValidationError, client_id=claim.client_id, round=claim.round, stage="replay")
-    if (current_run, current_round) != (guard.run_id, guard.round):
-        if current_run == guard.run_id and current_round < guard.round:
-            raise refuse(f"current round {current_round} is before the guard's {guard.round}")
-        guard = ReplayGuard(run_id=current_run, round=current_round)
-    if claim.run_id != current_run:
-        raise refuse(f"result is for run {claim.run_id!r}, not the current run {current_run!r}")
-    if claim.round != current_round:
-        when = "late" if claim.round < current_round else "future"
-        raise refuse(f"{when} result: round {claim.round}, the current round is {current_round}")
-    owner = issued_tasks.get(claim.task_id)
-    if owner is None:
-        raise refuse(f"unknown task {claim.task_id!r}: never issued in this round")
-    if owner != claim.client_id:
-        raise refuse(f"task {claim.task_id!r} was issued to client {owner!r}, not this client")
-    if claim.task_id in guard.seen:
-        raise refuse(f"duplicate result: task {claim.task_id!r} was already admitted (replay)")
-    return replace(guard, seen=guard.seen | {claim.task_id})

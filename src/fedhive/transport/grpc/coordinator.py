@@ -5,6 +5,11 @@ from its worker threads and the round loop reads outcomes from it.
 A round publishes one model for its cohort, replacing the last. Asynchronous tasks train
 on different versions at once: each is published as a one-task cohort with ``keep`` (its
 model joins those published), and a model is dropped once no unanswered task names it.
+
+Memory follows the tasks in flight, not the run's length: once a cohort closes, the ids
+of its tasks are kept a while (a late upload is told ``ROUND_CLOSED``, a repeat
+``DUPLICATE``) and then forgotten (such an upload is then refused as naming no issued
+task). Either way it is refused: task ids are random and never issued twice.
 """
 
 from __future__ import annotations
@@ -57,8 +62,12 @@ class Coordinator:
     _seen: dict[str, float] = field(default_factory=dict)
     _pending: dict[str, deque[TaskEnvelope]] = field(default_factory=dict)
     _issued: dict[str, _Issued] = field(default_factory=dict)
-    _closed: set[str] = field(default_factory=set)
-    _answered: set[str] = field(default_factory=set)
+    remember_tasks: int = 10_000
+    """Ids of closed cohorts' tasks kept for their refusal's reason (the newest cohort's
+    always)."""
+    _cohort_tasks: dict[int, list[str]] = field(default_factory=dict)  # open cohorts
+    _refusals: dict[str, str] = field(default_factory=dict)  # task id -> status
+    _retired: deque[list[str]] = field(default_factory=deque)  # closed cohorts' ids
     _models: dict[str, bytes] = field(default_factory=dict)
     # Bounded: an upload handler waits (holding its one update) while the round loop is
     # behind, so memory grows with the server's worker threads, not with the clients.
@@ -137,7 +146,14 @@ class Coordinator:
                 self._pending.setdefault(task.client_id, deque()).append(envelope)
                 self._issued[envelope.task_id] = _Issued(envelope, cohort)
                 ids[envelope.task_id] = task.client_id
+            self._cohort_tasks[cohort] = list(ids)
             return cohort, ids
+
+    @property
+    def remembered_tasks(self) -> int:
+        """How many task ids are held (issued, answered or withdrawn, not yet forgotten)."""
+        with self._lock:
+            return len(self._issued) + len(self._refusals)
 
     def drop_model(self, version: str) -> bool:
         """Unpublish ``version`` unless a task not yet answered names it; whether it went."""
@@ -152,6 +168,16 @@ class Coordinator:
             waiting = self._pending.get(client_id)
             return waiting.popleft() if waiting else None
 
+    def issued(self, task_id: str, client_id: str) -> TaskEnvelope:
+        """The open task ``task_id`` of ``client_id``, without claiming it (check its
+        result's signature first, then :meth:`claim` it).
+
+        Raises:
+            UploadRefusedError: unknown task, another client's task, closed or duplicate.
+        """
+        with self._lock:
+            return self._open_task(task_id, client_id).envelope
+
     def claim(self, task_id: str, client_id: str) -> tuple[TaskEnvelope, int]:
         """Take the issued task ``task_id`` (and its cohort) for its result, once.
 
@@ -159,18 +185,23 @@ class Coordinator:
             UploadRefusedError: unknown task, another client's task, closed or duplicate.
         """
         with self._lock:
-            issued = self._issued.get(task_id)
-            if issued is None:
-                if task_id in self._answered:
-                    raise UploadRefusedError("duplicate", "this task's result was received")
-                if task_id in self._closed:
-                    raise UploadRefusedError("round_closed", "the task's round has closed")
-                raise UploadRefusedError("rejected", "no such task was issued")
-            if issued.envelope.task.client_id != client_id:
-                raise UploadRefusedError("rejected", "this task was issued to another client")
+            issued = self._open_task(task_id, client_id)
             del self._issued[task_id]
-            self._answered.add(task_id)
+            self._refusals[task_id] = "duplicate"
             return issued.envelope, issued.cohort
+
+    def _open_task(self, task_id: str, client_id: str) -> _Issued:
+        issued = self._issued.get(task_id)
+        if issued is None:
+            status = self._refusals.get(task_id)
+            if status == "duplicate":
+                raise UploadRefusedError(status, "this task's result was received")
+            if status == "round_closed":
+                raise UploadRefusedError(status, "the task's round has closed")
+            raise UploadRefusedError("rejected", "no such task was issued")
+        if issued.envelope.task.client_id != client_id:
+            raise UploadRefusedError("rejected", "this task was issued to another client")
+        return issued
 
     def deliver(self, cohort: int, outcome: Outcome) -> bool:
         """Hand a claimed task's outcome to the round loop, waiting while it is behind.
@@ -228,8 +259,19 @@ class Coordinator:
             self._open_cohorts.discard(cohort)
             open_ = [t for t, i in self._issued.items() if i.cohort == cohort]
             envelopes = [self._issued.pop(t).envelope for t in open_]
-            self._closed.update(open_)
+            self._refusals.update(dict.fromkeys(open_, "round_closed"))
             for waiting in self._pending.values():
                 for envelope in [e for e in waiting if e.task_id in open_]:
                     waiting.remove(envelope)
+            self._retire(cohort)
             return envelopes
+
+    def _retire(self, cohort: int) -> None:
+        """Keep a closed cohort's task ids; forget the oldest beyond ``remember_tasks``."""
+        ids = self._cohort_tasks.pop(cohort, None)
+        if ids is None:
+            return
+        self._retired.append(ids)
+        while len(self._refusals) > self.remember_tasks and len(self._retired) > 1:
+            for task_id in self._retired.popleft():
+                self._refusals.pop(task_id, None)

@@ -17,6 +17,7 @@ from fedhive.pki.authority import load_private_key
 from fedhive.pki.identity import client_id_of, load_certificate
 from fedhive.pki.revocation import RevocationList
 from fedhive.pki.tls import TLSConfig
+from fedhive.transport.codec import TaskEnvelope, check_digest
 from fedhive.transport.envelope import (
     ModelClaim,
     ResultClaim,
@@ -25,6 +26,7 @@ from fedhive.transport.envelope import (
     verify_model,
     verify_result,
 )
+from fedhive.transport.proto import pb
 
 log = logging.getLogger("fedhive.server")
 
@@ -102,6 +104,31 @@ class Signatures:
     def sign_model(self, claim: ModelClaim) -> bytes:
         """The server's signature over a model claim."""
         return sign_model(claim, self._key)
+
+    def verify_upload(
+        self,
+        context: grpc.ServicerContext,
+        envelope: TaskEnvelope,
+        *,
+        run_id: str,
+        header: pb.ResultHeader,
+    ) -> None:
+        """Check the caller signed (run, round, task, model version, payload hash) of
+        the task ``envelope`` it answers with ``header``.
+
+        Raises:
+            SignatureError: the signature or the certificate does not verify.
+            ValidationError: the header's payload hash is not a SHA-256.
+        """
+        claim = ResultClaim(
+            run_id=run_id,
+            round=envelope.task.round,
+            task_id=envelope.task_id,
+            client_id=envelope.task.client_id,
+            model_version=envelope.task.version,
+            payload_sha256=check_digest(header.payload_sha256, "payload_sha256"),
+        )
+        self.verify_result(context, claim, header.signature)
 
     def verify_result(
         self, context: grpc.ServicerContext, claim: ResultClaim, signature: bytes

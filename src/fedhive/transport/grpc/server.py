@@ -40,6 +40,7 @@ from fedhive.transport.base import (
 )
 from fedhive.transport.envelope import ModelClaim
 from fedhive.transport.grpc.coordinator import Coordinator, Outcome
+from fedhive.transport.grpc.limits import PeerLimits
 from fedhive.transport.grpc.security import Signatures
 from fedhive.transport.grpc.service import Identify, Servicer, handler
 
@@ -62,6 +63,12 @@ class GrpcServerTransport:
         identify: how a call's client id is established (from the peer certificate
             under mutual TLS).
         round_timeout: seconds a cohort waits for results before closing.
+        workers: threads serving calls.
+        max_concurrent_rpcs: calls admitted at once (running or queued for a thread);
+            more are refused with ``RESOURCE_EXHAUSTED``.
+        limits: how many streams one client may hold, and for how long it may stall
+            (without TLS, callers are not identified, and streams are not counted per
+            client: the timeouts still apply).
     """
 
     def __init__(
@@ -75,7 +82,9 @@ class GrpcServerTransport:
         round_timeout: float = 60.0,
         max_message_mib: int = 256,
         workers: int = 16,
+        max_concurrent_rpcs: int = 256,
         signatures: Signatures | None = None,
+        limits: PeerLimits | None = None,
     ) -> None:
         host = address.rsplit(":", 1)[0].strip("[]")
         if credentials is None and not insecure:
@@ -91,19 +100,26 @@ class GrpcServerTransport:
             ("grpc.max_receive_message_length", 16 * _MiB),
             ("grpc.max_send_message_length", 16 * _MiB),
         ]
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
-        servicer = Servicer(
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=workers),
+            options=options,
+            maximum_concurrent_rpcs=max_concurrent_rpcs,
+        )
+        self._servicer = Servicer(
             self.coordinator,
             identify=identify,
             max_upload_bytes=max_message_mib * _MiB,
             signatures=signatures,
+            limits=limits,
+            identified=credentials is not None,
         )
-        self._server.add_generic_rpc_handlers((handler(servicer),))
+        self._server.add_generic_rpc_handlers((handler(self._servicer),))
         if credentials is None:
             self.port = self._server.add_insecure_port(address)
         else:
             self.port = self._server.add_secure_port(address, credentials)
         if self.port == 0:
+            self._servicer.close()
             raise TransportError(f"server: cannot bind {address}")
         self._server.start()
         log.info("serving on %s (port %d)", address, self.port)
@@ -149,6 +165,7 @@ class GrpcServerTransport:
         while linger and self.coordinator.live_clients() and time.monotonic() < deadline:
             time.sleep(0.05)
         self._server.stop(grace=1.0).wait(timeout=5.0)
+        self._servicer.close()
 
     def publish(
         self,
