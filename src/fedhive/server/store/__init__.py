@@ -12,15 +12,11 @@ from fedhive.server.store.blobs import BlobStore
 from fedhive.server.store.records import (
     CommittedRound,
     ModelVersion,
-    NodeRecord,
-    NodeStatus,
-    ResultRecord,
     RoundInfo,
     RoundState,
+    RoundTraffic,
     Run,
-    TaskKind,
-    TaskRecord,
-    TaskStatus,
+    RunTotals,
 )
 from fedhive.server.store.state import DATABASE_NAME, StateStore
 
@@ -31,15 +27,11 @@ __all__ = [
     "BlobStore",
     "CommittedRound",
     "ModelVersion",
-    "NodeRecord",
-    "NodeStatus",
-    "ResultRecord",
     "RoundInfo",
     "RoundState",
+    "RoundTraffic",
     "Run",
+    "RunTotals",
     "StateStore",
-    "TaskKind",
-    "TaskRecord",
-    "TaskStatus",
     "verify_chain",
 ]
