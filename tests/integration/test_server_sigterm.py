@@ -75,5 +75,6 @@ def test_sigterm_with_junk_and_half_open_uploads_exits_0_with_the_state_whole(
     with StateStore(state) as store:
         (run_id,) = store.run_ids()
         last = store.latest_committed(run_id)
-        assert last is not None and last.round >= 2
+        assert last is not None
+        assert last.round >= 2
     assert main(["audit", "verify", str(state), "--cert", str(pki / "server")]) == 0
