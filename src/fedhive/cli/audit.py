@@ -11,7 +11,7 @@ from rich.console import Console
 from fedhive.pki.identity import load_certificate
 from fedhive.pki.storage import read_bytes
 from fedhive.pki.tls import CERT_FILE
-from fedhive.server.store.verify import verify_state
+from fedhive.server.store import verify_state
 
 
 def add_parser(commands: Any) -> None:

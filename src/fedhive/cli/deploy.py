@@ -2,8 +2,10 @@
 
 The server runs the same round loop as ``fedhive simulate`` over the gRPC transport
 with mutual TLS (FedBuff: the same asynchronous loop, each task with its own deadline);
-each client pulls its tasks, trains on its own data and uploads. Both stop cleanly on
-SIGINT/SIGTERM.
+each client pulls its tasks, trains on its own data and uploads. On SIGTERM the server
+exits 0 with its state whole, leaving its clients retrying so that they rejoin when it
+starts again on the same state folder; a client the server refuses for good (revoked,
+another id or schema) exits non-zero with that one message.
 """
 
 from __future__ import annotations
@@ -31,8 +33,7 @@ from fedhive.privacy import FileLedger
 from fedhive.server.checkpoint import Resumed, StoreCheckpoint
 from fedhive.server.history import RoundRecord
 from fedhive.server.orchestrator import RunResult
-from fedhive.server.store import RunTotals, StateStore
-from fedhive.server.store.anchor import HeadSigner
+from fedhive.server.store import HeadSigner, RunTotals, StateStore
 from fedhive.simulation.app import AppContext, AppSpec, SimulationApp, load_callable
 from fedhive.simulation.config import SimulationConfig, load_config
 from fedhive.simulation.output import RunWriter

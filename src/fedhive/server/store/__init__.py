@@ -4,9 +4,12 @@ A state folder holds ``state.sqlite`` (numbered SQL migrations, WAL, ``synchrono
 and ``blobs/`` (models and strategy states under their SHA-256). A committed round is
 all-or-nothing, so a server killed at any moment resumes from
 :meth:`StateStore.latest_committed` with nothing committed lost, and the hash-chained
-audit log (:func:`verify_chain`) shows whether history was edited since.
+audit log, its head signed by the server's key at every write (:class:`HeadSigner`,
+``audit-head.json``), shows whether history was edited, cut or added to since
+(:func:`verify_state`).
 """
 
+from fedhive.server.store.anchor import HeadSigner
 from fedhive.server.store.audit import AuditEntry, AuditReport, verify_chain
 from fedhive.server.store.blobs import BlobStore
 from fedhive.server.store.records import (
@@ -19,6 +22,7 @@ from fedhive.server.store.records import (
     RunTotals,
 )
 from fedhive.server.store.state import DATABASE_NAME, StateStore
+from fedhive.server.store.verify import verify_state
 
 __all__ = [
     "DATABASE_NAME",
@@ -26,6 +30,7 @@ __all__ = [
     "AuditReport",
     "BlobStore",
     "CommittedRound",
+    "HeadSigner",
     "ModelVersion",
     "RoundInfo",
     "RoundState",
@@ -34,4 +39,5 @@ __all__ = [
     "RunTotals",
     "StateStore",
     "verify_chain",
+    "verify_state",
 ]
