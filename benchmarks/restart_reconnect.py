@@ -5,7 +5,7 @@ the digits-mlp example), kills the server with SIGKILL after a few rounds, resta
 the same state folder, and prints, per restart, the seconds from the new server's
 "listening" line to (a) every client registered and (b) its first committed round.
 
-    PYTHONPATH=src python benchmarks/restart_reconnect.py [RESTARTS]
+    PYTHONPATH=src python benchmarks/restart_reconnect.py [RESTARTS] [DOWN_SECONDS]
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def watch(server: subprocess.Popen[str], events: dict[str, float]) -> None:
 
 def main() -> None:
     restarts = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    down = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         port = free_port()
@@ -63,7 +64,7 @@ def main() -> None:
                     time.sleep(0.05)
                 os.kill(server.pid, signal.SIGKILL)
                 server.wait()
-                time.sleep(2.0)  # the server stays down a while
+                time.sleep(down)  # the server stays down a while
                 before = lines(state)
                 events = {}
                 server = start_server(config, state, folder / "pki" / "server")
