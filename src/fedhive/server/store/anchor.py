@@ -165,7 +165,12 @@ def anchor_problem(
     """
     with sqlite_errors("read the audit heads"):
         hashes_ = dict(conn.execute("SELECT seq, hash FROM audit").fetchall())
-        signed = conn.execute("SELECT seq, hash, signature FROM audit_heads ORDER BY seq")
+        found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_heads'"
+        signed = (
+            conn.execute("SELECT seq, hash, signature FROM audit_heads ORDER BY seq").fetchall()
+            if conn.execute(found).fetchone()  # a store no fedhive with signed heads opened
+            else []
+        )
         heads = [SignedHead(seq=r[0], hash=r[1], signature=bytes(r[2])) for r in signed]
     last = max(hashes_, default=0)
     if certificate is not None:
