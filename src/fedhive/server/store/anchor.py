@@ -168,7 +168,7 @@ def anchor_problem(
         found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_heads'"
         signed = (
             conn.execute("SELECT seq, hash, signature FROM audit_heads ORDER BY seq").fetchall()
-            if conn.execute(found).fetchone()  # a store no fedhive with signed heads opened
+            if conn.execute(found).fetchone()  # not on a schema-1 store (before signed heads)
             else []
         )
         heads = [SignedHead(seq=r[0], hash=r[1], signature=bytes(r[2])) for r in signed]
