@@ -18,6 +18,7 @@ inherit the builtin exception that fits, so ``except ValueError`` keeps working:
     │   └── AggregateCheckError             an unmasked (SecAgg) sum fails a named check
     ├── NotEnoughClientsError(RuntimeError) fewer clients than a strategy requires
     ├── TransportError(ConnectionError)    a transport could not deliver a message
+    │   └── PeerRejectedError               the peer refused this client for good (revoked)
     ├── StoreError(RuntimeError)           the server's durable state cannot be read or written
     ├── PrivacyBudgetError(RuntimeError)   a task or run would exceed a privacy budget
     └── SecAggError(RuntimeError)          secure aggregation refused a message or aborted
@@ -39,6 +40,7 @@ __all__ = [
     "NameMismatchError",
     "NonFiniteError",
     "NotEnoughClientsError",
+    "PeerRejectedError",
     "PrivacyBudgetError",
     "SecAggError",
     "SerializationError",
@@ -151,6 +153,12 @@ class NotEnoughClientsError(FedhiveError, RuntimeError):
 
 class TransportError(FedhiveError, ConnectionError):
     """A transport could not deliver a message (a worker died, a connection closed)."""
+
+
+class PeerRejectedError(TransportError):
+    """The peer refused this client, and asking again will not change that: its
+    certificate is revoked or names someone else, or it speaks another schema version.
+    A client stops on it rather than retrying."""
 
 
 class StoreError(FedhiveError, RuntimeError):

@@ -21,13 +21,9 @@ from fedhive.core.weights import Weights
 from fedhive.errors import SerializationError, StoreError
 from fedhive.server.store import (
     DATABASE_NAME,
-    NodeStatus,
-    ResultRecord,
     RoundState,
+    RoundTraffic,
     StateStore,
-    TaskKind,
-    TaskRecord,
-    TaskStatus,
     verify_chain,
 )
 from fedhive.server.store.database import migrations
@@ -86,8 +82,9 @@ def test_a_new_store_has_every_migration_applied_in_wal_mode(tmp_path: Path) -> 
     tables = {
         row[0] for row in raw_query(tmp_path / DATABASE_NAME, "SELECT name FROM sqlite_master")
     }
-    expected = {"runs", "rounds", "tasks", "results", "nodes", "model_versions", "audit"}
-    assert expected | {"strategy_state"} <= tables
+    expected = {"runs", "rounds", "model_versions", "strategy_state", "audit", "audit_heads"}
+    assert expected | {"server_starts"} <= tables
+    assert not {"tasks", "results", "nodes"} & tables  # never written: dropped in 0002
 
 
 def test_reopening_applies_nothing_twice_and_keeps_the_data(store: StateStore) -> None:
@@ -182,16 +179,12 @@ def test_commit_needs_an_open_round_and_a_known_parent(store: StateStore) -> Non
         store.open_round(RUN, 1)
 
 
-def test_an_interrupted_open_round_reopens_and_fails_its_unfinished_tasks(
-    store: StateStore,
-) -> None:
+def test_an_interrupted_open_round_reopens_under_its_number(store: StateStore) -> None:
     v0 = commit(store, 0, 0.0, None)
     store.open_round(RUN, 1)
-    store.record_task(_task("t1", v0))
     store.open_round(RUN, 1)  # the restarted server runs round 1 again
-    task = store.task("t1")
-    assert task is not None
-    assert (task.status, task.error) == (TaskStatus.FAILED, "round restarted")
+    kinds = raw_query(store.state_dir / DATABASE_NAME, "SELECT kind FROM audit ORDER BY seq")
+    assert [k for (k,) in kinds][-2:] == ["round_opened", "round_reopened"]
     assert commit_existing(store, 1, v0) == model_version(weights(1.0))
 
 
@@ -199,69 +192,31 @@ def commit_existing(store: StateStore, rnd: int, parent: str) -> str:
     return commit_bytes(store, rnd, weights_to_bytes(weights(float(rnd))), parent)
 
 
-def _task(task_id: str, version: str, *, deadline: float = 2e9) -> TaskRecord:
-    return TaskRecord(
-        task_id=task_id,
-        run_id=RUN,
-        round=1,
-        client_id="c1",
-        kind=TaskKind.FIT,
-        model_version=version,
-        issued_at=1.7e9,
-        deadline=deadline,
-    )
-
-
-def _result(
-    task_id: str, received_at: float, *, accepted: bool = False, reason: str | None = None
-) -> ResultRecord:
-    return ResultRecord(
-        task_id=task_id,
-        payload_sha256="a" * 64,
-        num_examples=5,
-        received_at=received_at,
-        accepted=accepted,
-        reason=reason,
-    )
-
-
-def test_results_set_task_status_and_bad_writes_are_store_errors(store: StateStore) -> None:
+def test_totals_cover_every_closed_round_and_every_start(store: StateStore) -> None:
+    store.record_start(RUN)
     v0 = commit(store, 0, 0.0, None)
+    traffic = RoundTraffic(bytes_up=10, bytes_down=20, clients_failed=1)
     store.open_round(RUN, 1)
-    for task_id in ("ok", "late", "bad", "gone"):
-        store.record_task(_task(task_id, v0, deadline=1.8e9))
-    ok = _result("ok", 1.75e9, accepted=True)
-    assert store.record_result(ok) is TaskStatus.SUCCEEDED
-    assert store.record_result(_result("late", 1.9e9, reason="deadline")) is TaskStatus.LATE
-    assert store.record_result(_result("bad", 1.75e9, reason="norm")) is TaskStatus.FAILED
-    store.finish_task("gone", status=TaskStatus.FAILED, error="disconnected")
-    assert [store.task(t).status for t in ("ok", "late", "bad", "gone")] == [  # type: ignore[union-attr]
-        TaskStatus.SUCCEEDED,
-        TaskStatus.LATE,
-        TaskStatus.FAILED,
-        TaskStatus.FAILED,
-    ]
-    with pytest.raises(StoreError) as info:
-        store.record_task(_task("ok", v0))  # the id is taken
-    assert isinstance(info.value.__cause__, sqlite3.IntegrityError)
-    with pytest.raises(StoreError):
-        store.record_result(ok)  # a second result for the same task
-    with pytest.raises(StoreError, match="already finished"):
-        store.finish_task("gone", status=TaskStatus.LATE)
-
-
-def test_nodes_register_heartbeat_and_stay_revoked(store: StateStore) -> None:
-    first = store.upsert_node("c1", cert_serial="01")
-    assert first.status is NodeStatus.ONLINE
-    beat = store.heartbeat("c1")
-    assert beat.last_heartbeat > first.last_heartbeat
-    assert beat.first_seen == first.first_seen
-    store.upsert_node("c1", cert_serial="01", status=NodeStatus.REVOKED)
-    assert store.heartbeat("c1").status is NodeStatus.REVOKED
-    with pytest.raises(StoreError, match="unregistered"):
-        store.heartbeat("stranger")
-    kinds = raw_query(store.state_dir / DATABASE_NAME, "SELECT kind FROM audit ORDER BY seq")
-    assert [k for (k,) in kinds if str(k).startswith("node")] == ["node_registered", "node_changed"]
+    v1 = store.commit_round(
+        RUN,
+        1,
+        weights_bytes=weights_to_bytes(weights(1.0)),
+        parent_version=v0,
+        strategy_state=b"s",
+        strategy="fedavg",
+        contributors=["c1"],
+        metrics={},
+        traffic=traffic,
+    )
+    store.record_start(RUN)  # a restart
+    store.open_round(RUN, 2)
+    store.abort_round(RUN, 2, reason="too few clients", traffic=traffic)
+    store.open_round(RUN, 3)  # still open: not counted
+    totals = store.run_totals(RUN)
+    assert (totals.last_round, totals.committed_rounds, totals.restarts) == (2, 1, 1)
+    assert (totals.bytes_up, totals.bytes_down, totals.clients_failed) == (20, 40, 2)
+    assert totals.created_at == store.load_run(RUN).created_at  # type: ignore[union-attr]
+    assert v1
 
 
 def test_a_corrupted_model_blob_is_refused_on_resume(store: StateStore) -> None:

@@ -2,8 +2,10 @@
 
 The server runs the same round loop as ``fedhive simulate`` over the gRPC transport
 with mutual TLS (FedBuff: the same asynchronous loop, each task with its own deadline);
-each client pulls its tasks, trains on its own data and uploads. Both stop cleanly on
-SIGINT/SIGTERM.
+each client pulls its tasks, trains on its own data and uploads. On SIGTERM the server
+exits 0 with its state whole, leaving its clients retrying so that they rejoin when it
+starts again on the same state folder; a client the server refuses for good (revoked,
+another id or schema) exits non-zero with that one message.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 from rich.console import Console
 
 from fedhive.cli.progress import Observers, ProgressDisplay
@@ -27,11 +30,12 @@ from fedhive.errors import ConfigError, NotEnoughClientsError
 from fedhive.pki.revocation import RevocationList
 from fedhive.pki.tls import TLSConfig
 from fedhive.privacy import FileLedger
-from fedhive.server.checkpoint import StoreCheckpoint
+from fedhive.server.checkpoint import Resumed, StoreCheckpoint
 from fedhive.server.history import RoundRecord
-from fedhive.server.store import StateStore
-from fedhive.simulation.app import AppContext, AppSpec, load_callable
-from fedhive.simulation.config import load_config
+from fedhive.server.orchestrator import RunResult
+from fedhive.server.store import HeadSigner, RunTotals, StateStore
+from fedhive.simulation.app import AppContext, AppSpec, SimulationApp, load_callable
+from fedhive.simulation.config import SimulationConfig, load_config
 from fedhive.simulation.output import RunWriter
 from fedhive.transport.grpc.connection import GrpcLink
 from fedhive.transport.grpc.security import (
@@ -42,6 +46,7 @@ from fedhive.transport.grpc.security import (
     server_credentials,
 )
 from fedhive.transport.grpc.server import GrpcServerTransport, trust_claimed_id
+from fedhive.transport.grpc.service import Identify
 
 
 def add_parser(commands: Any) -> None:
@@ -126,24 +131,36 @@ class _StatusBoard:
         }
 
 
-def _interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
+class _Terminated(BaseException):
+    """SIGTERM arrived: stop serving (a BaseException, so no ``except Exception`` in the
+    round loop mistakes it for a failure)."""
+
+
+def _terminate(*_: object) -> None:
+    raise _Terminated
+
+
+def _security(
+    args: argparse.Namespace, console: Console
+) -> tuple[grpc.ServerCredentials | None, Identify, Signatures | None, HeadSigner | None]:
+    """TLS credentials, caller identity, result signatures and the audit head's signer."""
+    if args.insecure:
+        console.print("[bold red]WARNING: --insecure: no TLS, no client authentication[/]")
+        return None, trust_claimed_id, None, None
+    if args.certs is None:
+        raise ConfigError("server: --certs is required (or --insecure for local experiments)")
+    tls = TLSConfig.from_dir(args.certs)
+    identify = CertificateIdentity(RevocationList.from_dir(args.certs))
+    signer = HeadSigner.from_pem(tls.read()[2])
+    return server_credentials(tls), identify, Signatures(tls), signer
 
 
 def run_server(args: argparse.Namespace, console: Console) -> int:
-    """Serve the run its config describes until its rounds are done."""
+    """Serve the run its config describes until its rounds are done (or SIGTERM: the
+    state is whole after every commit, and the same command resumes it)."""
     _logging()
     config = load_config(args.config, deployed=True)
-    if args.insecure:
-        console.print("[bold red]WARNING: --insecure: no TLS, no client authentication[/]")
-        credentials, identify, signatures = None, trust_claimed_id, None
-    elif args.certs is None:
-        raise ConfigError("server: --certs is required (or --insecure for local experiments)")
-    else:
-        tls = TLSConfig.from_dir(args.certs)
-        credentials = server_credentials(tls)
-        identify = CertificateIdentity(RevocationList.from_dir(args.certs))
-        signatures = Signatures(tls)
+    credentials, identify, signatures, signer = _security(args, console)
     app = AppSpec(config.run.app, args.config.resolve().parent).build(config.app, config.run.seed)
     transport = GrpcServerTransport(
         address=args.address or config.server.address,
@@ -154,49 +171,89 @@ def run_server(args: argparse.Namespace, console: Console) -> int:
         max_message_mib=config.server.max_message_mib,
         signatures=signatures,
     )
-    signal.signal(signal.SIGTERM, _interrupt)
-    store = StateStore(args.state)
-    checkpoint, resumed = StoreCheckpoint.open(
-        store,
-        new_run_id=transport.coordinator.run_id,
-        strategy=str(config.strategy_name),
-        seed=config.run.seed,
-        config=config.to_json(),
-        initial=app.initial_weights,
-        initial_state=config.strategy.initial_state(app.initial_weights),
-    )
-    transport.coordinator.run_id = checkpoint.run_id
-    if resumed.round:
-        console.print(f"resuming run {checkpoint.run_id} after round {resumed.round}")
-    writer = RunWriter(args.state, config.to_json(), resume=resumed.round > 0)
-    started = time.perf_counter()
+    signal.signal(signal.SIGTERM, _terminate)
+    finished = False
     try:
-        console.print(f"listening on port {transport.port}; waiting for clients", highlight=False)
-        if not transport.wait_for_clients(config.server.min_clients, config.server.wait_timeout):
-            raise NotEnoughClientsError(
-                f"fewer than {config.server.min_clients} clients joined within "
-                f"{config.server.wait_timeout:g}s"
+        with StateStore(args.state, signer=signer) as store:
+            checkpoint, resumed = StoreCheckpoint.open(
+                store,
+                new_run_id=transport.coordinator.run_id,
+                strategy=str(config.strategy_name),
+                seed=config.run.seed,
+                config=config.to_json(),
+                initial=app.initial_weights,
+                initial_state=config.strategy.initial_state(app.initial_weights),
             )
-        with ProgressDisplay(console, config.run.rounds) as display:
-            observer = Observers(writer, display, _StatusBoard(transport))
-            result = run_loop(
+            transport.coordinator.run_id = checkpoint.run_id
+            if resumed.round:
+                console.print(f"resuming run {checkpoint.run_id} after round {resumed.round}")
+            writer = RunWriter(args.state, config.to_json(), resume=resumed.round > 0)
+            result = _serve(
                 config,
                 app,
                 transport=transport,
-                observer=observer,
+                console=console,
+                writer=writer,
                 checkpoint=checkpoint,
                 resumed=resumed,
             )
+            totals = checkpoint.totals()
+            finished = True
+    except _Terminated:
+        console.print("stopped by SIGTERM: the same command resumes the run", highlight=False)
+        return 0
     finally:
-        transport.close(linger=5.0)
-        store.close()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the close
+        transport.close(linger=5.0, tell_clients=finished)
+    wall = time.time() - totals.created_at  # the run's, from its creation: restarts included
     summary = writer.finish(
-        result, seed=config.run.seed, wall_seconds=time.perf_counter() - started
+        result, seed=config.run.seed, wall_seconds=wall, totals=_whole_run(totals)
     )
     console.print_json(data=summary)
     if result.stop_reason:
         console.print(f"[bold yellow]run stopped early:[/] {result.stop_reason}", highlight=False)
     return 0
+
+
+def _serve(
+    config: SimulationConfig,
+    app: SimulationApp,
+    *,
+    transport: GrpcServerTransport,
+    console: Console,
+    writer: RunWriter,
+    checkpoint: StoreCheckpoint,
+    resumed: Resumed,
+) -> RunResult:
+    """Wait for the clients, then run the rounds after ``resumed``."""
+    console.print(f"listening on port {transport.port}; waiting for clients", highlight=False)
+    if not transport.wait_for_clients(config.server.min_clients, config.server.wait_timeout):
+        raise NotEnoughClientsError(
+            f"fewer than {config.server.min_clients} clients joined within "
+            f"{config.server.wait_timeout:g}s"
+        )
+    with ProgressDisplay(console, config.run.rounds) as display:
+        observer = Observers(writer, display, _StatusBoard(transport))
+        return run_loop(
+            config,
+            app,
+            transport=transport,
+            observer=observer,
+            checkpoint=checkpoint,
+            resumed=resumed,
+        )
+
+
+def _whole_run(totals: RunTotals) -> dict[str, Any]:
+    """The summary's figures for every round of the run, whichever process ran it."""
+    return {
+        "rounds": totals.last_round,
+        "committed_rounds": totals.committed_rounds,
+        "bytes_up": totals.bytes_up,
+        "bytes_down": totals.bytes_down,
+        "clients_failed": totals.clients_failed,
+        "restarts": totals.restarts,
+    }
 
 
 def run_client(args: argparse.Namespace, console: Console) -> int:

@@ -1,8 +1,11 @@
 """A deployed client's loop: pull a task, fetch its model, run the pipeline, upload.
 
 Transport-agnostic: it sees only :class:`~fedhive.transport.base.ClientLink`. A lost
-connection is retried with exponential back-off and jitter; a task that fails on this
-client is reported to the server as a failure, never a crash of the loop.
+connection is retried with exponential back-off and jitter, capped at
+:data:`RETRY_CAP_SECONDS` so that a restarted server has its clients back within seconds;
+a refusal for good (:class:`~fedhive.errors.PeerRejectedError`: revoked, another id,
+another schema) ends the loop with that error; a task that fails on this client is
+reported to the server as a failure, never a crash of the loop.
 """
 
 from __future__ import annotations
@@ -29,19 +32,21 @@ from fedhive.core.messages import (
 )
 from fedhive.core.serde import RecordValue, weights_from_bytes
 from fedhive.core.weights import Weights
-from fedhive.errors import FedhiveError, PrivacyBudgetError, TransportError
+from fedhive.errors import FedhiveError, PeerRejectedError, PrivacyBudgetError, TransportError
 from fedhive.privacy import FileLedger, Ledger
 from fedhive.transport.base import ClientLink, Wait
 
 log = logging.getLogger("fedhive.client")
 
 Upload = FitReply | EvaluateReply | SecAggReply | SecAggAnswer | Failure
+RETRY_CAP_SECONDS = 2.0
+"""The longest wait between two attempts to reach the server."""
 
 
 class Backoff:
     """Exponential back-off with full jitter, reset after a success."""
 
-    def __init__(self, *, base: float = 0.2, cap: float = 30.0) -> None:
+    def __init__(self, *, base: float = 0.2, cap: float = RETRY_CAP_SECONDS) -> None:
         self._base, self._cap, self._attempt = base, cap, 0
         self._jitter = random.Random(os.urandom(16))  # timing only: no secret, no global RNG
 
@@ -77,6 +82,9 @@ def serve(
 
     Returns:
         The number of tasks whose outcome the server received.
+
+    Raises:
+        PeerRejectedError: the server refused this client for good (not retried).
     """
     state: dict[str, RecordValue] = {}
     session = SecAggSession()
@@ -116,6 +124,8 @@ def serve(
             verdict = link.upload(item, outcome)
             log.info("round %d %s task: %s", task.round, type(task).__name__, verdict)
             done += 1
+        except PeerRejectedError:
+            raise
         except TransportError as exc:
             registered = False
             delay = backoff.next_delay()

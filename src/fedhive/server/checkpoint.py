@@ -3,7 +3,9 @@
 A restarted server finds the newest run in its state folder and resumes after its last
 committed round, with that round's model and strategy state: the round numbers, and so
 the random streams, continue where they stopped, so a resumed run ends with the model
-an uninterrupted one would have.
+an uninterrupted one would have. Each start of a server process is recorded, and each
+closed round keeps its traffic, so :meth:`StoreCheckpoint.totals` describes the whole
+run however often it was restarted.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from fedhive.core.serde import (
 )
 from fedhive.core.weights import Weights
 from fedhive.server.history import RoundRecord
-from fedhive.server.store import StateStore
+from fedhive.server.store import RoundTraffic, RunTotals, StateStore
 from fedhive.strategy.base import StrategyState
 
 
@@ -55,17 +57,20 @@ class StoreCheckpoint:
         initial: Weights,
         initial_state: StrategyState,
     ) -> tuple[StoreCheckpoint, Resumed]:
-        """Resume the store's newest run, or start ``new_run_id`` from ``initial``."""
+        """Resume the store's newest run, or start ``new_run_id`` from ``initial``; either
+        way, record this start of a server process."""
         runs = store.run_ids()
         if runs:
             checkpoint = cls(store, run_id=runs[-1], strategy=strategy)
             resumed = checkpoint.resume()
             if resumed is not None:
+                store.record_start(checkpoint.run_id)
                 return checkpoint, resumed
         checkpoint = cls(store, run_id=new_run_id, strategy=strategy)
         store.create_run(new_run_id, seed=seed, config=config)
         store.open_round(new_run_id, 0)  # the initial model is round 0
         checkpoint._commit(0, initial, initial_state, contributors=(), metrics={})
+        store.record_start(new_run_id)
         return checkpoint, Resumed(new_run_id, 0, initial, initial_state)
 
     def resume(self) -> Resumed | None:
@@ -87,14 +92,29 @@ class StoreCheckpoint:
 
     def end(self, record: RoundRecord, weights: Weights, state: StrategyState) -> None:
         """Commit the round's model and state, or record why it was not committed."""
+        traffic = RoundTraffic(
+            bytes_up=record.fit.bytes_up,
+            bytes_down=record.fit.bytes_down,
+            clients_failed=record.fit.failed,
+        )
         if not record.committed:
-            self._store.abort_round(self.run_id, record.round, reason=record.note or "aborted")
+            reason = record.note or "aborted"
+            self._store.abort_round(self.run_id, record.round, reason=reason, traffic=traffic)
             return
         metrics = {f"centralized.{k}": v for k, v in record.centralized.items()}
         metrics.update({f"train.{k}": v for k, v in record.train.items()})
         self._commit(
-            record.round, weights, state, contributors=record.fit.contributors, metrics=metrics
+            record.round,
+            weights,
+            state,
+            contributors=record.fit.contributors,
+            metrics=metrics,
+            traffic=traffic,
         )
+
+    def totals(self) -> RunTotals:
+        """The run's figures over every server process that worked on it."""
+        return self._store.run_totals(self.run_id)
 
     def _commit(
         self,
@@ -104,6 +124,7 @@ class StoreCheckpoint:
         *,
         contributors: Any,
         metrics: Mapping[str, float],
+        traffic: RoundTraffic | None = None,
     ) -> None:
         self._version = self._store.commit_round(
             self.run_id,
@@ -114,4 +135,5 @@ class StoreCheckpoint:
             strategy=self._strategy,
             contributors=contributors,
             metrics=metrics,
+            traffic=traffic or RoundTraffic(),
         )

@@ -8,6 +8,7 @@ round is appended to ``metrics.jsonl`` at once (a crashed run keeps what it did)
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,22 @@ class RunWriter:
         with self._metrics.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record.to_json(), sort_keys=True) + "\n")
 
-    def finish(self, result: RunResult, *, seed: int, wall_seconds: float) -> dict[str, Any]:
-        """Write summary.json and model.safetensors; return the summary."""
+    def finish(
+        self,
+        result: RunResult,
+        *,
+        seed: int,
+        wall_seconds: float,
+        totals: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Write summary.json and model.safetensors; return the summary.
+
+        Args:
+            totals: figures of the whole run that replace ``result``'s (a deployed
+                server's run may span several processes: rounds, bytes, restarts).
+        """
         (self.out_dir / "model.safetensors").write_bytes(weights_to_bytes(result.weights))
-        summary = summarize(result, seed=seed, wall_seconds=wall_seconds)
+        summary = summarize(result, seed=seed, wall_seconds=wall_seconds) | dict(totals or {})
         _write_json(self.out_dir / "summary.json", summary)
         return summary
 

@@ -4,25 +4,25 @@ A state folder holds ``state.sqlite`` (numbered SQL migrations, WAL, ``synchrono
 and ``blobs/`` (models and strategy states under their SHA-256). A committed round is
 all-or-nothing, so a server killed at any moment resumes from
 :meth:`StateStore.latest_committed` with nothing committed lost, and the hash-chained
-audit log (:func:`verify_chain`) shows whether history was edited since.
+audit log, its head signed by the server's key at every write (:class:`HeadSigner`,
+``audit-head.json``), shows whether history was edited, cut or added to since
+(:func:`verify_state`).
 """
 
+from fedhive.server.store.anchor import HeadSigner
 from fedhive.server.store.audit import AuditEntry, AuditReport, verify_chain
 from fedhive.server.store.blobs import BlobStore
 from fedhive.server.store.records import (
     CommittedRound,
     ModelVersion,
-    NodeRecord,
-    NodeStatus,
-    ResultRecord,
     RoundInfo,
     RoundState,
+    RoundTraffic,
     Run,
-    TaskKind,
-    TaskRecord,
-    TaskStatus,
+    RunTotals,
 )
 from fedhive.server.store.state import DATABASE_NAME, StateStore
+from fedhive.server.store.verify import verify_state
 
 __all__ = [
     "DATABASE_NAME",
@@ -30,16 +30,14 @@ __all__ = [
     "AuditReport",
     "BlobStore",
     "CommittedRound",
+    "HeadSigner",
     "ModelVersion",
-    "NodeRecord",
-    "NodeStatus",
-    "ResultRecord",
     "RoundInfo",
     "RoundState",
+    "RoundTraffic",
     "Run",
+    "RunTotals",
     "StateStore",
-    "TaskKind",
-    "TaskRecord",
-    "TaskStatus",
     "verify_chain",
+    "verify_state",
 ]

@@ -15,10 +15,12 @@ UTC time with microseconds (``"2024-05-01T12:00:00.000000+00:00"``) and ``payloa
 JSON object. The digest is stored as 64 lowercase hex characters.
 
 Editing an entry's payload, time or kind, editing a hash, deleting or reordering
-entries all break the chain at the first entry affected. Deleting the newest entries
-(truncation) leaves a shorter valid chain: compare the reported head hash with one kept
-elsewhere to detect that. Triggers refuse UPDATE and DELETE on the table, so the
-application cannot rewrite history by mistake; someone who drops them is caught here.
+entries all break the chain at the first entry affected. The chain alone cannot show
+truncation (deleting the newest entries leaves a shorter valid chain) nor a history
+rewritten and re-chained by whoever can write the file: the server's signed heads and
+``audit-head.json`` do (:mod:`fedhive.server.store.anchor`). Triggers refuse UPDATE and
+DELETE on the table, so the application cannot rewrite history by mistake; someone who
+drops them is caught here.
 """
 
 from __future__ import annotations

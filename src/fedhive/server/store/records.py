@@ -21,30 +21,6 @@ class RoundState(StrEnum):
     ABORTED = "aborted"
 
 
-class TaskKind(StrEnum):
-    """What a task asks a client to do."""
-
-    FIT = "fit"
-    EVALUATE = "evaluate"
-
-
-class TaskStatus(StrEnum):
-    """How a task ended (``issued``: not yet)."""
-
-    ISSUED = "issued"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    LATE = "late"
-
-
-class NodeStatus(StrEnum):
-    """Whether a client node is reachable, and whether it may take part at all."""
-
-    ONLINE = "online"
-    OFFLINE = "offline"
-    REVOKED = "revoked"
-
-
 class AuditKind(StrEnum):
     """The kinds of audit entry the store writes itself."""
 
@@ -53,8 +29,7 @@ class AuditKind(StrEnum):
     ROUND_REOPENED = "round_reopened"
     ROUND_COMMITTED = "round_committed"
     ROUND_ABORTED = "round_aborted"
-    NODE_REGISTERED = "node_registered"
-    NODE_CHANGED = "node_changed"
+    SERVER_STARTED = "server_started"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,42 +56,35 @@ class RoundInfo:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TaskRecord:
-    """A task sent to a client: what, for which version, and until when."""
+class RoundTraffic:
+    """What a closed round's fit cohort moved and lost: kept for the run's totals."""
 
-    task_id: str
-    run_id: str
-    round: int
-    client_id: str
-    kind: TaskKind
-    model_version: str
-    issued_at: float
-    deadline: float
-    status: TaskStatus = TaskStatus.ISSUED
-    error: str | None = None
+    bytes_up: int = 0
+    bytes_down: int = 0
+    clients_failed: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
-class ResultRecord:
-    """A reply received for a task: the SHA-256 of its payload and whether it was used."""
+class RunTotals:
+    """A run's figures over every server process that worked on it.
 
-    task_id: str
-    payload_sha256: str
-    num_examples: int
-    received_at: float
-    accepted: bool
-    reason: str | None = None
+    Attributes:
+        last_round: the last round that closed (committed or aborted; 0: none yet).
+        committed_rounds: rounds after the initial model that committed a version.
+        bytes_up: bytes clients uploaded in fit cohorts, every closed round.
+        bytes_down: bytes clients downloaded in fit cohorts, every closed round.
+        clients_failed: failed fit tasks, every closed round.
+        restarts: server starts after the first.
+        created_at: when the run was created (Unix seconds).
+    """
 
-
-@dataclass(frozen=True, kw_only=True)
-class NodeRecord:
-    """A client node the server has seen, with its certificate serial."""
-
-    client_id: str
-    cert_serial: str | None
-    first_seen: float
-    last_heartbeat: float
-    status: NodeStatus
+    last_round: int
+    committed_rounds: int
+    bytes_up: int
+    bytes_down: int
+    clients_failed: int
+    restarts: int
+    created_at: float
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,7 +14,14 @@ from typing import Any
 from fedhive.errors import StoreError
 from fedhive.server.store.audit import append_entry
 from fedhive.server.store.lineage import select_version_exists
-from fedhive.server.store.records import AuditKind, RoundInfo, RoundState, Run
+from fedhive.server.store.records import (
+    AuditKind,
+    RoundInfo,
+    RoundState,
+    RoundTraffic,
+    Run,
+    RunTotals,
+)
 
 _ROUND_COLUMNS = "run_id, round, state, started_at, closed_at, model_version, metrics"
 
@@ -40,6 +47,48 @@ def insert_run(
     return Run(run_id=run_id, seed=seed, config=stored, created_at=now)
 
 
+def record_start(conn: sqlite3.Connection, run_id: str, *, now: float) -> None:
+    """Note that a server process opened the run (audited).
+
+    Raises:
+        StoreError: the run is unknown.
+    """
+    if select_run(conn, run_id) is None:
+        raise StoreError(f"run {run_id!r} is unknown")
+    conn.execute("INSERT INTO server_starts (run_id, started_at) VALUES (?, ?)", (run_id, now))
+    append_entry(conn, kind=AuditKind.SERVER_STARTED, payload={"run_id": run_id}, at=now)
+
+
+def select_totals(conn: sqlite3.Connection, run_id: str) -> RunTotals:
+    """The run's figures over all its rounds and server starts.
+
+    Raises:
+        StoreError: the run is unknown.
+    """
+    run = select_run(conn, run_id)
+    if run is None:
+        raise StoreError(f"run {run_id!r} is unknown")
+    row = conn.execute(
+        "SELECT COALESCE(MAX(round), 0), COALESCE(SUM(state = 'committed'), 0),"
+        " COALESCE(SUM(bytes_up), 0), COALESCE(SUM(bytes_down), 0),"
+        " COALESCE(SUM(clients_failed), 0)"
+        " FROM rounds WHERE run_id = ? AND round > 0 AND state != 'open'",
+        (run_id,),
+    ).fetchone()
+    starts = conn.execute(
+        "SELECT COUNT(*) FROM server_starts WHERE run_id = ?", (run_id,)
+    ).fetchone()[0]
+    return RunTotals(
+        last_round=int(row[0]),
+        committed_rounds=int(row[1]),
+        bytes_up=int(row[2]),
+        bytes_down=int(row[3]),
+        clients_failed=int(row[4]),
+        restarts=max(0, int(starts) - 1),
+        created_at=run.created_at,
+    )
+
+
 def select_run(conn: sqlite3.Connection, run_id: str) -> Run | None:
     """The run with that id, or None."""
     row = conn.execute(
@@ -51,10 +100,8 @@ def select_run(conn: sqlite3.Connection, run_id: str) -> Run | None:
 
 
 def start_round(conn: sqlite3.Connection, run_id: str, *, round: int, now: float) -> RoundInfo:
-    """Open ``round``, or reopen it if it is still open from an interrupted attempt.
-
-    Reopening fails the interrupted attempt's unfinished tasks, so the round can run
-    again under the same number (and so with the same random streams).
+    """Open ``round``, or reopen it if it is still open from an interrupted attempt
+    (so that it runs again under the same number, and so with the same random streams).
 
     Raises:
         StoreError: the run is unknown, the round is closed, or a round at or after it
@@ -78,11 +125,6 @@ def start_round(conn: sqlite3.Connection, run_id: str, *, round: int, now: float
         conn.execute(
             "UPDATE rounds SET started_at = ? WHERE run_id = ? AND round = ?", (now, run_id, round)
         )
-        conn.execute(
-            "UPDATE tasks SET status = 'failed', error = 'round restarted'"
-            " WHERE run_id = ? AND round = ? AND status = 'issued'",
-            (run_id, round),
-        )
         kind = AuditKind.ROUND_REOPENED
     else:
         raise StoreError(f"round is already {current.state}", round=round)
@@ -91,7 +133,13 @@ def start_round(conn: sqlite3.Connection, run_id: str, *, round: int, now: float
 
 
 def abort_round(
-    conn: sqlite3.Connection, run_id: str, *, round: int, reason: str, now: float
+    conn: sqlite3.Connection,
+    run_id: str,
+    *,
+    round: int,
+    reason: str,
+    traffic: RoundTraffic,
+    now: float,
 ) -> RoundInfo:
     """Close an open round without a new version; audited with ``reason``.
 
@@ -103,6 +151,7 @@ def abort_round(
         "UPDATE rounds SET state = 'aborted', closed_at = ? WHERE run_id = ? AND round = ?",
         (now, run_id, round),
     )
+    _record_traffic(conn, run_id, round=round, traffic=traffic)
     payload = {"run_id": run_id, "round": round, "reason": reason}
     append_entry(conn, kind=AuditKind.ROUND_ABORTED, payload=payload, at=now)
     return require_round(conn, run_id, round=round)
@@ -119,6 +168,7 @@ def record_commit(
     strategy: str,
     contributors: Sequence[str],
     metrics_json: str,
+    traffic: RoundTraffic,
     now: float,
 ) -> None:
     """Record a committed round whose blobs are stored: version, state, round, audit.
@@ -155,6 +205,7 @@ def record_commit(
         " WHERE run_id = ? AND round = ?",
         (now, version, metrics_json, run_id, round),
     )
+    _record_traffic(conn, run_id, round=round, traffic=traffic)
     payload = {
         "run_id": run_id,
         "round": round,
@@ -215,6 +266,16 @@ def require_open(conn: sqlite3.Connection, run_id: str, *, round: int) -> None:
     state = require_round(conn, run_id, round=round).state
     if state is not RoundState.OPEN:
         raise StoreError(f"round is {state}, not open", round=round)
+
+
+def _record_traffic(
+    conn: sqlite3.Connection, run_id: str, *, round: int, traffic: RoundTraffic
+) -> None:
+    conn.execute(
+        "UPDATE rounds SET bytes_up = ?, bytes_down = ?, clients_failed = ?"
+        " WHERE run_id = ? AND round = ?",
+        (traffic.bytes_up, traffic.bytes_down, traffic.clients_failed, run_id, round),
+    )
 
 
 def _round_from_row(row: tuple[Any, ...]) -> RoundInfo:

@@ -1,4 +1,4 @@
-"""The durable state of a deployment server: runs, rounds, versions, tasks, nodes, audit.
+"""The durable state of a deployment server: runs, rounds, versions, audit.
 
 A state folder holds ``state.sqlite`` (the SQLite database) and ``blobs/`` (model
 weights and strategy states, content-addressed). :meth:`StateStore.commit_round` is
@@ -7,6 +7,10 @@ a partial name), then in ONE SQLite transaction records the version, the strateg
 state, the round's new state and an audit entry. A process killed at any point leaves
 either all of that or none of it, and :meth:`StateStore.latest_committed` returns the
 last round that committed whole: what a restarted server resumes from.
+
+Given the server's :class:`~fedhive.server.store.anchor.HeadSigner`, every write
+transaction also signs the audit log's new head, and ``audit-head.json`` beside the
+database holds the newest (see :mod:`fedhive.server.store.anchor`).
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ from types import TracebackType
 from typing import Any
 
 from fedhive.errors import StoreError
-from fedhive.server.store import activity
 from fedhive.server.store import rounds as _rounds
+from fedhive.server.store.anchor import HEAD_FILE, HeadSigner, sign_new_head, write_head_file
 from fedhive.server.store.audit import AuditEntry, AuditReport, append_entry, verify_chain
 from fedhive.server.store.blobs import BlobStore
 from fedhive.server.store.database import connect, migrate, sqlite_errors, transaction
@@ -32,32 +36,36 @@ from fedhive.server.store.lineage import select_lineage
 from fedhive.server.store.records import (
     CommittedRound,
     ModelVersion,
-    NodeRecord,
-    NodeStatus,
-    ResultRecord,
     RoundInfo,
+    RoundTraffic,
     Run,
-    TaskRecord,
-    TaskStatus,
+    RunTotals,
 )
 
 DATABASE_NAME = "state.sqlite"
 """The SQLite file inside a state folder."""
 BLOBS_NAME = "blobs"
 """The blob folder inside a state folder."""
+NO_TRAFFIC = RoundTraffic()
+"""A round that moved nothing (the initial model's round 0)."""
 
 
 class StateStore:
     """A server's state folder, opened (created and migrated when needed)."""
 
     def __init__(
-        self, state_dir: str | os.PathLike[str], *, clock: Callable[[], float] = time.time
+        self,
+        state_dir: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        signer: HeadSigner | None = None,
     ) -> None:
         """Open the state folder ``state_dir``, creating it and its schema if missing.
 
         Args:
             state_dir: the folder holding ``state.sqlite`` and ``blobs/``.
             clock: Unix seconds for the times the store records (tests pass a fake).
+            signer: signs the audit head at every write (None: heads are not signed).
 
         Raises:
             StoreError: the folder or database cannot be opened or migrated.
@@ -69,6 +77,7 @@ class StateStore:
             raise StoreError(f"state store: cannot create {self.state_dir}: {exc}") from exc
         self.blobs = BlobStore(self.state_dir / BLOBS_NAME)
         self._clock = clock
+        self._signer = signer
         self._lock = threading.RLock()
         self._conn = connect(self.state_dir / DATABASE_NAME)
         try:
@@ -100,8 +109,12 @@ class StateStore:
 
     @contextmanager
     def _write(self, action: str) -> Iterator[sqlite3.Connection]:
-        with self._lock, sqlite_errors(action), transaction(self._conn) as conn:
-            yield conn
+        with self._lock:
+            with sqlite_errors(action), transaction(self._conn) as conn:
+                yield conn
+                head = sign_new_head(conn, self._signer) if self._signer else None
+            if head is not None:  # after the commit: the file never runs ahead of the log
+                write_head_file(self.state_dir / HEAD_FILE, head)
 
     # Runs and rounds -------------------------------------------------------------------
 
@@ -116,6 +129,25 @@ class StateStore:
         with self._write(f"create run {run_id!r}") as conn:
             return _rounds.insert_run(conn, run_id, seed=seed, config=config, now=now)
 
+    def record_start(self, run_id: str) -> None:
+        """Note that a server process opened the run (audited; counted as restarts).
+
+        Raises:
+            StoreError: the run is unknown.
+        """
+        now = self._clock()
+        with self._write(f"record a start of run {run_id!r}") as conn:
+            _rounds.record_start(conn, run_id, now=now)
+
+    def run_totals(self, run_id: str) -> RunTotals:
+        """The run's rounds, traffic, failures and restarts over every server process.
+
+        Raises:
+            StoreError: the run is unknown.
+        """
+        with self._read(f"sum up run {run_id!r}") as conn:
+            return _rounds.select_totals(conn, run_id)
+
     def run_ids(self) -> tuple[str, ...]:
         """Every run's id, oldest first (a restarted server resumes the newest)."""
         with self._read("list runs") as conn:
@@ -128,10 +160,8 @@ class StateStore:
             return _rounds.select_run(conn, run_id)
 
     def open_round(self, run_id: str, round: int) -> RoundInfo:
-        """Start ``round``, or restart it if a crash interrupted it while open.
-
-        Restarting marks the interrupted attempt's unfinished tasks ``failed``, so the
-        round can run again with the same number (and so the same random streams).
+        """Start ``round``, or restart it if a crash interrupted it while open (so it
+        runs again with the same number, and so the same random streams).
 
         Raises:
             StoreError: the run is unknown, the round is already closed, or a round at
@@ -141,7 +171,9 @@ class StateStore:
         with self._write(f"open round {round} of run {run_id!r}") as conn:
             return _rounds.start_round(conn, run_id, round=round, now=now)
 
-    def abort_round(self, run_id: str, round: int, *, reason: str) -> RoundInfo:
+    def abort_round(
+        self, run_id: str, round: int, *, reason: str, traffic: RoundTraffic = NO_TRAFFIC
+    ) -> RoundInfo:
         """Close an open round without a new version (too few clients, say); audited.
 
         Raises:
@@ -149,7 +181,9 @@ class StateStore:
         """
         now = self._clock()
         with self._write(f"abort round {round} of run {run_id!r}") as conn:
-            return _rounds.abort_round(conn, run_id, round=round, reason=reason, now=now)
+            return _rounds.abort_round(
+                conn, run_id, round=round, reason=reason, traffic=traffic, now=now
+            )
 
     def rounds(self, run_id: str) -> tuple[RoundInfo, ...]:
         """Every round of the run, in round order."""
@@ -169,6 +203,7 @@ class StateStore:
         strategy: str,
         contributors: Iterable[str],
         metrics: Mapping[str, float],
+        traffic: RoundTraffic = NO_TRAFFIC,
     ) -> str:
         """Make an open round's new model durable, all at once; return its version.
 
@@ -186,6 +221,7 @@ class StateStore:
             strategy: the strategy's name.
             contributors: the clients whose updates were aggregated (stored sorted).
             metrics: the round's metrics (may hold NaN; kept out of the audit entry).
+            traffic: what the round's fit cohort moved and lost (for the run's totals).
 
         Raises:
             StoreError: the round is not open, the parent is not a known version, or the
@@ -207,6 +243,7 @@ class StateStore:
                 strategy=strategy,
                 contributors=clients,
                 metrics_json=metrics_json,
+                traffic=traffic,
                 now=now,
             )
         return version
@@ -240,49 +277,6 @@ class StateStore:
         """
         with self._read(f"walk the lineage of {version}") as conn:
             return select_lineage(conn, version)
-
-    # Tasks, results, nodes -------------------------------------------------------------
-
-    def record_task(self, task: TaskRecord) -> None:
-        """Record a task issued in an open round."""
-        with self._write(f"record task {task.task_id!r}") as conn:
-            activity.insert_task(conn, task)
-
-    def finish_task(self, task_id: str, *, status: TaskStatus, error: str | None = None) -> None:
-        """Close an issued task that ended without a result."""
-        with self._write(f"finish task {task_id!r}") as conn:
-            activity.finish_task(conn, task_id, status=status, error=error)
-
-    def record_result(self, result: ResultRecord) -> TaskStatus:
-        """Record a task's result; return the task's resulting status."""
-        with self._write(f"record the result of task {result.task_id!r}") as conn:
-            return activity.insert_result(conn, result)
-
-    def task(self, task_id: str) -> TaskRecord | None:
-        """The task with that id, or None."""
-        with self._read(f"load task {task_id!r}") as conn:
-            return activity.select_task(conn, task_id)
-
-    def upsert_node(
-        self, client_id: str, *, cert_serial: str | None, status: NodeStatus = NodeStatus.ONLINE
-    ) -> NodeRecord:
-        """Register a node or update its certificate serial and status (audited)."""
-        now = self._clock()
-        with self._write(f"register node {client_id!r}") as conn:
-            return activity.upsert_node(
-                conn, client_id, cert_serial=cert_serial, status=status, now=now
-            )
-
-    def heartbeat(self, client_id: str) -> NodeRecord:
-        """Note that a registered node is alive now."""
-        now = self._clock()
-        with self._write(f"record a heartbeat of {client_id!r}") as conn:
-            return activity.heartbeat(conn, client_id, now=now)
-
-    def node(self, client_id: str) -> NodeRecord | None:
-        """The node with that id, or None."""
-        with self._read(f"load node {client_id!r}") as conn:
-            return activity.select_node(conn, client_id)
 
     # Audit -----------------------------------------------------------------------------
 

@@ -1,4 +1,14 @@
-"""A client's gRPC connection to the server: the :class:`ClientLink` over the wire."""
+"""A client's gRPC connection to the server: the :class:`ClientLink` over the wire.
+
+A failed call raises :class:`~fedhive.errors.PeerRejectedError` when the server refused
+this client for good (UNAUTHENTICATED: revoked or unusable certificate;
+PERMISSION_DENIED: the request names another client; FAILED_PRECONDITION: another
+schema version), and a plain :class:`~fedhive.errors.TransportError` otherwise
+(UNAVAILABLE, DEADLINE_EXCEEDED and the rest: worth retrying). A certificate the
+server's TLS refuses at the handshake (expired, unknown CA) shows only as UNAVAILABLE,
+so it is retried. The channel reconnects at most :data:`RECONNECT_BACKOFF_MAX_MS` after
+its last attempt, so a restarted server is found within about a second.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +21,7 @@ from google.protobuf.message import Message
 
 from fedhive.core.messages import EvaluateReply, Failure, FitReply, SecAggAnswer, SecAggReply
 from fedhive.core.serde import weights_to_bytes
-from fedhive.errors import TransportError, ValidationError
+from fedhive.errors import PeerRejectedError, TransportError, ValidationError
 from fedhive.transport.base import Wait
 from fedhive.transport.chunks import DEFAULT_CHUNK_BYTES, Reassembler, split
 from fedhive.transport.codec import TaskEnvelope, decode, task_from_proto
@@ -23,6 +33,16 @@ from fedhive.transport.proto import SCHEMA_VERSION, pb
 _T = TypeVar("_T")
 _M = TypeVar("_M", bound=Message)
 _MiB = 1 << 20
+RECONNECT_BACKOFF_MAX_MS = 1000
+"""The most the channel waits between two connection attempts (gRPC's default is 120 s)."""
+REJECTED_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    }
+)
+"""Status codes by which the server refuses this client for good: not retried."""
 _VERDICTS = {
     pb.UPLOAD_STATUS_ACCEPTED: "accepted",
     pb.UPLOAD_STATUS_REJECTED: "rejected",
@@ -47,12 +67,7 @@ class GrpcLink:
     ) -> None:
         self._signatures = signatures
         self._server_certificate = b""
-        options: list[tuple[str, Any]] = [
-            ("grpc.max_receive_message_length", 16 * _MiB),
-            ("grpc.max_send_message_length", 16 * _MiB),
-        ]
-        if server_name:
-            options.append(("grpc.ssl_target_name_override", server_name))
+        options = channel_options(server_name)
         self._channel = (
             grpc.insecure_channel(target, options=options)
             if credentials is None
@@ -206,6 +221,21 @@ class GrpcLink:
             raise _transport_error(exc) from None
 
 
+def channel_options(server_name: str | None = None) -> list[tuple[str, Any]]:
+    """The client channel's options: message limits, a short reconnect back-off, and the
+    name to expect in the server certificate."""
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", 16 * _MiB),
+        ("grpc.max_send_message_length", 16 * _MiB),
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
+    ]
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    return options
+
+
 def _guard(chunks: Iterator[Any]) -> Iterator[Any]:
     """Map gRPC errors raised while iterating a stream."""
     try:
@@ -218,6 +248,8 @@ def _transport_error(exc: grpc.RpcError) -> TransportError:
     code = exc.code() if isinstance(exc, grpc.Call) else None
     details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
     name = code.name if code is not None else "UNKNOWN"
+    if code in REJECTED_CODES:
+        return PeerRejectedError(f"the server refused this client: {name}: {details}", stage="grpc")
     return TransportError(f"{name}: {details}", stage="grpc")
 
 

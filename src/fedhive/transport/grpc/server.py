@@ -157,13 +157,15 @@ class GrpcServerTransport:
         collected = self._collect(tasks, self._publish(tasks, weights))
         return (_as(EvaluateReply, o) for o in collected)
 
-    def close(self, *, linger: float = 0.0) -> None:
+    def close(self, *, linger: float = 0.0, tell_clients: bool = True) -> None:
         """Tell clients the run is over, wait ``linger`` seconds for them to hear it,
-        then stop serving (bounded: see NOTES on gRPC shutdown)."""
-        self.coordinator.finished = True
-        deadline = time.monotonic() + linger
-        while linger and self.coordinator.live_clients() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        then stop serving (bounded: see NOTES on gRPC shutdown). ``tell_clients=False``
+        (a server stopped mid-run) leaves them retrying, to rejoin its restart."""
+        if tell_clients:
+            self.coordinator.finished = True
+            deadline = time.monotonic() + linger
+            while linger and self.coordinator.live_clients() and time.monotonic() < deadline:
+                time.sleep(0.05)
         self._server.stop(grace=1.0).wait(timeout=5.0)
         self._servicer.close()
 
