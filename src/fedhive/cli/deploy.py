@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import grpc
 from rich.console import Console
 
 from fedhive.cli.progress import Observers, ProgressDisplay
@@ -41,6 +40,7 @@ from fedhive.transport.grpc.connection import GrpcLink
 from fedhive.transport.grpc.security import (
     CertificateIdentity,
     ClientSignatures,
+    ServerCredentials,
     Signatures,
     channel_credentials,
     server_credentials,
@@ -142,7 +142,7 @@ def _terminate(*_: object) -> None:
 
 def _security(
     args: argparse.Namespace, console: Console
-) -> tuple[grpc.ServerCredentials | None, Identify, Signatures | None, HeadSigner | None]:
+) -> tuple[ServerCredentials | None, Identify, Signatures | None, HeadSigner | None]:
     """TLS credentials, caller identity, result signatures and the audit head's signer."""
     if args.insecure:
         console.print("[bold red]WARNING: --insecure: no TLS, no client authentication[/]")

@@ -31,6 +31,10 @@ from fedhive.transport.proto import pb
 log = logging.getLogger("fedhive.server")
 
 
+ServerCredentials = grpc.ServerCredentials
+"""What :func:`server_credentials` returns (named here, so callers need not import grpc)."""
+
+
 def server_credentials(tls: TLSConfig) -> grpc.ServerCredentials:
     """Server credentials that require a client certificate from the CA."""
     ca, cert, key = tls.read()
