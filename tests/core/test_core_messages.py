@@ -11,6 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fedhive.core.messages import (
+    MAX_METRIC_KEY,
+    MAX_METRICS,
     ClientConfig,
     EvaluateTask,
     Failure,
@@ -154,7 +156,13 @@ def test_metrics_become_plain_floats() -> None:
     assert all(type(v) is float for v in out.values())
 
 
-@given(st.dictionaries(st.text(min_size=1), st.floats(allow_nan=False, allow_infinity=False)))
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=MAX_METRIC_KEY),
+        st.floats(allow_nan=False, allow_infinity=False),
+        max_size=MAX_METRICS,
+    )
+)
 def test_finite_metrics_pass_unchanged(metrics: dict[str, float]) -> None:
     assert check_metrics(metrics) == metrics
 

@@ -298,6 +298,7 @@ def test_a_revoked_client_is_refused_on_every_rpc_before_anything_else(pki: Path
 
 
 def test_a_bad_signature_does_not_use_up_the_task(server: GrpcServerTransport, pki: Path) -> None:
+    from fedhive.client.base import TaskOrigin
     from fedhive.client.pipeline import run_fit
 
     app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
@@ -315,7 +316,10 @@ def test_a_bad_signature_does_not_use_up_the_task(server: GrpcServerTransport, p
         outcomes = server.fit([task], app.initial_weights)
         envelope = client.pull()
         assert isinstance(envelope, TaskEnvelope)
-        reply = run_fit(app.client_fn("good-0"), envelope.task, app.initial_weights, {})
+        origin = TaskOrigin(run_id=envelope.run_id, task_id=envelope.task_id)
+        reply = run_fit(
+            app.client_fn("good-0"), envelope.task, app.initial_weights, {}, origin=origin
+        )
         honest_signatures = client._signatures
         client._signatures = Forger(TLSConfig.from_dir(folder))
         assert client.upload(envelope, reply) == "rejected"
