@@ -4,7 +4,8 @@ Client ``c<i>`` holds ``10 + 3 i`` rows ``X_i`` with targets ``X_i w_i``: with
 ``shared=True`` every ``w_i`` is the same ``W_STAR`` (so the federation's optimum is
 ``W_STAR`` however often each client takes part), otherwise each client has its own.
 ``fit`` runs ``local_epochs`` full-batch gradient steps (deterministic: no seed used;
-with SCAFFOLD's drift correction when the strategy sends control variates);
+with SCAFFOLD's drift correction when the strategy sends control variates, and
+FedProx's proximal term when it asks for one);
 a client whose id is in ``failing`` raises.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from fedhive import ClientConfig, Context, EvaluateResult, FitResult, SimulationApp, Weights
 from fedhive.client import scaffold
+from fedhive.client.proximal import proximal_mu
 
 DIM = 4
 W_STAR = np.array([1.0, -2.0, 0.5, 3.0])
@@ -39,10 +41,13 @@ class LeastSquaresClient:
             raise RuntimeError("this client always fails")
         w = weights["w"].astype(np.float64)
         control = scaffold.correction(context) if context is not None else None
+        mu = proximal_mu(config)
         for _ in range(config.local_epochs):
             grad = self.x.T @ (self.x @ w - self.y) / len(self.y)
             if control is not None:  # SCAFFOLD's drift correction, when the server sends c
                 grad = grad + control["w"]
+            if mu:  # FedProx's proximal term, when the server asks for it
+                grad = grad + mu * (w - weights["w"])
             w = w - config.learning_rate * grad
         aux = None
         if control is not None:
