@@ -8,7 +8,7 @@ from fedhive.client.base import Client, Context
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitResult, PrivacyBudget
 from fedhive.core.weights import Weights
 from fedhive.errors import FedhiveError
-from fedhive.server.orchestrator import RunResult
+from fedhive.server.run import RunResult
 from fedhive.simulation.app import AppContext, SimulationApp
 from fedhive.simulation.engine import run_simulation
 from fedhive.strategy.fedavg import FedAvg

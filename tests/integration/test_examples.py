@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from fedhive.core._compat import tomllib
-from fedhive.server.orchestrator import RunResult
+from fedhive.server.run import RunResult
 from fedhive.simulation.config import parse_config
 from fedhive.simulation.engine import simulate
 

@@ -19,7 +19,8 @@ from fedhive.pki.provision import provision
 from fedhive.pki.revocation import RevocationList
 from fedhive.pki.tls import TLSConfig
 from fedhive.secagg.weighting import Weighting
-from fedhive.server.orchestrator import RoundLoop, RunResult
+from fedhive.server.orchestrator import RoundLoop
+from fedhive.server.run import RunResult
 from fedhive.server.secure import SecureAggregation
 from fedhive.simulation.app import AppSpec
 from fedhive.simulation.engine import run_simulation

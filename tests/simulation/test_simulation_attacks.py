@@ -18,7 +18,7 @@ from fedhive.client.torch import TorchClient, load_into_module  # noqa: E402
 from fedhive.core import ClientConfig, EvaluateResult, FitResult, Weights, run_stream  # noqa: E402
 from fedhive.core._compat import tomllib  # noqa: E402
 from fedhive.errors import ConfigError  # noqa: E402
-from fedhive.server.orchestrator import RunResult  # noqa: E402
+from fedhive.server.run import RunResult  # noqa: E402
 from fedhive.simulation import attacks  # noqa: E402
 from fedhive.simulation.app import SimulationApp, load_callable  # noqa: E402
 from fedhive.simulation.attacks import (  # noqa: E402

@@ -31,7 +31,7 @@ from fedhive.pki.tls import TLSConfig
 from fedhive.privacy import FileLedger
 from fedhive.server.checkpoint import Resumed, StoreCheckpoint
 from fedhive.server.history import RoundRecord
-from fedhive.server.orchestrator import RunResult
+from fedhive.server.run import RunResult
 from fedhive.server.store import HeadSigner, RunTotals, StateStore
 from fedhive.simulation.app import AppContext, AppSpec, SimulationApp, load_callable
 from fedhive.simulation.config import SimulationConfig, load_config

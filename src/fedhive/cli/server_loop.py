@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from fedhive.server.asynchronous import AsyncLoop
 from fedhive.server.checkpoint import Resumed, StoreCheckpoint
-from fedhive.server.orchestrator import RoundLoop, RunObserver, RunResult
+from fedhive.server.orchestrator import RoundLoop
 from fedhive.server.rules import check_run
+from fedhive.server.run import RunObserver, RunResult
 from fedhive.simulation.app import SimulationApp
 from fedhive.simulation.config import SimulationConfig
 from fedhive.strategy.fedbuff import FedBuff

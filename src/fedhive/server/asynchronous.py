@@ -30,10 +30,16 @@ from dataclasses import dataclass
 from fedhive.core.messages import Failure, FitReply, FitTask
 from fedhive.core.rng import run_stream
 from fedhive.core.serde import model_version, sha256_hex, weights_to_bytes
-from fedhive.core.weights import AUX_PREFIX, Weights
-from fedhive.errors import AggregationError, ConfigError, FedhiveError, NotEnoughClientsError
+from fedhive.core.weights import Weights
+from fedhive.errors import AggregationError, FedhiveError, NotEnoughClientsError
 from fedhive.server.history import CohortStats, RoundRecord
-from fedhive.server.orchestrator import Checkpoint, EvaluateFn, RunObserver, RunResult
+from fedhive.server.run import (
+    Checkpoint,
+    EvaluateFn,
+    RunObserver,
+    RunResult,
+    check_parameter_names,
+)
 from fedhive.server.verify import DEFAULT_POLICY, ReplyPolicy, verify_fit_reply
 from fedhive.strategy.base import StrategyState
 from fedhive.strategy.fedbuff import FedBuff, version_of
@@ -70,9 +76,7 @@ class AsyncLoop:
         Raises:
             ConfigError: a parameter name starts with ``@`` (reserved).
         """
-        reserved = [name for name in weights if name.startswith(AUX_PREFIX)]
-        if reserved:
-            raise ConfigError(f"parameter names may not start with {AUX_PREFIX!r}: {reserved}")
+        check_parameter_names(weights)
         state = self.strategy.initial_state(weights) if state is None else state
         last = version_of(state) if first_round is None else first_round - 1
         return _Run(self, weights, state, last).go(last + rounds)

@@ -9,14 +9,13 @@ with the clients that succeeded.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
 
 from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
 from fedhive.core.rng import SeedStream, run_stream
 from fedhive.core.serde import model_version, sha256_hex, weights_to_bytes
-from fedhive.core.weights import AUX_PREFIX, Layout, Weights
+from fedhive.core.weights import Layout, Weights
 from fedhive.errors import (
     AggregationError,
     ConfigError,
@@ -25,7 +24,9 @@ from fedhive.errors import (
     PrivacyBudgetError,
 )
 from fedhive.server.history import CohortStats, RoundRecord
+from fedhive.server.run import Checkpoint, EvaluateFn, RunObserver, RunResult, check_parameter_names
 from fedhive.server.secure import SecureAggregation, secure_fit
+from fedhive.server.tasks import counted, make_tasks, marking_refusals, rejected
 from fedhive.server.verify import (
     DEFAULT_POLICY,
     ReplyPolicy,
@@ -33,48 +34,8 @@ from fedhive.server.verify import (
     verify_fit_reply,
 )
 from fedhive.strategy.accounting import Participation, PrivacyAccounting
-from fedhive.strategy.base import Instruction, Strategy, StrategyState
+from fedhive.strategy.base import Strategy, StrategyState
 from fedhive.transport.base import Quorum, SecureTransport, Transport
-
-_Task = TypeVar("_Task", FitTask, EvaluateTask)
-
-EvaluateFn = Callable[[Weights], Mapping[str, float]]
-"""Centralised evaluation on a server-side test set: weights → metrics (``loss``, …)."""
-
-
-class Checkpoint(Protocol):
-    """Makes rounds durable: told when a round begins and what it ended with."""
-
-    def begin(self, round: int) -> None:
-        """A round starts (an interrupted attempt of it is superseded)."""
-
-    def end(self, record: RoundRecord, weights: Weights, state: StrategyState) -> None:
-        """A round ended: persist the (new or unchanged) model and strategy state."""
-
-
-class RunObserver(Protocol):
-    """Receives progress events (the CLI draws them; files are written from them)."""
-
-    def round_started(self, round: int, num_tasks: int) -> None:
-        """A round dispatched ``num_tasks`` fit tasks."""
-
-    def client_finished(self, round: int, ok: bool) -> None:
-        """One fit task of the round ended, successfully or not."""
-
-    def round_finished(self, record: RoundRecord) -> None:
-        """A round ended (committed or not)."""
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """The final model, its version, the strategy state and every round's record."""
-
-    weights: Weights
-    version: str
-    state: StrategyState
-    history: tuple[RoundRecord, ...]
-    stop_reason: str = ""
-    """Why the run ended before its last round (e.g. its privacy budget); "" if it did not."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,9 +68,7 @@ class RoundLoop:
             ConfigError: a parameter name starts with ``@`` (reserved for auxiliary
                 tensors such as SCAFFOLD's control variates).
         """
-        reserved = [name for name in weights if name.startswith(AUX_PREFIX)]
-        if reserved:
-            raise ConfigError(f"parameter names may not start with {AUX_PREFIX!r}: {reserved}")
+        check_parameter_names(weights)
         state = self.strategy.initial_state(weights) if state is None else state
         history: list[RoundRecord] = []
         exhausted: set[str] = set()  # devices that refused for their privacy budget
@@ -205,7 +164,7 @@ class RoundLoop:
         self._check_budget(state, rnd, Participation(len(instructions), len(clients)))
         published = self.strategy.broadcast(state, weights)
         payload = weights_to_bytes(published)
-        tasks = _tasks(FitTask, instructions, rnd, sha256_hex(payload), stream)
+        tasks = make_tasks(FitTask, instructions, rnd, sha256_hex(payload), stream)
         stats.selected = len(tasks)
         stats.bytes_down = len(payload) * len(tasks)
         if self.observer is not None:
@@ -225,7 +184,7 @@ class RoundLoop:
             exhausted=exhausted,
             quorum=quorum,
         )
-        verified = _counted(
+        verified = counted(
             self._verified_fits(
                 outcomes, tasks, published.layout(), reply_bytes=len(payload), stats=stats
             ),
@@ -257,13 +216,13 @@ class RoundLoop:
         ``quorum``). No wave once the quorum is met, nor one that would take the run past
         its privacy budget at the participation it brings the round to."""
         available = len(tasks) + len(pool)
-        refused = yield from _marking_refusals(outcomes, exhausted)
+        refused = yield from marking_refusals(outcomes, exhausted)
         first = next(iter(tasks.values()), None)
         if not refused or not pool or first is None or quorum.met:
             return
         rng = stream.child("select-replacements").numpy()
         chosen = self.strategy.configure_fit(state, first.round, published, pool, rng)
-        extra = _tasks(FitTask, chosen[:refused], first.round, first.version, stream)
+        extra = make_tasks(FitTask, chosen[:refused], first.round, first.version, stream)
         try:
             self._check_budget(
                 state, first.round, Participation(len(tasks), available).plus(len(extra))
@@ -275,7 +234,7 @@ class RoundLoop:
         stats.selected += len(extra)
         stats.bytes_down += per_task * len(extra)
         wave = self.transport.fit(list(extra.values()), published, quorum=quorum)
-        yield from _marking_refusals(wave, exhausted)
+        yield from marking_refusals(wave, exhausted)
 
     def _check_budget(self, state: StrategyState, rnd: int, participation: Participation) -> None:
         """Let a privacy-accounting strategy refuse a cohort before it is dispatched.
@@ -345,7 +304,7 @@ class RoundLoop:
                 try:
                     verify_fit_reply(received, tasks[received.client_id], layout, self.policy)
                 except (FedhiveError, KeyError) as exc:
-                    outcome = _rejected(received.client_id, received.round, exc)
+                    outcome = rejected(received.client_id, received.round, exc)
             if self.observer is not None:
                 self.observer.client_finished(outcome.round, isinstance(outcome, FitReply))
             if isinstance(outcome, Failure):
@@ -373,7 +332,7 @@ class RoundLoop:
             self.transport.client_ids(),
             stream.child("select-evaluate").numpy(),
         )
-        tasks = _tasks(EvaluateTask, instructions, rnd, version, stream)
+        tasks = make_tasks(EvaluateTask, instructions, rnd, version, stream)
         stats.selected = len(tasks)
         if not tasks:
             return state, {}
@@ -384,57 +343,10 @@ class RoundLoop:
                 try:
                     verify_evaluate_reply(received, tasks[received.client_id], self.policy)
                 except (FedhiveError, KeyError) as exc:
-                    outcome = _rejected(received.client_id, received.round, exc)
+                    outcome = rejected(received.client_id, received.round, exc)
             if isinstance(outcome, Failure):
                 stats.record_failure(outcome)
             else:
                 stats.succeeded += 1
                 accepted.append(outcome)
         return self.strategy.aggregate_evaluate(state, rnd, accepted)
-
-
-def _tasks(
-    kind: type[_Task],
-    instructions: Sequence[Instruction],
-    rnd: int,
-    version: str,
-    stream: SeedStream,
-) -> dict[str, _Task]:
-    """One task per instruction, each with its client's own seed for this round."""
-    stage = "fit" if kind is FitTask else "evaluate"
-    return {
-        i.client_id: kind(
-            round=rnd,
-            client_id=i.client_id,
-            version=version,
-            seed=stream.child("client").child(i.client_id).child(stage).seed,
-            config=i.config,
-        )
-        for i in instructions
-    }
-
-
-def _counted(verified: Iterable[FitReply], quorum: Quorum) -> Iterator[FitReply]:
-    """``verified`` replies, each counted toward ``quorum`` before it is handed on (so a
-    transport that reads the quorum for its next outcome sees every verified one)."""
-    for reply in verified:
-        quorum.count()
-        yield reply
-
-
-def _marking_refusals(
-    outcomes: Iterable[FitReply | Failure], exhausted: set[str]
-) -> Generator[FitReply | Failure, None, int]:
-    """``outcomes`` as they come; each device that refused for its privacy budget joins
-    ``exhausted``. Returns how many refused."""
-    refused = 0
-    for outcome in outcomes:
-        if isinstance(outcome, Failure) and outcome.error_type == PrivacyBudgetError.__name__:
-            exhausted.add(outcome.client_id)
-            refused += 1
-        yield outcome
-    return refused
-
-
-def _rejected(client_id: str, rnd: int, exc: Exception) -> Failure:
-    return Failure.of(client_id, rnd, "verify", exc)

@@ -20,7 +20,7 @@ from typing import Any
 from fedhive.client.base import ClientFn
 from fedhive.core.weights import Weights
 from fedhive.errors import ConfigError
-from fedhive.server.orchestrator import EvaluateFn
+from fedhive.server.run import EvaluateFn
 
 
 @dataclass(frozen=True, kw_only=True)

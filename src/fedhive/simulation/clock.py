@@ -24,7 +24,7 @@ from fedhive.core.messages import EvaluateTask, FitTask
 from fedhive.core.weights import Weights
 from fedhive.server.asynchronous import Finished
 from fedhive.server.history import RoundRecord
-from fedhive.server.orchestrator import RunObserver
+from fedhive.server.run import RunObserver
 from fedhive.simulation.devices import DeviceModel, synchronous_round_time
 from fedhive.transport.base import CohortRunner, EvaluateOutcome, FitOutcome
 from fedhive.transport.inprocess import InProcessTransport

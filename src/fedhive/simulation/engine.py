@@ -17,8 +17,9 @@ from pathlib import Path
 
 from fedhive.errors import ConfigError
 from fedhive.server.asynchronous import AsyncLoop
-from fedhive.server.orchestrator import EvaluateFn, RoundLoop, RunObserver, RunResult
+from fedhive.server.orchestrator import RoundLoop
 from fedhive.server.rules import check_run
+from fedhive.server.run import EvaluateFn, RunObserver, RunResult
 from fedhive.server.secure import SecureAggregation
 from fedhive.server.verify import DEFAULT_POLICY, ReplyPolicy
 from fedhive.simulation.app import AppSpec, SimulationApp

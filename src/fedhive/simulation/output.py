@@ -14,7 +14,7 @@ from typing import Any
 
 from fedhive.core.serde import weights_to_bytes
 from fedhive.server.history import RoundRecord
-from fedhive.server.orchestrator import RunResult
+from fedhive.server.run import RunResult
 
 
 class RunWriter:
