@@ -1,4 +1,5 @@
-"""StoreCheckpoint: a restarted server resumes, and the run's totals span its processes."""
+"""StoreCheckpoint: a restarted server resumes after its last closed round, committed or
+aborted, as an uninterrupted run goes on, and the run's totals span its processes."""
 
 from __future__ import annotations
 
@@ -8,19 +9,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_server_asynchronous import ScriptedRunner
 
 from fedhive.core.serde import model_version
 from fedhive.core.weights import Weights
 from fedhive.secagg import Stage
+from fedhive.server.asynchronous import AsyncLoop
 from fedhive.server.checkpoint import Resumed, StoreCheckpoint
 from fedhive.server.history import CohortStats, RoundRecord
-from fedhive.server.orchestrator import RoundLoop
+from fedhive.server.orchestrator import RoundLoop, RunResult
 from fedhive.server.secure import SecureAggregation
 from fedhive.server.store import StateStore, verify_state
 from fedhive.simulation.backends.local import LocalBackend
 from fedhive.simulation.secure import SecAggDevices, SimulatedDropout
 from fedhive.strategy import FedAvg
 from fedhive.strategy.base import StrategyState
+from fedhive.strategy.fedbuff import VERSION_KEY, FedBuff
 from fedhive.strategy.private import DpFedAvg, DpMode
 from fedhive.transport.inprocess import InProcessTransport
 from lstsq_app import build
@@ -119,70 +123,105 @@ class DropoutInRound(SimulatedDropout):
 
 
 CLIENTS = 40
-
-
-def dp_secagg_loop(devices: SecAggDevices, checkpoint: StoreCheckpoint | None) -> RoundLoop:
-    secure = SecureAggregation(
-        dropout_fraction=0.3, correctness_bits=2, security_bits=20, clip_range=4.0
-    )
-    strategy = DpFedAvg(
-        base=FedAvg(min_fit_clients=CLIENTS),  # the round with dropouts fails
-        noise_multiplier=1.0,
-        clipping_norm=1.0,
-        mode=DpMode.DISTRIBUTED,
-        noise_seed=0,
-    )
-    return RoundLoop(
-        strategy=strategy, transport=devices, seed=0, secure=secure, checkpoint=checkpoint
-    )
+SECURE = SecureAggregation(
+    dropout_fraction=0.3, correctness_bits=2, security_bits=20, clip_range=4.0
+)
+DISTRIBUTED_DP = DpFedAvg(
+    base=FedAvg(min_fit_clients=CLIENTS),  # the round with dropouts fails
+    noise_multiplier=1.0,
+    clipping_norm=1.0,
+    mode=DpMode.DISTRIBUTED,
+    noise_seed=0,
+)
 
 
 def secagg_devices() -> SecAggDevices:
+    """40 devices; in round 2, 4 vanish after masking (their sum is still unmasked)."""
     app = build(CLIENTS)
     inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client_fn))
-    secure = SecureAggregation(
-        dropout_fraction=0.3, correctness_bits=2, security_bits=20, clip_range=4.0
-    )
     dropout = DropoutInRound(fraction=0.1, stage=Stage.MASKED_INPUT, only=2)
-    return SecAggDevices(inner, secure=secure, seed=0, dropout=dropout)
+    return SecAggDevices(inner, secure=SECURE, seed=0, dropout=dropout)
 
 
-def open_run(store: StateStore) -> tuple[StoreCheckpoint, Resumed]:
-    return StoreCheckpoint.open(
+def dp_loop(devices: SecAggDevices, checkpoint: StoreCheckpoint | None = None) -> RoundLoop:
+    return RoundLoop(
+        strategy=DISTRIBUTED_DP,
+        transport=devices,
+        seed=0,
+        secure=SECURE,
+        checkpoint=checkpoint,
+    )
+
+
+def serve_dp(store: StateStore, devices: SecAggDevices, until: int) -> tuple[Resumed, RunResult]:
+    """One server process: open (or resume) the run in ``store``, run to round ``until``."""
+    initial = build(CLIENTS).initial_weights
+    checkpoint, resumed = StoreCheckpoint.open(
         store,
         new_run_id="run",
         strategy="dp-fedavg",
         seed=0,
         config={},
-        initial=build(CLIENTS).initial_weights,
-        initial_state=dp_secagg_loop(secagg_devices(), None).strategy.initial_state(
-            build(CLIENTS).initial_weights
-        ),
+        initial=initial,
+        initial_state=DISTRIBUTED_DP.initial_state(initial),
     )
+    result = dp_loop(devices, checkpoint).run(
+        resumed.weights, until, first_round=resumed.round + 1, state=resumed.state
+    )
+    return resumed, result
 
 
 def test_a_run_resumed_after_a_failed_unmasked_dp_round_reports_the_uninterrupted_epsilon(
     tmp_path: Path,
 ) -> None:
     pytest.importorskip("dp_accounting")
-    initial = build(CLIENTS).initial_weights
-    uninterrupted = dp_secagg_loop(secagg_devices(), None).run(initial, 4)
+    uninterrupted = dp_loop(secagg_devices()).run(build(CLIENTS).initial_weights, 4)
     assert [r.committed for r in uninterrupted.history] == [True, False, True, True]
+    epsilons = [r.privacy["epsilon"] for r in uninterrupted.history]
+    assert epsilons == sorted(set(epsilons))  # the failed round 2 was accounted too
 
     devices = secagg_devices()  # the clients outlive the server's crash
     with StateStore(tmp_path) as store:
-        checkpoint, resumed = open_run(store)
-        before = dp_secagg_loop(devices, checkpoint).run(resumed.weights, 2, state=resumed.state)
+        _, before = serve_dp(store, devices, until=2)
     with StateStore(tmp_path) as store:  # killed after round 2 failed, then restarted
-        checkpoint, resumed = open_run(store)
-        assert resumed.round == 2
-        after = dp_secagg_loop(devices, checkpoint).run(
-            resumed.weights, 4, first_round=resumed.round + 1, state=resumed.state
-        )
+        resumed, after = serve_dp(store, devices, until=4)
+    assert resumed.round == 2
     history = (*before.history, *after.history)
     assert [r.round for r in history] == [1, 2, 3, 4]
-    assert [r.privacy["epsilon"] for r in history] == [
-        r.privacy["epsilon"] for r in uninterrupted.history
-    ]
+    assert [r.privacy["epsilon"] for r in history] == epsilons
     assert after.version == uninterrupted.version
+    assert verify_state(tmp_path).ok
+
+
+def test_fedbuff_resumed_after_a_version_that_did_not_commit_numbers_on_after_it(
+    tmp_path: Path,
+) -> None:
+    model = Weights({"w": np.zeros(2)})
+    strategy = FedBuff(buffer_size=1, concurrency=2)
+
+    def serve(runner: ScriptedRunner, until: int) -> tuple[Resumed, RunResult]:
+        with StateStore(tmp_path) as store:  # one server process
+            checkpoint, resumed = StoreCheckpoint.open(
+                store,
+                new_run_id="run",
+                strategy="fedbuff",
+                seed=0,
+                config={},
+                initial=model,
+                initial_state=strategy.initial_state(model),
+            )
+            looped = AsyncLoop(strategy=strategy, runner=runner, seed=0, checkpoint=checkpoint)
+            rounds = until - resumed.round
+            return resumed, looped.run(
+                resumed.weights, rounds, resumed.state, first_round=resumed.round + 1
+            )
+
+    serve(ScriptedRunner({"a": 1.0, "b": 1.0}), until=1)
+    _, failed = serve(ScriptedRunner({"a": 1.0, "b": 1.0}, bad=["a", "b"]), until=2)
+    assert [r.committed for r in failed.history] == [False]
+    resumed, result = serve(ScriptedRunner({"a": 1.0, "b": 1.0}), until=4)
+    assert resumed.round == 2
+    assert [r.round for r in result.history] == [3, 4]
+    assert result.state[VERSION_KEY] == 3  # records 1, 3 and 4 committed; 2 did not
+    np.testing.assert_array_equal(result.weights["w"], [3.0, 3.0])
     assert verify_state(tmp_path).ok
