@@ -1,15 +1,33 @@
-"""StoreCheckpoint: a restarted server resumes, and the run's totals span its processes."""
+"""StoreCheckpoint: a restarted server resumes after its last closed round, committed or
+aborted, as an uninterrupted run goes on, and the run's totals span its processes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
+from test_server_asynchronous import ScriptedRunner
 
+from fedhive.core.serde import model_version
 from fedhive.core.weights import Weights
-from fedhive.server.checkpoint import StoreCheckpoint
+from fedhive.secagg import Stage
+from fedhive.server.asynchronous import AsyncLoop
+from fedhive.server.checkpoint import Resumed, StoreCheckpoint
 from fedhive.server.history import CohortStats, RoundRecord
-from fedhive.server.store import StateStore
+from fedhive.server.orchestrator import RoundLoop, RunResult
+from fedhive.server.secure import SecureAggregation
+from fedhive.server.store import StateStore, verify_state
+from fedhive.simulation.backends.local import LocalBackend
+from fedhive.simulation.secure import SecAggDevices, SimulatedDropout
+from fedhive.strategy import FedAvg
+from fedhive.strategy.base import StrategyState
+from fedhive.strategy.fedbuff import VERSION_KEY, FedBuff
+from fedhive.strategy.private import DpFedAvg, DpMode
+from fedhive.transport.inprocess import InProcessTransport
+from lstsq_app import build
 
 INITIAL = Weights({"w": np.zeros(3, np.float32)})
 
@@ -27,7 +45,13 @@ def open_checkpoint(store: StateStore) -> StoreCheckpoint:
     return checkpoint
 
 
-def finish(checkpoint: StoreCheckpoint, rnd: int, *, committed: bool) -> None:
+def round_weights(rnd: int) -> Weights:
+    return Weights({"w": np.full(3, rnd, np.float32)})
+
+
+def finish(
+    checkpoint: StoreCheckpoint, rnd: int, *, committed: bool, state: StrategyState | None = None
+) -> None:
     fit = CohortStats(selected=2, succeeded=1, failed=1, bytes_down=100, bytes_up=40)
     fit.contributors.append("c1")
     record = RoundRecord(
@@ -43,7 +67,7 @@ def finish(checkpoint: StoreCheckpoint, rnd: int, *, committed: bool) -> None:
         note="" if committed else "too few clients",
     )
     checkpoint.begin(rnd)
-    checkpoint.end(record, Weights({"w": np.full(3, rnd, np.float32)}), {})
+    checkpoint.end(record, round_weights(rnd), {} if state is None else state)
 
 
 def test_totals_count_the_rounds_and_traffic_of_every_server_process(tmp_path: Path) -> None:
@@ -58,3 +82,146 @@ def test_totals_count_the_rounds_and_traffic_of_every_server_process(tmp_path: P
         totals = second.totals()
     assert (totals.last_round, totals.committed_rounds, totals.restarts) == (3, 2, 1)
     assert (totals.bytes_up, totals.bytes_down, totals.clients_failed) == (120, 300, 3)
+
+
+def test_a_restart_continues_after_an_aborted_round_with_that_rounds_strategy_state(
+    tmp_path: Path,
+) -> None:
+    with StateStore(tmp_path) as store:
+        first = open_checkpoint(store)
+        finish(first, 1, committed=True, state={"events": np.array([1.0])})
+        finish(first, 2, committed=False, state={"events": np.array([1.0, 2.0])})
+    with StateStore(tmp_path) as store:  # the server crashed before round 3 committed
+        second, resumed = StoreCheckpoint.open(
+            store,
+            new_run_id="other",
+            strategy="fedavg",
+            seed=0,
+            config={},
+            initial=INITIAL,
+            initial_state={},
+        )
+        assert (resumed.run_id, resumed.round) == ("run", 2)
+        assert resumed.state["events"].tolist() == [1.0, 2.0]  # the aborted round's event
+        assert model_version(resumed.weights) == model_version(round_weights(1))
+        finish(second, 3, committed=True)
+        latest = store.latest_committed("run")
+        assert latest is not None
+        (newest, parent, *_rest) = store.lineage(latest.version)
+        assert (newest.round, parent.round) == (3, 1)  # round 3 grew from round 1's model
+    assert verify_state(tmp_path).ok
+
+
+@dataclass(frozen=True)
+class DropoutInRound(SimulatedDropout):
+    """Devices vanish in one round only (the others are whole)."""
+
+    only: int = 0
+
+    def dropped(self, seed: int, round: int, cohort: Sequence[str]) -> frozenset[str]:
+        return super().dropped(seed, round, cohort) if round == self.only else frozenset()
+
+
+CLIENTS = 40
+SECURE = SecureAggregation(
+    dropout_fraction=0.3, correctness_bits=2, security_bits=20, clip_range=4.0
+)
+DISTRIBUTED_DP = DpFedAvg(
+    base=FedAvg(min_fit_clients=CLIENTS),  # the round with dropouts fails
+    noise_multiplier=1.0,
+    clipping_norm=1.0,
+    mode=DpMode.DISTRIBUTED,
+    noise_seed=0,
+)
+
+
+def secagg_devices() -> SecAggDevices:
+    """40 devices; in round 2, 4 vanish after masking (their sum is still unmasked)."""
+    app = build(CLIENTS)
+    inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client_fn))
+    dropout = DropoutInRound(fraction=0.1, stage=Stage.MASKED_INPUT, only=2)
+    return SecAggDevices(inner, secure=SECURE, seed=0, dropout=dropout)
+
+
+def dp_loop(devices: SecAggDevices, checkpoint: StoreCheckpoint | None = None) -> RoundLoop:
+    return RoundLoop(
+        strategy=DISTRIBUTED_DP,
+        transport=devices,
+        seed=0,
+        secure=SECURE,
+        checkpoint=checkpoint,
+    )
+
+
+def serve_dp(store: StateStore, devices: SecAggDevices, until: int) -> tuple[Resumed, RunResult]:
+    """One server process: open (or resume) the run in ``store``, run to round ``until``."""
+    initial = build(CLIENTS).initial_weights
+    checkpoint, resumed = StoreCheckpoint.open(
+        store,
+        new_run_id="run",
+        strategy="dp-fedavg",
+        seed=0,
+        config={},
+        initial=initial,
+        initial_state=DISTRIBUTED_DP.initial_state(initial),
+    )
+    result = dp_loop(devices, checkpoint).run(
+        resumed.weights, until, first_round=resumed.round + 1, state=resumed.state
+    )
+    return resumed, result
+
+
+def test_a_run_resumed_after_a_failed_unmasked_dp_round_reports_the_uninterrupted_epsilon(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("dp_accounting")
+    uninterrupted = dp_loop(secagg_devices()).run(build(CLIENTS).initial_weights, 4)
+    assert [r.committed for r in uninterrupted.history] == [True, False, True, True]
+    epsilons = [r.privacy["epsilon"] for r in uninterrupted.history]
+    assert epsilons == sorted(set(epsilons))  # the failed round 2 was accounted too
+
+    devices = secagg_devices()  # the clients outlive the server's crash
+    with StateStore(tmp_path) as store:
+        _, before = serve_dp(store, devices, until=2)
+    with StateStore(tmp_path) as store:  # killed after round 2 failed, then restarted
+        resumed, after = serve_dp(store, devices, until=4)
+    assert resumed.round == 2
+    history = (*before.history, *after.history)
+    assert [r.round for r in history] == [1, 2, 3, 4]
+    assert [r.privacy["epsilon"] for r in history] == epsilons
+    assert after.version == uninterrupted.version
+    assert verify_state(tmp_path).ok
+
+
+def test_fedbuff_resumed_after_a_version_that_did_not_commit_numbers_on_after_it(
+    tmp_path: Path,
+) -> None:
+    model = Weights({"w": np.zeros(2)})
+    strategy = FedBuff(buffer_size=1, concurrency=2)
+
+    def serve(runner: ScriptedRunner, until: int) -> tuple[Resumed, RunResult]:
+        with StateStore(tmp_path) as store:  # one server process
+            checkpoint, resumed = StoreCheckpoint.open(
+                store,
+                new_run_id="run",
+                strategy="fedbuff",
+                seed=0,
+                config={},
+                initial=model,
+                initial_state=strategy.initial_state(model),
+            )
+            looped = AsyncLoop(strategy=strategy, runner=runner, seed=0, checkpoint=checkpoint)
+            rounds = until - resumed.round
+            return resumed, looped.run(
+                resumed.weights, rounds, resumed.state, first_round=resumed.round + 1
+            )
+
+    serve(ScriptedRunner({"a": 1.0, "b": 1.0}), until=1)
+    _, failed = serve(ScriptedRunner({"a": 1.0, "b": 1.0}, bad=["a", "b"]), until=2)
+    assert [r.committed for r in failed.history] == [False]
+    resumed, result = serve(ScriptedRunner({"a": 1.0, "b": 1.0}), until=4)
+    assert resumed.round == 2
+    assert [r.round for r in result.history] == [3, 4]
+    assert result.state[VERSION_KEY] == 3  # records 1, 3 and 4 committed; 2 did not
+    np.testing.assert_array_equal(result.weights["w"], [3.0, 3.0])
+    assert verify_state(tmp_path).ok

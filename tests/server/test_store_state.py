@@ -129,10 +129,56 @@ def test_commit_then_reopen_resumes_from_exactly_what_was_committed(store: State
 
 def test_a_run_without_commits_has_nothing_to_resume(store: StateStore) -> None:
     assert store.latest_committed(RUN) is None
+    assert store.resume_point(RUN) is None
     store.open_round(RUN, 0)
     assert store.latest_committed(RUN) is None
+    assert store.resume_point(RUN) is None
     assert store.load_run(RUN) is not None
     assert store.load_run("other") is None
+
+
+def test_a_restart_continues_after_an_aborted_round_with_the_state_it_ended_with(
+    store: StateStore,
+) -> None:
+    v0 = commit(store, 0, 0.0, None)
+    v1 = commit(store, 1, 1.0, v0)
+    store.open_round(RUN, 2)
+    store.abort_round(RUN, 2, reason="too few clients", strategy_state=state_bytes(2))
+    store.close()
+    with StateStore(store.state_dir) as reopened:
+        point = reopened.resume_point(RUN)
+        assert point is not None
+        assert (point.round, point.version) == (2, v1)  # after round 2, from round 1's model
+        assert point.weights_bytes == weights_to_bytes(weights(1.0))
+        assert point.strategy_state == state_bytes(2)  # what the aborted round ended with
+        with pytest.raises(StoreError, match="aborted"):
+            reopened.open_round(RUN, 2)
+        reopened.open_round(RUN, 3)
+        assert commit_existing(reopened, 3, v1) == model_version(weights(3.0))
+        assert reopened.verify_audit().ok
+
+
+def test_a_round_before_the_last_closed_one_cannot_open(store: StateStore) -> None:
+    commit(store, 0, 0.0, None)
+    store.open_round(RUN, 2)
+    store.abort_round(RUN, 2, reason="too few clients", strategy_state=state_bytes(2))
+    with pytest.raises(StoreError, match="round 2 has closed"):
+        store.open_round(RUN, 1)
+
+
+def test_a_round_an_older_fedhive_aborted_resumes_with_the_state_before_it(
+    store: StateStore,
+) -> None:
+    commit(store, 0, 0.0, None)
+    store.open_round(RUN, 1)
+    store.abort_round(RUN, 1, reason="too few clients", strategy_state=state_bytes(1))
+    db = store.state_dir / DATABASE_NAME
+    with closing(sqlite3.connect(db)) as conn:  # what an older fedhive kept: no state
+        conn.execute("DELETE FROM strategy_state WHERE round = 1")
+        conn.commit()
+    point = store.resume_point(RUN)
+    assert point is not None
+    assert (point.round, point.strategy_state) == (1, state_bytes(0))
 
 
 def test_lineage_walks_parents_back_to_the_initial_model(store: StateStore) -> None:
@@ -172,7 +218,7 @@ def test_commit_needs_an_open_round_and_a_known_parent(store: StateStore) -> Non
     assert [r.state for r in store.rounds(RUN)] == [RoundState.COMMITTED, RoundState.OPEN]
     with pytest.raises(StoreError):
         store.lineage(hashlib.sha256(b"w").hexdigest())  # the refused commit left no row
-    store.abort_round(RUN, 1, reason="not enough clients")
+    store.abort_round(RUN, 1, reason="not enough clients", strategy_state=b"s")
     with pytest.raises(StoreError, match="aborted"):
         commit_bytes(store, 1, b"w", v0)
     with pytest.raises(StoreError, match="aborted"):
@@ -210,7 +256,7 @@ def test_totals_cover_every_closed_round_and_every_start(store: StateStore) -> N
     )
     store.record_start(RUN)  # a restart
     store.open_round(RUN, 2)
-    store.abort_round(RUN, 2, reason="too few clients", traffic=traffic)
+    store.abort_round(RUN, 2, reason="too few clients", strategy_state=b"s", traffic=traffic)
     store.open_round(RUN, 3)  # still open: not counted
     totals = store.run_totals(RUN)
     assert (totals.last_round, totals.committed_rounds, totals.restarts) == (2, 1, 1)

@@ -60,6 +60,16 @@ def state(tmp_path: Path, server_certs: Path) -> Path:
     return tmp_path / "state"
 
 
+@pytest.fixture
+def aborted(state: Path, server_certs: Path) -> Path:
+    """The same run, then a round 4 that was aborted with a strategy state of its own."""
+    signer = HeadSigner.from_pem((server_certs / "key.pem").read_bytes())
+    with StateStore(state, signer=signer) as store:
+        store.open_round(RUN, 4)
+        store.abort_round(RUN, 4, reason="too few clients", strategy_state=b"round 4 spent")
+    return state
+
+
 def sql(state: Path, *statements: str) -> None:
     with closing(sqlite3.connect(state / DATABASE_NAME)) as conn:
         for statement in statements:
@@ -175,3 +185,34 @@ def test_a_round_rewritten_in_its_table_alone_fails_the_cross_check(state: Path)
 def _entries(state: Path) -> list[tuple[int, str]]:
     with closing(sqlite3.connect(state / DATABASE_NAME)) as conn:
         return [(int(s), str(p)) for s, p in conn.execute("SELECT seq, payload FROM audit")]
+
+
+def test_a_state_with_an_aborted_round_verifies_with_the_server_certificate(
+    aborted: Path, certificate: Certificate
+) -> None:
+    report = verify_state(aborted, certificate=certificate)
+    assert report.ok, report.reason
+
+
+def test_an_aborted_rounds_state_swapped_in_its_table_alone_fails_the_cross_check(
+    aborted: Path,
+) -> None:
+    # Pointing round 4 at round 3's state would drop round 4's privacy event on resume.
+    sql(
+        aborted,
+        "UPDATE strategy_state SET state_digest ="
+        " (SELECT state_digest FROM strategy_state WHERE round = 3) WHERE round = 4",
+    )
+    assert verify_state(aborted).reason == "round 4 of run run-1 differs from its audit entry"
+
+
+def test_an_aborted_round_reopened_in_its_table_fails_the_cross_check(aborted: Path) -> None:
+    # A restart would run round 4 again, and its first attempt would go unaccounted.
+    sql(aborted, "UPDATE rounds SET state = 'open', closed_at = NULL WHERE round = 4")
+    assert verify_state(aborted).reason == (
+        "round 4 of run run-1 has a strategy state but is not closed"
+    )
+    sql(aborted, "DELETE FROM strategy_state WHERE round = 4")
+    assert verify_state(aborted).reason == (
+        "audit entry aborted round 4 of run run-1: the rounds table lost it"
+    )

@@ -1,11 +1,15 @@
 """Durable rounds: every round's outcome goes to the state store before the next begins.
 
 A restarted server finds the newest run in its state folder and resumes after its last
-committed round, with that round's model and strategy state: the round numbers, and so
-the random streams, continue where they stopped, so a resumed run ends with the model
-an uninterrupted one would have. Each start of a server process is recorded, and each
-closed round keeps its traffic, so :meth:`StoreCheckpoint.totals` describes the whole
-run however often it was restarted.
+closed round, committed or aborted, with the last committed model and the strategy state
+the last closed round ended with, which is where an uninterrupted run went on from. A
+round that did not commit keeps its strategy state: in distributed DP its noisy sum may
+have been unmasked, and its privacy event must survive a crash before the next commit.
+The round numbers, and so the random streams, continue where they stopped, so a resumed
+run ends with the model (and the epsilon) an uninterrupted one would have. A round still
+open at the crash runs again under its number. Each start of a server process is
+recorded, and each closed round keeps its traffic, so :meth:`StoreCheckpoint.totals`
+describes the whole run however often it was restarted.
 """
 
 from __future__ import annotations
@@ -74,16 +78,17 @@ class StoreCheckpoint:
         return checkpoint, Resumed(new_run_id, 0, initial, initial_state)
 
     def resume(self) -> Resumed | None:
-        """The last committed round of this run, or None."""
-        last = self._store.latest_committed(self.run_id)
-        if last is None:
+        """Where this run continues (after its last closed round), or None before its
+        first commit."""
+        point = self._store.resume_point(self.run_id)
+        if point is None:
             return None
-        self._version = last.version
+        self._version = point.version
         return Resumed(
             self.run_id,
-            last.round,
-            weights_from_bytes(last.weights_bytes),
-            dict(record_from_bytes(last.strategy_state)),
+            point.round,
+            weights_from_bytes(point.weights_bytes),
+            dict(record_from_bytes(point.strategy_state)),
         )
 
     def begin(self, round: int) -> None:
@@ -91,15 +96,21 @@ class StoreCheckpoint:
         self._store.open_round(self.run_id, round)
 
     def end(self, record: RoundRecord, weights: Weights, state: StrategyState) -> None:
-        """Commit the round's model and state, or record why it was not committed."""
+        """Commit the round's model and state, or keep its state and why it was not
+        committed (the model stays the last committed one)."""
         traffic = RoundTraffic(
             bytes_up=record.fit.bytes_up,
             bytes_down=record.fit.bytes_down,
             clients_failed=record.fit.failed,
         )
         if not record.committed:
-            reason = record.note or "aborted"
-            self._store.abort_round(self.run_id, record.round, reason=reason, traffic=traffic)
+            self._store.abort_round(
+                self.run_id,
+                record.round,
+                reason=record.note or "aborted",
+                strategy_state=record_to_bytes(state),
+                traffic=traffic,
+            )
             return
         metrics = {f"centralized.{k}": v for k, v in record.centralized.items()}
         metrics.update({f"train.{k}": v for k, v in record.train.items()})

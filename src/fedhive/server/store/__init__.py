@@ -1,9 +1,9 @@
 """The durable state of a deployment server: SQLite, content-addressed blobs, audit log.
 
 A state folder holds ``state.sqlite`` (numbered SQL migrations, WAL, ``synchronous=FULL``)
-and ``blobs/`` (models and strategy states under their SHA-256). A committed round is
+and ``blobs/`` (models and strategy states under their SHA-256). A closed round is
 all-or-nothing, so a server killed at any moment resumes from
-:meth:`StateStore.latest_committed` with nothing committed lost, and the hash-chained
+:meth:`StateStore.resume_point` with nothing closed lost, and the hash-chained
 audit log, its head signed by the server's key at every write (:class:`HeadSigner`,
 ``audit-head.json``), shows whether history was edited, cut or added to since
 (:func:`verify_state`).
@@ -15,6 +15,7 @@ from fedhive.server.store.blobs import BlobStore
 from fedhive.server.store.records import (
     CommittedRound,
     ModelVersion,
+    ResumePoint,
     RoundInfo,
     RoundState,
     RoundTraffic,
@@ -32,6 +33,7 @@ __all__ = [
     "CommittedRound",
     "HeadSigner",
     "ModelVersion",
+    "ResumePoint",
     "RoundInfo",
     "RoundState",
     "RoundTraffic",

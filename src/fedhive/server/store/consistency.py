@@ -1,9 +1,12 @@
 """Do the store's tables say what its audit log says? Rounds and versions against entries.
 
 Every committed round and every model version must be the one a ``round_committed``
-entry records (same version, parent, contributors, strategy state), and every such entry
-must still be a committed round. Editing a table without a matching (signed) entry, or
-dropping entries while the rounds stay, is then caught by ``fedhive audit verify``.
+entry records (same version, parent, contributors, strategy state), every aborted round
+the one a ``round_aborted`` entry records (same strategy state: what a restarted server
+continues with, privacy events included), and every such entry must still be a round in
+that state. A strategy state kept for a round that is not closed is refused too (a
+restart would read it). Editing a table without a matching (signed) entry, or dropping
+entries while the rounds stay, is then caught by ``fedhive audit verify``.
 """
 
 from __future__ import annotations
@@ -13,30 +16,44 @@ import sqlite3
 from typing import Any
 
 from fedhive.server.store.database import sqlite_errors
-from fedhive.server.store.records import AuditKind
+from fedhive.server.store.records import AuditKind, RoundState
+
+_Key = tuple[str, int]
 
 
 def table_problem(conn: sqlite3.Connection) -> str:
     """Why ``rounds``/``model_versions`` disagree with the audit log, or "" when they agree."""
     with sqlite_errors("cross-check the rounds with the audit log"):
-        commits = _audited_commits(conn)
+        commits = _audited(conn, AuditKind.ROUND_COMMITTED)
+        aborts = _audited(conn, AuditKind.ROUND_ABORTED)
         rounds = conn.execute(
-            "SELECT r.run_id, r.round, r.model_version, s.state_digest FROM rounds AS r"
-            " LEFT JOIN strategy_state AS s USING (run_id, round) WHERE r.state = 'committed'"
+            "SELECT r.run_id, r.round, r.state, r.model_version, s.state_digest FROM rounds AS r"
+            " LEFT JOIN strategy_state AS s USING (run_id, round) WHERE r.state != 'open'"
+        ).fetchall()
+        stray = conn.execute(
+            "SELECT s.run_id, s.round FROM strategy_state AS s LEFT JOIN rounds AS r"
+            " USING (run_id, round) WHERE r.state IS NULL OR r.state = 'open'"
         ).fetchall()
         versions = conn.execute(
             "SELECT version, parent_version, run_id, round, contributors FROM model_versions"
         ).fetchall()
-    committed = {(run_id, rnd) for run_id, rnd, _v, _s in rounds}
-    for run_id, rnd, version, state in rounds:
-        entry = commits.get((run_id, rnd))
+    if stray:
+        return f"round {stray[0][1]} of run {stray[0][0]} has a strategy state but is not closed"
+    closed: dict[_Key, str] = {}
+    for run_id, rnd, state, version, digest in rounds:
+        closed[(run_id, rnd)] = state
+        committed = state == RoundState.COMMITTED
+        entry = (commits if committed else aborts).get((run_id, rnd))
         if entry is None:
-            return f"round {rnd} of run {run_id} is committed with no audit entry"
-        if (entry["version"], entry["strategy_state"]) != (version, state):
+            return f"round {rnd} of run {run_id} is {state} with no audit entry"
+        # An entry of an older fedhive's abort names no state, and its round kept none.
+        recorded = (entry.get("version") if committed else None, entry.get("strategy_state"))
+        if recorded != (version, digest):
             return f"round {rnd} of run {run_id} differs from its audit entry"
-    for key in commits:
-        if key not in committed:
-            return f"audit entry commits round {key[1]} of run {key[0]}: the rounds table lost it"
+    for entries, state in ((commits, RoundState.COMMITTED), (aborts, RoundState.ABORTED)):
+        for run_id, rnd in entries:
+            if closed.get((run_id, rnd)) != state:
+                return f"audit entry {state} round {rnd} of run {run_id}: the rounds table lost it"
     for version, parent, run_id, rnd, contributors in versions:
         entry = commits.get((run_id, rnd))
         stored = (version, parent, json.loads(contributors))
@@ -48,12 +65,10 @@ def table_problem(conn: sqlite3.Connection) -> str:
     return ""
 
 
-def _audited_commits(conn: sqlite3.Connection) -> dict[tuple[str, int], dict[str, Any]]:
-    """The payload of each ``round_committed`` entry, by (run, round)."""
-    rows = conn.execute(
-        "SELECT payload FROM audit WHERE kind = ? ORDER BY seq", (AuditKind.ROUND_COMMITTED,)
-    )
-    found: dict[tuple[str, int], dict[str, Any]] = {}
+def _audited(conn: sqlite3.Connection, kind: AuditKind) -> dict[_Key, dict[str, Any]]:
+    """The payload of each entry of ``kind``, by (run, round)."""
+    rows = conn.execute("SELECT payload FROM audit WHERE kind = ? ORDER BY seq", (kind,))
+    found: dict[_Key, dict[str, Any]] = {}
     for (payload,) in rows:
         entry = json.loads(payload)
         if isinstance(entry, dict):

@@ -119,3 +119,22 @@ class CommittedRound:
     weights_bytes: bytes
     strategy_state: bytes
     metrics: Mapping[str, float]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResumePoint:
+    """Where a restarted server continues a run: after ``round``, its last closed round
+    (committed or aborted), from the last committed model and that round's strategy state.
+
+    An uninterrupted run goes on from the same point: a round that did not commit leaves
+    the model as it was but may have changed the strategy state (a privacy event for a
+    noisy sum that was unmasked). ``weights_bytes`` and ``strategy_state`` were read back
+    from the blob store and checked against their SHA-256.
+    """
+
+    run_id: str
+    round: int
+    version: str
+    """The last committed model's version (that of ``weights_bytes``)."""
+    weights_bytes: bytes
+    strategy_state: bytes

@@ -1,5 +1,9 @@
 """Runs and the life of a round: open (or reopen), abort, commit.
 
+A closed round (committed or aborted) keeps the strategy state it ended with: a round
+that failed after its noisy sum was unmasked has still spent privacy, and a restarted
+server continues after it with that state (see ``StateStore.resume_point``).
+
 Each function runs inside the caller's open write transaction (see ``StateStore``) and
 appends the audit entry for what it changed, so the change and its entry commit together.
 """
@@ -105,17 +109,15 @@ def start_round(conn: sqlite3.Connection, run_id: str, *, round: int, now: float
 
     Raises:
         StoreError: the run is unknown, the round is closed, or a round at or after it
-            has committed.
+            has closed.
     """
     if select_run(conn, run_id) is None:
         raise StoreError(f"run {run_id!r} is unknown")
     current = select_round(conn, run_id, round=round)
     if current is None:
-        latest = conn.execute(
-            "SELECT MAX(round) FROM rounds WHERE run_id = ? AND state = 'committed'", (run_id,)
-        ).fetchone()[0]
+        latest = select_last_closed(conn, run_id)
         if latest is not None and round <= latest:
-            raise StoreError(f"round {latest} has committed already", round=round)
+            raise StoreError(f"round {latest} has closed already", round=round)
         conn.execute(
             "INSERT INTO rounds (run_id, round, state, started_at) VALUES (?, ?, 'open', ?)",
             (run_id, round, now),
@@ -138,21 +140,32 @@ def abort_round(
     *,
     round: int,
     reason: str,
+    state_digest: str,
     traffic: RoundTraffic,
     now: float,
 ) -> RoundInfo:
-    """Close an open round without a new version; audited with ``reason``.
+    """Close an open round without a new version, keeping the strategy state it ended
+    with (a privacy event, say); audited with ``reason`` and the state's digest.
 
     Raises:
         StoreError: the round is not open.
     """
     require_open(conn, run_id, round=round)
     conn.execute(
+        "INSERT INTO strategy_state (run_id, round, state_digest) VALUES (?, ?, ?)",
+        (run_id, round, state_digest),
+    )
+    conn.execute(
         "UPDATE rounds SET state = 'aborted', closed_at = ? WHERE run_id = ? AND round = ?",
         (now, run_id, round),
     )
     _record_traffic(conn, run_id, round=round, traffic=traffic)
-    payload = {"run_id": run_id, "round": round, "reason": reason}
+    payload = {
+        "run_id": run_id,
+        "round": round,
+        "reason": reason,
+        "strategy_state": state_digest,
+    }
     append_entry(conn, kind=AuditKind.ROUND_ABORTED, payload=payload, at=now)
     return require_round(conn, run_id, round=round)
 
@@ -227,6 +240,25 @@ def select_latest_commit(conn: sqlite3.Connection, run_id: str) -> tuple[int, st
         (run_id,),
     ).fetchone()
     return None if row is None else (int(row[0]), str(row[1]), str(row[2]), str(row[3]))
+
+
+def select_last_closed(conn: sqlite3.Connection, run_id: str) -> int | None:
+    """The run's last closed round (committed or aborted), or None."""
+    row = conn.execute(
+        "SELECT MAX(round) FROM rounds WHERE run_id = ? AND state != 'open'", (run_id,)
+    ).fetchone()
+    return None if row[0] is None else int(row[0])
+
+
+def select_latest_state(conn: sqlite3.Connection, run_id: str) -> str | None:
+    """The digest of the strategy state of the run's last closed round that kept one
+    (every closed round does, except rounds an older fedhive aborted), or None."""
+    row = conn.execute(
+        "SELECT s.state_digest FROM strategy_state AS s JOIN rounds AS r USING (run_id, round)"
+        " WHERE s.run_id = ? AND r.state != 'open' ORDER BY s.round DESC LIMIT 1",
+        (run_id,),
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def select_rounds(conn: sqlite3.Connection, run_id: str) -> tuple[RoundInfo, ...]:

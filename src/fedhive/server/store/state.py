@@ -5,8 +5,10 @@ weights and strategy states, content-addressed). :meth:`StateStore.commit_round`
 what makes a round durable: it stores both blobs first (idempotent, never visible under
 a partial name), then in ONE SQLite transaction records the version, the strategy
 state, the round's new state and an audit entry. A process killed at any point leaves
-either all of that or none of it, and :meth:`StateStore.latest_committed` returns the
-last round that committed whole: what a restarted server resumes from.
+either all of that or none of it. :meth:`StateStore.abort_round` likewise keeps the
+strategy state an aborted round ended with, and :meth:`StateStore.resume_point` is what a
+restarted server continues from: after the last closed round, with the last committed
+model and the last closed round's strategy state.
 
 Given the server's :class:`~fedhive.server.store.anchor.HeadSigner`, every write
 transaction also signs the audit log's new head, and ``audit-head.json`` beside the
@@ -36,6 +38,7 @@ from fedhive.server.store.lineage import select_lineage
 from fedhive.server.store.records import (
     CommittedRound,
     ModelVersion,
+    ResumePoint,
     RoundInfo,
     RoundTraffic,
     Run,
@@ -172,17 +175,39 @@ class StateStore:
             return _rounds.start_round(conn, run_id, round=round, now=now)
 
     def abort_round(
-        self, run_id: str, round: int, *, reason: str, traffic: RoundTraffic = NO_TRAFFIC
+        self,
+        run_id: str,
+        round: int,
+        *,
+        reason: str,
+        strategy_state: bytes,
+        traffic: RoundTraffic = NO_TRAFFIC,
     ) -> RoundInfo:
-        """Close an open round without a new version (too few clients, say); audited.
+        """Close an open round without a new version (too few clients, say), keeping the
+        strategy state it ended with; audited.
+
+        Args:
+            run_id: the run.
+            round: the open round.
+            reason: why it did not commit.
+            strategy_state: the strategy's state after the round (``record_to_bytes``):
+                what the run continues with, a privacy event included.
+            traffic: what the round's fit cohort moved and lost (for the run's totals).
 
         Raises:
             StoreError: the round is not open.
         """
+        state_digest = self.blobs.put(strategy_state)
         now = self._clock()
         with self._write(f"abort round {round} of run {run_id!r}") as conn:
             return _rounds.abort_round(
-                conn, run_id, round=round, reason=reason, traffic=traffic, now=now
+                conn,
+                run_id,
+                round=round,
+                reason=reason,
+                state_digest=state_digest,
+                traffic=traffic,
+                now=now,
             )
 
     def rounds(self, run_id: str) -> tuple[RoundInfo, ...]:
@@ -267,6 +292,28 @@ class StateStore:
             weights_bytes=self.blobs.get(version),
             strategy_state=self.blobs.get(state_digest),
             metrics=json.loads(metrics_json),
+        )
+
+    def resume_point(self, run_id: str) -> ResumePoint | None:
+        """Where a restarted server continues the run, or None before its first commit.
+
+        Raises:
+            StoreError: a blob it refers to is missing.
+            SerializationError: a blob no longer matches its hash (corruption).
+        """
+        with self._read(f"find where run {run_id!r} continues") as conn:
+            committed = _rounds.select_latest_commit(conn, run_id)
+            closed = _rounds.select_last_closed(conn, run_id)
+            state_digest = _rounds.select_latest_state(conn, run_id)
+        if committed is None or closed is None or state_digest is None:
+            return None
+        version = committed[1]
+        return ResumePoint(
+            run_id=run_id,
+            round=closed,
+            version=version,
+            weights_bytes=self.blobs.get(version),
+            strategy_state=self.blobs.get(state_digest),
         )
 
     def lineage(self, version: str) -> tuple[ModelVersion, ...]:
