@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from fedhive.client.runner import serve
-from fedhive.core.messages import ClientConfig, FitTask
+from fedhive.core.messages import ClientConfig, FitReply, FitTask
 from fedhive.core.serde import model_version, weights_from_bytes
 from fedhive.errors import SignatureError, TransportError
 from fedhive.pki.provision import provision, revoke
@@ -183,9 +183,39 @@ def test_a_result_whose_signature_does_not_match_is_rejected(pki: Path) -> None:
         server.close()
     assert record.committed
     assert (record.fit.succeeded, record.fit.failed) == (1, 1)
-    # The forged upload is refused, but it does not use up the task: the forger could
-    # still send a good one, so the task fails only at its deadline.
-    assert dict(record.fit.failures) == {"transport:DeadlineExceeded": 1}
+    # The forged upload is refused without using up the task (the forger could still
+    # send a good one); at the deadline the task fails with the refusal's reason.
+    assert dict(record.fit.failures) == {"upload:SignatureError": 1}
+
+
+def test_a_task_whose_upload_was_refused_can_still_be_answered(
+    server: GrpcServerTransport, pki: Path
+) -> None:
+    app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
+    folder = pki / "ours" / "clients" / CLIENTS[0]
+    client = link(server, folder, CLIENTS[0])
+    client.register()
+    task = FitTask(
+        round=1,
+        client_id=CLIENTS[0],
+        version=model_version(app.initial_weights),
+        seed=1,
+        config=ClientConfig(),
+    )
+    outcomes = server.fit([task], app.initial_weights)  # published now, read below
+    envelope = client.pull()
+    assert isinstance(envelope, TaskEnvelope)
+    weights = weights_from_bytes(client.download(envelope))
+    reply = FitReply(
+        client_id=CLIENTS[0], round=1, version=task.version, update=weights, num_examples=1
+    )
+    signatures = client._signatures
+    client._signatures = Forger(TLSConfig.from_dir(folder))
+    assert client.upload(envelope, reply) == "rejected"
+    client._signatures = signatures
+    assert client.upload(envelope, reply) == "accepted"
+    assert [type(o) for o in outcomes] == [FitReply]  # the refusal is not reported
+    client.close()
 
 
 def raw_channel(server: GrpcServerTransport, folder: Path) -> grpc.Channel:

@@ -10,6 +10,10 @@ Memory follows the tasks in flight, not the run's length: once a cohort closes, 
 of its tasks are kept a while (a late upload is told ``ROUND_CLOSED``, a repeat
 ``DUPLICATE``) and then forgotten (such an upload is then refused as naming no issued
 task). Either way it is refused: task ids are random and never issued twice.
+
+An upload refused before its task was claimed (its signature did not verify) leaves the
+task open for its owner to retry; the task keeps that refusal (the last one, one per
+open task) and reports it if its cohort closes without a valid upload.
 """
 
 from __future__ import annotations
@@ -50,6 +54,15 @@ class UploadRefusedError(Exception):
 class _Issued:
     envelope: TaskEnvelope
     cohort: int
+    refused: Failure | None = None  # the last upload refused while the task stayed open
+
+
+@dataclass(frozen=True)
+class Withdrawn:
+    """A task its cohort closed without a result, and the last upload refused for it."""
+
+    envelope: TaskEnvelope
+    refused: Failure | None
 
 
 @dataclass
@@ -190,6 +203,14 @@ class Coordinator:
             self._refusals[task_id] = "duplicate"
             return issued.envelope, issued.cohort
 
+    def refuse(self, task_id: str, failure: Failure) -> None:
+        """Note why an upload for the open task ``task_id`` was refused without claiming
+        it (the task's failure if no valid upload follows); a closed task is ignored."""
+        with self._lock:
+            issued = self._issued.get(task_id)
+            if issued is not None:
+                issued.refused = failure
+
     def _open_task(self, task_id: str, client_id: str) -> _Issued:
         issued = self._issued.get(task_id)
         if issued is None:
@@ -253,18 +274,18 @@ class Coordinator:
             if got in cohorts:
                 return got, outcome
 
-    def close_cohort(self, cohort: int) -> list[TaskEnvelope]:
+    def close_cohort(self, cohort: int) -> list[Withdrawn]:
         """Close the cohort: unanswered tasks are withdrawn and returned."""
         with self._lock:
             self._open_cohorts.discard(cohort)
             open_ = [t for t, i in self._issued.items() if i.cohort == cohort]
-            envelopes = [self._issued.pop(t).envelope for t in open_]
+            withdrawn = [Withdrawn(i.envelope, i.refused) for i in map(self._issued.pop, open_)]
             self._refusals.update(dict.fromkeys(open_, "round_closed"))
             for waiting in self._pending.values():
                 for envelope in [e for e in waiting if e.task_id in open_]:
                     waiting.remove(envelope)
             self._retire(cohort)
-            return envelopes
+            return withdrawn
 
     def _retire(self, cohort: int) -> None:
         """Keep a closed cohort's task ids; forget the oldest beyond ``remember_tasks``."""

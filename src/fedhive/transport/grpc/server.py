@@ -2,8 +2,9 @@
 
 ``fit``/``evaluate`` publish one task per selected client and stream back outcomes as
 uploads arrive; when every task is answered, or the round's deadline passes, the cohort
-closes: unanswered tasks become failures (``transport:DeadlineExceeded``) and a late
-upload is told ``ROUND_CLOSED``.
+closes: unanswered tasks become failures (``transport:DeadlineExceeded``, or the last
+refused upload's failure, e.g. ``upload:SignatureError``) and a late upload is told
+``ROUND_CLOSED``.
 """
 
 from __future__ import annotations
@@ -252,18 +253,29 @@ class GrpcServerTransport:
             if quorum is not None and quorum.met:
                 break
         timed_out = time.time() >= deadline
-        for envelope in self.coordinator.close_cohort(cohort):
-            task = envelope.task
-            if not timed_out:
-                yield round_closed(task.client_id, task.round)
-                continue
-            yield Failure(
-                client_id=task.client_id,
-                round=task.round,
-                stage="transport",
-                error_type="DeadlineExceeded",
-                message=f"no result within {self._round_timeout:g}s",
-            )
+        for withdrawn in self.coordinator.close_cohort(cohort):
+            yield self.unanswered(withdrawn.envelope.task, withdrawn.refused, timed_out=timed_out)
+
+    def unanswered(
+        self,
+        task: FitTask | EvaluateTask | SecAggTask,
+        refused: Failure | None,
+        *,
+        timed_out: bool = True,
+    ) -> Failure:
+        """The failure of a task withdrawn without a result: its last refused upload
+        (e.g. ``upload:SignatureError``), else the deadline or the quorum that closed it."""
+        if refused is not None:
+            return refused
+        if not timed_out:
+            return round_closed(task.client_id, task.round)
+        return Failure(
+            client_id=task.client_id,
+            round=task.round,
+            stage="transport",
+            error_type="DeadlineExceeded",
+            message=f"no result within {self._round_timeout:g}s",
+        )
 
 
 _Reply = TypeVar("_Reply", FitReply, EvaluateReply)
