@@ -70,6 +70,10 @@ class GrpcServerTransport:
         limits: how many streams one client may hold, and for how long it may stall
             (without TLS, callers are not identified, and streams are not counted per
             client: the timeouts still apply).
+
+    Attributes:
+        limits: the limits in force (``limits``, or the defaults).
+        max_concurrent_rpcs: as given.
     """
 
     def __init__(
@@ -95,6 +99,8 @@ class GrpcServerTransport:
         if credentials is not None and signatures is None:
             raise ConfigError("server: with TLS, results must be signed (pass signatures)")
         self._signatures = signatures
+        self.limits = limits or PeerLimits()
+        self.max_concurrent_rpcs = max_concurrent_rpcs
         self.coordinator = Coordinator(run_id=run_id or uuid.uuid4().hex[:12])
         self._round_timeout = round_timeout
         options = [
@@ -111,7 +117,7 @@ class GrpcServerTransport:
             identify=identify,
             max_upload_bytes=max_message_mib * _MiB,
             signatures=signatures,
-            limits=limits,
+            limits=self.limits,
             identified=credentials is not None,
         )
         self._server.add_generic_rpc_handlers((handler(self._servicer),))
