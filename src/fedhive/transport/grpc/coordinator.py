@@ -23,8 +23,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from fedhive.core.messages import (
     EvaluateReply,
@@ -125,8 +125,8 @@ class Coordinator:
         tasks: Sequence[FitTask] | Sequence[EvaluateTask] | Sequence[SecAggTask],
         payload: bytes,
         deadline: float,
-        model_signature: bytes = b"",
         *,
+        sign: Callable[[TaskEnvelope], bytes] | None = None,
         keep: bool = False,
         secagg: Mapping[str, bytes] | None = None,
     ) -> tuple[int, dict[str, str]]:
@@ -134,8 +134,21 @@ class Coordinator:
 
         The tasks' model replaces the published ones, or joins them with ``keep``;
         ``secagg`` gives each client its secure-aggregation message (SecAgg tasks name
-        no model).
+        no model); ``sign`` gives each task its model signature.
         """
+        envelopes = []
+        for task in tasks:
+            envelope = TaskEnvelope(
+                task=task,
+                task_id=uuid.uuid4().hex,
+                run_id=self.run_id,
+                deadline_unix=deadline,
+                model_size=len(payload),
+                secagg=(secagg or {}).get(task.client_id, b""),
+            )
+            if sign is not None:
+                envelope = replace(envelope, model_signature=sign(envelope))
+            envelopes.append(envelope)
         with self._lock:
             self._cohort += 1
             cohort = self._cohort
@@ -145,20 +158,10 @@ class Coordinator:
                     self._models = {}
                 self._models[tasks[0].version] = payload
                 self.round = tasks[0].round
-            ids: dict[str, str] = {}
-            for task in tasks:
-                envelope = TaskEnvelope(
-                    task=task,
-                    task_id=uuid.uuid4().hex,
-                    run_id=self.run_id,
-                    deadline_unix=deadline,
-                    model_size=len(payload),
-                    model_signature=model_signature,
-                    secagg=(secagg or {}).get(task.client_id, b""),
-                )
-                self._pending.setdefault(task.client_id, deque()).append(envelope)
+            for envelope in envelopes:
+                self._pending.setdefault(envelope.task.client_id, deque()).append(envelope)
                 self._issued[envelope.task_id] = _Issued(envelope, cohort)
-                ids[envelope.task_id] = task.client_id
+            ids = {envelope.task_id: envelope.task.client_id for envelope in envelopes}
             self._cohort_tasks[cohort] = list(ids)
             return cohort, ids
 

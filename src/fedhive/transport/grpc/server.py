@@ -39,7 +39,6 @@ from fedhive.transport.base import (
     StageOutcome,
     round_closed,
 )
-from fedhive.transport.envelope import ModelClaim
 from fedhive.transport.grpc.coordinator import Coordinator, Outcome
 from fedhive.transport.grpc.limits import PeerLimits
 from fedhive.transport.grpc.security import Signatures
@@ -192,17 +191,11 @@ class GrpcServerTransport:
         deadline = time.time() + self._round_timeout
         if not tasks:
             return 0, deadline
-        signature = b""
+        sign = None
         if self._signatures is not None and not isinstance(tasks[0], SecAggTask):
-            claim = ModelClaim(
-                run_id=self.coordinator.run_id,
-                round=tasks[0].round,
-                model_version=tasks[0].version,
-                size=len(payload),
-            )
-            signature = self._signatures.sign_model(claim)
+            sign = self._signatures.sign_task  # each task: its config, seed, deadline, setup
         cohort, _ids = self.coordinator.publish(
-            tasks, payload, deadline, signature, keep=keep, secagg=secagg
+            tasks, payload, deadline, sign=sign, keep=keep, secagg=secagg
         )
         return cohort, deadline
 
