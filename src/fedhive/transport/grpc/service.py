@@ -172,9 +172,7 @@ class Servicer:
         """Receive one task's result: header first, then its payload; verify, hand over.
 
         The caller is identified before anything is read; the task is claimed only once
-        the result's signature verifies (a bad signature leaves the task to retry, and
-        is its failure if no good upload follows).
-        """
+        the result's signature verifies (a bad one leaves the task open to a retry)."""
         client_id = self._identify(context, "")
         self._streams.admit(context, client_id, "UploadResult")
         wait = self._limits.header_timeout
@@ -191,13 +189,19 @@ class Servicer:
         self._coord.touch(client_id)
         try:
             envelope = self._coord.issued(header.task_id, client_id)
-            refused = self._check_signature(context, envelope, header)
-            if refused is not None:  # not claimed: the owner may send a good one
-                return _reply("rejected", refused.message)
+            if self._signatures is not None:
+                self._signatures.verify_upload(
+                    context, envelope, run_id=self._coord.run_id, header=header
+                )
             envelope, cohort = self._coord.claim(header.task_id, client_id)
         except UploadRefusedError as verdict:
             log.info("upload from %s refused: %s", client_id, verdict.message)
             return _reply(verdict.status, verdict.message)
+        except FedhiveError as exc:  # not claimed: the owner may send a good one
+            log.warning("upload from %s rejected, task left open: %s", client_id, exc)
+            refused = Failure.of(client_id, envelope.task.round, "upload", exc)
+            self._coord.refuse(header.task_id, refused)  # its failure, unless it retries
+            return _reply("rejected", str(exc))
         reply = _reply("accepted", "")
         try:
             outcome: Outcome = self._receive(header, envelope, chunks, context)
@@ -208,25 +212,6 @@ class Servicer:
         if not self._coord.deliver(cohort, outcome):
             return _reply("round_closed", "the round closed before this result was taken")
         return reply
-
-    def _check_signature(
-        self, context: grpc.ServicerContext, envelope: TaskEnvelope, header: pb.ResultHeader
-    ) -> Failure | None:
-        """None if the upload's signature verifies (or none is asked for); else its
-        failure, which the still open task keeps (see :meth:`Coordinator.refuse`)."""
-        if self._signatures is None:
-            return None
-        try:
-            self._signatures.verify_upload(
-                context, envelope, run_id=self._coord.run_id, header=header
-            )
-        except FedhiveError as exc:
-            client_id = envelope.task.client_id
-            log.warning("upload from %s rejected, task left open: %s", client_id, exc)
-            failure = Failure.of(client_id, envelope.task.round, "upload", exc)
-            self._coord.refuse(envelope.task_id, failure)
-            return failure
-        return None
 
     def status(self, request: Any, context: grpc.ServicerContext) -> Any:
         """The run, its round and who is connected."""
