@@ -237,3 +237,29 @@ def test_tasks_on_two_versions_end_by_upload_or_deadline() -> None:
         for link in links.values():
             link.close()
         transport.close()
+
+
+def test_a_task_whose_upload_was_refused_ends_with_the_refusal_at_its_deadline() -> None:
+    app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
+    transport = local_server(round_timeout=0.5)
+    runner = GrpcAsyncRunner(transport)
+    try:
+        task = FitTask(
+            round=0,
+            client_id="good-0",
+            version=model_version(app.initial_weights),
+            seed=0,
+            config=ClientConfig(),
+        )
+        runner.submit(3, task, app.initial_weights)
+        envelope = transport.coordinator.pull("good-0")
+        assert envelope is not None
+        refused = Failure(
+            client_id="good-0", round=0, stage="upload", error_type="SignatureError", message="x"
+        )
+        transport.coordinator.refuse(envelope.task_id, refused)  # as the servicer does
+        [finished] = runner.next_finished()
+        assert (finished.dispatch, finished.outcome) == (3, refused)
+    finally:
+        runner.close()
+        transport.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from fedhive.client.runner import serve
-from fedhive.core.messages import ClientConfig, FitTask
+from fedhive.core.messages import ClientConfig, Failure, FitReply, FitTask
 from fedhive.core.serde import model_version, weights_from_bytes
 from fedhive.errors import SignatureError, TransportError
 from fedhive.pki.provision import provision, revoke
@@ -152,6 +152,109 @@ def test_a_tampered_model_signature_is_refused(server: GrpcServerTransport, pki:
     client.close()
 
 
+TASK_CHANGES = {
+    "learning_rate": lambda e: replace_config(e, learning_rate=5.0),
+    "dp_noise": lambda e: replace_config(e, extra={"dp.noise_std": 0.0}),
+    "seed": lambda e: dataclasses.replace(e, task=dataclasses.replace(e.task, seed=2)),
+    "deadline": lambda e: dataclasses.replace(e, deadline_unix=e.deadline_unix + 3600),
+    "secagg_setup": lambda e: dataclasses.replace(e, secagg=b"another setup"),
+}
+
+
+def replace_config(envelope: TaskEnvelope, **changes: Any) -> TaskEnvelope:
+    config = dataclasses.replace(envelope.task.config, **changes)
+    return dataclasses.replace(envelope, task=dataclasses.replace(envelope.task, config=config))
+
+
+@pytest.mark.parametrize("change", TASK_CHANGES.values(), ids=TASK_CHANGES.keys())
+def test_a_task_changed_after_the_server_signed_it_is_refused(
+    server: GrpcServerTransport, pki: Path, change: Callable[[TaskEnvelope], TaskEnvelope]
+) -> None:
+    app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
+    client = link(server, pki / "ours" / "clients" / "client-0000", "client-0000")
+    client.register()
+    task = FitTask(
+        round=1,
+        client_id="client-0000",
+        version=model_version(app.initial_weights),
+        seed=1,
+        config=ClientConfig(),
+    )
+    server.fit([task], app.initial_weights)  # publishes; outcomes are not awaited here
+    envelope = client.pull()
+    assert isinstance(envelope, TaskEnvelope)
+    client.download(envelope)  # as the server signed it
+    with pytest.raises(SignatureError, match="signature does not verify"):
+        client.download(change(envelope))
+    client.close()
+
+
+class Tamper(grpc.StreamUnaryClientInterceptor):  # type: ignore[misc]
+    """Changes an upload's header on its way to the server (after it was signed)."""
+
+    def __init__(self, change: Callable[[Any], None]) -> None:
+        self._change = change
+
+    def intercept_stream_unary(
+        self, continuation: Any, client_call_details: Any, request_iterator: Iterator[Any]
+    ) -> Any:
+        def changed() -> Iterator[Any]:
+            for chunk in request_iterator:
+                if chunk.WhichOneof("part") != "header":
+                    yield chunk
+                    continue
+                header = pb.ResultChunk(header=chunk.header)
+                self._change(header.header)
+                yield header
+
+        return continuation(client_call_details, changed())
+
+
+HEADER_CHANGES: dict[str, tuple[bool, Callable[[Any], None]]] = {
+    "num_examples": (True, lambda h: setattr(h, "num_examples", 1000)),
+    "metrics": (True, lambda h: h.metrics.update({"accuracy": 1.0})),
+    "failure_error": (False, lambda h: setattr(h, "failure_error", "PrivacyBudgetError")),
+    "failure_message": (False, lambda h: setattr(h, "failure_message", "forged")),
+}
+
+
+@pytest.mark.parametrize(("fit", "change"), HEADER_CHANGES.values(), ids=HEADER_CHANGES.keys())
+def test_a_result_header_changed_after_signing_is_refused(
+    pki: Path, fit: bool, change: Callable[[Any], None]
+) -> None:
+    server = start(pki / "ours" / "server", round_timeout=3)
+    app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
+    client = link(server, pki / "ours" / "clients" / CLIENTS[0], CLIENTS[0])
+    try:
+        client.register()
+        task = FitTask(
+            round=1,
+            client_id=CLIENTS[0],
+            version=model_version(app.initial_weights),
+            seed=1,
+            config=ClientConfig(),
+        )
+        outcomes = server.fit([task], app.initial_weights)
+        envelope = client.pull()
+        assert isinstance(envelope, TaskEnvelope)
+        weights = weights_from_bytes(client.download(envelope))
+        reply: FitReply | Failure = FitReply(
+            client_id=CLIENTS[0], round=1, version=task.version, update=weights, num_examples=1
+        )
+        if not fit:
+            reply = Failure(
+                client_id=CLIENTS[0], round=1, stage="fit", error_type="OSError", message="disk"
+            )
+        client._channel = grpc.intercept_channel(client._channel, Tamper(change))
+        assert client.upload(envelope, reply) == "rejected"
+        [outcome] = outcomes  # at the deadline: the refusal, not the changed header
+        assert isinstance(outcome, Failure)
+        assert (outcome.stage, outcome.error_type) == ("upload", "SignatureError")
+    finally:
+        client.close()
+        server.close()
+
+
 class Forger(ClientSignatures):
     """Signs a payload hash other than the one it uploads (a tampered payload)."""
 
@@ -183,9 +286,39 @@ def test_a_result_whose_signature_does_not_match_is_rejected(pki: Path) -> None:
         server.close()
     assert record.committed
     assert (record.fit.succeeded, record.fit.failed) == (1, 1)
-    # The forged upload is refused, but it does not use up the task: the forger could
-    # still send a good one, so the task fails only at its deadline.
-    assert dict(record.fit.failures) == {"transport:DeadlineExceeded": 1}
+    # The forged upload is refused without using up the task (the forger could still
+    # send a good one); at the deadline the task fails with the refusal's reason.
+    assert dict(record.fit.failures) == {"upload:SignatureError": 1}
+
+
+def test_a_task_whose_upload_was_refused_can_still_be_answered(
+    server: GrpcServerTransport, pki: Path
+) -> None:
+    app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
+    folder = pki / "ours" / "clients" / CLIENTS[0]
+    client = link(server, folder, CLIENTS[0])
+    client.register()
+    task = FitTask(
+        round=1,
+        client_id=CLIENTS[0],
+        version=model_version(app.initial_weights),
+        seed=1,
+        config=ClientConfig(),
+    )
+    outcomes = server.fit([task], app.initial_weights)  # published now, read below
+    envelope = client.pull()
+    assert isinstance(envelope, TaskEnvelope)
+    weights = weights_from_bytes(client.download(envelope))
+    reply = FitReply(
+        client_id=CLIENTS[0], round=1, version=task.version, update=weights, num_examples=1
+    )
+    signatures = client._signatures
+    client._signatures = Forger(TLSConfig.from_dir(folder))
+    assert client.upload(envelope, reply) == "rejected"
+    client._signatures = signatures
+    assert client.upload(envelope, reply) == "accepted"
+    assert [type(o) for o in outcomes] == [FitReply]  # the refusal is not reported
+    client.close()
 
 
 def raw_channel(server: GrpcServerTransport, folder: Path) -> grpc.Channel:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from fedhive.simulation.config import parse_config
+from fedhive.cli.deploy import server_transport
+from fedhive.simulation.config import ServerSection, parse_config
+from fedhive.transport.grpc.limits import PeerLimits
+from fedhive.transport.grpc.server import GrpcServerTransport, trust_claimed_id
 
 TESTS = Path(__file__).resolve().parents[1]
 FEDHIVE = [sys.executable, "-m", "fedhive"]
@@ -55,3 +59,43 @@ def test_a_privacy_section_with_the_default_target_epsilon_starts_the_server(
         parse_config(written, deployed=True).privacy
         == parse_config({"run": {"app": "fake_app:build", "rounds": 1}, "privacy": {}}).privacy
     )
+
+
+def test_the_server_sections_limits_reach_the_transport() -> None:
+    server = {
+        "address": "127.0.0.1:0",
+        "header_timeout": 2.5,
+        "stall_timeout": 7,
+        "streams_per_client": 3,
+        "concurrent_uploads": 4,
+        "max_concurrent_rpcs": 64,
+    }
+    config = parse_config({"run": {"app": "fake_app:build", "rounds": 1}, "server": server})
+    transport = server_transport(
+        config.server,
+        address=None,
+        credentials=None,
+        identify=trust_claimed_id,
+        insecure=True,
+        signatures=None,
+    )
+    try:
+        assert transport.port > 0  # the section's address, any free port
+        assert transport.limits == PeerLimits(
+            header_timeout=2.5, stall_timeout=7, streams_per_client=3, concurrent_uploads=4
+        )
+        assert transport.max_concurrent_rpcs == 64
+    finally:
+        transport.close()
+
+
+def test_the_server_sections_default_limits_are_the_transports() -> None:
+    section = ServerSection()
+    assert PeerLimits() == PeerLimits(
+        header_timeout=section.header_timeout,
+        stall_timeout=section.stall_timeout,
+        streams_per_client=section.streams_per_client,
+        concurrent_uploads=section.concurrent_uploads,
+    )
+    rpcs = inspect.signature(GrpcServerTransport).parameters["max_concurrent_rpcs"]
+    assert rpcs.default == section.max_concurrent_rpcs

@@ -75,6 +75,23 @@ def test_server_section_defaults_and_checks() -> None:
         parse_config({**BASE, "server": {"min_clients": 0}})
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("header_timeout", 0, r"server\.header_timeout: must be a finite number > 0"),
+        ("stall_timeout", -1.0, r"server\.stall_timeout: must be a finite number > 0"),
+        ("streams_per_client", 0, r"server\.streams_per_client: must be an integer >= 1"),
+        ("concurrent_uploads", 0, r"server\.concurrent_uploads: must be an integer >= 1"),
+        ("max_concurrent_rpcs", 0, r"server\.max_concurrent_rpcs: must be an integer >= 1"),
+    ],
+)
+def test_server_limits_that_would_refuse_everyone_are_refused(
+    key: str, value: object, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({**BASE, "server": {key: value}})
+
+
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*/*.toml"))
 RUN = {"app": "app:build", "rounds": 2, "seed": 4}
 BUDGET = {"epsilon_max": 3.0, "delta": 1e-5}
@@ -98,6 +115,16 @@ WITH_DEFAULTS: dict[str, dict[str, Any]] = {
         "strategy": {"name": "scaffold", **KRUM},
         "attack": {"kind": "scaling", "fraction": 0.2},
         "stragglers": {"fraction": 0.5},
+    },
+    "server-limits": {
+        "run": RUN,
+        "server": {
+            "header_timeout": 2.5,
+            "stall_timeout": 7,
+            "streams_per_client": 3,
+            "concurrent_uploads": 4,
+            "max_concurrent_rpcs": 64,
+        },
     },
     "distributed-dp-secagg": {
         "run": RUN,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -139,6 +140,46 @@ def test_the_server_is_handed_protocol_messages_never_an_update() -> None:
     ]
     for update in updates:  # no update's bytes appear in anything the server got
         assert not any(update.tobytes() in data for data in recording.seen)
+
+
+class Garbling(SecAggDevices):
+    """Client ``cheat`` deals share ciphertexts that do not decrypt to its first
+    ``holders`` neighbours (one flipped byte each)."""
+
+    cheat = "c3"
+    holders = 3
+
+    def exchange(self, round: int, messages: Mapping[str, bytes]) -> Iterator[StageOutcome]:
+        for item in super().exchange(round, messages):
+            if isinstance(item, tuple) and item[0] == self.cheat:
+                yield item[0], self.garble(item[1])
+            else:
+                yield item
+
+    def garble(self, data: bytes) -> bytes:
+        message = decode(data)
+        if not isinstance(message, ShareKeys):
+            return data
+        packets = list(message.packets)
+        for index, packet in enumerate(packets[: self.holders]):
+            flipped = bytes([packet.ciphertext[0] ^ 1]) + packet.ciphertext[1:]
+            packets[index] = dataclasses.replace(packet, ciphertext=flipped)
+        return dataclasses.replace(message, packets=tuple(packets)).to_bytes()
+
+
+@pytest.mark.parametrize("holders", [3, CLIENTS - 1])
+def test_a_dealer_whose_shares_do_not_decrypt_is_a_failure_of_the_round(holders: int) -> None:
+    app = build(CLIENTS)
+    inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client_fn))
+    garbling = Garbling(inner, secure=SECURE, seed=0)
+    garbling.holders = holders
+    loop = RoundLoop(strategy=STRATEGY, transport=garbling, seed=0, secure=SECURE)
+    record = loop.run(app.initial_weights, 1).history[0]
+    # A few unreadable shares are skipped (the round completes, the dealer's input in
+    # it); all of them abort the round. Either way the dealer is blamed in the record.
+    assert record.committed == (holders == 3), record.note
+    assert record.fit.failures == {"secagg:UnreadableShares": 1}
+    assert record.fit.failed == 1
 
 
 def test_secagg_section_parses_and_refuses_what_it_cannot_serve() -> None:

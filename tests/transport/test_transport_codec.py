@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -16,8 +17,10 @@ from fedhive.transport.codec import (
     config_from_proto,
     config_to_proto,
     decode,
+    header_sha256,
     metrics_from_proto,
     task_from_proto,
+    task_sha256,
     task_to_proto,
 )
 from fedhive.transport.proto import pb
@@ -73,6 +76,115 @@ def test_task_round_trip(
     )
     wire = task_to_proto(envelope).SerializeToString()
     assert task_from_proto(decode(pb.Task, wire), client_id="client-0001") == envelope
+
+
+@given(
+    config=configs,
+    seed=st.integers(0, 2**64 - 1),
+    deadline=st.floats(0, 1e10),
+    secagg=st.binary(max_size=16),
+)
+def test_the_client_hashes_the_task_it_decoded_as_the_server_hashed_it(
+    config: ClientConfig, seed: int, deadline: float, secagg: bytes
+) -> None:
+    task = FitTask(round=2, client_id="client-0001", version=VERSION, seed=seed, config=config)
+    envelope = TaskEnvelope(
+        task=task, task_id="t", run_id="r", deadline_unix=deadline, model_size=9, secagg=secagg
+    )
+    wire = task_to_proto(envelope).SerializeToString()
+    decoded = task_from_proto(decode(pb.Task, wire), client_id="client-0001")
+    assert task_sha256(decoded) == task_sha256(envelope)
+
+
+ENVELOPE = TaskEnvelope(
+    task=FitTask(
+        round=2,
+        client_id="client-0001",
+        version=VERSION,
+        seed=1,
+        config=ClientConfig(extra={"dp.noise_std": 1.0}),
+    ),
+    task_id="t",
+    run_id="r",
+    deadline_unix=100.0,
+    model_size=9,
+    secagg=b"setup",
+)
+
+
+def changed_task(**changes: object) -> FitTask:
+    return replace(ENVELOPE.task, **changes)  # type: ignore[arg-type]
+
+
+def changed_config(**changes: object) -> FitTask:
+    return changed_task(config=replace(ENVELOPE.task.config, **changes))  # type: ignore[arg-type]
+
+
+TASK_CHANGES = {
+    "client_id": {"task": changed_task(client_id="client-0002")},
+    "round": {"task": changed_task(round=3)},
+    "version": {"task": changed_task(version="0" * 64)},
+    "seed": {"task": changed_task(seed=2)},
+    "kind": {"task": EvaluateTask(**vars(ENVELOPE.task))},
+    "local_epochs": {"task": changed_config(local_epochs=2)},
+    "batch_size": {"task": changed_config(batch_size=1)},
+    "learning_rate": {"task": changed_config(learning_rate=0.2)},
+    "budget": {"task": changed_config(privacy_budget=PrivacyBudget(epsilon_max=1, delta=1e-5))},
+    "extra_value": {"task": changed_config(extra={"dp.noise_std": 0.0})},
+    "extra_type": {"task": changed_config(extra={"dp.noise_std": 1})},
+    "task_id": {"task_id": "u"},
+    "run_id": {"run_id": "s"},
+    "deadline": {"deadline_unix": 101.0},
+    "model_size": {"model_size": 10},
+    "secagg": {"secagg": b"another setup"},
+}
+
+
+@pytest.mark.parametrize("changes", TASK_CHANGES.values(), ids=TASK_CHANGES.keys())
+def test_every_field_of_a_task_changes_its_hash(changes: dict[str, object]) -> None:
+    assert task_sha256(replace(ENVELOPE, **changes)) != task_sha256(ENVELOPE)  # type: ignore[arg-type]
+
+
+def test_a_tasks_hash_leaves_out_the_signature_it_is_signed_with() -> None:
+    assert task_sha256(replace(ENVELOPE, model_signature=b"sig")) == task_sha256(ENVELOPE)
+
+
+def header(**changes: object) -> pb.ResultHeader:
+    fields: dict[str, object] = {
+        "kind": pb.TASK_KIND_FIT,
+        "num_examples": 5,
+        "metrics": {"accuracy": 0.5},
+        "payload_size": 10,
+        "payload_sha256": VERSION,
+        "failure_stage": "",
+    }
+    return pb.ResultHeader(**{**fields, **changes})
+
+
+HEADER_CHANGES = {
+    "kind": {"kind": pb.TASK_KIND_EVALUATE},
+    "num_examples": {"num_examples": 6},
+    "metric_value": {"metrics": {"accuracy": 0.25}},
+    "metric_added": {"metrics": {"accuracy": 0.5, "loss": 1.0}},
+    "loss": {"loss": 0.1},
+    "payload_size": {"payload_size": 11},
+    "secagg": {"secagg": True},
+    "failure_stage": {"failure_stage": "fit"},
+    "failure_error": {"failure_error": "OSError"},
+    "failure_message": {"failure_message": "disk"},
+}
+
+
+@pytest.mark.parametrize("changes", HEADER_CHANGES.values(), ids=HEADER_CHANGES.keys())
+def test_every_unclaimed_field_of_a_result_header_changes_its_hash(
+    changes: dict[str, object],
+) -> None:
+    assert header_sha256(header(**changes)) != header_sha256(header())
+
+
+def test_a_result_headers_hash_leaves_out_its_signature_and_claimed_fields() -> None:
+    claimed = header(signature=b"sig", task_id="t", run_id="r", round=4, payload_sha256="0" * 64)
+    assert header_sha256(claimed) == header_sha256(header())
 
 
 MESSAGES = [

@@ -136,6 +136,7 @@ def result_claim(**changes: Any) -> ResultClaim:
         "client_id": "alice",
         "model_version": MODEL_VERSION,
         "payload_sha256": hashlib.sha256(b"alice's update").hexdigest(),
+        "header_sha256": hashlib.sha256(b"alice's header").hexdigest(),
     }
     return ResultClaim(**{**fields, **changes})
 
@@ -146,6 +147,7 @@ def model_claim(**changes: Any) -> ModelClaim:
         "round": 3,
         "model_version": MODEL_VERSION,
         "size": len(MODEL_BYTES),
+        "task_sha256": hashlib.sha256(b"alice's task").hexdigest(),
     }
     return ModelClaim(**{**fields, **changes})
 
@@ -179,15 +181,18 @@ def test_an_ed25519_client_key_signs_and_verifies() -> None:
 
 
 def test_canonical_bytes_are_the_documented_encoding() -> None:
-    claim = result_claim(payload_sha256="0" * 64, model_version="f" * 64, task_id='t"1')
-    assert claim.canonical_bytes() == (
-        b'fedhive/result/v1\n{"client_id":"alice","model_version":"' + b"f" * 64 + b'",'
-        b'"payload_sha256":"' + b"0" * 64 + b'","round":3,"run_id":"run-1","task_id":"t\\"1"}'
+    claim = result_claim(
+        payload_sha256="0" * 64, model_version="f" * 64, task_id='t"1', header_sha256="e" * 64
     )
-    model = model_claim(model_version="a" * 64, size=7)
+    assert claim.canonical_bytes() == (
+        b'fedhive/result/v2\n{"client_id":"alice","header_sha256":"' + b"e" * 64 + b'",'
+        b'"model_version":"' + b"f" * 64 + b'","payload_sha256":"' + b"0" * 64 + b'",'
+        b'"round":3,"run_id":"run-1","task_id":"t\\"1"}'
+    )
+    model = model_claim(model_version="a" * 64, size=7, task_sha256="b" * 64)
     assert model.canonical_bytes() == (
-        b'fedhive/model/v1\n{"model_version":"' + b"a" * 64 + b'","round":3,"run_id":"run-1",'
-        b'"size":7}'
+        b'fedhive/model/v2\n{"model_version":"' + b"a" * 64 + b'","round":3,"run_id":"run-1",'
+        b'"size":7,"task_sha256":"' + b"b" * 64 + b'"}'
     )
 
 
@@ -199,6 +204,7 @@ def test_canonical_bytes_are_the_documented_encoding() -> None:
         {"task_id": "task-3-bob"},
         {"model_version": hashlib.sha256(b"an older model").hexdigest()},
         {"run_id": "run-2"},
+        {"header_sha256": hashlib.sha256(b"another header").hexdigest()},
     ],
 )
 def test_a_tampered_claim_does_not_verify(changes: dict[str, Any]) -> None:
@@ -353,10 +359,13 @@ def test_a_model_whose_bytes_differ_from_the_signed_version_is_refused() -> None
         check_model(claim, signature, payload=MODEL_BYTES + b"\x00")
 
 
-def test_a_tampered_model_claim_does_not_verify() -> None:
+@pytest.mark.parametrize(
+    "changes", [{"round": 4}, {"task_sha256": hashlib.sha256(b"another task").hexdigest()}]
+)
+def test_a_tampered_model_claim_does_not_verify(changes: dict[str, Any]) -> None:
     signature = sign_model(model_claim(), SERVER.key)
     with pytest.raises(SignatureError, match="signature does not verify"):
-        check_model(model_claim(round=4), signature)
+        check_model(model_claim(**changes), signature)
 
 
 def test_a_client_certificate_cannot_sign_a_model() -> None:
@@ -380,6 +389,7 @@ FIELDS = {
     "client_id": IDS,
     "model_version": HEX64,
     "payload_sha256": HEX64,
+    "header_sha256": HEX64,
 }
 CLAIMS = st.builds(ResultClaim, **FIELDS)
 
@@ -400,11 +410,19 @@ def test_canonical_bytes_decode_back_to_the_claim(claim: ResultClaim) -> None:
     assert ResultClaim(**json.loads(data[len(RESULT_DOMAIN) :])) == claim
 
 
-@given(run_id=IDS, round_=st.integers(0, 2**40), version=HEX64, size=st.integers(0, 2**40))
+@given(
+    run_id=IDS,
+    round_=st.integers(0, 2**40),
+    version=HEX64,
+    size=st.integers(0, 2**40),
+    task=HEX64,
+)
 def test_model_bytes_decode_back_and_never_equal_result_bytes(
-    run_id: str, round_: int, version: str, size: int
+    run_id: str, round_: int, version: str, size: int, task: str
 ) -> None:
-    claim = ModelClaim(run_id=run_id, round=round_, model_version=version, size=size)
+    claim = ModelClaim(
+        run_id=run_id, round=round_, model_version=version, size=size, task_sha256=task
+    )
     data = claim.canonical_bytes()
     assert ModelClaim(**json.loads(data[len(MODEL_DOMAIN) :])) == claim
     assert not data.startswith(RESULT_DOMAIN)

@@ -60,12 +60,35 @@ def test_a_withdrawn_task_frees_its_model_and_its_late_upload_is_refused() -> No
     cohort, ids = coord.publish([task("a", "v0")], b"m", time.time() + 60, keep=True)
     [task_id] = ids
     [withdrawn] = coord.close_cohort(cohort)
-    assert withdrawn.task_id == task_id
+    assert (withdrawn.envelope.task_id, withdrawn.refused) == (task_id, None)
     assert coord.pull("a") is None  # no longer waiting for its client
     assert coord.drop_model("v0")
     with pytest.raises(UploadRefusedError) as refused:
         coord.claim(task_id, "a")
     assert refused.value.status == "round_closed"
+
+
+def refusal(client_id: str, error_type: str) -> Failure:
+    return Failure(
+        client_id=client_id, round=0, stage="upload", error_type=error_type, message="no"
+    )
+
+
+def test_a_withdrawn_task_reports_its_last_refused_upload() -> None:
+    coord = Coordinator(run_id="r")
+    cohort, ids = coord.publish([task("a", "v0"), task("b", "v0")], b"m", time.time() + 60)
+    task_a, task_b = ids
+    coord.refuse(task_a, refusal("a", "ValidationError"))
+    coord.refuse(task_a, refusal("a", "SignatureError"))
+    assert coord.issued(task_a, "a").task_id == task_a  # still open: its owner may retry
+    coord.refuse(task_b, refusal("b", "SignatureError"))
+    coord.claim(task_b, "b")  # a good upload followed: the refusal goes with the task
+    coord.refuse(task_b, refusal("b", "ValidationError"))  # claimed: ignored
+    [withdrawn] = coord.close_cohort(cohort)
+    assert withdrawn.envelope.task_id == task_a
+    assert withdrawn.refused == refusal("a", "SignatureError")
+    coord.refuse(task_a, refusal("a", "SignatureError"))  # closed: ignored, not kept
+    assert coord.remembered_tasks == 2
 
 
 def test_a_round_replaces_the_published_models() -> None:

@@ -34,9 +34,10 @@ from fedhive.server.history import RoundRecord
 from fedhive.server.run import RunResult
 from fedhive.server.store import HeadSigner, RunTotals, StateStore
 from fedhive.simulation.app import AppContext, AppSpec, SimulationApp, load_callable
-from fedhive.simulation.config import SimulationConfig, load_config
+from fedhive.simulation.config import ServerSection, SimulationConfig, load_config
 from fedhive.simulation.output import RunWriter
 from fedhive.transport.grpc.connection import GrpcLink
+from fedhive.transport.grpc.limits import PeerLimits
 from fedhive.transport.grpc.security import (
     CertificateIdentity,
     ClientSignatures,
@@ -155,6 +156,36 @@ def _security(
     return server_credentials(tls), identify, Signatures(tls), signer
 
 
+def server_transport(
+    server: ServerSection,
+    *,
+    address: str | None,
+    credentials: ServerCredentials | None,
+    identify: Identify,
+    insecure: bool,
+    signatures: Signatures | None,
+) -> GrpcServerTransport:
+    """The gRPC server the ``[server]`` section describes, on ``address`` (default: the
+    section's), serving now."""
+    limits = PeerLimits(
+        header_timeout=server.header_timeout,
+        stall_timeout=server.stall_timeout,
+        streams_per_client=server.streams_per_client,
+        concurrent_uploads=server.concurrent_uploads,
+    )
+    return GrpcServerTransport(
+        address=address or server.address,
+        credentials=credentials,
+        identify=identify,
+        insecure=insecure,
+        round_timeout=server.round_timeout,
+        max_message_mib=server.max_message_mib,
+        max_concurrent_rpcs=server.max_concurrent_rpcs,
+        signatures=signatures,
+        limits=limits,
+    )
+
+
 def run_server(args: argparse.Namespace, console: Console) -> int:
     """Serve the run its config describes until its rounds are done (or SIGTERM: the
     state is whole after every commit, and the same command resumes it)."""
@@ -162,13 +193,12 @@ def run_server(args: argparse.Namespace, console: Console) -> int:
     config = load_config(args.config, deployed=True)
     credentials, identify, signatures, signer = _security(args, console)
     app = AppSpec(config.run.app, args.config.resolve().parent).build(config.app, config.run.seed)
-    transport = GrpcServerTransport(
-        address=args.address or config.server.address,
+    transport = server_transport(
+        config.server,
+        address=args.address,
         credentials=credentials,
         identify=identify,
         insecure=args.insecure,
-        round_timeout=config.server.round_timeout,
-        max_message_mib=config.server.max_message_mib,
         signatures=signatures,
     )
     signal.signal(signal.SIGTERM, _terminate)

@@ -6,7 +6,10 @@ runs the SecAgg+ state machine (:mod:`fedhive.secagg`) stage by stage over the
 transport's ``exchange`` and, if the round completes, hands the strategy ONE reply: the
 unmasked weighted mean of the survivors' updates, with ``contributors`` naming them. An
 aborted protocol (fewer survivors than the threshold, an inconsistent dealer) unmasks
-nothing: the round is not committed and the next one starts normally.
+nothing: the round is not committed and the next one starts normally. Either way, a
+client the protocol blames (a dealer whose shares do not decrypt or do not match its
+commitments, a revealer of a bad share) is a failure of the round, counted as
+``secagg:<Status>`` (e.g. ``secagg:UnreadableShares``); each client fails at most once.
 
 Updates are clipped per coordinate to ``[-clip_range, clip_range]`` and quantized to
 the ring on the client (unbiased stochastic rounding), so the mean is exact within the
@@ -40,7 +43,7 @@ from fedhive.secagg import (
     server_receive,
     server_start,
 )
-from fedhive.secagg.report import SecAggResult
+from fedhive.secagg.report import ClientStatus, SecAggResult
 from fedhive.secagg.weighting import WEIGHTING_KEY, Weighting
 from fedhive.server.history import CohortStats
 from fedhive.server.verify import DEFAULT_POLICY, ReplyPolicy, verify_secagg_reply
@@ -150,16 +153,17 @@ def secure_fit(
     )
     metrics = WeightedMetrics()
     examples: dict[str, int] = {}
+    failures = _Failures(stats)
     for outcome in transport.fit_secure(list(tasks.values()), published, setup=setup.to_bytes()):
         if not isinstance(outcome, SecAggReply):
-            stats.record_failure(outcome)
+            failures.record(outcome)
             continue
         try:
             verify_secagg_reply(outcome, tasks[outcome.client_id], policy)
         except (FedhiveError, KeyError) as exc:
-            stats.record_failure(Failure.of(outcome.client_id, first.round, "verify", exc))
+            failures.record(Failure.of(outcome.client_id, first.round, "verify", exc))
             continue
-        state = _take(state, outcome.client_id, outcome.message, stats, first)
+        state = _take(state, outcome.client_id, outcome.message, failures, first)
         examples[outcome.client_id] = outcome.num_examples
         metrics.add(outcome.metrics, outcome.num_examples)
     state, requests = server_close_stage(state)
@@ -167,11 +171,12 @@ def secure_fit(
         outgoing = {cid: message.to_bytes() for cid, message in requests.items()}
         for item in transport.exchange(first.round, outgoing):
             if isinstance(item, tuple):
-                state = _take(state, item[0], item[1], stats, first)
+                state = _take(state, item[0], item[1], failures, first)
             else:
-                stats.record_failure(item)
+                failures.record(item)
         state, requests = server_close_stage(state)
     result = state.result
+    failures.blame(result)
     try:
         result.raise_if_aborted()
     except SecAggError as exc:
@@ -239,8 +244,39 @@ def _told(task: FitTask, weighting: Weighting) -> FitTask:
     return replace(task, config=replace(task.config, extra=extra))
 
 
+class _Failures:
+    """The round's failures, at most one per client, counted in its :class:`CohortStats`."""
+
+    def __init__(self, stats: CohortStats) -> None:
+        self._stats = stats
+        self._failed: set[str] = set()
+
+    def record(self, failure: Failure) -> None:
+        """Count ``failure`` (a client already counted is not counted again)."""
+        if failure.client_id not in self._failed:
+            self._failed.add(failure.client_id)
+            self._stats.record_failure(failure)
+
+    def blame(self, result: SecAggResult) -> None:
+        """Count each client the protocol ended in a non-OK status and that did not fail
+        otherwise (a blamed dealer, a lying revealer) as ``secagg:<Status>``, e.g.
+        ``secagg:UnreadableShares``; a client that dropped out failed already."""
+        for client_id, status in sorted(result.statuses.items()):
+            if status in (ClientStatus.OK, ClientStatus.PENDING):
+                continue
+            self.record(
+                Failure(
+                    client_id=client_id,
+                    round=result.round,
+                    stage="secagg",
+                    error_type=status.title().replace("_", ""),
+                    message=result.reasons.get(client_id, str(status)),
+                )
+            )
+
+
 def _take(
-    state: ServerState, client_id: str, data: bytes, stats: CohortStats, task: FitTask
+    state: ServerState, client_id: str, data: bytes, failures: _Failures, task: FitTask
 ) -> ServerState:
     """The server state after ``client_id``'s message; a refused one is a failure."""
     try:
@@ -252,5 +288,5 @@ def _take(
             )
         return server_receive(state, message)  # type: ignore[arg-type]
     except FedhiveError as exc:
-        stats.record_failure(Failure.of(client_id, task.round, "secagg", exc))
+        failures.record(Failure.of(client_id, task.round, "secagg", exc))
         return state

@@ -9,7 +9,9 @@ onto frozen dataclasses.
 [simulation]  backend = "local" | "process", workers = 2
 [evaluation]  centralized = true, federated_every = 0 (0: never)
 [server]      address = "127.0.0.1:8443", round_timeout = 60, min_clients = 1 (deployment),
-              max_examples = 65536 (the most examples one reply may claim; both modes)
+              max_examples = 65536 (the most examples one reply may claim; both modes),
+              header_timeout = 10, stall_timeout = 30, streams_per_client = 2,
+              concurrent_uploads = 8, max_concurrent_rpcs = 256 (what peers may hold)
 [attack]      kind = "scaling", fraction = 0.3, scale = 10 (malicious clients; simulation only)
 [stragglers]  fraction = 0.9, drop = false (partial work each round; simulation only)
 [privacy]     noise_multiplier = 1.0, clipping_norm = 1.0, target_epsilon = 8 (DP-FedAvg)
@@ -97,7 +99,8 @@ class EvaluationSection:
 
 @dataclass(frozen=True, kw_only=True)
 class ServerSection:
-    """The deployment server: where it listens, how long rounds and start-up may take."""
+    """The deployment server: where it listens, how long rounds and start-up may take,
+    and how much of it one peer may hold (the gRPC transport's ``PeerLimits``)."""
 
     address: str = "127.0.0.1:8443"
     round_timeout: float = 60.0
@@ -106,12 +109,27 @@ class ServerSection:
     max_message_mib: int = 256
     max_examples: int = DEFAULT_MAX_EXAMPLES
     """The most examples one reply may claim (simulation too): caps a client's weight."""
+    header_timeout: float = 10.0
+    """Seconds an upload may take to send its header."""
+    stall_timeout: float = 30.0
+    """Seconds an upload (a download's reader) may take for its next chunk."""
+    streams_per_client: int = 2
+    """Uploads and downloads one client may have open at once."""
+    concurrent_uploads: int = 8
+    """Uploads received at once (the server's memory follows this number)."""
+    max_concurrent_rpcs: int = 256
+    """Calls admitted at once (running or queued); more are refused."""
 
     def __post_init__(self) -> None:
         check_real("round_timeout", self.round_timeout, low=0, low_open=True)
         check_int("min_clients", self.min_clients, minimum=1)
         check_real("wait_timeout", self.wait_timeout, low=0)
         check_int("max_message_mib", self.max_message_mib, minimum=1)
+        check_real("header_timeout", self.header_timeout, low=0, low_open=True)
+        check_real("stall_timeout", self.stall_timeout, low=0, low_open=True)
+        check_int("streams_per_client", self.streams_per_client, minimum=1)
+        check_int("concurrent_uploads", self.concurrent_uploads, minimum=1)
+        check_int("max_concurrent_rpcs", self.max_concurrent_rpcs, minimum=1)
         self.policy()  # refuse a cap out of range here, with the key's name
 
     def policy(self) -> ReplyPolicy:

@@ -9,6 +9,7 @@ else, and never a partially valid object.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -194,6 +195,77 @@ def task_from_proto(message: pb.Task, *, client_id: str) -> TaskEnvelope:
         model_signature=message.model_signature,
         secagg=message.secagg_message,
     )
+
+
+TASK_DOMAIN = b"fedhive/task/v1\n"
+HEADER_DOMAIN = b"fedhive/result-header/v1\n"
+
+
+def _digest(domain: bytes, fields: Mapping[str, object]) -> str:
+    """SHA-256 (hex) of ``domain`` + sorted compact ASCII JSON of ``fields``."""
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(domain + text.encode("ascii")).hexdigest()
+
+
+def task_sha256(envelope: TaskEnvelope) -> str:
+    """The hash a model signature binds its task by: every field of the task as it goes
+    on the wire (but the signature), and the client it is for.
+
+    The server hashes the envelope it sends, the client the one it decoded; both read
+    the task's protobuf message, so a field the wire does not carry is not bound. Reals
+    are written as ``float.hex``, the SecAgg message as its SHA-256.
+    """
+    message = task_to_proto(envelope)
+    config = message.config
+    budget = config.privacy_budget
+    extra = {}
+    for key, scalar in config.extra.items():
+        kind = scalar.WhichOneof("value") or ""
+        value = getattr(scalar, kind) if kind else None
+        extra[key] = [kind, float.hex(value) if isinstance(value, float) else value]
+    fields = {
+        "client_id": envelope.task.client_id,
+        "task_id": message.task_id,
+        "run_id": message.run_id,
+        "round": message.round,
+        "kind": int(message.kind),
+        "model_version": message.model_version,
+        "model_size": message.model_size,
+        "seed": message.seed,
+        "deadline_unix": float.hex(message.deadline_unix),
+        "config": {
+            "local_epochs": config.local_epochs,
+            "batch_size": config.batch_size,
+            "learning_rate": float.hex(config.learning_rate),
+            "privacy_budget": (
+                [float.hex(budget.epsilon_max), float.hex(budget.delta)]
+                if config.HasField("privacy_budget")
+                else None
+            ),
+            "extra": extra,
+        },
+        "secagg_sha256": hashlib.sha256(message.secagg_message).hexdigest(),
+    }
+    return _digest(TASK_DOMAIN, fields)
+
+
+def header_sha256(header: pb.ResultHeader) -> str:
+    """The hash a result signature binds the rest of its header by: kind, example
+    count, metrics, loss, payload size, SecAgg flag and failure fields (run, round,
+    task, client, model and payload hash are in the claim itself). Reals are written
+    as ``float.hex``."""
+    fields = {
+        "kind": int(header.kind),
+        "num_examples": header.num_examples,
+        "metrics": {key: float.hex(value) for key, value in header.metrics.items()},
+        "loss": float.hex(header.loss),
+        "payload_size": header.payload_size,
+        "secagg": header.secagg,
+        "failure_stage": header.failure_stage,
+        "failure_error": header.failure_error,
+        "failure_message": header.failure_message,
+    }
+    return _digest(HEADER_DOMAIN, fields)
 
 
 def kind_of(task: FitTask | EvaluateTask | SecAggTask) -> pb.TaskKind:

@@ -3,10 +3,14 @@
 A client signs a :class:`ResultClaim` about its update, the server a :class:`ModelClaim`
 about each global model. A signature (ECDSA P-256 with SHA-256, DER; or Ed25519, by key
 type) covers ``DOMAIN + json.dumps(fields, sort_keys=True, separators=(",", ":"),
-ensure_ascii=True).encode("ascii")``: ``DOMAIN`` is ``b"fedhive/result/v1\\n"`` or
-``b"fedhive/model/v1\\n"`` (one kind never passes as the other), ``fields`` maps each field
+ensure_ascii=True).encode("ascii")``: ``DOMAIN`` is ``b"fedhive/result/v2\\n"`` or
+``b"fedhive/model/v2\\n"`` (one kind never passes as the other), ``fields`` maps each field
 name to its value (strings and ints). JSON quotes and escapes every string, so distinct
-claims give distinct bytes. Each result is admitted once by the gRPC coordinator
+claims give distinct bytes. A result claim binds the rest of its upload's header (kind,
+example count, metrics, loss, SecAgg flag, failure fields) through ``header_sha256``, a
+model claim the task it was sent with (config, seed, deadline, SecAgg setup) through
+``task_sha256``: see :func:`fedhive.transport.codec.header_sha256` and
+:func:`~fedhive.transport.codec.task_sha256`. Each result is admitted once by the gRPC coordinator
 (task ids are random and claimed once), and only after its signature verifies, so an
 unsigned result never uses up a task.
 """
@@ -35,8 +39,8 @@ from fedhive.errors import SignatureError, ValidationError
 SigningKey = Union[ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey]  # noqa: UP007
 _Refuse = Callable[[str], SignatureError]
 
-RESULT_DOMAIN = b"fedhive/result/v1\n"
-MODEL_DOMAIN = b"fedhive/model/v1\n"
+RESULT_DOMAIN = b"fedhive/result/v2\n"
+MODEL_DOMAIN = b"fedhive/model/v2\n"
 CLIENT_URI_PREFIX = "fedhive://client/"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CLIENT, _SERVER = ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH
@@ -48,7 +52,7 @@ def _check_fields(value: ResultClaim | ModelClaim) -> None:
         v = getattr(value, f.name)
         if f.name in ("round", "size"):
             ok, want = isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an int >= 0"
-        elif f.name in ("model_version", "payload_sha256"):
+        elif f.name in ("model_version", "payload_sha256", "header_sha256", "task_sha256"):
             ok = isinstance(v, str) and _HEX64.fullmatch(v) is not None
             want = "64 lowercase hex digits (a SHA-256)"
         else:
@@ -65,7 +69,8 @@ def _canonical(domain: bytes, claim: ResultClaim | ModelClaim) -> bytes:
 
 @dataclass(frozen=True, kw_only=True)
 class ResultClaim:
-    """What a client signs about one result: run, round, task, model and payload hash."""
+    """What a client signs about one result: run, round, task, model, payload hash and
+    the hash of the rest of its header."""
 
     run_id: str
     round: int
@@ -73,29 +78,32 @@ class ResultClaim:
     client_id: str
     model_version: str
     payload_sha256: str
+    header_sha256: str
 
     def __post_init__(self) -> None:
         _check_fields(self)
 
     def canonical_bytes(self) -> bytes:
-        """The signed bytes: ``b"fedhive/result/v1\\n"`` + sorted compact ASCII JSON."""
+        """The signed bytes: ``b"fedhive/result/v2\\n"`` + sorted compact ASCII JSON."""
         return _canonical(RESULT_DOMAIN, self)
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelClaim:
-    """What the server signs about a global model: run, round, version and byte size."""
+    """What the server signs about a global model and the task it is sent with: run,
+    round, version, byte size and the task's hash."""
 
     run_id: str
     round: int
     model_version: str
     size: int
+    task_sha256: str
 
     def __post_init__(self) -> None:
         _check_fields(self)
 
     def canonical_bytes(self) -> bytes:
-        """The signed bytes: ``b"fedhive/model/v1\\n"`` + sorted compact ASCII JSON."""
+        """The signed bytes: ``b"fedhive/model/v2\\n"`` + sorted compact ASCII JSON."""
         return _canonical(MODEL_DOMAIN, self)
 
 

@@ -4,7 +4,8 @@ Each submitted task is published as a cohort of its own, with the model it names
 (signed, like a round's) and a deadline ``round_timeout`` from its submission; the
 coordinator keeps the models of the tasks in flight only. A task ends when its client's
 upload arrives, or at its deadline: it is then withdrawn (a late upload is told
-``ROUND_CLOSED``) and ends as a ``transport:DeadlineExceeded`` failure. A client holds
+``ROUND_CLOSED``) and ends as a ``transport:DeadlineExceeded`` failure (or as its last
+refused upload's failure). A client holds
 one task at a time, because the loop never gives a busy client another.
 """
 
@@ -18,7 +19,7 @@ from fedhive.core.messages import Failure, FitReply, FitTask
 from fedhive.core.serde import weights_to_bytes
 from fedhive.core.weights import Weights
 from fedhive.transport.base import Finished, FitOutcome
-from fedhive.transport.grpc.coordinator import Outcome
+from fedhive.transport.grpc.coordinator import Outcome, Withdrawn
 from fedhive.transport.grpc.server import GrpcServerTransport
 
 
@@ -67,7 +68,7 @@ class GrpcAsyncRunner:
         if got is not None:
             cohort, outcome = got
             dispatch = self._dispatch_of[cohort]
-            task = self._end(dispatch).task
+            task = self._end(dispatch)[0].task
             return [Finished(dispatch, _as_fit(outcome, task), self._clock())]
         now = time.time()
         expired = sorted(d for d, flight in self._flight.items() if flight.deadline <= now)
@@ -82,23 +83,19 @@ class GrpcAsyncRunner:
     def _clock(self) -> float:
         return time.monotonic() - self._started
 
-    def _end(self, dispatch: int) -> _InFlight:
+    def _end(self, dispatch: int) -> tuple[_InFlight, list[Withdrawn]]:
         """Forget a task: withdraw it if unanswered, unpublish its model if unused."""
         flight = self._flight.pop(dispatch)
         del self._dispatch_of[flight.cohort]
-        self._coordinator.close_cohort(flight.cohort)
+        withdrawn = self._coordinator.close_cohort(flight.cohort)
         self._coordinator.drop_model(flight.task.version)
-        return flight
+        return flight, withdrawn
 
     def _expire(self, dispatch: int) -> Failure:
-        task = self._end(dispatch).task
-        return Failure(
-            client_id=task.client_id,
-            round=task.round,
-            stage="transport",
-            error_type="DeadlineExceeded",
-            message=f"no result within {self._transport.round_timeout:g}s",
-        )
+        """The failure of a task past its deadline (its last refused upload, if any)."""
+        flight, withdrawn = self._end(dispatch)
+        refused = withdrawn[0].refused if withdrawn else None
+        return self._transport.unanswered(flight.task, refused)
 
 
 def _as_fit(outcome: Outcome, task: FitTask) -> FitOutcome:

@@ -24,7 +24,13 @@ from fedhive.core.serde import weights_to_bytes
 from fedhive.errors import PeerRejectedError, TransportError, ValidationError
 from fedhive.transport.base import Wait
 from fedhive.transport.chunks import DEFAULT_CHUNK_BYTES, Reassembler, split
-from fedhive.transport.codec import TaskEnvelope, decode, task_from_proto
+from fedhive.transport.codec import (
+    TaskEnvelope,
+    decode,
+    header_sha256,
+    task_from_proto,
+    task_sha256,
+)
 from fedhive.transport.envelope import ModelClaim, ResultClaim
 from fedhive.transport.grpc.security import ClientSignatures
 from fedhive.transport.grpc.service import FINISHED, SERVICE
@@ -95,7 +101,8 @@ class GrpcLink:
         return Wait(max(0.01, min(reply.wait.retry_after_seconds, 60.0)), finished=finished)
 
     def download(self, envelope: TaskEnvelope) -> bytes:
-        """The task's model, reassembled and checked against its version (SHA-256)."""
+        """The task's model, reassembled and checked against its version (SHA-256) and,
+        with signatures, against the server's signature over the model and the task."""
         version = envelope.task.version
         payload = Reassembler(
             declared_size=envelope.model_size, max_size=self._max_model, sha256=version
@@ -119,6 +126,7 @@ class GrpcLink:
                 round=envelope.task.round,
                 model_version=version,
                 size=len(data),
+                task_sha256=task_sha256(envelope),
             )
             self._signatures.verify_model(
                 claim, envelope.model_signature, data, self._server_certificate
@@ -172,6 +180,7 @@ class GrpcLink:
                 client_id=self.client_id,
                 model_version=task.version,
                 payload_sha256=header.payload_sha256,
+                header_sha256=header_sha256(header),
             )
             header.signature = self._signatures.sign_result(claim)
 

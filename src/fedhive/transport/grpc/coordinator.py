@@ -10,6 +10,10 @@ Memory follows the tasks in flight, not the run's length: once a cohort closes, 
 of its tasks are kept a while (a late upload is told ``ROUND_CLOSED``, a repeat
 ``DUPLICATE``) and then forgotten (such an upload is then refused as naming no issued
 task). Either way it is refused: task ids are random and never issued twice.
+
+An upload refused before its task was claimed (its signature did not verify) leaves the
+task open for its owner to retry; the task keeps that refusal (the last one, one per
+open task) and reports it if its cohort closes without a valid upload.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from fedhive.core.messages import (
     EvaluateReply,
@@ -50,6 +54,15 @@ class UploadRefusedError(Exception):
 class _Issued:
     envelope: TaskEnvelope
     cohort: int
+    refused: Failure | None = None  # the last upload refused while the task stayed open
+
+
+@dataclass(frozen=True)
+class Withdrawn:
+    """A task its cohort closed without a result, and the last upload refused for it."""
+
+    envelope: TaskEnvelope
+    refused: Failure | None
 
 
 @dataclass
@@ -112,8 +125,8 @@ class Coordinator:
         tasks: Sequence[FitTask] | Sequence[EvaluateTask] | Sequence[SecAggTask],
         payload: bytes,
         deadline: float,
-        model_signature: bytes = b"",
         *,
+        sign: Callable[[TaskEnvelope], bytes] | None = None,
         keep: bool = False,
         secagg: Mapping[str, bytes] | None = None,
     ) -> tuple[int, dict[str, str]]:
@@ -121,8 +134,21 @@ class Coordinator:
 
         The tasks' model replaces the published ones, or joins them with ``keep``;
         ``secagg`` gives each client its secure-aggregation message (SecAgg tasks name
-        no model).
+        no model); ``sign`` gives each task its model signature.
         """
+        envelopes = []
+        for task in tasks:
+            envelope = TaskEnvelope(
+                task=task,
+                task_id=uuid.uuid4().hex,
+                run_id=self.run_id,
+                deadline_unix=deadline,
+                model_size=len(payload),
+                secagg=(secagg or {}).get(task.client_id, b""),
+            )
+            if sign is not None:
+                envelope = replace(envelope, model_signature=sign(envelope))
+            envelopes.append(envelope)
         with self._lock:
             self._cohort += 1
             cohort = self._cohort
@@ -132,20 +158,10 @@ class Coordinator:
                     self._models = {}
                 self._models[tasks[0].version] = payload
                 self.round = tasks[0].round
-            ids: dict[str, str] = {}
-            for task in tasks:
-                envelope = TaskEnvelope(
-                    task=task,
-                    task_id=uuid.uuid4().hex,
-                    run_id=self.run_id,
-                    deadline_unix=deadline,
-                    model_size=len(payload),
-                    model_signature=model_signature,
-                    secagg=(secagg or {}).get(task.client_id, b""),
-                )
-                self._pending.setdefault(task.client_id, deque()).append(envelope)
+            for envelope in envelopes:
+                self._pending.setdefault(envelope.task.client_id, deque()).append(envelope)
                 self._issued[envelope.task_id] = _Issued(envelope, cohort)
-                ids[envelope.task_id] = task.client_id
+            ids = {envelope.task_id: envelope.task.client_id for envelope in envelopes}
             self._cohort_tasks[cohort] = list(ids)
             return cohort, ids
 
@@ -189,6 +205,14 @@ class Coordinator:
             del self._issued[task_id]
             self._refusals[task_id] = "duplicate"
             return issued.envelope, issued.cohort
+
+    def refuse(self, task_id: str, failure: Failure) -> None:
+        """Note why an upload for the open task ``task_id`` was refused without claiming
+        it (the task's failure if no valid upload follows); a closed task is ignored."""
+        with self._lock:
+            issued = self._issued.get(task_id)
+            if issued is not None:
+                issued.refused = failure
 
     def _open_task(self, task_id: str, client_id: str) -> _Issued:
         issued = self._issued.get(task_id)
@@ -253,18 +277,18 @@ class Coordinator:
             if got in cohorts:
                 return got, outcome
 
-    def close_cohort(self, cohort: int) -> list[TaskEnvelope]:
+    def close_cohort(self, cohort: int) -> list[Withdrawn]:
         """Close the cohort: unanswered tasks are withdrawn and returned."""
         with self._lock:
             self._open_cohorts.discard(cohort)
             open_ = [t for t, i in self._issued.items() if i.cohort == cohort]
-            envelopes = [self._issued.pop(t).envelope for t in open_]
+            withdrawn = [Withdrawn(i.envelope, i.refused) for i in map(self._issued.pop, open_)]
             self._refusals.update(dict.fromkeys(open_, "round_closed"))
             for waiting in self._pending.values():
                 for envelope in [e for e in waiting if e.task_id in open_]:
                     waiting.remove(envelope)
             self._retire(cohort)
-            return envelopes
+            return withdrawn
 
     def _retire(self, cohort: int) -> None:
         """Keep a closed cohort's task ids; forget the oldest beyond ``remember_tasks``."""

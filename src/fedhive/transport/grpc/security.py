@@ -17,7 +17,7 @@ from fedhive.pki.authority import load_private_key
 from fedhive.pki.identity import client_id_of, load_certificate
 from fedhive.pki.revocation import RevocationList
 from fedhive.pki.tls import TLSConfig
-from fedhive.transport.codec import TaskEnvelope, check_digest
+from fedhive.transport.codec import TaskEnvelope, check_digest, header_sha256, task_sha256
 from fedhive.transport.envelope import (
     ModelClaim,
     ResultClaim,
@@ -105,8 +105,16 @@ class Signatures:
         self.certificate_pem = cert
         self._key = load_private_key(key)
 
-    def sign_model(self, claim: ModelClaim) -> bytes:
-        """The server's signature over a model claim."""
+    def sign_task(self, envelope: TaskEnvelope) -> bytes:
+        """The server's signature over the model ``envelope`` names and the task itself
+        (its model's bytes being ``envelope.model_size`` long)."""
+        claim = ModelClaim(
+            run_id=envelope.run_id,
+            round=envelope.task.round,
+            model_version=envelope.task.version,
+            size=envelope.model_size,
+            task_sha256=task_sha256(envelope),
+        )
         return sign_model(claim, self._key)
 
     def verify_upload(
@@ -118,7 +126,7 @@ class Signatures:
         header: pb.ResultHeader,
     ) -> None:
         """Check the caller signed (run, round, task, model version, payload hash) of
-        the task ``envelope`` it answers with ``header``.
+        the task ``envelope`` it answers, and the rest of ``header``.
 
         Raises:
             SignatureError: the signature or the certificate does not verify.
@@ -131,6 +139,7 @@ class Signatures:
             client_id=envelope.task.client_id,
             model_version=envelope.task.version,
             payload_sha256=check_digest(header.payload_sha256, "payload_sha256"),
+            header_sha256=header_sha256(header),
         )
         self.verify_result(context, claim, header.signature)
 

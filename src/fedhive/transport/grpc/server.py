@@ -2,8 +2,9 @@
 
 ``fit``/``evaluate`` publish one task per selected client and stream back outcomes as
 uploads arrive; when every task is answered, or the round's deadline passes, the cohort
-closes: unanswered tasks become failures (``transport:DeadlineExceeded``) and a late
-upload is told ``ROUND_CLOSED``.
+closes: unanswered tasks become failures (``transport:DeadlineExceeded``, or the last
+refused upload's failure, e.g. ``upload:SignatureError``) and a late upload is told
+``ROUND_CLOSED``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from fedhive.transport.base import (
     StageOutcome,
     round_closed,
 )
-from fedhive.transport.envelope import ModelClaim
 from fedhive.transport.grpc.coordinator import Coordinator, Outcome
 from fedhive.transport.grpc.limits import PeerLimits
 from fedhive.transport.grpc.security import Signatures
@@ -69,6 +69,10 @@ class GrpcServerTransport:
         limits: how many streams one client may hold, and for how long it may stall
             (without TLS, callers are not identified, and streams are not counted per
             client: the timeouts still apply).
+
+    Attributes:
+        limits: the limits in force (``limits``, or the defaults).
+        max_concurrent_rpcs: as given.
     """
 
     def __init__(
@@ -94,6 +98,8 @@ class GrpcServerTransport:
         if credentials is not None and signatures is None:
             raise ConfigError("server: with TLS, results must be signed (pass signatures)")
         self._signatures = signatures
+        self.limits = limits or PeerLimits()
+        self.max_concurrent_rpcs = max_concurrent_rpcs
         self.coordinator = Coordinator(run_id=run_id or uuid.uuid4().hex[:12])
         self._round_timeout = round_timeout
         options = [
@@ -110,7 +116,7 @@ class GrpcServerTransport:
             identify=identify,
             max_upload_bytes=max_message_mib * _MiB,
             signatures=signatures,
-            limits=limits,
+            limits=self.limits,
             identified=credentials is not None,
         )
         self._server.add_generic_rpc_handlers((handler(self._servicer),))
@@ -185,17 +191,11 @@ class GrpcServerTransport:
         deadline = time.time() + self._round_timeout
         if not tasks:
             return 0, deadline
-        signature = b""
+        sign = None
         if self._signatures is not None and not isinstance(tasks[0], SecAggTask):
-            claim = ModelClaim(
-                run_id=self.coordinator.run_id,
-                round=tasks[0].round,
-                model_version=tasks[0].version,
-                size=len(payload),
-            )
-            signature = self._signatures.sign_model(claim)
+            sign = self._signatures.sign_task  # each task: its config, seed, deadline, setup
         cohort, _ids = self.coordinator.publish(
-            tasks, payload, deadline, signature, keep=keep, secagg=secagg
+            tasks, payload, deadline, sign=sign, keep=keep, secagg=secagg
         )
         return cohort, deadline
 
@@ -252,18 +252,29 @@ class GrpcServerTransport:
             if quorum is not None and quorum.met:
                 break
         timed_out = time.time() >= deadline
-        for envelope in self.coordinator.close_cohort(cohort):
-            task = envelope.task
-            if not timed_out:
-                yield round_closed(task.client_id, task.round)
-                continue
-            yield Failure(
-                client_id=task.client_id,
-                round=task.round,
-                stage="transport",
-                error_type="DeadlineExceeded",
-                message=f"no result within {self._round_timeout:g}s",
-            )
+        for withdrawn in self.coordinator.close_cohort(cohort):
+            yield self.unanswered(withdrawn.envelope.task, withdrawn.refused, timed_out=timed_out)
+
+    def unanswered(
+        self,
+        task: FitTask | EvaluateTask | SecAggTask,
+        refused: Failure | None,
+        *,
+        timed_out: bool = True,
+    ) -> Failure:
+        """The failure of a task withdrawn without a result: its last refused upload
+        (e.g. ``upload:SignatureError``), else the deadline or the quorum that closed it."""
+        if refused is not None:
+            return refused
+        if not timed_out:
+            return round_closed(task.client_id, task.round)
+        return Failure(
+            client_id=task.client_id,
+            round=task.round,
+            stage="transport",
+            error_type="DeadlineExceeded",
+            message=f"no result within {self._round_timeout:g}s",
+        )
 
 
 _Reply = TypeVar("_Reply", FitReply, EvaluateReply)

@@ -172,8 +172,7 @@ class Servicer:
         """Receive one task's result: header first, then its payload; verify, hand over.
 
         The caller is identified before anything is read; the task is claimed only once
-        the result's signature verifies (a bad signature leaves the task to retry).
-        """
+        the result's signature verifies (a bad one leaves the task open to a retry)."""
         client_id = self._identify(context, "")
         self._streams.admit(context, client_id, "UploadResult")
         wait = self._limits.header_timeout
@@ -200,6 +199,8 @@ class Servicer:
             return _reply(verdict.status, verdict.message)
         except FedhiveError as exc:  # not claimed: the owner may send a good one
             log.warning("upload from %s rejected, task left open: %s", client_id, exc)
+            refused = Failure.of(client_id, envelope.task.round, "upload", exc)
+            self._coord.refuse(header.task_id, refused)  # its failure, unless it retries
             return _reply("rejected", str(exc))
         reply = _reply("accepted", "")
         try:
