@@ -16,6 +16,7 @@ import pytest
 from fedhive.client.base import Context, TaskOrigin
 from fedhive.client.pipeline import run_fit
 from fedhive.client.privacy import LEDGER_KEY, load_ledger
+from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import (
     ClientConfig,
     EvaluateResult,
@@ -86,7 +87,7 @@ def test_a_budgeted_device_refuses_a_task_that_asks_for_no_dp() -> None:
     state: dict[str, Any] = {}
     outcome = run_fit(client, task({}, budget), MODEL, state, origin=deployed())
     assert isinstance(outcome, Failure)
-    assert (outcome.stage, outcome.error_type) == ("budget", "PrivacyBudgetError")
+    assert (outcome.stage, outcome.kind) == (Stage.BUDGET, FailureKind.BUDGET_EXCEEDED)
     assert "epsilon = inf" in outcome.message
     assert client.fits == 0  # refused before training
     assert LEDGER_KEY not in state
@@ -98,7 +99,7 @@ def test_a_claimed_huge_noise_multiplier_without_noise_is_refused() -> None:
     claim = {NOISE_MULTIPLIER: 1e6}  # no dp.clipping_norm, no dp.noise_std
     outcome = run_fit(client, task(claim, budget), MODEL, {}, origin=deployed())
     assert isinstance(outcome, Failure)
-    assert outcome.error_type == "PrivacyBudgetError"
+    assert outcome.kind is FailureKind.BUDGET_EXCEEDED
 
 
 def test_clipping_without_noise_is_refused() -> None:
@@ -106,7 +107,7 @@ def test_clipping_without_noise_is_refused() -> None:
     claim = {NOISE_MULTIPLIER: 1e6, CLIPPING_NORM: 1.0}
     outcome = run_fit(FixedClient(3.0), task(claim, budget), MODEL, {}, origin=deployed())
     assert isinstance(outcome, Failure)
-    assert outcome.error_type == "PrivacyBudgetError"
+    assert outcome.kind is FailureKind.BUDGET_EXCEEDED
 
 
 @pytest.mark.parametrize(
@@ -117,7 +118,10 @@ def test_noise_a_device_cannot_account_for_is_refused_not_a_crash(norm: float, s
     claim = {CLIPPING_NORM: norm, NOISE_STD: std}
     outcome = run_fit(FixedClient(3.0), task(claim, budget), MODEL, {}, origin=deployed())
     assert isinstance(outcome, Failure)
-    assert outcome.error_type in {"PrivacyBudgetError", "ClientError"}
+    assert (outcome.stage, outcome.kind) in {
+        (Stage.BUDGET, FailureKind.BUDGET_EXCEEDED),
+        (Stage.PRIVACY, FailureKind.CLIENT_ERROR),
+    }
 
 
 def test_the_device_charges_the_noise_it_adds_not_the_servers_claim() -> None:
@@ -182,7 +186,7 @@ def test_a_dpsgd_task_to_a_client_that_ignores_dpsgd_is_refused_before_release()
     state: dict[str, Any] = {}
     outcome = run_fit(client, task(claim, budget), MODEL, state, origin=deployed())
     assert isinstance(outcome, Failure)
-    assert (outcome.stage, outcome.error_type) == ("budget", "PrivacyBudgetError")
+    assert (outcome.stage, outcome.kind) == (Stage.BUDGET, FailureKind.BUDGET_EXCEEDED)
     assert client.fits == 1  # DP-SGD's cost is known only after training
     assert LEDGER_KEY not in state
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import (
     MAX_METRIC_KEY,
     MAX_METRICS,
@@ -206,15 +207,17 @@ def test_tasks_are_frozen_keyword_only_values() -> None:
 
 def test_failure_holds_its_context() -> None:
     failure = Failure(
-        client_id="c", round=2, stage="verify", error_type="NonFiniteError", message="nan"
+        client_id="c", round=2, stage=Stage.VERIFY, kind=FailureKind.NON_FINITE, message="nan"
     )
     assert dataclasses.asdict(failure) == {
         "client_id": "c",
         "round": 2,
         "stage": "verify",
-        "error_type": "NonFiniteError",
+        "kind": "non_finite",
         "message": "nan",
+        "detail": "",
     }
+    assert failure.key == "verify:non_finite"
 
 
 def test_a_flood_of_metric_keys_is_refused() -> None:

@@ -17,6 +17,7 @@ import gated_app
 from fedhive.client.base import Client, TaskOrigin
 from fedhive.client.pipeline import run_fit
 from fedhive.client.runner import serve
+from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import ClientConfig, Failure, FitReply, FitTask
 from fedhive.core.serde import model_version, weights_from_bytes
 from fedhive.core.weights import Weights
@@ -161,7 +162,9 @@ def test_a_vanished_client_fails_at_its_deadline_and_the_run_completes() -> None
     try:
         ghost.register()
         result = AsyncLoop(strategy=strategy, runner=runner, seed=1).run(app.initial_weights, 3)
-        late = Failure(client_id="ghost", round=0, stage="fit", error_type="E", message="")
+        late = Failure(
+            client_id="ghost", round=0, stage=Stage.FIT, kind=FailureKind.CLIENT_ERROR, message=""
+        )
         verdict = ghost.upload(taken[0], late)
     finally:
         runner.close()
@@ -171,7 +174,7 @@ def test_a_vanished_client_fails_at_its_deadline_and_the_run_completes() -> None
         ghost.close()
         transport.close()
     first = result.history[0]
-    assert first.fit.failures["transport:DeadlineExceeded"] >= 1
+    assert first.fit.failures["transport:deadline"] >= 1
     assert all(r.committed for r in result.history)
     assert len(result.history) == 3
     assert not any("ghost" in r.fit.contributors for r in result.history)
@@ -221,7 +224,7 @@ def test_tasks_on_two_versions_end_by_upload_or_deadline() -> None:
         assert expired.clock > answered.clock
         assert isinstance(expired.outcome, Failure)
         outcome = expired.outcome
-        assert (outcome.stage, outcome.error_type) == ("transport", "DeadlineExceeded")
+        assert (outcome.stage, outcome.kind) == ("transport", "deadline")
         assert coordinator.versions() == []
         with pytest.raises(TransportError, match="NOT_FOUND"):
             links["good-1"].download(envelopes["good-1"])
@@ -255,7 +258,7 @@ def test_a_task_whose_upload_was_refused_ends_with_the_refusal_at_its_deadline()
         envelope = transport.coordinator.pull("good-0")
         assert envelope is not None
         refused = Failure(
-            client_id="good-0", round=0, stage="upload", error_type="SignatureError", message="x"
+            client_id="good-0", round=0, stage=Stage.UPLOAD, kind=FailureKind.SIGNATURE, message="x"
         )
         transport.coordinator.refuse(envelope.task_id, refused)  # as the servicer does
         [finished] = runner.next_finished()

@@ -105,4 +105,4 @@ def test_an_upload_over_the_server_limit_is_rejected_and_counted() -> None:
         link.close()
         server.close()
     assert not record.committed
-    assert dict(record.fit.failures) == {"upload:ValidationError": 1}
+    assert dict(record.fit.failures) == {"upload:validation": 1}

@@ -67,7 +67,7 @@ def test_a_device_budget_survives_restarts_and_its_refusal_frees_the_slot(
         transport.close()
     records = result.history
     assert [sorted(r.fit.contributors) for r in records[:2]] == [CLIENTS, CLIENTS]
-    assert dict(records[2].fit.failures) == {"budget:PrivacyBudgetError": 1}
+    assert dict(records[2].fit.failures) == {"budget:budget_exceeded": 1}
     assert records[3].fit.selected == 2  # the exhausted device is not asked again
     assert all(r.committed for r in records)
     assert records[-1].privacy["epsilon"] > records[0].privacy["epsilon"] > 0

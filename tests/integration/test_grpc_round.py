@@ -70,9 +70,9 @@ def test_grpc_rounds_match_the_simulation_bit_for_bit(server: GrpcServerTranspor
         assert net.committed
         assert (net.fit.succeeded, net.fit.failed) == (3, 3)
         assert dict(net.fit.failures) == {
-            "fit:RuntimeError": 1,
-            "verify:NonFiniteError": 1,
-            "verify:ShapeMismatchError": 1,
+            "fit:client_error": 1,
+            "verify:non_finite": 1,
+            "verify:shape_mismatch": 1,
         }
         assert net.fit.failures == sim.fit.failures
         assert net.train == sim.train
@@ -102,7 +102,7 @@ def test_a_missing_client_fails_at_the_deadline_and_the_round_completes() -> Non
     finally:
         transport.close()
     assert not record.committed  # nobody answered: nothing to aggregate
-    assert record.fit.failures["transport:DeadlineExceeded"] == record.fit.selected
+    assert record.fit.failures["transport:deadline"] == record.fit.selected
     assert weights is app.initial_weights
 
 
@@ -183,7 +183,7 @@ def test_over_selection_closes_the_round_at_its_quorum(server: GrpcServerTranspo
             thread.join(timeout=10)
     assert record.fit.selected == 4  # 3 wanted, one more selected
     assert record.fit.succeeded == 3
-    assert dict(record.fit.failures) == {"transport:RoundClosed": 1}
+    assert dict(record.fit.failures) == {"transport:round_closed": 1}
     assert "slow-0" not in record.fit.contributors
 
 
@@ -295,6 +295,6 @@ def test_uploads_that_fail_verification_do_not_count_toward_the_quorum(
     assert record.committed, record.note
     assert record.fit.contributors == ["honest-0"]
     assert dict(record.fit.failures) == {
-        "verify:ShapeMismatchError": 1,
-        "verify:ValidationError": 1,  # an evaluation answering a fit task is not dropped
+        "verify:shape_mismatch": 1,
+        "verify:validation": 1,  # an evaluation answering a fit task is not dropped
     }

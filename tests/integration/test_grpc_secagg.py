@@ -147,7 +147,7 @@ def test_a_client_whose_messages_are_not_signed_is_excluded(tmp_path: Path) -> N
     assert len(record.fit.contributors) == len(CLIENTS) - 1
     # Refused without using up the task (its owner may retry): at the deadline it fails
     # with the refusal's reason.
-    assert dict(record.fit.failures) == {"upload:SignatureError": 1}
+    assert dict(record.fit.failures) == {"upload:signature": 1}
 
 
 def test_too_few_clients_is_refused_before_anything_is_sent() -> None:

@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from fedhive.client.runner import serve
+from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import ClientConfig, Failure, FitReply, FitTask
 from fedhive.core.serde import model_version, weights_from_bytes
 from fedhive.errors import SignatureError, TransportError
@@ -213,7 +214,7 @@ class Tamper(grpc.StreamUnaryClientInterceptor):  # type: ignore[misc]
 HEADER_CHANGES: dict[str, tuple[bool, Callable[[Any], None]]] = {
     "num_examples": (True, lambda h: setattr(h, "num_examples", 1000)),
     "metrics": (True, lambda h: h.metrics.update({"accuracy": 1.0})),
-    "failure_error": (False, lambda h: setattr(h, "failure_error", "PrivacyBudgetError")),
+    "failure_error": (False, lambda h: setattr(h, "failure_error", "budget_exceeded")),
     "failure_message": (False, lambda h: setattr(h, "failure_message", "forged")),
 }
 
@@ -243,13 +244,17 @@ def test_a_result_header_changed_after_signing_is_refused(
         )
         if not fit:
             reply = Failure(
-                client_id=CLIENTS[0], round=1, stage="fit", error_type="OSError", message="disk"
+                client_id=CLIENTS[0],
+                round=1,
+                stage=Stage.FIT,
+                kind=FailureKind.CLIENT_ERROR,
+                message="disk",
             )
         client._channel = grpc.intercept_channel(client._channel, Tamper(change))
         assert client.upload(envelope, reply) == "rejected"
         [outcome] = outcomes  # at the deadline: the refusal, not the changed header
         assert isinstance(outcome, Failure)
-        assert (outcome.stage, outcome.error_type) == ("upload", "SignatureError")
+        assert (outcome.stage, outcome.kind) == ("upload", "signature")
     finally:
         client.close()
         server.close()
@@ -288,7 +293,7 @@ def test_a_result_whose_signature_does_not_match_is_rejected(pki: Path) -> None:
     assert (record.fit.succeeded, record.fit.failed) == (1, 1)
     # The forged upload is refused without using up the task (the forger could still
     # send a good one); at the deadline the task fails with the refusal's reason.
-    assert dict(record.fit.failures) == {"upload:SignatureError": 1}
+    assert dict(record.fit.failures) == {"upload:signature": 1}
 
 
 def test_a_task_whose_upload_was_refused_can_still_be_answered(

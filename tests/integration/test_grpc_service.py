@@ -16,6 +16,7 @@ import grpc
 import numpy as np
 import pytest
 
+from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import ClientConfig, EvaluateReply, Failure, FitTask
 from fedhive.core.serde import model_version
 from fedhive.core.weights import Weights
@@ -188,7 +189,7 @@ def test_an_evaluate_answer_to_a_fit_task_is_refused_and_counted(
     assert verdict == "rejected"
     [failure] = got  # not dropped: the round sees this client's failure
     assert isinstance(failure, Failure)
-    assert (failure.stage, failure.error_type) == ("upload", "ValidationError")
+    assert (failure.stage, failure.kind) == ("upload", "validation")
 
 
 def test_a_clients_failure_report_is_bounded(server: GrpcServerTransport) -> None:
@@ -198,7 +199,10 @@ def test_a_clients_failure_report_is_bounded(server: GrpcServerTransport) -> Non
         envelope = pulled(link)
         upload = rpc(link._channel, "UploadResult", pb.UploadReply, stream="up")
         report = header_of(
-            envelope, failure_stage="fit", failure_error="RuntimeError", failure_message="m" * 10**6
+            envelope,
+            failure_stage="fit",
+            failure_error="client_error:RuntimeError",
+            failure_message="m" * 10**6,
         )
         reply = upload(iter([pb.ResultChunk(header=report)]), timeout=10)
         [failure] = list(outcomes)
@@ -211,11 +215,15 @@ def test_a_clients_failure_report_is_bounded(server: GrpcServerTransport) -> Non
         link.close()
     assert reply.status == pb.UPLOAD_STATUS_ACCEPTED
     assert isinstance(failure, Failure)
-    assert failure.stage == "fit"
+    assert (failure.stage, failure.kind, failure.detail) == (
+        Stage.FIT,
+        FailureKind.CLIENT_ERROR,
+        "RuntimeError",
+    )
     assert len(failure.message) == 2000
     assert refused.status == pb.UPLOAD_STATUS_REJECTED
     assert isinstance(refusal, Failure)
-    assert (refusal.stage, refusal.error_type) == ("upload", "ValidationError")
+    assert (refusal.stage, refusal.kind) == ("upload", "validation")
 
 
 def test_a_malformed_message_costs_one_log_line_not_a_traceback(

@@ -117,7 +117,7 @@ def test_one_huge_update_fails_its_client_not_the_round(
     record, weights, _ = one_round(STRATEGIES[name], {"evil": answer(value, examples)})
     assert record.committed, record.note
     assert record.fit.succeeded == len(HONEST)
-    assert dict(record.fit.failures) == {"verify:ValidationError": 1}
+    assert dict(record.fit.failures) == {"verify:validation": 1}
     assert record.fit.contributors == HONEST
     assert np.all(np.abs(weights["w"]) < 1.0)
 
@@ -135,14 +135,14 @@ def test_a_claim_above_the_cap_fails_its_client() -> None:
     # F02: 2**29 examples with an ordinary update used to take ~100 % of the weight
     record, weights, _ = one_round(FedAvg(), {"heavy": answer(1.0, 1 << 29)})
     assert record.committed
-    assert dict(record.fit.failures) == {"verify:ValidationError": 1}
+    assert dict(record.fit.failures) == {"verify:validation": 1}
     np.testing.assert_allclose(weights["w"], np.full(3, STEP, np.float32), rtol=1e-6)
 
 
 def test_the_round_loop_applies_its_policy_cap() -> None:
     policy = ReplyPolicy(max_examples=100)
     record, _, _ = one_round(FedAvg(), {"big": answer(STEP, 101)}, policy=policy)
-    assert dict(record.fit.failures) == {"verify:ValidationError": 1}
+    assert dict(record.fit.failures) == {"verify:validation": 1}
     record, _, _ = one_round(FedAvg(), {"big": answer(STEP, 100)}, policy=policy)
     assert record.fit.failed == 0
 
@@ -153,7 +153,7 @@ def test_the_cap_bounds_a_clients_weight_in_federated_evaluation() -> None:
         strategy=FedAvg(fraction_evaluate=1.0), transport=transport, seed=0, federated_every=1
     )
     record = loop.run(MODEL, 1).history[0]
-    assert dict(record.evaluate.failures) == {"verify:ValidationError": 1}
+    assert dict(record.evaluate.failures) == {"verify:validation": 1}
     assert record.federated["loss"] == 0.0  # h0's loss 1.0 at 2**29 examples was refused
 
 
@@ -173,7 +173,7 @@ def test_scaffold_survives_one_huge_control_variate_change() -> None:
 
     record, _, state = one_round(Scaffold(), {"evil": huge_dc})
     assert record.committed, record.note
-    assert dict(record.fit.failures) == {"verify:ValidationError": 1}
+    assert dict(record.fit.failures) == {"verify:validation": 1}
     np.testing.assert_allclose(state[STATE_KEY], np.full(3, STEP), rtol=1e-6)
 
 
@@ -183,4 +183,4 @@ def test_a_client_dp_metric_never_becomes_the_runs_privacy_report() -> None:
     record, _, _ = one_round(FedAvg(), {"liar": liar})
     assert record.privacy == {}
     assert not any(key.startswith("dp.") or key in {"epsilon", "delta"} for key in record.train)
-    assert dict(record.fit.failures) == {"verify:ValidationError": 1}
+    assert dict(record.fit.failures) == {"verify:validation": 1}

@@ -81,7 +81,7 @@ def test_a_huge_header_example_count_fails_its_client_not_the_round() -> None:
     # F03: the header's num_examples (2**62) overflowed the aggregate's weight: not committed
     record = loop(header_examples=1 << 62).run(build(CLIENTS).initial_weights, 1).history[0]
     assert record.committed, record.note
-    assert record.fit.failures == {"verify:ValidationError": 1}
+    assert record.fit.failures == {"verify:validation": 1}
     assert sorted(record.fit.contributors) == sorted(f"c{i}" for i in range(1, CLIENTS))
 
 

@@ -216,5 +216,5 @@ def test_a_simulation_refuses_claims_above_its_max_examples() -> None:
     config = parse_config({**data, "server": {"max_examples": 2}})
     record = simulate(config, base_dir=TESTS).history[0]
     assert record.committed
-    assert dict(record.fit.failures) == {"verify:ValidationError": 1}
+    assert dict(record.fit.failures) == {"verify:validation": 1}
     assert sorted(record.fit.contributors) == ["good-0", "good-1"]

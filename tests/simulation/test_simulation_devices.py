@@ -244,6 +244,6 @@ def test_an_over_selected_round_closes_at_its_quorum_in_simulated_time_order() -
         seconds = {c: model.duration(c, ClientConfig(), record.round) for c in app.client_ids}
         by_time = sorted(app.client_ids, key=seconds.__getitem__)
         assert sorted(record.fit.contributors) == sorted(by_time[:6])
-        assert dict(record.fit.failures) == {"transport:RoundClosed": 2}
+        assert dict(record.fit.failures) == {"transport:round_closed": 2}
         clock += seconds[by_time[5]]  # the round closed when its sixth result arrived
         assert record.clock == pytest.approx(clock)

@@ -72,7 +72,7 @@ def test_thirty_percent_vanishing_at_a_stage_still_completes(stage: Stage) -> No
     # Vanishing before sending the masked input leaves one out of the sum; vanishing
     # while unmasking does not (the others' shares remove its masks).
     assert len(survivors) == CLIENTS - (0 if stage == Stage.UNMASKING else 12)
-    assert record.fit.failures == {"secagg:Dropout": 12}
+    assert record.fit.failures == {"secagg:dropout": 12}
     expected = plain_mean(survivors)
     np.testing.assert_allclose(result.weights["w"], expected, rtol=0, atol=bound())
 
@@ -178,7 +178,7 @@ def test_a_dealer_whose_shares_do_not_decrypt_is_a_failure_of_the_round(holders:
     # A few unreadable shares are skipped (the round completes, the dealer's input in
     # it); all of them abort the round. Either way the dealer is blamed in the record.
     assert record.committed == (holders == 3), record.note
-    assert record.fit.failures == {"secagg:UnreadableShares": 1}
+    assert record.fit.failures == {"secagg:unreadable_shares": 1}
     assert record.fit.failed == 1
 
 

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import (
     ClientConfig,
     EvaluateReply,
@@ -31,6 +32,7 @@ from fedhive.simulation.wire import (
     evaluate_reply_from_json,
     evaluate_reply_to_json,
     evaluate_task_from_json,
+    failure_from_json,
     failure_to_json,
     fit_reply_from_json,
     fit_reply_to_json,
@@ -262,9 +264,16 @@ def test_evaluate_reply_round_trip(
 
 def test_failure_to_json_holds_every_field() -> None:
     failure = Failure(
-        client_id="c9", round=3, stage="fit", error_type="ClientError", message="boom"
+        client_id="c9",
+        round=3,
+        stage=Stage.FIT,
+        kind=FailureKind.CLIENT_ERROR,
+        message="boom",
+        detail="ValueError",
     )
-    assert Failure(**through_json(failure_to_json(failure))) == failure  # type: ignore[arg-type]
+    restored = failure_from_json(through_json(failure_to_json(failure)))  # type: ignore[arg-type]
+    assert restored == failure
+    assert (type(restored.stage), type(restored.kind)) == (Stage, FailureKind)
 
 
 def test_a_budgets_own_noise_settings_reach_a_worker() -> None:

@@ -151,7 +151,7 @@ def test_a_device_refuses_beyond_its_budget_and_is_not_selected_again() -> None:
     result = run_simulation(app(3), strategy=strategy, rounds=5)
     contributors = [sorted(r.fit.contributors) for r in result.history]
     assert contributors[:2] == [["c0", "c1", "c2"]] * 2
-    assert result.history[2].fit.failures == {"budget:PrivacyBudgetError": 1}
+    assert result.history[2].fit.failures == {"budget:budget_exceeded": 1}
     assert all(r.fit.selected == 2 for r in result.history[3:])  # c0 is unavailable now
     assert all(r.committed for r in result.history)
 
@@ -224,7 +224,7 @@ def test_a_refusal_is_replaced_by_another_device_in_the_same_round() -> None:
     refusals = [r for r in result.history if r.fit.failures]
     assert len(refusals) == 1  # c0 refuses once, then is never selected again
     record = refusals[0]
-    assert record.fit.failures == {"budget:PrivacyBudgetError": 1}
+    assert record.fit.failures == {"budget:budget_exceeded": 1}
     assert record.fit.selected == 4  # 3 sampled + 1 replacement
     assert len(record.fit.contributors) == 3
     assert "c0" not in record.fit.contributors
@@ -295,7 +295,7 @@ def test_a_replacement_wave_is_accounted_in_its_rounds_rate() -> None:
     rates, available = [], 6
     for record in result.history:
         rates.append(record.fit.selected / available)
-        available -= record.fit.failures.get("budget:PrivacyBudgetError", 0)
+        available -= record.fit.failures.get("budget:budget_exceeded", 0)
         expected = composed_epsilon(2.0, rates, 1e-5)
         assert record.privacy["epsilon"] == pytest.approx(expected, rel=1e-9)
     assert 4 / 6 in rates  # the round whose refusal was replaced: 3 sampled + 1

@@ -10,6 +10,7 @@ import pytest
 from fedhive.client import scaffold as client_scaffold
 from fedhive.client.base import Context, TaskOrigin
 from fedhive.client.pipeline import run_fit
+from fedhive.core.failures import FailureKind
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitReply, FitResult, FitTask
 from fedhive.core.rng import run_stream
 from fedhive.core.serde import model_version, record_from_bytes, record_to_bytes
@@ -162,7 +163,7 @@ def test_a_client_that_ignores_the_control_variates_fails_clearly() -> None:
     task = FitTask(round=1, client_id="c", version="v", seed=1, config=ClientConfig())
     outcome = run_fit(Plain(), task, sent, {}, origin=TaskOrigin.simulation(task))
     assert not isinstance(outcome, FitReply)
-    assert outcome.error_type == "ClientError"
+    assert (outcome.kind, outcome.detail) == (FailureKind.CLIENT_ERROR, "ClientError")
     assert "SCAFFOLD" in outcome.message
 
 

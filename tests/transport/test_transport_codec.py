@@ -10,18 +10,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fedhive.core.messages import ClientConfig, EvaluateTask, FitTask, PrivacyBudget
+from fedhive.core.failures import FailureKind, Stage
+from fedhive.core.messages import ClientConfig, EvaluateTask, Failure, FitTask, PrivacyBudget
 from fedhive.errors import SerializationError, ValidationError
 from fedhive.transport.codec import (
     TaskEnvelope,
+    UploadStatus,
     config_from_proto,
     config_to_proto,
     decode,
+    failure_error,
+    failure_from_header,
     header_sha256,
     metrics_from_proto,
     task_from_proto,
     task_sha256,
     task_to_proto,
+    upload_reply,
+    upload_status,
 )
 from fedhive.transport.proto import pb
 
@@ -255,3 +261,48 @@ def test_a_flood_of_metrics_from_the_wire_is_refused_before_it_is_read() -> None
     with pytest.raises(ValidationError, match="longer than 128"):
         metrics_from_proto({"k" * 129: 1.0})
     assert metrics_from_proto({"k" * 128: 1.0}) == {"k" * 128: 1.0}
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        Failure.of("c", 2, Stage.FIT, ValueError("bad batch")),
+        Failure.of("c", 2, Stage.PRIVACY, ValidationError("no clipping norm")),
+        Failure(
+            client_id="c", round=2, stage=Stage.BUDGET, kind=FailureKind.BUDGET_EXCEEDED, message=""
+        ),
+    ],
+)
+def test_a_reported_failure_comes_back_as_the_same_typed_failure(failure: Failure) -> None:
+    header = pb.ResultHeader(
+        failure_stage=failure.stage,
+        failure_error=failure_error(failure),
+        failure_message=failure.message,
+    )
+    back = failure_from_header(header, client_id="c", round=2)
+    assert back == failure
+    assert (type(back.stage), type(back.kind)) == (Stage, FailureKind)
+
+
+@pytest.mark.parametrize(
+    ("stage", "error", "message"),
+    [
+        ("verify", "validation", "a client reports failures at"),  # the server's own stage
+        ("fit", "RuntimeError", "unknown failure kind"),  # a class name is no kind
+        ("fit", "client_error:not an identifier", "is not an identifier"),
+        ("fit", "client_error:" + "E" * 65, "is not an identifier"),
+    ],
+)
+def test_a_reported_failure_is_held_to_the_stage_and_kind_enums(
+    stage: str, error: str, message: str
+) -> None:
+    header = pb.ResultHeader(failure_stage=stage, failure_error=error)
+    with pytest.raises(ValidationError, match=message):
+        failure_from_header(header, client_id="c", round=2)
+
+
+def test_an_upload_verdict_crosses_the_wire_as_itself() -> None:
+    for status in UploadStatus:
+        reply = decode(pb.UploadReply, upload_reply(status, "why").SerializeToString())
+        assert upload_status(reply) is status
+    assert upload_status(pb.UploadReply(status=99)) is UploadStatus.REJECTED

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 
+from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import ClientConfig, Failure, FitReply, FitTask
 from fedhive.core.weights import Weights
 from fedhive.transport.grpc.coordinator import Coordinator, UploadRefusedError
@@ -68,26 +69,24 @@ def test_a_withdrawn_task_frees_its_model_and_its_late_upload_is_refused() -> No
     assert refused.value.status == "round_closed"
 
 
-def refusal(client_id: str, error_type: str) -> Failure:
-    return Failure(
-        client_id=client_id, round=0, stage="upload", error_type=error_type, message="no"
-    )
+def refusal(client_id: str, kind: FailureKind) -> Failure:
+    return Failure(client_id=client_id, round=0, stage=Stage.UPLOAD, kind=kind, message="no")
 
 
 def test_a_withdrawn_task_reports_its_last_refused_upload() -> None:
     coord = Coordinator(run_id="r")
     cohort, ids = coord.publish([task("a", "v0"), task("b", "v0")], b"m", time.time() + 60)
     task_a, task_b = ids
-    coord.refuse(task_a, refusal("a", "ValidationError"))
-    coord.refuse(task_a, refusal("a", "SignatureError"))
+    coord.refuse(task_a, refusal("a", FailureKind.VALIDATION))
+    coord.refuse(task_a, refusal("a", FailureKind.SIGNATURE))
     assert coord.issued(task_a, "a").task_id == task_a  # still open: its owner may retry
-    coord.refuse(task_b, refusal("b", "SignatureError"))
+    coord.refuse(task_b, refusal("b", FailureKind.SIGNATURE))
     coord.claim(task_b, "b")  # a good upload followed: the refusal goes with the task
-    coord.refuse(task_b, refusal("b", "ValidationError"))  # claimed: ignored
+    coord.refuse(task_b, refusal("b", FailureKind.VALIDATION))  # claimed: ignored
     [withdrawn] = coord.close_cohort(cohort)
     assert withdrawn.envelope.task_id == task_a
-    assert withdrawn.refused == refusal("a", "SignatureError")
-    coord.refuse(task_a, refusal("a", "SignatureError"))  # closed: ignored, not kept
+    assert withdrawn.refused == refusal("a", FailureKind.SIGNATURE)
+    coord.refuse(task_a, refusal("a", FailureKind.SIGNATURE))  # closed: ignored, not kept
     assert coord.remembered_tasks == 2
 
 
@@ -119,7 +118,8 @@ def test_next_outcome_reads_any_given_cohort_and_drops_the_others() -> None:
     assert coord.next_outcome({one, two, three}, past) is None
     coord.close_cohort(one)
     assert not coord.deliver(
-        one, Failure(client_id="a", round=0, stage="fit", error_type="E", message="")
+        one,
+        Failure(client_id="a", round=0, stage=Stage.FIT, kind=FailureKind.CLIENT_ERROR, message=""),
     )
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import (
     ClientConfig,
     EvaluateReply,
@@ -119,7 +120,7 @@ def test_skipped_task_becomes_a_transport_failure() -> None:
     for failure in failures:
         assert failure.stage == "transport"
         assert failure.round == 7
-        assert failure.error_type == "TransportError"
+        assert failure.kind is FailureKind.TRANSPORT
         assert "no reply" in failure.message
 
 
@@ -167,8 +168,8 @@ def test_runner_failures_pass_through_as_the_outcome() -> None:
                 yield Failure(
                     client_id=task.client_id,
                     round=task.round,
-                    stage="fit",
-                    error_type="ClientError",
+                    stage=Stage.FIT,
+                    kind=FailureKind.CLIENT_ERROR,
                     message="diverged",
                 )
 
@@ -227,7 +228,7 @@ def test_a_cohort_closes_at_its_quorum_of_verified_results_in_simulated_time_ord
     assert all(isinstance(o, FitReply) for o in handed[:3])
     closed = handed[3]
     assert isinstance(closed, Failure)
-    assert (closed.stage, closed.error_type) == ("transport", "RoundClosed")
+    assert (closed.stage, closed.kind) == (Stage.TRANSPORT, FailureKind.ROUND_CLOSED)
 
 
 def test_a_quorum_of_the_whole_cohort_streams_it_as_the_runner_answers() -> None:
@@ -244,4 +245,4 @@ def test_a_later_wave_closes_once_the_rounds_quorum_is_met() -> None:
         if isinstance(outcome, FitReply):
             quorum.count()
     assert sum(isinstance(o, FitReply) for o in handed) == 1
-    assert [o.error_type for o in handed if isinstance(o, Failure)] == ["RoundClosed"] * 3
+    assert [o.kind for o in handed if isinstance(o, Failure)] == [FailureKind.ROUND_CLOSED] * 3

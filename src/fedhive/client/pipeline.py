@@ -8,7 +8,9 @@ tensors → charge the budget (what the device's clipping and noise, and DP-SGD,
 device's ledger and says whether noise may be seeded (simulation only).
 Later stages (clip, noise, compress, mask, sign) slot in after the update, in that
 order. Every stage that refuses returns a :class:`~fedhive.core.messages.Failure` naming
-itself, so a bad client is one failed task, never a crashed run.
+its :class:`~fedhive.core.failures.Stage` (``budget``, ``fit``, ``privacy`` for the
+device's clipping and noise, ``evaluate``), so a bad client is one failed task, never a
+crashed run.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from fedhive.client.base import Client, Context, TaskOrigin
 from fedhive.client.privacy import LEDGER_KEY, charge_budget, check_budget, privatize
+from fedhive.core.failures import Stage
 from fedhive.core.messages import (
     EvaluateReply,
     EvaluateResult,
@@ -55,24 +58,28 @@ def run_fit(
     try:
         planned = check_budget(task, state, origin=origin)
     except PrivacyBudgetError as exc:
-        return Failure.of(task.client_id, task.round, "budget", exc)
-    except ClientError as exc:  # an invalid dp.* value
-        return Failure.of(task.client_id, task.round, "fit", exc)
+        return Failure.of(task.client_id, task.round, Stage.BUDGET, exc)
+    except ClientError as exc:  # an invalid DP instruction
+        return Failure.of(task.client_id, task.round, Stage.PRIVACY, exc)
     model, aux = weights.split_aux()
-    context = _context(task, "fit", state, aux, simulated=origin.simulated)
+    context = _context(task, Stage.FIT, state, aux, simulated=origin.simulated)
     try:
         result = client.fit(model, task.config, context)
         if not isinstance(result, FitResult):
             raise ClientError(f"fit must return a FitResult, got {type(result).__name__}")
         update = result.delta if result.delta is not None else _subtract(result.weights, model)
-        update = privatize(update, task.config, context).join(_answer(aux, result.aux))
+        answer = _answer(aux, result.aux)
         metrics = check_metrics(result.metrics, what="fit metrics")
     except Exception as exc:  # the user's code: any error is this task's failure
-        return Failure.of(task.client_id, task.round, "fit", exc)
+        return Failure.of(task.client_id, task.round, Stage.FIT, exc)
+    try:  # the device's own DP stage: the task's clipping and noise, applied here
+        update = privatize(update, task.config, context).join(answer)
+    except Exception as exc:
+        return Failure.of(task.client_id, task.round, Stage.PRIVACY, exc)
     try:
         charged = charge_budget(task, state, origin=origin, events=[*planned, *context.released])
     except PrivacyBudgetError as exc:
-        return Failure.of(task.client_id, task.round, "budget", exc)
+        return Failure.of(task.client_id, task.round, Stage.BUDGET, exc)
     if charged is not None:  # released: the charge is recorded
         state[LEDGER_KEY] = charged.to_bytes().decode("ascii")
     return FitReply(
@@ -90,7 +97,7 @@ def run_evaluate(
 ) -> EvaluateReply | Failure:
     """Evaluate ``weights`` on ``client``'s local test data for ``task``."""
     model, aux = weights.split_aux()
-    context = _context(task, "evaluate", state, aux, simulated=False)
+    context = _context(task, Stage.EVALUATE, state, aux, simulated=False)
     try:
         result = client.evaluate(model, task.config, context)
         if not isinstance(result, EvaluateResult):
@@ -104,7 +111,7 @@ def run_evaluate(
         if result.num_examples < 0:
             raise ClientError(f"num_examples must be >= 0, got {result.num_examples}")
     except Exception as exc:  # the user's code: any error is this task's failure
-        return Failure.of(task.client_id, task.round, "evaluate", exc)
+        return Failure.of(task.client_id, task.round, Stage.EVALUATE, exc)
     return EvaluateReply(
         client_id=task.client_id,
         round=task.round,
@@ -116,7 +123,7 @@ def run_evaluate(
 
 def _context(
     task: FitTask | EvaluateTask,
-    stage: str,
+    stage: Stage,
     state: dict[str, RecordValue],
     aux: Weights,
     *,

@@ -20,6 +20,7 @@ from fedhive.client.base import Client, TaskOrigin
 from fedhive.client.pipeline import run_evaluate, run_fit
 from fedhive.client.privacy import LEDGER_KEY
 from fedhive.client.secure import SecAggSession
+from fedhive.core.failures import Stage
 from fedhive.core.messages import (
     EvaluateReply,
     Failure,
@@ -161,5 +162,5 @@ def _fit_with_ledger(
         try:
             ledger.save(Ledger.from_bytes(after.encode("ascii")))
         except PrivacyBudgetError as exc:
-            return Failure.of(task.client_id, task.round, "budget", exc)
+            return Failure.of(task.client_id, task.round, Stage.BUDGET, exc)
     return outcome

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fedhive.core.failures import Stage
 from fedhive.core.messages import (
     Failure,
     FitReply,
@@ -55,7 +56,7 @@ class SecAggSession:
                 rng=quantization_rng(task.seed).numpy(),
             )
         except FedhiveError as exc:
-            return Failure.of(task.client_id, task.round, "secagg", exc)
+            return Failure.of(task.client_id, task.round, Stage.SECAGG, exc)
         self.rounds[task.round] = state
         for old in sorted(self.rounds)[: -self.keep]:
             del self.rounds[old]
@@ -76,6 +77,6 @@ class SecAggSession:
                 raise SecAggError("no secure-aggregation round open here", round=task.round)
             state, message = client_handle(state, decode_message(request))  # type: ignore[arg-type]
         except FedhiveError as exc:
-            return Failure.of(task.client_id, task.round, "secagg", exc)
+            return Failure.of(task.client_id, task.round, Stage.SECAGG, exc)
         self.rounds[task.round] = state
         return SecAggAnswer(client_id=task.client_id, round=task.round, message=message.to_bytes())

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fedhive.core.config import check_int, check_real
+from fedhive.core.failures import FailureKind, Stage, kind_of
 from fedhive.core.serde import Scalar
 from fedhive.core.weights import Weights
 from fedhive.errors import ClientError
@@ -236,21 +237,34 @@ class EvaluateReply:
 
 @dataclass(frozen=True, kw_only=True)
 class Failure:
-    """A task that produced no usable reply: which client, which stage, what error."""
+    """A task that produced no usable reply: which client, at which stage, what kind.
+
+    ``detail`` keeps the exception's type name where the kind alone does not say it (a
+    user's ``ValueError`` is a :attr:`~FailureKind.CLIENT_ERROR` with detail
+    ``"ValueError"``); "" otherwise.
+    """
 
     client_id: str
     round: int
-    stage: str
-    error_type: str
+    stage: Stage
+    kind: FailureKind
     message: str
+    detail: str = ""
 
     @classmethod
-    def of(cls, client_id: str, round: int, stage: str, exc: BaseException) -> Failure:
+    def of(cls, client_id: str, round: int, stage: Stage, exc: BaseException) -> Failure:
         """The failure ``exc`` caused at ``stage`` of ``client_id``'s task in ``round``."""
+        kind = kind_of(exc)
         return cls(
             client_id=client_id,
             round=round,
             stage=stage,
-            error_type=type(exc).__name__,
+            kind=kind,
             message=str(exc),
+            detail=type(exc).__name__ if kind is FailureKind.CLIENT_ERROR else "",
         )
+
+    @property
+    def key(self) -> str:
+        """``stage:kind``, the key a round record counts this failure under."""
+        return f"{self.stage}:{self.kind}"

@@ -27,6 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import Failure, FitReply, FitTask
 from fedhive.core.rng import run_stream
 from fedhive.core.serde import model_version, sha256_hex, weights_to_bytes
@@ -40,6 +41,7 @@ from fedhive.server.run import (
     RunResult,
     check_parameter_names,
 )
+from fedhive.server.tasks import rejected
 from fedhive.server.verify import DEFAULT_POLICY, ReplyPolicy, verify_fit_reply
 from fedhive.strategy.base import StrategyState
 from fedhive.strategy.fedbuff import FedBuff, version_of
@@ -164,7 +166,7 @@ class _Run:
             return batch
         message = "the runner returned no outcome for this task"
         return [
-            Finished(d, _failure(t, "transport", "TransportError", message), self.clock)
+            Finished(d, _failure(t, Stage.TRANSPORT, FailureKind.TRANSPORT, message), self.clock)
             for d, t in sorted(self.tasks.items())
         ]
 
@@ -179,10 +181,10 @@ class _Run:
             try:
                 verify_fit_reply(outcome, task, self.published.layout(), self.loop.policy)
             except (FedhiveError, KeyError) as exc:
-                outcome = _failure(task, "verify", type(exc).__name__, str(exc))
+                outcome = rejected(task.client_id, task.round, exc)
         if isinstance(outcome, FitReply) and self.strategy.too_stale(staleness):
             message = f"staleness {staleness} > max_staleness {self.strategy.max_staleness}"
-            outcome = _failure(task, "buffer", "StaleUpdate", message)
+            outcome = _failure(task, Stage.BUFFER, FailureKind.STALE, message)
         if self.loop.observer is not None:
             self.loop.observer.client_finished(self.round + 1, isinstance(outcome, FitReply))
         if isinstance(outcome, Failure):
@@ -241,11 +243,7 @@ class _Run:
             self._start_period()
 
 
-def _failure(task: FitTask, stage: str, error_type: str, message: str) -> Failure:
+def _failure(task: FitTask, stage: Stage, kind: FailureKind, message: str) -> Failure:
     return Failure(
-        client_id=task.client_id,
-        round=task.round,
-        stage=stage,
-        error_type=error_type,
-        message=message,
+        client_id=task.client_id, round=task.round, stage=stage, kind=kind, message=message
     )

@@ -22,9 +22,9 @@ class CohortStats:
     contributors: list[str] = field(default_factory=list)
 
     def record_failure(self, failure: Failure) -> None:
-        """Count a failed task under ``stage:error_type``."""
+        """Count a failed task under its ``stage:kind`` key."""
         self.failed += 1
-        self.failures[f"{failure.stage}:{failure.error_type}"] += 1
+        self.failures[failure.key] += 1
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,6 +26,7 @@ import numpy as np
 
 from fedhive.core._compat import StrEnum
 from fedhive.core.config import check_int, check_real
+from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import Failure, FitReply, FitTask, SecAggReply
 from fedhive.core.weights import Weights
 from fedhive.errors import (
@@ -46,6 +47,7 @@ from fedhive.secagg import (
 from fedhive.secagg.report import ClientStatus, SecAggResult
 from fedhive.secagg.weighting import WEIGHTING_KEY, Weighting
 from fedhive.server.history import CohortStats
+from fedhive.server.tasks import rejected
 from fedhive.server.verify import DEFAULT_POLICY, ReplyPolicy, verify_secagg_reply
 from fedhive.strategy.aggregate import WeightedMetrics
 from fedhive.transport.base import SecureTransport
@@ -161,7 +163,7 @@ def secure_fit(
         try:
             verify_secagg_reply(outcome, tasks[outcome.client_id], policy)
         except (FedhiveError, KeyError) as exc:
-            failures.record(Failure.of(outcome.client_id, first.round, "verify", exc))
+            failures.record(rejected(outcome.client_id, first.round, exc))
             continue
         state = _take(state, outcome.client_id, outcome.message, failures, first)
         examples[outcome.client_id] = outcome.num_examples
@@ -259,8 +261,9 @@ class _Failures:
 
     def blame(self, result: SecAggResult) -> None:
         """Count each client the protocol ended in a non-OK status and that did not fail
-        otherwise (a blamed dealer, a lying revealer) as ``secagg:<Status>``, e.g.
-        ``secagg:UnreadableShares``; a client that dropped out failed already."""
+        otherwise (a blamed dealer, a lying revealer) as ``secagg:<kind>``, e.g.
+        ``secagg:unreadable_shares`` (``detail``: the status); a client that dropped out
+        failed already."""
         for client_id, status in sorted(result.statuses.items()):
             if status in (ClientStatus.OK, ClientStatus.PENDING):
                 continue
@@ -268,11 +271,23 @@ class _Failures:
                 Failure(
                     client_id=client_id,
                     round=result.round,
-                    stage="secagg",
-                    error_type=status.title().replace("_", ""),
+                    stage=Stage.SECAGG,
+                    kind=blamed_kind(status),
                     message=result.reasons.get(client_id, str(status)),
+                    detail=str(status),
                 )
             )
+
+
+def blamed_kind(status: ClientStatus) -> FailureKind:
+    """The failure kind of a client the protocol ended in the non-OK ``status``."""
+    if status is ClientStatus.INCONSISTENT_DEALER:
+        return FailureKind.INCONSISTENT_DEALER
+    if status is ClientStatus.UNREADABLE_SHARES:
+        return FailureKind.UNREADABLE_SHARES
+    if status.startswith("excluded_"):
+        return FailureKind.EXCLUDED
+    return FailureKind.DROPOUT
 
 
 def _take(
@@ -288,5 +303,5 @@ def _take(
             )
         return server_receive(state, message)  # type: ignore[arg-type]
     except FedhiveError as exc:
-        failures.record(Failure.of(client_id, task.round, "secagg", exc))
+        failures.record(Failure.of(client_id, task.round, Stage.SECAGG, exc))
         return state

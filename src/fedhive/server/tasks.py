@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from typing import TypeVar
 
+from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import EvaluateTask, Failure, FitReply, FitTask
 from fedhive.core.rng import SeedStream
-from fedhive.errors import PrivacyBudgetError
 from fedhive.strategy.base import Instruction
 from fedhive.transport.base import Quorum
 
@@ -23,7 +23,7 @@ def make_tasks(
     stream: SeedStream,
 ) -> dict[str, _Task]:
     """One task per instruction, each with its client's own seed for this round."""
-    stage = "fit" if kind is FitTask else "evaluate"
+    stage = Stage.FIT if kind is FitTask else Stage.EVALUATE
     return {
         i.client_id: kind(
             round=rnd,
@@ -51,7 +51,7 @@ def marking_refusals(
     ``exhausted``. Returns how many refused."""
     refused = 0
     for outcome in outcomes:
-        if isinstance(outcome, Failure) and outcome.error_type == PrivacyBudgetError.__name__:
+        if isinstance(outcome, Failure) and outcome.kind is FailureKind.BUDGET_EXCEEDED:
             exhausted.add(outcome.client_id)
             refused += 1
         yield outcome
@@ -59,5 +59,15 @@ def marking_refusals(
 
 
 def rejected(client_id: str, rnd: int, exc: Exception) -> Failure:
-    """The verification failure of a reply from ``client_id``."""
-    return Failure.of(client_id, rnd, "verify", exc)
+    """The verification failure of a reply from ``client_id`` (a ``KeyError``: no task
+    was sent to that client)."""
+    if isinstance(exc, KeyError):
+        message = f"no task of round {rnd} was sent to this client"
+        return Failure(
+            client_id=client_id,
+            round=rnd,
+            stage=Stage.VERIFY,
+            kind=FailureKind.VALIDATION,
+            message=message,
+        )
+    return Failure.of(client_id, rnd, Stage.VERIFY, exc)

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from fedhive.client.secure import quantization_rng
+from fedhive.core import failures
 from fedhive.core.config import check_real, convert, from_table
 from fedhive.core.messages import EvaluateTask, Failure, FitTask, SecAggReply
 from fedhive.core.rng import run_stream
@@ -144,7 +145,7 @@ class SecAggDevices:
                     rng=rng,
                 )
             except FedhiveError as exc:
-                yield Failure.of(cid, outcome.round, "secagg", exc)
+                yield Failure.of(cid, outcome.round, failures.Stage.SECAGG, exc)
                 continue
             self._states[cid] = state
             yield SecAggReply(
@@ -170,7 +171,7 @@ class SecAggDevices:
                     continue
                 self._states[cid], answer = client_handle(state, request)  # type: ignore[arg-type]
             except FedhiveError as exc:
-                yield Failure.of(cid, round, "secagg", exc)
+                yield Failure.of(cid, round, failures.Stage.SECAGG, exc)
                 continue
             yield cid, answer.to_bytes()
 
@@ -186,8 +187,8 @@ def _dropped(client_id: str, round: int, stage: Stage) -> Failure:
     return Failure(
         client_id=client_id,
         round=round,
-        stage="secagg",
-        error_type="Dropout",
+        stage=failures.Stage.SECAGG,
+        kind=failures.FailureKind.DROPOUT,
         message=f"the simulated device vanished at {stage}",
     )
 

@@ -12,6 +12,7 @@ import json
 import struct
 from typing import IO, Any
 
+from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import (
     ClientConfig,
     EvaluateReply,
@@ -178,10 +179,23 @@ def failure_to_json(failure: Failure) -> dict[str, Any]:
     return {
         "client_id": failure.client_id,
         "round": failure.round,
-        "stage": failure.stage,
-        "error_type": failure.error_type,
+        "stage": str(failure.stage),
+        "kind": str(failure.kind),
         "message": failure.message,
+        "detail": failure.detail,
     }
+
+
+def failure_from_json(data: dict[str, Any]) -> Failure:
+    """Inverse of :func:`failure_to_json`."""
+    return Failure(
+        client_id=data["client_id"],
+        round=data["round"],
+        stage=Stage(data["stage"]),
+        kind=FailureKind(data["kind"]),
+        message=data["message"],
+        detail=data["detail"],
+    )
 
 
 def fit_reply_to_json(reply: FitReply) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from fedhive.client.base import Client, TaskOrigin
 from fedhive.client.pipeline import run_evaluate, run_fit
+from fedhive.core.failures import Stage
 from fedhive.core.messages import Failure, FitReply
 from fedhive.core.serde import (
     RecordValue,
@@ -75,12 +76,8 @@ class _Worker:
             try:
                 client: Client | Failure = self.app.client_fn(task_json["client_id"])
             except Exception as exc:  # the user's factory: this task fails
-                client = Failure(
-                    client_id=task_json["client_id"],
-                    round=task_json["round"],
-                    stage=f"{header['type']}:client_fn",
-                    error_type=type(exc).__name__,
-                    message=str(exc),
+                client = Failure.of(
+                    task_json["client_id"], task_json["round"], Stage.CLIENT_FN, exc
                 )
             if isinstance(client, Failure):
                 outcome: Any = client

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, Union, runtime_checkable
 
+from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import (
     EvaluateReply,
     EvaluateTask,
@@ -22,7 +23,7 @@ from fedhive.core.messages import (
     SecAggReply,
 )
 from fedhive.core.weights import Weights
-from fedhive.transport.codec import TaskEnvelope
+from fedhive.transport.codec import TaskEnvelope, UploadStatus
 
 FitOutcome = Union[FitReply, Failure]  # noqa: UP007 - runtime alias, 3.10-safe
 EvaluateOutcome = Union[EvaluateReply, Failure]  # noqa: UP007
@@ -74,17 +75,13 @@ class Quorum:
         return max(0, self.needed - self.verified)
 
 
-ROUND_CLOSED = "RoundClosed"
-"""The ``error_type`` of a task withdrawn because its cohort reached its quorum."""
-
-
 def round_closed(client_id: str, round: int) -> Failure:
     """The failure of a task its cohort no longer waits for (its quorum was met)."""
     return Failure(
         client_id=client_id,
         round=round,
-        stage="transport",
-        error_type=ROUND_CLOSED,
+        stage=Stage.TRANSPORT,
+        kind=FailureKind.ROUND_CLOSED,
         message="the round closed when its quorum was reached",
     )
 
@@ -187,8 +184,8 @@ class ClientLink(Protocol):
         self,
         envelope: TaskEnvelope,
         outcome: FitReply | EvaluateReply | SecAggReply | SecAggAnswer | Failure,
-    ) -> str:
-        """Send the task's outcome; returns the server's verdict (``accepted``, …)."""
+    ) -> UploadStatus:
+        """Send the task's outcome; returns the server's verdict."""
         ...
 
     def close(self) -> None:

@@ -18,6 +18,8 @@ from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
+from fedhive.core._compat import StrEnum
+from fedhive.core.failures import CLIENT_STAGES, FailureKind, Stage
 from fedhive.core.messages import (
     MAX_METRIC_KEY,
     MAX_METRICS,
@@ -36,8 +38,7 @@ _M = TypeVar("_M", bound=Message)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _ERROR_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-CLIENT_STAGES = frozenset({"fit", "evaluate", "budget", "secagg"})
-"""The stages a client may report a failure at (the server's own are not among them)."""
+_FAILURE_KINDS = frozenset(FailureKind)
 MAX_FAILURE_MESSAGE = 2000
 """A client's failure message is cut to this many characters."""
 
@@ -292,13 +293,52 @@ def metrics_from_proto(metrics: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
+class UploadStatus(StrEnum):
+    """The server's verdict on one uploaded result (the client's ``upload`` returns it)."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    """Failed verification (or no such task for this client); see the reply's message."""
+    ROUND_CLOSED = "round_closed"
+    """Late: the task's round has closed."""
+    DUPLICATE = "duplicate"
+    """This task's result was already received."""
+
+
+_UPLOAD_STATUS = {
+    UploadStatus.ACCEPTED: pb.UPLOAD_STATUS_ACCEPTED,
+    UploadStatus.REJECTED: pb.UPLOAD_STATUS_REJECTED,
+    UploadStatus.ROUND_CLOSED: pb.UPLOAD_STATUS_ROUND_CLOSED,
+    UploadStatus.DUPLICATE: pb.UPLOAD_STATUS_DUPLICATE,
+}
+_UPLOAD_STATUS_OF = {wire: status for status, wire in _UPLOAD_STATUS.items()}
+
+
+def upload_reply(status: UploadStatus, message: str = "") -> pb.UploadReply:
+    """The wire reply telling a client ``status`` (and why)."""
+    return pb.UploadReply(status=_UPLOAD_STATUS[status], message=message)
+
+
+def upload_status(reply: pb.UploadReply) -> UploadStatus:
+    """The verdict a wire reply holds; an unknown status reads as rejected."""
+    return _UPLOAD_STATUS_OF.get(reply.status, UploadStatus.REJECTED)
+
+
+def failure_error(failure: Failure) -> str:
+    """The header's ``failure_error`` for ``failure``: its kind, then ``:`` and its
+    detail when it has one (``client_error:ValueError``)."""
+    return f"{failure.kind}:{failure.detail}" if failure.detail else str(failure.kind)
+
+
 def failure_from_header(header: pb.ResultHeader, *, client_id: str, round: int) -> Failure:
     """The failure a client reports for its task, bounded: a stage from
-    ``CLIENT_STAGES``, an error type that is a short identifier, and a message cut to
-    ``MAX_FAILURE_MESSAGE`` characters.
+    :data:`~fedhive.core.failures.CLIENT_STAGES`, a :class:`FailureKind` with an
+    optional detail that is a short identifier (:func:`failure_error`), and a message
+    cut to ``MAX_FAILURE_MESSAGE`` characters.
 
     Raises:
-        ValidationError: another stage, or an error type that is not an identifier.
+        ValidationError: another stage, an unknown kind, or a detail that is not an
+            identifier.
     """
     stage = header.failure_stage
     if stage not in CLIENT_STAGES:
@@ -306,16 +346,19 @@ def failure_from_header(header: pb.ResultHeader, *, client_id: str, round: int) 
             f"a client reports failures at {sorted(CLIENT_STAGES)}, not at {stage[:40]!r}",
             stage="decode",
         )
-    error_type = header.failure_error or "ClientError"
-    if not _ERROR_TYPE.fullmatch(error_type):
+    kind, _, detail = (header.failure_error or FailureKind.CLIENT_ERROR).partition(":")
+    if kind not in _FAILURE_KINDS:
+        raise ValidationError(f"unknown failure kind {kind[:40]!r}", stage="decode")
+    if detail and not _ERROR_TYPE.fullmatch(detail):
         raise ValidationError(
-            f"failure error type {error_type[:40]!r} is not an identifier of at most 64 characters",
+            f"failure detail {detail[:40]!r} is not an identifier of at most 64 characters",
             stage="decode",
         )
     return Failure(
         client_id=client_id,
         round=round,
-        stage=stage,
-        error_type=error_type,
+        stage=Stage(stage),
+        kind=FailureKind(kind),
         message=header.failure_message[:MAX_FAILURE_MESSAGE],
+        detail=detail,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TypeVar
 
+from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
 from fedhive.core.weights import Weights
 from fedhive.transport.base import (
@@ -108,7 +109,7 @@ def _one_per_task(
         yield Failure(
             client_id=client_id,
             round=round_,
-            stage="transport",
-            error_type="TransportError",
+            stage=Stage.TRANSPORT,
+            kind=FailureKind.TRANSPORT,
             message=reason,
         )

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 
 from fedhive.client.base import Client, ClientFn, TaskOrigin
 from fedhive.client.pipeline import run_evaluate, run_fit
+from fedhive.core.failures import Stage
 from fedhive.core.messages import EvaluateTask, Failure, FitTask
 from fedhive.core.serde import RecordValue
 from fedhive.core.weights import Weights
@@ -26,7 +27,7 @@ class LocalBackend:
     def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
         """Run each fit task in turn."""
         for task in tasks:
-            client = self._build(task.client_id, task.round, "fit")
+            client = self._build(task.client_id, task.round)
             if isinstance(client, Failure):
                 yield client
                 continue
@@ -38,7 +39,7 @@ class LocalBackend:
     ) -> Iterator[EvaluateOutcome]:
         """Run each evaluate task in turn."""
         for task in tasks:
-            client = self._build(task.client_id, task.round, "evaluate")
+            client = self._build(task.client_id, task.round)
             if isinstance(client, Failure):
                 yield client
                 continue
@@ -49,8 +50,8 @@ class LocalBackend:
         """Drop the clients' states."""
         self._states.clear()
 
-    def _build(self, client_id: str, round_: int, stage: str) -> Client | Failure:
+    def _build(self, client_id: str, round_: int) -> Client | Failure:
         try:
             return self._client_fn(client_id)
         except Exception as exc:  # the user's factory: a failure of this task only
-            return Failure.of(client_id, round_, f"{stage}:client_fn", exc)
+            return Failure.of(client_id, round_, Stage.CLIENT_FN, exc)

@@ -14,7 +14,6 @@ for the next cohort.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 import selectors
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fedhive.core._compat import StrEnum
+from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import EvaluateTask, Failure, FitTask
 from fedhive.core.serde import weights_from_bytes, weights_to_bytes
 from fedhive.core.weights import Weights
@@ -37,6 +37,8 @@ from fedhive.simulation.wire import (
     Header,
     encode_frame,
     evaluate_reply_from_json,
+    failure_from_json,
+    failure_to_json,
     fit_reply_from_json,
     task_to_json,
 )
@@ -118,7 +120,7 @@ class ProcessBackend:
         """Run fit tasks across the workers; outcomes stream back as they finish."""
         for header, blobs in self._run("fit", tasks, weights):
             if header["type"] == "failure":
-                yield Failure(**_fields(header, Failure))
+                yield failure_from_json(header)
             else:
                 keys = ("client_id", "round", "version", "num_examples", "metrics")
                 body = {k: header[k] for k in keys}
@@ -130,7 +132,7 @@ class ProcessBackend:
         """Run evaluate tasks across the workers."""
         for header, _blobs in self._run("evaluate", tasks, weights):
             if header["type"] == "failure":
-                yield Failure(**_fields(header, Failure))
+                yield failure_from_json(header)
             else:
                 keys = ("client_id", "round", "loss", "num_examples", "metrics")
                 yield evaluate_reply_from_json({k: header[k] for k in keys})
@@ -338,15 +340,11 @@ class ProcessBackend:
 
 
 def _failure_header(client_id: str, round_: int, message: str) -> Header:
-    return {
-        "type": "failure",
-        "client_id": client_id,
-        "round": round_,
-        "stage": "transport",
-        "error_type": "TransportError",
-        "message": message,
-    }
-
-
-def _fields(header: Header, cls: type) -> dict[str, Any]:
-    return {f.name: header[f.name] for f in dataclasses.fields(cls)}
+    failure = Failure(
+        client_id=client_id,
+        round=round_,
+        stage=Stage.TRANSPORT,
+        kind=FailureKind.TRANSPORT,
+        message=message,
+    )
+    return {"type": "failure", **failure_to_json(failure)}

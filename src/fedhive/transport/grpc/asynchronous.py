@@ -4,7 +4,7 @@ Each submitted task is published as a cohort of its own, with the model it names
 (signed, like a round's) and a deadline ``round_timeout`` from its submission; the
 coordinator keeps the models of the tasks in flight only. A task ends when its client's
 upload arrives, or at its deadline: it is then withdrawn (a late upload is told
-``ROUND_CLOSED``) and ends as a ``transport:DeadlineExceeded`` failure (or as its last
+``ROUND_CLOSED``) and ends as a ``transport:deadline`` failure (or as its last
 refused upload's failure). A client holds
 one task at a time, because the loop never gives a busy client another.
 """
@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import Failure, FitReply, FitTask
 from fedhive.core.serde import weights_to_bytes
 from fedhive.core.weights import Weights
@@ -105,7 +106,7 @@ def _as_fit(outcome: Outcome, task: FitTask) -> FitOutcome:
     return Failure(
         client_id=task.client_id,
         round=task.round,
-        stage="upload",
-        error_type="ValidationError",
+        stage=Stage.UPLOAD,
+        kind=FailureKind.VALIDATION,
         message=f"a {type(outcome).__name__} was uploaded for a fit task",
     )

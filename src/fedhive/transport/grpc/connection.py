@@ -26,10 +26,13 @@ from fedhive.transport.base import Wait
 from fedhive.transport.chunks import DEFAULT_CHUNK_BYTES, Reassembler, split
 from fedhive.transport.codec import (
     TaskEnvelope,
+    UploadStatus,
     decode,
+    failure_error,
     header_sha256,
     task_from_proto,
     task_sha256,
+    upload_status,
 )
 from fedhive.transport.envelope import ModelClaim, ResultClaim
 from fedhive.transport.grpc.security import ClientSignatures
@@ -49,12 +52,6 @@ REJECTED_CODES = frozenset(
     }
 )
 """Status codes by which the server refuses this client for good: not retried."""
-_VERDICTS = {
-    pb.UPLOAD_STATUS_ACCEPTED: "accepted",
-    pb.UPLOAD_STATUS_REJECTED: "rejected",
-    pb.UPLOAD_STATUS_ROUND_CLOSED: "round_closed",
-    pb.UPLOAD_STATUS_DUPLICATE: "duplicate",
-}
 
 
 class GrpcLink:
@@ -137,7 +134,7 @@ class GrpcLink:
         self,
         envelope: TaskEnvelope,
         outcome: FitReply | EvaluateReply | SecAggReply | SecAggAnswer | Failure,
-    ) -> str:
+    ) -> UploadStatus:
         """Send the outcome of ``envelope``'s task; returns the server's verdict."""
         task = envelope.task
         header = pb.ResultHeader(
@@ -150,7 +147,7 @@ class GrpcLink:
         payload = b""
         if isinstance(outcome, Failure):
             header.failure_stage = outcome.stage
-            header.failure_error = outcome.error_type
+            header.failure_error = failure_error(outcome)
             header.failure_message = outcome.message[:2000]
         elif isinstance(outcome, FitReply):
             payload = weights_to_bytes(outcome.update)
@@ -196,7 +193,7 @@ class GrpcLink:
             response_deserializer=lambda data: decode(pb.UploadReply, data),
         )
         reply = self._call(lambda: call(chunks(), timeout=self._timeout))
-        return _VERDICTS.get(reply.status, "rejected")
+        return upload_status(reply)
 
     def status(self) -> dict[str, Any]:
         """The server's run, round, connected clients and latest model and metrics."""

@@ -36,7 +36,7 @@ from fedhive.core.messages import (
     SecAggReply,
     SecAggTask,
 )
-from fedhive.transport.codec import TaskEnvelope
+from fedhive.transport.codec import TaskEnvelope, UploadStatus
 
 Outcome = FitReply | EvaluateReply | SecAggReply | SecAggAnswer | Failure
 
@@ -44,7 +44,7 @@ Outcome = FitReply | EvaluateReply | SecAggReply | SecAggAnswer | Failure
 class UploadRefusedError(Exception):
     """Why an upload is refused: carries the status the client is told."""
 
-    def __init__(self, status: str, message: str) -> None:
+    def __init__(self, status: UploadStatus, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -79,7 +79,7 @@ class Coordinator:
     """Ids of closed cohorts' tasks kept for their refusal's reason (the newest cohort's
     always)."""
     _cohort_tasks: dict[int, list[str]] = field(default_factory=dict)  # open cohorts
-    _refusals: dict[str, str] = field(default_factory=dict)  # task id -> status
+    _refusals: dict[str, UploadStatus] = field(default_factory=dict)  # task id -> verdict
     _retired: deque[list[str]] = field(default_factory=deque)  # closed cohorts' ids
     _models: dict[str, bytes] = field(default_factory=dict)
     # Bounded: an upload handler waits (holding its one update) while the round loop is
@@ -203,7 +203,7 @@ class Coordinator:
         with self._lock:
             issued = self._open_task(task_id, client_id)
             del self._issued[task_id]
-            self._refusals[task_id] = "duplicate"
+            self._refusals[task_id] = UploadStatus.DUPLICATE
             return issued.envelope, issued.cohort
 
     def refuse(self, task_id: str, failure: Failure) -> None:
@@ -218,13 +218,15 @@ class Coordinator:
         issued = self._issued.get(task_id)
         if issued is None:
             status = self._refusals.get(task_id)
-            if status == "duplicate":
+            if status is UploadStatus.DUPLICATE:
                 raise UploadRefusedError(status, "this task's result was received")
-            if status == "round_closed":
+            if status is UploadStatus.ROUND_CLOSED:
                 raise UploadRefusedError(status, "the task's round has closed")
-            raise UploadRefusedError("rejected", "no such task was issued")
+            raise UploadRefusedError(UploadStatus.REJECTED, "no such task was issued")
         if issued.envelope.task.client_id != client_id:
-            raise UploadRefusedError("rejected", "this task was issued to another client")
+            raise UploadRefusedError(
+                UploadStatus.REJECTED, "this task was issued to another client"
+            )
         return issued
 
     def deliver(self, cohort: int, outcome: Outcome) -> bool:
@@ -283,7 +285,7 @@ class Coordinator:
             self._open_cohorts.discard(cohort)
             open_ = [t for t, i in self._issued.items() if i.cohort == cohort]
             withdrawn = [Withdrawn(i.envelope, i.refused) for i in map(self._issued.pop, open_)]
-            self._refusals.update(dict.fromkeys(open_, "round_closed"))
+            self._refusals.update(dict.fromkeys(open_, UploadStatus.ROUND_CLOSED))
             for waiting in self._pending.values():
                 for envelope in [e for e in waiting if e.task_id in open_]:
                     waiting.remove(envelope)

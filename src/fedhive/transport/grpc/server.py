@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import grpc
 
+from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import (
     EvaluateReply,
     EvaluateTask,
@@ -271,8 +272,8 @@ class GrpcServerTransport:
         return Failure(
             client_id=task.client_id,
             round=task.round,
-            stage="transport",
-            error_type="DeadlineExceeded",
+            stage=Stage.TRANSPORT,
+            kind=FailureKind.DEADLINE,
             message=f"no result within {self._round_timeout:g}s",
         )
 
@@ -288,7 +289,7 @@ def _as(kind: type[_Reply], outcome: Outcome) -> _Reply | Failure:
     return Failure(
         client_id=outcome.client_id,
         round=outcome.round,
-        stage="verify",
-        error_type="ValidationError",
+        stage=Stage.VERIFY,
+        kind=FailureKind.VALIDATION,
         message=f"a {kind.__name__} was due, the client sent a {type(outcome).__name__}",
     )

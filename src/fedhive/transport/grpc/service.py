@@ -23,6 +23,7 @@ from typing import Any
 
 import grpc
 
+from fedhive.core.failures import Stage
 from fedhive.core.messages import (
     EvaluateReply,
     EvaluateTask,
@@ -37,12 +38,14 @@ from fedhive.errors import FedhiveError, SerializationError, TransportError, Val
 from fedhive.transport.chunks import DEFAULT_CHUNK_BYTES, Reassembler, split
 from fedhive.transport.codec import (
     TaskEnvelope,
+    UploadStatus,
     check_digest,
     decode,
     failure_from_header,
     kind_of,
     metrics_from_proto,
     task_to_proto,
+    upload_reply,
 )
 from fedhive.transport.grpc.coordinator import Coordinator, Outcome, UploadRefusedError
 from fedhive.transport.grpc.limits import PeerLimits, StreamLimits, Watchdog
@@ -56,13 +59,6 @@ log = logging.getLogger("fedhive.server")
 
 Identify = Callable[[grpc.ServicerContext, str], str]
 """Who is calling: the client id proven by the channel (or claimed, when insecure)."""
-
-_STATUS = {
-    "accepted": pb.UPLOAD_STATUS_ACCEPTED,
-    "rejected": pb.UPLOAD_STATUS_REJECTED,
-    "round_closed": pb.UPLOAD_STATUS_ROUND_CLOSED,
-    "duplicate": pb.UPLOAD_STATUS_DUPLICATE,
-}
 
 
 @dataclass(frozen=True)
@@ -179,11 +175,11 @@ class Servicer:
         try:
             first = self._next(chunks, context, wait, f"UploadResult from {client_id}: no header")
         except TransportError:
-            return _reply("rejected", "no header in time")
+            return upload_reply(UploadStatus.REJECTED, "no header in time")
         if isinstance(first, Malformed):
             self._refuse_malformed(context, "UploadResult", client_id, first.reason)
         if first is None or first.WhichOneof("part") != "header":
-            return _reply("rejected", "an upload starts with its header")
+            return upload_reply(UploadStatus.REJECTED, "an upload starts with its header")
         header = first.header
         client_id = self._identify(context, header.client_id)
         self._coord.touch(client_id)
@@ -196,21 +192,22 @@ class Servicer:
             envelope, cohort = self._coord.claim(header.task_id, client_id)
         except UploadRefusedError as verdict:
             log.info("upload from %s refused: %s", client_id, verdict.message)
-            return _reply(verdict.status, verdict.message)
+            return upload_reply(verdict.status, verdict.message)
         except FedhiveError as exc:  # not claimed: the owner may send a good one
             log.warning("upload from %s rejected, task left open: %s", client_id, exc)
-            refused = Failure.of(client_id, envelope.task.round, "upload", exc)
+            refused = Failure.of(client_id, envelope.task.round, Stage.UPLOAD, exc)
             self._coord.refuse(header.task_id, refused)  # its failure, unless it retries
-            return _reply("rejected", str(exc))
-        reply = _reply("accepted", "")
+            return upload_reply(UploadStatus.REJECTED, str(exc))
+        reply = upload_reply(UploadStatus.ACCEPTED)
         try:
             outcome: Outcome = self._receive(header, envelope, chunks, context)
         except FedhiveError as exc:
             log.warning("upload from %s rejected: %s", client_id, exc)
-            outcome = Failure.of(client_id, envelope.task.round, "upload", exc)
-            reply = _reply("rejected", str(exc))
+            outcome = Failure.of(client_id, envelope.task.round, Stage.UPLOAD, exc)
+            reply = upload_reply(UploadStatus.REJECTED, str(exc))
         if not self._coord.deliver(cohort, outcome):
-            return _reply("round_closed", "the round closed before this result was taken")
+            closed = "the round closed before this result was taken"
+            return upload_reply(UploadStatus.ROUND_CLOSED, closed)
         return reply
 
     def status(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -349,10 +346,6 @@ class Servicer:
             message=payload,
             metrics=metrics,
         )
-
-
-def _reply(status: str, message: str) -> Any:
-    return pb.UploadReply(status=_STATUS[status], message=message)
 
 
 def _parser(cls: type) -> Callable[[bytes], Any]:
