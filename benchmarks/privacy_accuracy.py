@@ -41,8 +41,8 @@ def run(noise_multiplier: float | None, *, rounds: int, seed: int) -> dict[str, 
     )
     return {
         "noise_multiplier": noise_multiplier,
-        "epsilon": last.privacy.get("epsilon"),
-        "delta": last.privacy.get("delta"),
+        "epsilon": last.privacy.epsilon if last.privacy else None,
+        "delta": last.privacy.delta if last.privacy else None,
         "final_accuracy": round(last.centralized["accuracy"], 4),
         "best_accuracy": round(max(r.centralized["accuracy"] for r in result.history), 4),
         "rounds": rounds,

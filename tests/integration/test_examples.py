@@ -77,8 +77,8 @@ def test_the_demo_config_reaches_090() -> None:
 def test_a_dp_run_of_digits_mlp_completes_and_reports_its_epsilon() -> None:
     pytest.importorskip("dp_accounting")
     result = run_example("digits-mlp", "config-dp.toml", run={"rounds": 4}, app={"num_clients": 20})
-    epsilons = [r.privacy["epsilon"] for r in result.history]
+    epsilons = [r.privacy.epsilon for r in result.history]
     assert len(epsilons) == 4
     assert 0 < epsilons[0] < epsilons[-1] < 10.0
-    assert all(r.privacy["delta"] == 1e-5 for r in result.history)
+    assert all(r.privacy.delta == 1e-5 for r in result.history)
     assert result.stop_reason == ""

@@ -70,7 +70,7 @@ def test_a_device_budget_survives_restarts_and_its_refusal_frees_the_slot(
     assert dict(records[2].fit.failures) == {"budget:budget_exceeded": 1}
     assert records[3].fit.selected == 2  # the exhausted device is not asked again
     assert all(r.committed for r in records)
-    assert records[-1].privacy["epsilon"] > records[0].privacy["epsilon"] > 0
+    assert records[-1].privacy.epsilon > records[0].privacy.epsilon > 0
     # The ledger outlives the client process: a new one reads two charged releases,
     # each under the run and the task the server issued.
     spent = FileLedger(ledger_path).load()

@@ -219,4 +219,4 @@ def test_distributed_dp_under_secagg_over_grpc_uses_noise_the_server_cannot_repl
     assert networked.version != simulated.version
     again = run_simulation(app, strategy=strategy, rounds=2, seed=5, secure=secure)
     assert again.version == simulated.version
-    assert networked.history[-1].privacy["epsilon"] > 0
+    assert networked.history[-1].privacy.epsilon > 0

@@ -177,7 +177,7 @@ def test_a_run_resumed_after_a_failed_unmasked_dp_round_reports_the_uninterrupte
     pytest.importorskip("dp_accounting")
     uninterrupted = dp_loop(secagg_devices()).run(build(CLIENTS).initial_weights, 4)
     assert [r.committed for r in uninterrupted.history] == [True, False, True, True]
-    epsilons = [r.privacy["epsilon"] for r in uninterrupted.history]
+    epsilons = [r.privacy.epsilon for r in uninterrupted.history]
     assert epsilons == sorted(set(epsilons))  # the failed round 2 was accounted too
 
     devices = secagg_devices()  # the clients outlive the server's crash
@@ -188,7 +188,7 @@ def test_a_run_resumed_after_a_failed_unmasked_dp_round_reports_the_uninterrupte
     assert resumed.round == 2
     history = (*before.history, *after.history)
     assert [r.round for r in history] == [1, 2, 3, 4]
-    assert [r.privacy["epsilon"] for r in history] == epsilons
+    assert [r.privacy.epsilon for r in history] == epsilons
     assert after.version == uninterrupted.version
     assert verify_state(tmp_path).ok
 

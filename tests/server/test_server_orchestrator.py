@@ -181,6 +181,6 @@ def test_a_client_dp_metric_never_becomes_the_runs_privacy_report() -> None:
     # F17: a non-DP run reported privacy={'epsilon': 0.5, 'delta': 1e-9}
     liar = answer(metrics={"dp.epsilon": 0.5, "dp.delta": 1e-9})
     record, _, _ = one_round(FedAvg(), {"liar": liar})
-    assert record.privacy == {}
+    assert record.privacy is None
     assert not any(key.startswith("dp.") or key in {"epsilon", "delta"} for key in record.train)
     assert dict(record.fit.failures) == {"verify:validation": 1}

@@ -219,5 +219,5 @@ def test_distributed_dp_under_secure_aggregation_reports_its_epsilon() -> None:
         app, strategy=config.strategy, rounds=2, secure=config.secagg, dropout=None
     )
     assert all(r.committed for r in result.history), [r.note for r in result.history]
-    assert 0 < result.history[0].privacy["epsilon"] < result.history[1].privacy["epsilon"]
+    assert 0 < result.history[0].privacy.epsilon < result.history[1].privacy.epsilon
     assert len(result.history[1].fit.contributors) == CLIENTS

@@ -14,10 +14,12 @@ from fedhive.core.messages import ClientConfig, EvaluateResult, FitReply, FitRes
 from fedhive.core.rng import run_stream
 from fedhive.core.weights import Weights
 from fedhive.errors import ConfigError
+from fedhive.privacy import GaussianEvent
 from fedhive.simulation.app import SimulationApp
 from fedhive.simulation.config import parse_config
 from fedhive.simulation.engine import run_simulation
 from fedhive.strategy import FedAvg
+from fedhive.strategy.accounting import PrivacyReport
 from fedhive.strategy.private import CLIPPING_NORM, NOISE_STD, DpFedAvg, DpMode
 
 dp_accounting = pytest.importorskip("dp_accounting")
@@ -76,7 +78,7 @@ def test_updates_are_clipped_to_the_bound() -> None:
     strategy = DpFedAvg(base=FedAvg(), noise_multiplier=1e-9, clipping_norm=0.5, noise_seed=1)
     result = run_simulation(app(4, size=3.0), strategy=strategy, rounds=1)
     assert np.linalg.norm(result.weights["w"]) == pytest.approx(0.5, rel=1e-6)
-    assert result.history[0].privacy["unclipped_fraction"] == 0.0
+    assert result.history[0].privacy.unclipped_fraction == 0.0
 
 
 @pytest.mark.parametrize("scale", [1e-3, 0.49, 3.0, 1e6])
@@ -108,9 +110,9 @@ def test_reported_epsilon_equals_dp_accountings_own_computation() -> None:
     result = run_simulation(app(10), strategy=strategy, rounds=6)
     for record in result.history:
         expected = reference_epsilon(1.1, 0.5, record.round, 1e-5)
-        assert record.privacy["epsilon"] == pytest.approx(expected, rel=1e-9)
-        assert record.privacy["delta"] == 1e-5
-    epsilons = [r.privacy["epsilon"] for r in result.history]
+        assert record.privacy.epsilon == pytest.approx(expected, rel=1e-9)
+        assert record.privacy.delta == 1e-5
+    epsilons = [r.privacy.epsilon for r in result.history]
     assert epsilons == sorted(epsilons)
 
 
@@ -126,7 +128,7 @@ def test_target_epsilon_stops_the_run_before_it_is_exceeded() -> None:
     )
     result = run_simulation(app(3), strategy=strategy, rounds=10)
     assert len(result.history) == 3
-    assert result.history[-1].privacy["epsilon"] <= strategy.target_epsilon
+    assert result.history[-1].privacy.epsilon <= strategy.target_epsilon
     assert "target_epsilon" in result.stop_reason
 
 
@@ -187,7 +189,7 @@ def test_adaptive_clipping_moves_the_norm_toward_the_updates() -> None:
     ).strategy
     assert isinstance(strategy, DpFedAvg)
     result = run_simulation(app(5, size=2.0), strategy=strategy, rounds=12)
-    norms = [r.privacy["clipping_norm"] for r in result.history]
+    norms = [r.privacy.clipping_norm for r in result.history]
     assert norms == sorted(norms)
     assert norms[-1] > 2 * norms[0]
 
@@ -251,7 +253,7 @@ def test_epsilon_is_accounted_at_the_min_fit_clients_floor() -> None:
     for record in result.history:
         assert record.fit.selected == 10
         expected = reference_epsilon(1.0, 0.5, record.round, 1e-5)
-        assert record.privacy["epsilon"] == pytest.approx(expected, rel=1e-9)
+        assert record.privacy.epsilon == pytest.approx(expected, rel=1e-9)
 
 
 def test_epsilon_is_accounted_at_the_over_selected_rate() -> None:
@@ -265,7 +267,7 @@ def test_epsilon_is_accounted_at_the_over_selected_rate() -> None:
     for record in result.history:
         assert (record.fit.selected, len(record.fit.contributors)) == (13, 10)
         expected = reference_epsilon(1.0, 13 / 20, record.round, 1e-5)
-        assert record.privacy["epsilon"] == pytest.approx(expected, rel=1e-9)
+        assert record.privacy.epsilon == pytest.approx(expected, rel=1e-9)
 
 
 def test_target_epsilon_is_enforced_at_the_real_rate() -> None:
@@ -297,7 +299,7 @@ def test_a_replacement_wave_is_accounted_in_its_rounds_rate() -> None:
         rates.append(record.fit.selected / available)
         available -= record.fit.failures.get("budget:budget_exceeded", 0)
         expected = composed_epsilon(2.0, rates, 1e-5)
-        assert record.privacy["epsilon"] == pytest.approx(expected, rel=1e-9)
+        assert record.privacy.epsilon == pytest.approx(expected, rel=1e-9)
     assert 4 / 6 in rates  # the round whose refusal was replaced: 3 sampled + 1
     assert available == 5
 
@@ -352,7 +354,7 @@ def test_a_failed_distributed_round_whose_sum_was_unmasked_is_accounted() -> Non
         assert not record.committed
         assert "min_fit_clients" in record.note
         expected = reference_epsilon(1.0, 1.0, record.round, 1e-5)
-        assert record.privacy["epsilon"] == pytest.approx(expected, rel=1e-9)
+        assert record.privacy.epsilon == pytest.approx(expected, rel=1e-9)
     for rnd, (committed, state) in enumerate(checkpoints.ended, start=1):
         assert not committed
         assert state["dp.events.count"].tolist() == [float(rnd)]  # kept though not committed
@@ -383,6 +385,35 @@ def test_a_hundred_rounds_at_the_floor_report_the_audits_real_epsilon() -> None:
     strategy = DpFedAvg(base=FedAvg(fraction_fit=0.1, min_fit_clients=10), noise_multiplier=1.0)
     state = strategy.initial_state(app(1).initial_weights)
     for rnd in range(1, 101):
-        state, metrics = strategy.account(state, rnd, Participation(10, 20), committed=True)
-    assert metrics["dp.epsilon"] == pytest.approx(reference_epsilon(1.0, 0.5, 100, 1e-5), rel=1e-9)
-    assert round(metrics["dp.epsilon"], 1) == 44.8
+        state, report = strategy.account(state, rnd, Participation(10, 20), committed=True)
+    assert report.epsilon == pytest.approx(reference_epsilon(1.0, 0.5, 100, 1e-5), rel=1e-9)
+    assert round(report.epsilon, 1) == 44.8
+
+
+def test_a_rounds_privacy_report_is_typed_and_carries_its_event() -> None:
+    # Before: record.privacy was a dict of the strategy's "dp.*" metrics, with no event.
+    strategy = DpFedAvg(
+        base=FedAvg(fraction_fit=0.5), noise_multiplier=1.1, clipping_norm=0.5, noise_seed=1
+    )
+    result = run_simulation(app(10, size=3.0), strategy=strategy, rounds=2)
+    for record in result.history:
+        report = record.privacy
+        assert isinstance(report, PrivacyReport)
+        assert report.events == (GaussianEvent(noise_multiplier=1.1, sample_rate=0.5),)
+        assert (report.clipping_norm, report.unclipped_fraction) == (0.5, 0.0)
+        assert not any(key.startswith("dp.") for key in record.train)
+        line = record.to_json()["privacy"]
+        assert line["events"] == [{"noise_multiplier": 1.1, "sample_rate": 0.5, "count": 1}]
+        assert (line["epsilon"], line["delta"]) == (report.epsilon, 1e-5)
+    assert result.history[0].privacy.epsilon < result.history[1].privacy.epsilon
+    assert not any(key.startswith("dp.round.") for key in result.state)
+
+
+def test_a_central_round_that_released_nothing_reports_no_event() -> None:
+    from fedhive.strategy.accounting import Participation
+
+    strategy = DpFedAvg(base=FedAvg(), noise_multiplier=1.0)
+    state = strategy.initial_state(app(1).initial_weights)
+    state, report = strategy.account(state, 1, Participation(4, 10), committed=False)
+    assert report == PrivacyReport(epsilon=0.0, delta=1e-5)
+    assert report.to_json() == {"epsilon": 0.0, "delta": 1e-5, "events": []}

@@ -23,8 +23,8 @@ def describe(record: RoundRecord) -> str:
     parts = [f"round {record.round:>3}"]
     for scope, metrics in (("central", record.centralized), ("federated", record.federated)):
         parts += [f"{scope} {k} {v:.4f}" for k, v in sorted(metrics.items())]
-    if "epsilon" in record.privacy:
-        parts.append(f"ε {record.privacy['epsilon']:.3f} (δ {record.privacy.get('delta', 0):g})")
+    if record.privacy is not None:
+        parts.append(f"ε {record.privacy.epsilon:.3f} (δ {record.privacy.delta:g})")
     fit = record.fit
     parts.append(f"clients {fit.succeeded}/{fit.selected} ok")
     if fit.failed:

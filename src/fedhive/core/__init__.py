@@ -1,5 +1,6 @@
 """Pure values, no I/O: weights, messages, serialization, random streams."""
 
+from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import (
     ClientConfig,
     EvaluateReply,
@@ -27,12 +28,14 @@ __all__ = [
     "EvaluateResult",
     "EvaluateTask",
     "Failure",
+    "FailureKind",
     "FitReply",
     "FitResult",
     "FitTask",
     "Layout",
     "PrivacyBudget",
     "SeedStream",
+    "Stage",
     "Weights",
     "model_version",
     "record_from_bytes",

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fedhive.core.messages import Failure
+from fedhive.strategy.accounting import PrivacyReport
 
 
 @dataclass
@@ -40,8 +41,9 @@ class RoundRecord:
     train: dict[str, float]
     centralized: dict[str, float]
     federated: dict[str, float]
-    privacy: dict[str, float] = field(default_factory=dict)
-    """The run's privacy so far (``epsilon``, ``delta``, ...) under a DP strategy."""
+    privacy: PrivacyReport | None = None
+    """The round's privacy outcome under a DP strategy (the run's epsilon so far, the
+    round's events); None without one."""
     note: str = ""
     clock: float | None = None
     """Simulated seconds since the run started, at the round's end (None: not simulated)."""
@@ -49,6 +51,7 @@ class RoundRecord:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (one line of metrics.jsonl)."""
         data = asdict(self)
+        data["privacy"] = self.privacy.to_json() if self.privacy is not None else {}
         # asdict would rebuild a Counter from its items; take the counts as they are.
         data["fit"]["failures"] = dict(sorted(self.fit.failures.items()))
         data["evaluate"]["failures"] = dict(sorted(self.evaluate.failures.items()))

@@ -33,7 +33,7 @@ from fedhive.server.verify import (
     verify_evaluate_reply,
     verify_fit_reply,
 )
-from fedhive.strategy.accounting import Participation, PrivacyAccounting
+from fedhive.strategy.accounting import Participation, PrivacyAccounting, PrivacyReport
 from fedhive.strategy.base import Strategy, StrategyState
 from fedhive.transport.base import Quorum, SecureTransport, Transport
 
@@ -119,11 +119,7 @@ class RoundLoop:
         except (NotEnoughClientsError, AggregationError) as exc:
             note = f"round not committed: {exc}"
         reached = Participation(fit.selected, len(clients))
-        state, train = self._account(state, rnd, reached, committed=committed, train=train)
-        # A DP strategy reports its accounting as "dp.*" metrics: they go to record.privacy
-        # (verification refuses client metrics under that prefix, so only the strategy's).
-        privacy = {k.removeprefix("dp."): v for k, v in train.items() if k.startswith("dp.")}
-        train = {k: v for k, v in train.items() if not k.startswith("dp.")}
+        state, privacy = self._account(state, rnd, reached, committed=committed)
         version = model_version(weights)
         centralized = dict(self.evaluate_fn(weights)) if self.evaluate_fn else {}
         evaluate = CohortStats()
@@ -252,14 +248,12 @@ class RoundLoop:
         participation: Participation,
         *,
         committed: bool,
-        train: dict[str, float],
-    ) -> tuple[StrategyState, dict[str, float]]:
-        """The state and train metrics once a privacy-accounting strategy accounted the
-        ended round (committed or not) at the participation it reached."""
+    ) -> tuple[StrategyState, PrivacyReport | None]:
+        """The state and the round's privacy report once a privacy-accounting strategy
+        accounted the ended round (committed or not) at the participation it reached."""
         if not isinstance(self.strategy, PrivacyAccounting):
-            return state, train
-        state, privacy = self.strategy.account(state, rnd, participation, committed=committed)
-        return state, {**train, **privacy}
+            return state, None
+        return self.strategy.account(state, rnd, participation, committed=committed)
 
     def _secure_reply(
         self,

@@ -32,7 +32,10 @@ DEFAULT_MAX_EXAMPLES = 1 << 16
 """The default per-client cap: SecAgg's default ``max_weight``, so a client weighs at most
 as much in a plaintext round as in a masked one."""
 RESERVED_METRIC_PREFIX = "dp."
-"""Metric names a client may not report: the strategy's privacy accounting uses them."""
+"""Metric names a client may not report. The run's privacy report no longer comes from
+metrics (:class:`~fedhive.strategy.accounting.PrivacyReport`), so this is not what keeps
+a client from writing the run's epsilon (F17); it keeps a client's metric from reading
+like one in ``metrics.jsonl`` beside the report."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,6 +137,6 @@ def _check_metrics(metrics: Mapping[str, object]) -> None:
     reserved = sorted(k for k in metrics if k.startswith(RESERVED_METRIC_PREFIX))
     if reserved:
         raise ValidationError(
-            f"metric names starting with {RESERVED_METRIC_PREFIX!r} are reserved for the "
-            f"strategy's privacy accounting: {reserved[:3]}"
+            f"metric names starting with {RESERVED_METRIC_PREFIX!r} are reserved for "
+            f"differential privacy: {reserved[:3]}"
         )

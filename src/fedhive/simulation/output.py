@@ -77,7 +77,7 @@ def summarize(result: RunResult, *, seed: int, wall_seconds: float) -> dict[str,
         "bytes_up": sum(r.fit.bytes_up for r in result.history),
         "bytes_down": sum(r.fit.bytes_down for r in result.history),
         "simulated_seconds": last.clock if last else None,
-        "privacy": dict(last.privacy) if last else {},
+        "privacy": last.privacy.to_json() if last and last.privacy else {},
         "stop_reason": result.stop_reason,
     }
 

@@ -6,6 +6,7 @@ A strategy composes an aggregator (``WeightedMean``; robust rules in
 ``FedBuff`` with asynchronous buffered aggregation.
 """
 
+from fedhive.strategy.accounting import PrivacyReport
 from fedhive.strategy.aggregate import ExactWeightedSum, WeightedMetrics
 from fedhive.strategy.base import Instruction, Strategy, StrategyState
 from fedhive.strategy.compose import (
@@ -33,6 +34,7 @@ __all__ = [
     "FedAvg",
     "FedBuff",
     "Instruction",
+    "PrivacyReport",
     "PrivacySection",
     "Scaffold",
     "ServerAdagrad",

@@ -12,15 +12,52 @@ accounts privacy (:class:`PrivacyAccounting`) is asked twice by the loop:
    skips a replacement wave);
 2. :meth:`~PrivacyAccounting.account` once the round ended, committed or not, with the
    participation it reached: it returns the state with the round's event (kept even when
-   the round failed) and the ``dp.*`` metrics of the run so far.
+   the round failed) and the round's :class:`PrivacyReport`, which the round record
+   carries (never client metrics: nothing a client reports can become the run's epsilon).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from fedhive.privacy import GaussianEvent
 from fedhive.strategy.base import StrategyState
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrivacyReport:
+    """A round's privacy outcome: the run's epsilon so far, and what the round released.
+
+    Attributes:
+        epsilon: the epsilon the run has spent so far, this round included, at ``delta``.
+        delta: the delta at which ``epsilon`` is computed (the run's ``target_delta``).
+        events: the Gaussian mechanisms this round released (none: it released nothing).
+        clipping_norm: the L2 clipping norm the round's updates were held to (None: the
+            round aggregated nothing).
+        unclipped_fraction: the fraction of updates the server's clipping left as they
+            were (central DP; None otherwise), which adaptive clipping steers.
+    """
+
+    epsilon: float
+    delta: float
+    events: tuple[GaussianEvent, ...] = ()
+    clipping_norm: float | None = None
+    unclipped_fraction: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: ``epsilon``, ``delta``, ``events``, and the clipping
+        figures the round has."""
+        data: dict[str, Any] = {
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "events": [event.to_dict() for event in self.events],
+        }
+        if self.clipping_norm is not None:
+            data["clipping_norm"] = self.clipping_norm
+        if self.unclipped_fraction is not None:
+            data["unclipped_fraction"] = self.unclipped_fraction
+        return data
 
 
 @dataclass(frozen=True)
@@ -63,8 +100,7 @@ class PrivacyAccounting(Protocol):
         participation: Participation,
         *,
         committed: bool,
-    ) -> tuple[StrategyState, dict[str, float]]:
+    ) -> tuple[StrategyState, PrivacyReport]:
         """``state`` with the round's privacy event if the round released anything (a
-        committed round always did; a failed one may have), and the ``dp.*`` metrics of
-        the run so far (``dp.epsilon``, ``dp.delta``)."""
+        committed round always did; a failed one may have), and the round's report."""
         ...

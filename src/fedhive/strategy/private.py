@@ -26,9 +26,12 @@ included; client sampling treated as Poisson subsampling, as in the paper). A co
 round is always accounted; in distributed mode so is a failed round that dispatched its
 tasks, since its devices released their noisy updates (and the server may have unmasked
 their sum) whatever happened next. Events live in the strategy state (``dp.*`` arrays),
-so resume keeps them. A round that would take epsilon past ``target_epsilon`` at the
-participation it is about to reach is refused before it is dispatched
-(:class:`~fedhive.errors.PrivacyBudgetError`); the round loop ends the run there.
+so resume keeps them. The round loop records each round's
+:class:`~fedhive.strategy.accounting.PrivacyReport`: epsilon so far, the round's event,
+the clipping norm and (central mode) the fraction of updates left unclipped. A round
+that would take epsilon past ``target_epsilon`` at the participation it is about to
+reach is refused before it is dispatched (:class:`~fedhive.errors.PrivacyBudgetError`);
+the round loop ends the run there.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from fedhive.privacy import (
     would_exceed,
 )
 from fedhive.privacy.accountant import merge_events
-from fedhive.strategy.accounting import Participation
+from fedhive.strategy.accounting import Participation, PrivacyReport
 from fedhive.strategy.aggregate import ExactWeightedSum
 from fedhive.strategy.base import Instruction, StrategyState
 from fedhive.strategy.compose import WeightedMean
@@ -76,6 +79,8 @@ NOISE_SEEDED = "dp.noise_seeded"
 NOISE_MULTIPLIER = "dp.noise_multiplier"
 """``ClientConfig.extra`` key: the round's noise multiplier (a device charges its budget)."""
 _EVENTS = ("dp.events.noise_multiplier", "dp.events.sample_rate", "dp.events.count")
+_ROUND_FIGURES = ("dp.round.clipping_norm", "dp.round.unclipped_fraction")
+"""The clipping figures of the round being aggregated, from ``aggregate_fit`` to ``account``."""
 
 
 class DpMode(StrEnum):
@@ -180,17 +185,26 @@ class DpFedAvg(AroundFedAvg):
         participation: Participation,
         *,
         committed: bool,
-    ) -> tuple[StrategyState, dict[str, float]]:
+    ) -> tuple[StrategyState, PrivacyReport]:
         """``state`` with the round's event at ``participation`` when it released noisy
-        updates (committed; or, in distributed mode, dispatched), and epsilon so far."""
+        updates (committed; or, in distributed mode, dispatched), and the round's report:
+        epsilon so far, the event, and the clipping figures ``aggregate_fit`` left."""
         events = _events(state)
         released = committed or (self.mode == DpMode.DISTRIBUTED and participation.selected > 0)
+        round_events = (self._event(participation),) if released else ()
+        events.extend(round_events)
+        figures = {key: state.get(key) for key in _ROUND_FIGURES}
+        state = {k: v for k, v in state.items() if k not in _ROUND_FIGURES}
         if released:
-            events.append(self._event(participation))
             state = {**state, **_events_state(events)}
-        spent = epsilon(events, target_delta=self.target_delta, kind=self.accountant)
-        # "dp.*" metrics: the round loop moves them into RoundRecord.privacy.
-        return state, {"dp.epsilon": spent, "dp.delta": self.target_delta}
+        report = PrivacyReport(
+            epsilon=epsilon(events, target_delta=self.target_delta, kind=self.accountant),
+            delta=self.target_delta,
+            events=round_events,
+            clipping_norm=_figure(figures[_ROUND_FIGURES[0]]),
+            unclipped_fraction=_figure(figures[_ROUND_FIGURES[1]]),
+        )
+        return state, report
 
     def aggregate_fit(
         self,
@@ -229,10 +243,10 @@ class DpFedAvg(AroundFedAvg):
         )
         new_state: StrategyState = {**base_state, **_events_state(_events(state))}
         new_state[CLIPPING_NORM] = self._next_norm(norm, unclipped, total.count, noise)
-        metrics = {"dp.clipping_norm": norm}
+        new_state[_ROUND_FIGURES[0]] = norm  # for this round's report (account takes them)
         if central:
-            metrics["dp.unclipped_fraction"] = unclipped / total.count
-        return new_state, layout.unflatten(new), metrics
+            new_state[_ROUND_FIGURES[1]] = unclipped / total.count
+        return new_state, layout.unflatten(new), {}
 
     def _event(self, participation: Participation) -> GaussianEvent:
         return GaussianEvent(
@@ -260,6 +274,10 @@ def _norm(state: StrategyState) -> float:
     if not isinstance(value, float) or not value > 0:
         raise ConfigError(f"strategy state holds no valid {CLIPPING_NORM}: {value!r}")
     return value
+
+
+def _figure(value: object) -> float | None:
+    return value if isinstance(value, float) else None
 
 
 def _events(state: StrategyState) -> list[GaussianEvent]:
