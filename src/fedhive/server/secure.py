@@ -279,15 +279,18 @@ class _Failures:
             )
 
 
+_BLAMED = {
+    ClientStatus.EXCLUDED_TOO_FEW_NEIGHBOURS: FailureKind.EXCLUDED,
+    ClientStatus.EXCLUDED_BAD_SHARE: FailureKind.EXCLUDED,
+    ClientStatus.INCONSISTENT_DEALER: FailureKind.INCONSISTENT_DEALER,
+    ClientStatus.UNREADABLE_SHARES: FailureKind.UNREADABLE_SHARES,
+}
+
+
 def blamed_kind(status: ClientStatus) -> FailureKind:
-    """The failure kind of a client the protocol ended in the non-OK ``status``."""
-    if status is ClientStatus.INCONSISTENT_DEALER:
-        return FailureKind.INCONSISTENT_DEALER
-    if status is ClientStatus.UNREADABLE_SHARES:
-        return FailureKind.UNREADABLE_SHARES
-    if status.startswith("excluded_"):
-        return FailureKind.EXCLUDED
-    return FailureKind.DROPOUT
+    """The failure kind of a client the protocol ended in the non-OK ``status`` (one of
+    the ``dropped_at_*``: a dropout)."""
+    return _BLAMED.get(status, FailureKind.DROPOUT)
 
 
 def _take(
