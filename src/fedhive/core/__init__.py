@@ -1,5 +1,14 @@
 """Pure values, no I/O: weights, messages, serialization, random streams."""
 
+from fedhive.core.extensions import (
+    ClipAndNoise,
+    DpSgd,
+    Extension,
+    PartialWork,
+    Proximal,
+    SecAggWeighting,
+    Weighting,
+)
 from fedhive.core.messages import (
     ClientConfig,
     EvaluateReply,
@@ -23,16 +32,23 @@ from fedhive.core.weights import Layout, Weights
 
 __all__ = [
     "ClientConfig",
+    "ClipAndNoise",
+    "DpSgd",
     "EvaluateReply",
     "EvaluateResult",
     "EvaluateTask",
+    "Extension",
     "Failure",
     "FitReply",
     "FitResult",
     "FitTask",
     "Layout",
+    "PartialWork",
     "PrivacyBudget",
+    "Proximal",
+    "SecAggWeighting",
     "SeedStream",
+    "Weighting",
     "Weights",
     "model_version",
     "record_from_bytes",

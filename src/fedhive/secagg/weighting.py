@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fedhive.core.extensions import Weighting
 
-__all__ = ["Weighting", "client_weight"]
+__all__ = ["client_weight"]
 
 
 def client_weight(weighting: Weighting, num_examples: int, max_weight: int) -> int:

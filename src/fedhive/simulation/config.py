@@ -273,7 +273,8 @@ _CLIENT_EXTENSIONS = ("dpsgd", "partial_work")
 def _client_table(config: ClientConfig) -> dict[str, Any]:
     """The ``[client]`` table that :func:`parse_config` reads back as ``config`` (the
     instructions a strategy adds, such as FedProx's, are left to it)."""
-    table: dict[str, Any] = to_table(dataclasses.replace(config, extensions=()))
+    table: dict[str, Any] = to_table(config)
+    del table["extensions"]
     tables = to_tables(config.extensions)
     return {**table, **{k: v for k, v in tables.items() if k in _CLIENT_EXTENSIONS}}
 
