@@ -18,6 +18,7 @@ from fedhive.client.pipeline import run_fit  # noqa: E402
 from fedhive.client.privacy import load_ledger  # noqa: E402
 from fedhive.client.torch import TorchClient, weights_from_module  # noqa: E402
 from fedhive.core import ClientConfig, Weights, run_stream  # noqa: E402
+from fedhive.core.extensions import DpSgd  # noqa: E402
 from fedhive.core.messages import FitReply, FitTask, PrivacyBudget  # noqa: E402
 from fedhive.errors import ConfigError  # noqa: E402
 from fedhive.privacy import GaussianEvent, epsilon  # noqa: E402
@@ -34,8 +35,8 @@ def client() -> tuple[TorchClient, Weights]:
 
 
 def config(z: float, clip: float = 1.0, epochs: int = 1) -> ClientConfig:
-    extra = {"dpsgd.noise_multiplier": z, "dpsgd.max_grad_norm": clip}
-    return ClientConfig(local_epochs=epochs, batch_size=16, learning_rate=0.5, extra=extra)
+    dp = DpSgd(noise_multiplier=z, max_grad_norm=clip)
+    return ClientConfig(local_epochs=epochs, batch_size=16, learning_rate=0.5, extensions=(dp,))
 
 
 def fit(
@@ -108,8 +109,7 @@ def test_reported_epsilon_counts_every_step_at_the_batch_sampling_rate() -> None
 
 
 def test_incomplete_settings_are_refused() -> None:
-    model_client, weights = client()
-    ctx = Context(client_id="c", round=1, seed=run_stream(0))
-    bad = ClientConfig(extra={"dpsgd.noise_multiplier": 1.0})
+    with pytest.raises(TypeError, match="max_grad_norm"):
+        DpSgd(noise_multiplier=1.0)  # type: ignore[call-arg]
     with pytest.raises(ConfigError, match="max_grad_norm"):
-        model_client.fit(weights, bad, ctx)
+        DpSgd(noise_multiplier=1.0, max_grad_norm=0.0)

@@ -13,6 +13,7 @@ from fedhive.client.base import Context  # noqa: E402
 from fedhive.client.proximal import max_local_steps, proximal_gradient, proximal_mu  # noqa: E402
 from fedhive.client.torch import TorchClient, weights_from_module  # noqa: E402
 from fedhive.core import ClientConfig, Weights, run_stream  # noqa: E402
+from fedhive.core.extensions import Extension, PartialWork, Proximal  # noqa: E402
 from fedhive.core.serde import Scalar  # noqa: E402
 from fedhive.errors import ConfigError, ShapeMismatchError  # noqa: E402
 
@@ -23,8 +24,15 @@ def ctx(seed: int = 0) -> Context:
     return Context(client_id="c0", round=1, seed=run_stream(seed).child("c0"))
 
 
-def config(lr: float = 0.05, epochs: int = 2, batch: int = 8, **extra: Scalar) -> ClientConfig:
-    return ClientConfig(local_epochs=epochs, batch_size=batch, learning_rate=lr, extra=extra)
+def config(
+    lr: float = 0.05, epochs: int = 2, batch: int = 8, *, mu: float = 0.0, steps: int = 0
+) -> ClientConfig:
+    asks: list[Extension] = [Proximal(mu=mu)] if mu else []
+    if steps:
+        asks.append(PartialWork(max_local_steps=steps))
+    return ClientConfig(
+        local_epochs=epochs, batch_size=batch, learning_rate=lr, extensions=tuple(asks)
+    )
 
 
 def blobs(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,7 +70,7 @@ def test_zero_mu_is_bitwise_plain_training(mu: float) -> None:
     client = TorchClient(model=mlp(), train_data=blobs())
     start = weights_from_module(client.model)
     plain = client.fit(start, config(), ctx())
-    prox = client.fit(start, config(proximal_mu=mu), ctx())
+    prox = client.fit(start, config(mu=mu), ctx())
     assert plain.weights is not None
     assert prox.weights is not None
     for name in start:
@@ -80,7 +88,7 @@ def test_large_mu_keeps_weights_near_the_global_model() -> None:
     start = weights_from_module(client.model)
     names = trainable_names(client.model)
     free, _, _ = fit(client, start, config(epochs=4))
-    held, _, metrics = fit(client, start, config(epochs=4, proximal_mu=10.0))  # lr*mu = 0.5
+    held, _, metrics = fit(client, start, config(epochs=4, mu=10.0))  # lr*mu = 0.5
     assert distance(held, start, names) < 0.2 * distance(free, start, names)
     assert distance(held, start, names) > 0  # it still trains
     assert np.isfinite(metrics["train_loss"])
@@ -101,7 +109,7 @@ def test_linear_gradient_matches_closed_form() -> None:
     client = TorchClient(model=model, train_data=(x, y), loss_fn=loss_fn)
     start = weights_from_module(model)
     lr, mu, steps = 0.1, 2.0, 5  # one batch per epoch: one step per epoch
-    new, _, _ = fit(client, start, config(lr=lr, epochs=steps, proximal_mu=mu))
+    new, _, _ = fit(client, start, config(lr=lr, epochs=steps, mu=mu))
     g = x.mean(dim=0).numpy()
     expected = start["weight"] - g * (1 - (1 - lr * mu) ** steps) / mu
     # float32 steps on terms of magnitude |w| + |g|: a few roundings per step
@@ -119,7 +127,7 @@ def test_matches_sgd_on_the_loss_with_the_term_added() -> None:
     client = TorchClient(model=mlp(), train_data=data)
     start = weights_from_module(client.model)
     mu, lr = 3.0, 0.05
-    got, _, _ = fit(client, start, config(lr=lr, epochs=3, batch=24, proximal_mu=mu))
+    got, _, _ = fit(client, start, config(lr=lr, epochs=3, batch=24, mu=mu))
 
     reference = mlp()  # the same initial weights; the literal eq. 2 objective, by autograd
     reference.train()
@@ -142,7 +150,7 @@ def test_frozen_parameters_and_buffers_are_left_to_training_alone() -> None:
     model[0].weight.requires_grad_(False)
     client = TorchClient(model=model, train_data=blobs())
     start = weights_from_module(model)
-    new, _, _ = fit(client, start, config(proximal_mu=1.0))
+    new, _, _ = fit(client, start, config(mu=1.0))
     assert np.array_equal(new["0.weight"], start["0.weight"])
     # BatchNorm statistics are buffers: they follow the data, not the proximal pull.
     plain, _, _ = fit(client, start, config())
@@ -163,7 +171,7 @@ def test_a_parameter_unused_by_the_forward_pass_stays_put() -> None:
     torch.manual_seed(0)
     client = TorchClient(model=Partial(), train_data=blobs())
     start = weights_from_module(client.model)
-    new, _, _ = fit(client, start, config(proximal_mu=1.0))
+    new, _, _ = fit(client, start, config(mu=1.0))
     assert np.array_equal(new["unused.weight"], start["unused.weight"])
     assert not np.array_equal(new["used.weight"], start["used.weight"])
 
@@ -174,7 +182,7 @@ def test_a_parameter_unused_by_the_forward_pass_stays_put() -> None:
 def test_one_step_processes_one_batch() -> None:
     client = TorchClient(model=mlp(), train_data=blobs())
     start = weights_from_module(client.model)
-    new, examples, metrics = fit(client, start, config(max_local_steps=1))
+    new, examples, metrics = fit(client, start, config(steps=1))
     assert examples == 8
     assert metrics["local_steps"] == 1
     assert np.isfinite(metrics["train_loss"])
@@ -184,10 +192,10 @@ def test_one_step_processes_one_batch() -> None:
 def test_cap_within_first_epoch_counts_the_examples_reached() -> None:
     client = TorchClient(model=mlp(), train_data=blobs(60))
     start = weights_from_module(client.model)
-    _, examples, metrics = fit(client, start, config(epochs=3, max_local_steps=5))
+    _, examples, metrics = fit(client, start, config(epochs=3, steps=5))
     assert (examples, metrics["local_steps"]) == (40, 5)
     # 1.5 epochs of 8 batches: every example seen, counted once.
-    _, examples, metrics = fit(client, start, config(epochs=3, max_local_steps=12))
+    _, examples, metrics = fit(client, start, config(epochs=3, steps=12))
     assert (examples, metrics["local_steps"]) == (60, 12)
 
 
@@ -195,9 +203,9 @@ def test_cap_is_a_prefix_of_the_full_run() -> None:
     client = TorchClient(model=mlp(), train_data=blobs())
     start = weights_from_module(client.model)
     full = client.fit(start, config(epochs=2), ctx())
-    capped = client.fit(start, config(epochs=2, max_local_steps=100), ctx())
+    capped = client.fit(start, config(epochs=2, steps=100), ctx())
     one_epoch = client.fit(start, config(epochs=1), ctx())
-    first_epoch = client.fit(start, config(epochs=2, max_local_steps=8), ctx())
+    first_epoch = client.fit(start, config(epochs=2, steps=8), ctx())
     assert full.weights is not None
     assert capped.weights is not None
     assert one_epoch.weights is not None
@@ -215,7 +223,7 @@ def test_cap_with_a_dataloader_and_the_proximal_term() -> None:
     loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=False)
     client = TorchClient(model=mlp(), train_data=loader)
     start = weights_from_module(client.model)
-    _, examples, metrics = fit(client, start, config(max_local_steps=3, proximal_mu=0.5))
+    _, examples, metrics = fit(client, start, config(steps=3, mu=0.5))
     assert (examples, metrics["local_steps"]) == (48, 3)
 
 
@@ -224,26 +232,21 @@ def test_cap_with_a_dataloader_and_the_proximal_term() -> None:
 
 @pytest.mark.parametrize("mu", [-0.1, float("nan"), float("inf"), "0.1", True])
 def test_invalid_mu_is_refused(mu: Scalar) -> None:
-    client = TorchClient(model=mlp(), train_data=blobs())
-    start = weights_from_module(client.model)
-    with pytest.raises(ConfigError, match="proximal_mu"):
-        client.fit(start, config(proximal_mu=mu), ctx())
-    # Refused before any work: the module still holds the weights it had.
-    assert np.array_equal(weights_from_module(client.model)["0.weight"], start["0.weight"])
+    with pytest.raises(ConfigError, match="mu"):
+        Proximal(mu=mu)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("steps", [0, -1, 1.5, "2", True])
 def test_invalid_max_local_steps_is_refused(steps: Scalar) -> None:
-    client = TorchClient(model=mlp(), train_data=blobs())
     with pytest.raises(ConfigError, match="max_local_steps"):
-        client.fit(weights_from_module(client.model), config(max_local_steps=steps), ctx())
+        PartialWork(max_local_steps=steps)  # type: ignore[arg-type]
 
 
 def test_config_readers() -> None:
     assert proximal_mu(config()) == 0.0
-    assert proximal_mu(config(proximal_mu=2)) == 2.0
+    assert proximal_mu(config(mu=2)) == 2.0
     assert max_local_steps(config()) is None
-    assert max_local_steps(config(max_local_steps=3)) == 3
+    assert max_local_steps(config(steps=3)) == 3
 
 
 # --- the NumPy helper ------------------------------------------------------------------
@@ -278,7 +281,7 @@ def test_proximal_gradient_descends_to_the_global_weights() -> None:
 
 def test_proximal_gradient_refusals() -> None:
     w = Weights({"w": np.zeros(3)})
-    with pytest.raises(ConfigError, match="proximal_mu"):
+    with pytest.raises(ConfigError, match="mu"):
         proximal_gradient(w, w, -1.0)
     with pytest.raises(ShapeMismatchError):
         proximal_gradient(w, Weights({"w": np.zeros(2)}), 1.0)

@@ -13,6 +13,7 @@ import pytest
 
 from fedhive.client.base import Context
 from fedhive.client.runner import Upload, serve
+from fedhive.core.extensions import ClipAndNoise
 from fedhive.core.messages import (
     ClientConfig,
     EvaluateResult,
@@ -26,7 +27,6 @@ from fedhive.core.weights import Weights
 from fedhive.errors import PeerRejectedError, TransportError
 from fedhive.privacy import FileLedger
 from fedhive.simulation.app import AppSpec
-from fedhive.strategy.private import CLIPPING_NORM, NOISE_MULTIPLIER, NOISE_SEEDED, NOISE_STD
 from fedhive.transport.base import Wait
 from fedhive.transport.codec import TaskEnvelope
 
@@ -35,7 +35,7 @@ dp_accounting = pytest.importorskip("dp_accounting")
 MODEL = Weights({"w": np.zeros(1000)})
 DELTA = 1e-5
 # An honest distributed-DP ask at z = 2 (the server's claim matches the noise it asks for).
-HONEST = {NOISE_MULTIPLIER: 2.0, CLIPPING_NORM: 1.0, NOISE_STD: 2.0}
+HONEST = ClipAndNoise(noise_multiplier=2.0, clipping_norm=1.0, noise_std=2.0)
 
 
 class OnesClient:
@@ -72,13 +72,13 @@ class ScriptedLink:
         pass
 
 
-def envelope(run_id: str, task_id: str, rnd: int, extra: dict[str, Any]) -> TaskEnvelope:
+def envelope(run_id: str, task_id: str, rnd: int, ask: ClipAndNoise) -> TaskEnvelope:
     fit = FitTask(
         round=rnd,
         client_id="c0",
         version=model_version(MODEL),
         seed=7,
-        config=ClientConfig(extra=extra),
+        config=ClientConfig(extensions=(ask,)),
     )
     return TaskEnvelope(task=fit, task_id=task_id, run_id=run_id, deadline_unix=0.0, model_size=0)
 
@@ -124,7 +124,7 @@ def test_a_replayed_round_number_is_refused_past_the_budget(tmp_path: Path) -> N
 
 
 def test_a_deployed_device_ignores_dp_noise_seeded() -> None:
-    seeded = {CLIPPING_NORM: 1.0, NOISE_STD: 1.0, NOISE_SEEDED: True}
+    seeded = ClipAndNoise(noise_multiplier=1.0, clipping_norm=1.0, noise_std=1.0, seeded=True)
     link = run([envelope("r", "t1", 1, seeded), envelope("r", "t1", 1, seeded)], None)
     first, second = link.uploads
     assert isinstance(first, FitReply)

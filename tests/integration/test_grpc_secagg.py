@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from fedhive.client.runner import serve
+from fedhive.core.extensions import Weighting
 from fedhive.core.messages import ClientConfig, FitReply, FitTask
 from fedhive.core.serde import sha256_hex, weights_to_bytes
 from fedhive.core.weights import Weights
 from fedhive.pki.provision import provision
 from fedhive.pki.revocation import RevocationList
 from fedhive.pki.tls import TLSConfig
-from fedhive.secagg.weighting import Weighting
 from fedhive.server.orchestrator import RoundLoop
 from fedhive.server.run import RunResult
 from fedhive.server.secure import SecureAggregation

@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from fedhive.client.runner import serve
+from fedhive.core.extensions import ClipAndNoise
 from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import ClientConfig, Failure, FitReply, FitTask
 from fedhive.core.serde import model_version, weights_from_bytes
@@ -155,7 +156,10 @@ def test_a_tampered_model_signature_is_refused(server: GrpcServerTransport, pki:
 
 TASK_CHANGES = {
     "learning_rate": lambda e: replace_config(e, learning_rate=5.0),
-    "dp_noise": lambda e: replace_config(e, extra={"dp.noise_std": 0.0}),
+    "dp_noise": lambda e: replace_config(
+        e, extensions=(ClipAndNoise(noise_multiplier=1.0, clipping_norm=1e9),)
+    ),
+    "app_extra": lambda e: replace_config(e, extra={"tag": 0.0}),
     "seed": lambda e: dataclasses.replace(e, task=dataclasses.replace(e.task, seed=2)),
     "deadline": lambda e: dataclasses.replace(e, deadline_unix=e.deadline_unix + 3600),
     "secagg_setup": lambda e: dataclasses.replace(e, secagg=b"another setup"),

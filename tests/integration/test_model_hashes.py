@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from fedhive.core._compat import tomllib
+from fedhive.core.extensions import Weighting
 from fedhive.core.messages import ClientConfig
-from fedhive.secagg.weighting import Weighting
 from fedhive.server.secure import SecureAggregation
 from fedhive.simulation.config import parse_config
 from fedhive.simulation.engine import run_simulation, simulate

@@ -9,9 +9,9 @@ import pytest
 
 from fedhive import run_simulation
 from fedhive.cli.server_loop import run_loop
+from fedhive.core.extensions import Weighting
 from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
-from fedhive.secagg.weighting import Weighting
 from fedhive.server.rules import check_run
 from fedhive.server.secure import SecureAggregation
 from fedhive.simulation.config import parse_config

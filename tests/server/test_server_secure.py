@@ -9,12 +9,12 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 import pytest
 
+from fedhive.core.extensions import Weighting
 from fedhive.core.messages import ClientConfig, FitTask, SecAggReply
 from fedhive.core.weights import Weights
 from fedhive.errors import AggregateCheckError
 from fedhive.secagg import MaskedInput, decode_message
 from fedhive.secagg.report import ClientStatus, SecAggResult
-from fedhive.secagg.weighting import Weighting
 from fedhive.server.orchestrator import RoundLoop
 from fedhive.server.secure import AggregateCheck, SecureAggregation, checked_mean
 from fedhive.simulation.backends.local import LocalBackend

@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 
 from fedhive.core import Weights
+from fedhive.core.extensions import DpSgd, PartialWork
 from fedhive.errors import ConfigError
 from fedhive.server.store.audit import canonical_json
 from fedhive.server.verify import ReplyPolicy
 from fedhive.simulation.config import SimulationConfig, load_config, parse_config
 from fedhive.simulation.engine import simulate
 from fedhive.simulation.output import RunWriter
+from fedhive.strategy.fedavg import FedAvg
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -69,6 +71,44 @@ def test_bad_per_client_settings_name_their_key(clients: object, message: str) -
         parse_config({**BASE, "clients": clients})
 
 
+def test_dpsgd_and_partial_work_are_typed_client_tables() -> None:
+    dpsgd = {"noise_multiplier": 1.1, "max_grad_norm": 1.0}
+    config = parse_config(
+        {
+            **BASE,
+            "client": {"dpsgd": dpsgd, "extra": {"tag": "x"}},
+            "clients": {"phone-7": {"partial_work": {"max_local_steps": 5}}},
+        }
+    )
+    strategy = config.strategy
+    assert isinstance(strategy, FedAvg)
+    expected = DpSgd(noise_multiplier=1.1, max_grad_norm=1.0)
+    assert strategy.client_config.extensions == (expected,)
+    assert dict(strategy.client_config.extra) == {"tag": "x"}  # only the app's own
+    phone = strategy.per_client["phone-7"]
+    assert phone.extension(DpSgd) == expected  # inherited from [client]
+    assert phone.extension(PartialWork) == PartialWork(max_local_steps=5)
+    written = config.to_json()
+    assert written["client"]["dpsgd"] == {**dpsgd, "delta": 1e-5}
+    assert written["clients"]["phone-7"]["partial_work"] == {"max_local_steps": 5}
+    assert "extensions" not in written["client"]
+
+
+@pytest.mark.parametrize(
+    ("client", "message"),
+    [
+        ({"dpsgd": {"noise_multiplier": 1.1}}, r"client\.dpsgd\.max_grad_norm: missing"),
+        ({"dpsgd": {"noise_multiplier": 0, "max_grad_norm": 1}}, r"client\.dpsgd\.noise_multi"),
+        ({"partial_work": {"max_local_steps": 0}}, r"client\.partial_work\.max_local_steps"),
+        ({"proximal": {"mu": 0.1}}, r"client\.proximal: unknown key"),
+        ({"extensions": []}, r"client\.extensions: unknown key"),
+    ],
+)
+def test_bad_client_instruction_tables_name_their_key(client: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({**BASE, "client": client})
+
+
 def test_server_section_defaults_and_checks() -> None:
     assert parse_config(BASE).server.round_timeout == 60.0
     with pytest.raises(ConfigError, match=r"server\.min_clients: must be an integer >= 1"):
@@ -102,6 +142,12 @@ WITH_DEFAULTS: dict[str, dict[str, Any]] = {
         "run": RUN,
         "strategy": {"name": "fedprox", "proximal_mu": 0.1},
         "clients": {"phone-7": {"batch_size": 4, "privacy_budget": BUDGET}},
+    },
+    "fedprox-dpsgd-partial-work": {
+        "run": RUN,
+        "strategy": {"name": "fedprox", "proximal_mu": 0.1},
+        "client": {"dpsgd": {"noise_multiplier": 1.1, "max_grad_norm": 1.0}},
+        "clients": {"phone-7": {"partial_work": {"max_local_steps": 3}}},
     },
     "fedadam": {"run": RUN, "strategy": {"name": "fedadam", "beta_1": 0.8}},
     "fedadagrad": {"run": RUN, "strategy": {"name": "fedadagrad", "server_learning_rate": 0.1}},

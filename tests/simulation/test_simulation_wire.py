@@ -12,6 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from extension_strategies import extensions
+from fedhive.core.extensions import Proximal, SecAggWeighting, Weighting
 from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import (
     ClientConfig,
@@ -202,6 +204,7 @@ client_configs = st.builds(
     batch_size=st.integers(1, 4096),
     learning_rate=st.floats(min_value=1e-9, max_value=10.0),
     privacy_budget=budgets,
+    extensions=extensions(),
     extra=st.dictionaries(st.text(min_size=1, max_size=6), extra_values, max_size=3),
 )
 
@@ -283,11 +286,15 @@ def test_a_budgets_own_noise_settings_reach_a_worker() -> None:
 
 
 def test_config_json_is_plain_data() -> None:
-    config = ClientConfig(privacy_budget=PrivacyBudget(epsilon_max=2.0, delta=1e-6))
+    config = ClientConfig(
+        privacy_budget=PrivacyBudget(epsilon_max=2.0, delta=1e-6),
+        extensions=(SecAggWeighting(weighting=Weighting.UNIFORM), Proximal(mu=0.5)),
+    )
     assert config_to_json(config) == {
         "local_epochs": 1,
         "batch_size": 32,
         "learning_rate": 0.01,
         "privacy_budget": {"epsilon_max": 2.0, "delta": 1e-6},
+        "extensions": {"proximal": {"mu": 0.5}, "secagg_weighting": {"weighting": "uniform"}},
         "extra": {},
     }

@@ -10,6 +10,7 @@ import pytest
 
 from fedhive.client.base import Context
 from fedhive.client.privacy import LEDGER_KEY, privatize
+from fedhive.core.extensions import ClipAndNoise
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitReply, FitResult, PrivacyBudget
 from fedhive.core.rng import run_stream
 from fedhive.core.weights import Weights
@@ -20,7 +21,7 @@ from fedhive.simulation.config import parse_config
 from fedhive.simulation.engine import run_simulation
 from fedhive.strategy import FedAvg
 from fedhive.strategy.accounting import PrivacyReport
-from fedhive.strategy.private import CLIPPING_NORM, NOISE_STD, DpFedAvg, DpMode
+from fedhive.strategy.private import DpFedAvg, DpMode
 
 dp_accounting = pytest.importorskip("dp_accounting")
 
@@ -85,12 +86,13 @@ def test_updates_are_clipped_to_the_bound() -> None:
 def test_client_side_clipping_keeps_every_update_within_the_bound(scale: float) -> None:
     rng = np.random.default_rng(0)
     update = Weights({"a": rng.normal(size=(30, 7)) * scale, "b": rng.normal(size=5) * scale})
-    config = ClientConfig(extra={CLIPPING_NORM: 0.5})
+    config = ClientConfig(extensions=(ClipAndNoise(noise_multiplier=1.0, clipping_norm=0.5),))
     context = Context(client_id="c", round=1, seed=run_stream(0))
     out = privatize(update, config, context)
     norm = math.sqrt(sum(float(np.sum(v**2)) for v in out.values()))
     assert norm <= 0.5
-    noisy = privatize(update, ClientConfig(extra={CLIPPING_NORM: 0.5, NOISE_STD: 1.0}), context)
+    ask = ClipAndNoise(noise_multiplier=2.0, clipping_norm=0.5, noise_std=1.0)
+    noisy = privatize(update, ClientConfig(extensions=(ask,)), context)
     assert not np.allclose(noisy["a"], out["a"])
 
 
@@ -163,7 +165,8 @@ def test_the_ledger_persists_in_the_clients_state() -> None:
     from fedhive.client.pipeline import run_fit
     from fedhive.core.messages import FitTask
 
-    config = ClientConfig(privacy_budget=DEVICE_BUDGET, extra={"dp.noise_multiplier": 2.0})
+    ask = ClipAndNoise(noise_multiplier=2.0)
+    config = ClientConfig(privacy_budget=DEVICE_BUDGET, extensions=(ask,))
     state: dict[str, Any] = {}
     outcomes = []
     tasks = [
@@ -417,3 +420,26 @@ def test_a_central_round_that_released_nothing_reports_no_event() -> None:
     state, report = strategy.account(state, 1, Participation(4, 10), committed=False)
     assert report == PrivacyReport(epsilon=0.0, delta=1e-5)
     assert report.to_json() == {"epsilon": 0.0, "delta": 1e-5, "events": []}
+
+
+@pytest.mark.parametrize("mode", list(DpMode))
+def test_each_selected_client_is_asked_to_clip_and_noise_by_a_typed_instruction(
+    mode: DpMode,
+) -> None:
+    strategy = DpFedAvg(
+        base=FedAvg(fraction_fit=1.0), noise_multiplier=2.0, clipping_norm=0.5, mode=mode
+    )
+    weights = Weights({"w": np.zeros(3)})
+    state = strategy.initial_state(weights)
+    clients = ["a", "b", "c", "d"]
+    chosen = strategy.configure_fit(state, 1, weights, clients, np.random.default_rng(0))
+    assert len(chosen) == 4
+    if mode == DpMode.DISTRIBUTED:  # each adds its share of std z*C over the 4 of them
+        expected = ClipAndNoise(
+            noise_multiplier=2.0, clipping_norm=0.5, noise_std=2.0 * 0.5 / 2.0, seeded=False
+        )
+    else:  # the server clips and noises: the device is only told z
+        expected = ClipAndNoise(noise_multiplier=2.0)
+    for instruction in chosen:
+        assert instruction.config.extensions == (expected,)
+        assert dict(instruction.config.extra) == {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fedhive.core.extensions import Proximal
 from fedhive.errors import ConfigError
 from fedhive.simulation.config import parse_config
 from fedhive.strategy.compose import WeightedMean
@@ -47,8 +48,9 @@ def test_fedprox_puts_mu_into_every_clients_config() -> None:
     )
     s = config.strategy
     assert isinstance(s, FedAvg)
-    assert s.client_config.extra["proximal_mu"] == 0.5
-    assert s.per_client["slow"].extra["proximal_mu"] == 0.5
+    assert s.client_config.extension(Proximal) == Proximal(mu=0.5)
+    assert s.per_client["slow"].extension(Proximal) == Proximal(mu=0.5)
+    assert dict(s.client_config.extra) == {}
 
 
 @pytest.mark.parametrize(

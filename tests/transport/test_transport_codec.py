@@ -10,6 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from extension_strategies import extensions, one_of_each
+from fedhive.core.extensions import (
+    ClipAndNoise,
+    DpSgd,
+    Extension,
+    PartialWork,
+    Proximal,
+    SecAggWeighting,
+    Weighting,
+)
 from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import ClientConfig, EvaluateTask, Failure, FitTask, PrivacyBudget
 from fedhive.errors import SerializationError, ValidationError
@@ -50,6 +60,7 @@ configs = st.builds(
         epsilon_max=st.floats(min_value=1e-3, max_value=1e3),
         delta=st.floats(min_value=1e-12, max_value=0.5),
     ),
+    extensions=extensions(),
     extra=st.dictionaries(st.text(min_size=1, max_size=10), scalars, max_size=4),
 )
 
@@ -108,7 +119,10 @@ ENVELOPE = TaskEnvelope(
         client_id="client-0001",
         version=VERSION,
         seed=1,
-        config=ClientConfig(extra={"dp.noise_std": 1.0}),
+        config=ClientConfig(
+            extensions=(ClipAndNoise(noise_multiplier=1.0, clipping_norm=2.0, noise_std=1.0),),
+            extra={"tag": 1.0},
+        ),
     ),
     task_id="t",
     run_id="r",
@@ -126,6 +140,15 @@ def changed_config(**changes: object) -> FitTask:
     return changed_task(config=replace(ENVELOPE.task.config, **changes))  # type: ignore[arg-type]
 
 
+def changed_extension(**changes: object) -> FitTask:
+    [ask] = ENVELOPE.task.config.extensions
+    return changed_config(extensions=(replace(ask, **changes),))  # type: ignore[arg-type]
+
+
+def with_extension(added: Extension) -> FitTask:
+    return changed_task(config=ENVELOPE.task.config.with_extensions(added))
+
+
 TASK_CHANGES = {
     "client_id": {"task": changed_task(client_id="client-0002")},
     "round": {"task": changed_task(round=3)},
@@ -136,8 +159,13 @@ TASK_CHANGES = {
     "batch_size": {"task": changed_config(batch_size=1)},
     "learning_rate": {"task": changed_config(learning_rate=0.2)},
     "budget": {"task": changed_config(privacy_budget=PrivacyBudget(epsilon_max=1, delta=1e-5))},
-    "extra_value": {"task": changed_config(extra={"dp.noise_std": 0.0})},
-    "extra_type": {"task": changed_config(extra={"dp.noise_std": 1})},
+    "extra_value": {"task": changed_config(extra={"tag": 0.0})},
+    "extra_type": {"task": changed_config(extra={"tag": 1})},
+    "extension_value": {"task": changed_extension(noise_std=0.5)},
+    "extension_unset": {"task": changed_extension(clipping_norm=None, noise_std=0.0)},
+    "extension_false": {"task": changed_extension(seeded=False)},
+    "extension_added": {"task": with_extension(Proximal(mu=0.0))},
+    "extensions_removed": {"task": changed_config(extensions=())},
     "task_id": {"task_id": "u"},
     "run_id": {"run_id": "s"},
     "deadline": {"deadline_unix": 101.0},
@@ -306,3 +334,51 @@ def test_an_upload_verdict_crosses_the_wire_as_itself() -> None:
         reply = decode(pb.UploadReply, upload_reply(status, "why").SerializeToString())
         assert upload_status(reply) is status
     assert upload_status(pb.UploadReply(status=99)) is UploadStatus.REJECTED
+
+
+@given(st.data())
+def test_every_instruction_type_travels_in_its_own_typed_field(data: st.DataObject) -> None:
+    for strategy in one_of_each:
+        value = data.draw(strategy)
+        message = config_to_proto(ClientConfig(extensions=(value,)))
+        assert len(message.extensions.ListFields()) == 1
+        assert dict(message.extra) == {}
+        assert config_from_proto(message).extension(type(value)) == value
+
+
+WIRE_REFUSALS = {
+    "mu": ("proximal", "mu", -1.0),
+    "max_local_steps": ("partial_work", "max_local_steps", 0),
+    "noise_std": ("clip_and_noise", "noise_std", float("inf")),
+    "noise_multiplier": ("dpsgd", "noise_multiplier", float("nan")),
+    "delta": ("dpsgd", "delta", 1.0),
+    "weighting": ("secagg_weighting", "weighting", pb.WEIGHTING_UNSPECIFIED),
+}
+
+
+@pytest.mark.parametrize("refusal", WIRE_REFUSALS.values(), ids=WIRE_REFUSALS.keys())
+def test_an_out_of_range_instruction_on_the_wire_is_a_validation_error(
+    refusal: tuple[str, str, object],
+) -> None:
+    kind, field, value = refusal
+    good = ClientConfig(
+        extensions=(
+            Proximal(mu=0.1),
+            PartialWork(max_local_steps=3),
+            ClipAndNoise(noise_multiplier=1.0, clipping_norm=1.0, noise_std=0.5),
+            DpSgd(noise_multiplier=1.0, max_grad_norm=1.0),
+            SecAggWeighting(weighting=Weighting.UNIFORM),
+        )
+    )
+    message = config_to_proto(good)
+    assert config_from_proto(message) == good
+    setattr(getattr(message.extensions, kind), field, value)
+    with pytest.raises(ValidationError, match=field):
+        config_from_proto(message)
+
+
+def test_noise_without_a_clipping_norm_on_the_wire_is_refused() -> None:
+    message = config_to_proto(ClientConfig(extensions=(ClipAndNoise(noise_multiplier=1.0),)))
+    message.extensions.clip_and_noise.noise_std = 1.0  # std, but no norm to bound it by
+    with pytest.raises(ValidationError, match="noise_std"):
+        config_from_proto(message)

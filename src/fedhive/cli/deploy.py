@@ -79,13 +79,13 @@ def add_parser(commands: Any) -> None:
         "--min-noise-multiplier",
         type=float,
         help="with --epsilon-max: add noise of std >= this times the clipping norm to "
-        "every update, whatever the server asks (default: only the server's dp.noise_std)",
+        "every update, whatever the server asks (default: only the server's noise)",
     )
     client.add_argument(
         "--clipping-norm",
         type=float,
         help="with --epsilon-max: clip every update to this L2 norm, or the server's if "
-        "smaller (default: the server's dp.clipping_norm)",
+        "smaller (default: the server's ClipAndNoise.clipping_norm)",
     )
     client.add_argument(
         "--ledger",

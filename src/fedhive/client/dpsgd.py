@@ -1,16 +1,15 @@
 """Sample-level DP-SGD for the torch adapter, through Opacus (Abadi et al., CCS 2016).
 
 A client that needs record-level guarantees trains with per-sample gradient clipping
-and Gaussian noise on every step. The server (or the app) asks for it in
-``ClientConfig.extra``:
-
-- ``"dpsgd.noise_multiplier"`` (> 0) and ``"dpsgd.max_grad_norm"`` (> 0).
+and Gaussian noise on every step. The server (or the app: ``[client] dpsgd = {...}``)
+asks for it with a :class:`~fedhive.core.extensions.DpSgd` extension of the client
+config (noise multiplier, per-sample clipping norm, reporting delta).
 
 Each step is one sampled Gaussian mechanism with ``q = batch_size / num_examples``. A
 fit's steps are one :class:`~fedhive.privacy.GaussianEvent` that the client hands the
 pipeline (``Context.released``): a device with a privacy budget charges it to its ledger
 before the update leaves (a record-level event; the ledger then bounds record-level
-privacy). The fit reports that event's epsilon at ``dpsgd.delta`` (default 1e-5) as
+privacy). The fit reports that event's epsilon at ``DpSgd.delta`` (default 1e-5) as
 metric ``dpsgd_epsilon``. Batches are shuffled fixed-size batches, not Poisson samples:
 the accounting treats them as Poisson subsampling, the usual approximation (Opacus's own
 default loaders differ here).
@@ -28,53 +27,16 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fedhive.client.base import Context
-from fedhive.core.config import check_real
-from fedhive.core.messages import ClientConfig
+from fedhive.core.extensions import DpSgd
 from fedhive.errors import MissingDependencyError
 from fedhive.privacy import GaussianEvent, epsilon
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
-
-NOISE_MULTIPLIER = "dpsgd.noise_multiplier"
-MAX_GRAD_NORM = "dpsgd.max_grad_norm"
-DELTA = "dpsgd.delta"
-
-
-@dataclass(frozen=True)
-class DpSgd:
-    """The DP-SGD settings of one fit."""
-
-    noise_multiplier: float
-    max_grad_norm: float
-    delta: float = 1e-5
-
-
-def asked(config: ClientConfig) -> bool:
-    """Whether ``config`` asks for DP-SGD (valid settings or not)."""
-    return NOISE_MULTIPLIER in config.extra or MAX_GRAD_NORM in config.extra
-
-
-def settings(config: ClientConfig) -> DpSgd | None:
-    """The DP-SGD settings in ``config.extra``; None when not asked for.
-
-    Raises:
-        ConfigError: a value is missing or out of range.
-    """
-    if not asked(config):
-        return None
-    z = config.extra.get(NOISE_MULTIPLIER)
-    norm = config.extra.get(MAX_GRAD_NORM)
-    delta = config.extra.get(DELTA, 1e-5)
-    check_real(NOISE_MULTIPLIER, z, low=0, low_open=True)
-    check_real(MAX_GRAD_NORM, norm, low=0, low_open=True)
-    check_real(DELTA, delta, low=0, high=1, low_open=True, high_open=True)
-    return DpSgd(float(z), float(norm), float(delta))  # type: ignore[arg-type]
 
 
 @contextmanager

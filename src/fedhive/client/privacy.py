@@ -1,15 +1,15 @@
 """The client pipeline's privacy stages: the device's budget, clipping, its noise.
 
-The server asks for them through ``ClientConfig.extra`` (see
-:mod:`fedhive.strategy.private`): ``dp.clipping_norm`` (clip the update's L2 norm) and
-``dp.noise_std`` (distributed DP: add Gaussian noise before the update leaves the
-device). :func:`mechanism` turns that ask into what the device does.
+The server asks for them with a :class:`~fedhive.core.extensions.ClipAndNoise` in the
+client config (see :mod:`fedhive.strategy.private`): its ``clipping_norm`` (clip the
+update's L2 norm) and ``noise_std`` (distributed DP: add Gaussian noise before the
+update leaves the device). :func:`mechanism` turns that ask into what the device does.
 
 A device with a :class:`~fedhive.core.messages.PrivacyBudget` does not take the
 server's word for anything. It clips to the smaller of its own and the server's
-clipping norm C, adds noise of std sigma = max(the server's ``dp.noise_std``, its own
+clipping norm C, adds noise of std sigma = max(the server's ``noise_std``, its own
 ``min_noise_multiplier`` * C), and charges its ledger ``GaussianEvent(sigma / C, q=1)``
-(no credit for the server's sampling; the server's ``dp.noise_multiplier`` is ignored).
+(no credit for the server's sampling; the server's ``noise_multiplier`` is ignored).
 A mechanism the client applied itself (DP-SGD's steps, through
 ``Context.released``) is charged too. A release with no clipped-and-noised mechanism at
 all would cost epsilon = infinity, so it is refused.
@@ -21,8 +21,8 @@ would take the device past ``epsilon_max`` is refused before training when its c
 known then, else before release (``PrivacyBudgetError``); the charge is recorded only
 when the update is released.
 
-Noise is seeded (reproducible) only in simulation, and only if the task does not set
-``dp.noise_seeded = false``; a deployed device always draws it from the OS's CSPRNG,
+Noise is seeded (reproducible) only in simulation, and only if the task's
+``ClipAndNoise.seeded`` is true; a deployed device always draws it from the OS's CSPRNG,
 whatever the task says.
 """
 
@@ -34,14 +34,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedhive.client import dpsgd
 from fedhive.client.base import Context, TaskOrigin
+from fedhive.core.extensions import ClipAndNoise, DpSgd
 from fedhive.core.messages import ClientConfig, FitTask
 from fedhive.core.serde import RecordValue
 from fedhive.core.weights import Weights
-from fedhive.errors import ClientError, PrivacyBudgetError
+from fedhive.errors import PrivacyBudgetError
 from fedhive.privacy import GaussianEvent, Ledger, SecureNoise, clip_l2, gaussian_noise
-from fedhive.strategy.private import CLIPPING_NORM, NOISE_SEEDED, NOISE_STD
 
 LEDGER_KEY = "privacy/ledger"
 """Client-state key of the device's privacy ledger (canonical JSON text)."""
@@ -76,32 +75,18 @@ class Mechanism:
 
 def mechanism(config: ClientConfig) -> Mechanism:
     """The clipping and noise applied under ``config``: the server's ask, tightened by
-    the device's budget (its own clipping norm and noise floor) when it has one.
-
-    Raises:
-        ClientError: ``dp.clipping_norm`` or ``dp.noise_std`` is not a valid number.
-    """
-    norm = _number(config, CLIPPING_NORM, positive=True)
-    std = _number(config, NOISE_STD, positive=False) or 0.0
+    the device's budget (its own clipping norm and noise floor) when it has one."""
+    ask = config.extension(ClipAndNoise)
+    norm = None if ask is None else ask.clipping_norm
+    std = 0.0 if ask is None else ask.noise_std
     budget = config.privacy_budget
     if budget is not None:
         norms = [n for n in (norm, budget.clipping_norm) if n is not None]
         norm = min(norms) if norms else None
         if norm is not None and budget.min_noise_multiplier is not None:
             std = max(std, budget.min_noise_multiplier * norm)
-    seeded = config.extra.get(NOISE_SEEDED, True) is not False
+    seeded = True if ask is None else ask.seeded
     return Mechanism(norm, std if norm is not None else 0.0, seeded)
-
-
-def _number(config: ClientConfig, key: str, *, positive: bool) -> float | None:
-    value = config.extra.get(key)
-    if value is None:
-        return None
-    if isinstance(value, (bool, str)) or not math.isfinite(value):
-        raise ClientError(f"{key} must be a finite number, got {value!r}")
-    if not (value > 0 if positive else value >= 0):
-        raise ClientError(f"{key} must be a number {'>' if positive else '>='} 0, got {value!r}")
-    return float(value)
 
 
 def check_budget(
@@ -112,11 +97,10 @@ def check_budget(
 
     Raises:
         PrivacyBudgetError: as :func:`charge_budget`.
-        ClientError: as :func:`mechanism`.
     """
     event = mechanism(task.config).event
     planned = [] if event is None else [event]
-    if planned or not dpsgd.asked(task.config):
+    if planned or task.config.extension(DpSgd) is None:
         charge_budget(task, state, origin=origin, events=planned)
     return planned
 
@@ -142,7 +126,7 @@ def charge_budget(
     if not events:
         raise PrivacyBudgetError(
             f"task {origin.ledger_id!r} would release the update without clipping and noise "
-            f"this device applies itself ({CLIPPING_NORM} and {NOISE_STD}, or the device's "
+            f"this device applies itself (the server's ClipAndNoise, or the device's "
             "own clipping_norm and min_noise_multiplier; or DP-SGD): epsilon = inf, refused",
             round=task.round,
             stage="privacy",

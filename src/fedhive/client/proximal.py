@@ -1,14 +1,14 @@
-"""FedProx's client side: the proximal term and partial work, read from ``config.extra``.
+"""FedProx's client side: the proximal term and partial work the server asks for.
 
 FedProx (Li et al., "Federated Optimization in Heterogeneous Networks", MLSys 2020,
 eq. 2) has client k minimise ``h_k(w; w^t) = F_k(w) + (mu/2) * ||w - w^t||^2`` from the
 global weights ``w^t``, and accepts partial work from stragglers (fewer local steps).
-The server asks for both through :attr:`ClientConfig.extra`:
+The server asks for both by typed extensions of the client config:
 
-- ``"proximal_mu"``: the coefficient ``mu``, a finite number >= 0 (absent or 0: plain
-  local training);
-- ``"max_local_steps"``: an int >= 1 capping the optimizer steps of one fit (absent: no
-  cap).
+- :class:`~fedhive.core.extensions.Proximal`: the coefficient ``mu`` (absent or 0:
+  plain local training);
+- :class:`~fedhive.core.extensions.PartialWork`: a cap on the optimizer steps of one fit
+  (absent: no cap).
 
 ``TorchClient`` applies both. A ``NumpyClient``'s ``train`` function adds the term
 itself: read ``mu`` with :func:`proximal_mu` and add :func:`proximal_gradient` to its
@@ -19,38 +19,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedhive.core.config import check_int, check_real
+from fedhive.core.config import check_real
+from fedhive.core.extensions import PartialWork, Proximal
 from fedhive.core.messages import ClientConfig
 from fedhive.core.weights import Array, Weights
 
-__all__ = ["MAX_LOCAL_STEPS", "PROXIMAL_MU", "max_local_steps", "proximal_gradient", "proximal_mu"]
-
-PROXIMAL_MU = "proximal_mu"
-MAX_LOCAL_STEPS = "max_local_steps"
+__all__ = ["max_local_steps", "proximal_gradient", "proximal_mu"]
 
 
 def proximal_mu(config: ClientConfig) -> float:
-    """The proximal coefficient ``mu`` of ``config.extra`` (0.0 where absent).
-
-    Raises:
-        ConfigError: ``proximal_mu`` is not a finite number >= 0.
-    """
-    value = config.extra.get(PROXIMAL_MU, 0.0)
-    check_real(PROXIMAL_MU, value, low=0)
-    return float(value)
+    """The proximal coefficient ``mu`` the config asks for (0.0 without :class:`Proximal`)."""
+    proximal = config.extension(Proximal)
+    return 0.0 if proximal is None else float(proximal.mu)
 
 
 def max_local_steps(config: ClientConfig) -> int | None:
-    """The cap on optimizer steps of ``config.extra`` (None where absent).
-
-    Raises:
-        ConfigError: ``max_local_steps`` is not an int >= 1.
-    """
-    value = config.extra.get(MAX_LOCAL_STEPS)
-    if value is None:
-        return None
-    check_int(MAX_LOCAL_STEPS, value, minimum=1)
-    return int(value)
+    """The cap on optimizer steps the config asks for (None without :class:`PartialWork`)."""
+    partial = config.extension(PartialWork)
+    return None if partial is None else partial.max_local_steps
 
 
 def proximal_gradient(weights: Weights, global_weights: Weights, mu: float) -> Weights:
@@ -64,7 +50,7 @@ def proximal_gradient(weights: Weights, global_weights: Weights, mu: float) -> W
         NameMismatchError, ShapeMismatchError, DTypeMismatchError, NonFiniteError:
             ``global_weights`` do not match ``weights``.
     """
-    check_real(PROXIMAL_MU, mu, low=0)
+    check_real("mu", mu, low=0)
     global_weights.validate_like(weights)
     return Weights(
         {name: _scaled_difference(w, global_weights[name], mu) for name, w in weights.items()}

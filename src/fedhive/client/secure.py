@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fedhive.core.extensions import SecAggWeighting, Weighting
 from fedhive.core.failures import Stage
 from fedhive.core.messages import (
     Failure,
@@ -23,7 +24,7 @@ from fedhive.core.rng import SeedStream
 from fedhive.core.weights import Layout
 from fedhive.errors import FedhiveError, SecAggError
 from fedhive.secagg import ClientState, RoundSetup, client_handle, client_start, decode_message
-from fedhive.secagg.weighting import WEIGHTING_KEY, Weighting, client_weight
+from fedhive.secagg.weighting import client_weight
 
 
 def quantization_rng(seed: int) -> SeedStream:
@@ -46,7 +47,8 @@ class SecAggSession:
             round_setup = decode_message(setup)
             if not isinstance(round_setup, RoundSetup) or round_setup.round != task.round:
                 raise SecAggError("the fit task carries no setup for its round")
-            weighting = str(task.config.extra.get(WEIGHTING_KEY, Weighting.EXAMPLES))
+            told = task.config.extension(SecAggWeighting)
+            weighting = Weighting.EXAMPLES if told is None else told.weighting
             weight = client_weight(weighting, reply.num_examples, round_setup.params.max_weight)
             state, message = client_start(
                 round_setup,

@@ -19,6 +19,7 @@ from fedhive.client import dpsgd, scaffold
 from fedhive.client.base import Context
 from fedhive.client.proximal import max_local_steps, proximal_mu
 from fedhive.client.torch_terms import Correction, GradientTerm, Proximal
+from fedhive.core.extensions import DpSgd
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitResult
 from fedhive.core.weights import Layout, Weights
 from fedhive.errors import ClientError, ConfigError, MissingDependencyError
@@ -170,14 +171,16 @@ class TorchClient:
         optimizer_fn: ``optimizer_fn(params, config) -> Optimizer``; default SGD with
             ``lr=config.learning_rate``.
 
-    ``fit`` reads two FedProx keys of ``config.extra`` (see :mod:`fedhive.client.proximal`):
+    ``fit`` follows two FedProx extensions of ``config`` (see
+    :mod:`fedhive.client.proximal`):
 
-    - ``"proximal_mu"`` (a finite number >= 0): train on ``loss + (mu/2)*||w - w^t||^2``
+    - :class:`~fedhive.core.extensions.Proximal` ``(mu)``: train on ``loss + (mu/2)*||w - w^t||^2``
       over the trainable parameters (not buffers), ``w^t`` the received weights. The
       term enters through its gradient ``mu*(w - w^t)``, added after ``backward()``;
       ``train_loss`` still reports the data loss. With SGD keep ``learning_rate * mu``
       below 1. Absent or 0: plain local training.
-    - ``"max_local_steps"`` (an int >= 1): stop after that many optimizer steps (a
+    - :class:`~fedhive.core.extensions.PartialWork` ``(max_local_steps)``: stop after
+      that many optimizer steps (a
       straggler's partial work); ``num_examples`` then counts the examples reached, each
       once, ``train_loss`` covers the last epoch begun, and metric ``local_steps`` says
       how many steps were taken. Absent: ``local_epochs`` full epochs.
@@ -185,8 +188,8 @@ class TorchClient:
     Under SCAFFOLD (control variates in ``context.aux``) each step's gradient gets the
     drift correction ``c - c_i`` and the result carries the variate change (see
     :mod:`fedhive.client.scaffold`; option II assumes SGD at ``config.learning_rate``).
-    With ``dpsgd.noise_multiplier`` and ``dpsgd.max_grad_norm`` in ``config.extra`` it
-    trains with DP-SGD through Opacus (:mod:`fedhive.client.dpsgd`; the noise is seeded
+    With a :class:`~fedhive.core.extensions.DpSgd` extension in ``config`` it trains
+    with DP-SGD through Opacus (:mod:`fedhive.client.dpsgd`; the noise is seeded
     only in simulation), hands the steps' privacy event to the pipeline (a device's
     ledger charges it) and reports their ``dpsgd_epsilon``.
     """
@@ -222,12 +225,7 @@ class TorchClient:
         return self._model
 
     def fit(self, weights: Weights, config: ClientConfig, context: Context) -> FitResult:
-        """Load ``weights``, train ``config.local_epochs`` epochs, return the new weights.
-
-        Raises:
-            ConfigError: ``config.extra`` holds an invalid ``proximal_mu`` or
-                ``max_local_steps``.
-        """
+        """Load ``weights``, train ``config.local_epochs`` epochs, return the new weights."""
         mu = proximal_mu(config)
         model = self.model
         slots = _slots(model)
@@ -239,7 +237,7 @@ class TorchClient:
         control = scaffold.correction(context)
         if control is not None:
             terms.append(Correction(model, control))
-        dp = dpsgd.settings(config)
+        dp = config.extension(DpSgd)
         with _rng_fork(context.seed.torch_seed, device):
             generator = torch.Generator().manual_seed(context.seed.torch_seed)
             optimizer = self._optimizer_fn(model.parameters(), config)

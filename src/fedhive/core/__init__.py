@@ -1,5 +1,14 @@
 """Pure values, no I/O: weights, messages, serialization, random streams."""
 
+from fedhive.core.extensions import (
+    ClipAndNoise,
+    DpSgd,
+    Extension,
+    PartialWork,
+    Proximal,
+    SecAggWeighting,
+    Weighting,
+)
 from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import (
     ClientConfig,
@@ -24,18 +33,25 @@ from fedhive.core.weights import Layout, Weights
 
 __all__ = [
     "ClientConfig",
+    "ClipAndNoise",
+    "DpSgd",
     "EvaluateReply",
     "EvaluateResult",
     "EvaluateTask",
+    "Extension",
     "Failure",
     "FailureKind",
     "FitReply",
     "FitResult",
     "FitTask",
     "Layout",
+    "PartialWork",
     "PrivacyBudget",
+    "Proximal",
+    "SecAggWeighting",
     "SeedStream",
     "Stage",
+    "Weighting",
     "Weights",
     "model_version",
     "record_from_bytes",

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from fedhive.core.config import check_int, check_real
+from fedhive.core.extensions import TABLES, Extension
 from fedhive.core.failures import FailureKind, Stage, kind_of
 from fedhive.core.serde import Scalar
 from fedhive.core.weights import Weights
-from fedhive.errors import ClientError
+from fedhive.errors import ClientError, ConfigError
+
+E = TypeVar("E", bound=Extension)
 
 Metrics = Mapping[str, float]
 
@@ -68,9 +72,9 @@ class PrivacyBudget:
         delta: the delta at which that epsilon is computed.
         min_noise_multiplier: the device's own floor on noise: it adds noise of std at
             least this times the clipping norm it applies, whatever the server asks.
-            None: only the noise the server asks for (``dp.noise_std``).
+            None: only the noise the server asks for (``ClipAndNoise.noise_std``).
         clipping_norm: the device's own L2 clipping norm (the server's, if smaller,
-            applies instead). None: the server's ``dp.clipping_norm``.
+            applies instead). None: the server's ``ClipAndNoise.clipping_norm``.
     """
 
     epsilon_max: float
@@ -91,19 +95,43 @@ class PrivacyBudget:
 class ClientConfig:
     """How one client trains in one round: epochs, batch size, learning rate, budget.
 
-    ``extra`` carries strategy- or app-specific scalars (e.g. a proximal ``mu``).
+    ``extensions`` are fedhive's typed instructions (:mod:`fedhive.core.extensions`), at
+    most one of each type, read with :meth:`extension`; ``extra`` carries only the app's
+    own free-form scalars (``[client] extra``).
     """
 
     local_epochs: int = 1
     batch_size: int = 32
     learning_rate: float = 0.01
     privacy_budget: PrivacyBudget | None = None
+    extensions: tuple[Extension, ...] = ()
     extra: Mapping[str, Scalar] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_int("local_epochs", self.local_epochs, minimum=1)
         check_int("batch_size", self.batch_size, minimum=1)
         check_real("learning_rate", self.learning_rate, low=0, low_open=True)
+        kinds = [type(e) for e in self.extensions]
+        for kind in kinds:
+            if kind not in TABLES.values():  # only these travel on the wire
+                raise ConfigError(f"extensions: not a client instruction: {kind.__name__}")
+            if kinds.count(kind) > 1:
+                raise ConfigError(f"extensions: {kind.__name__} given more than once")
+        ordered = tuple(sorted(self.extensions, key=lambda e: type(e).__name__))
+        object.__setattr__(self, "extensions", ordered)  # one order: equal configs are ==
+
+    def extension(self, kind: type[E]) -> E | None:
+        """The instruction of type ``kind`` this config carries; None when it has none."""
+        for value in self.extensions:
+            if type(value) is kind:
+                return value
+        return None
+
+    def with_extensions(self, *added: Extension) -> ClientConfig:
+        """This config with ``added``, each replacing one of its type."""
+        kinds = {type(e) for e in added}
+        kept = tuple(e for e in self.extensions if type(e) not in kinds)
+        return replace(self, extensions=kept + added)
 
 
 @dataclass(frozen=True, kw_only=True)

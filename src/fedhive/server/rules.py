@@ -10,8 +10,8 @@ the config keys involved.
 
 from __future__ import annotations
 
+from fedhive.core.extensions import Weighting
 from fedhive.errors import ConfigError
-from fedhive.secagg.weighting import Weighting
 from fedhive.server.secure import SecureAggregation
 from fedhive.strategy.base import Strategy
 from fedhive.strategy.compose import WeightedMean

@@ -26,6 +26,7 @@ import numpy as np
 
 from fedhive.core._compat import StrEnum
 from fedhive.core.config import check_int, check_real
+from fedhive.core.extensions import SecAggWeighting, Weighting
 from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import Failure, FitReply, FitTask, SecAggReply
 from fedhive.core.weights import Weights
@@ -45,7 +46,6 @@ from fedhive.secagg import (
     server_start,
 )
 from fedhive.secagg.report import ClientStatus, SecAggResult
-from fedhive.secagg.weighting import WEIGHTING_KEY, Weighting
 from fedhive.server.history import CohortStats
 from fedhive.server.tasks import rejected
 from fedhive.server.verify import DEFAULT_POLICY, ReplyPolicy, verify_secagg_reply
@@ -242,8 +242,7 @@ def _fail(check: AggregateCheck, message: str, result: SecAggResult) -> NoReturn
 
 def _told(task: FitTask, weighting: Weighting) -> FitTask:
     """``task`` with the round's weighting in its config (the device masks accordingly)."""
-    extra = {**task.config.extra, WEIGHTING_KEY: str(weighting)}
-    return replace(task, config=replace(task.config, extra=extra))
+    return replace(task, config=task.config.with_extensions(SecAggWeighting(weighting=weighting)))
 
 
 class _Failures:

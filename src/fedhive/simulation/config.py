@@ -4,7 +4,9 @@ onto frozen dataclasses.
 ```toml
 [run]         app = "app:build", rounds = 30, seed = 0
 [strategy]    name = "fedavg", fraction_fit = 0.1, ... (the strategy's own fields)
-[client]      local_epochs = 5, batch_size = 16, learning_rate = 0.1
+[client]      local_epochs = 5, batch_size = 16, learning_rate = 0.1, extra = {...} (the
+              app's own scalars), dpsgd = { noise_multiplier = 1.1, max_grad_norm = 1.0 },
+              partial_work = { max_local_steps = 20 }
 [clients.ID]  any [client] key, for client ID only (its own batch size, budget, ...)
 [simulation]  backend = "local" | "process", workers = 2
 [evaluation]  centralized = true, federated_every = 0 (0: never)
@@ -32,6 +34,7 @@ from typing import Any
 
 from fedhive.core._compat import StrEnum, tomllib
 from fedhive.core.config import check_int, check_real, convert, from_table, to_table
+from fedhive.core.extensions import from_tables, to_tables
 from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
 from fedhive.server.rules import check_run
@@ -224,8 +227,8 @@ class SimulationConfig:
         sections: dict[str, Any] = {
             "run": self.run,
             "strategy": self.strategy_table,
-            "client": base.client_config,
-            "clients": base.per_client,
+            "client": _client_table(base.client_config),
+            "clients": {cid: _client_table(c) for cid, c in base.per_client.items()},
             "simulation": self.simulation,
             "evaluation": self.evaluation,
             "server": self.server,
@@ -263,16 +266,37 @@ _SECTIONS = (
 )
 
 
+_CLIENT_EXTENSIONS = ("dpsgd", "partial_work")
+"""The typed instructions a user sets in ``[client]`` (the strategy adds the others)."""
+
+
+def _client_table(config: ClientConfig) -> dict[str, Any]:
+    """The ``[client]`` table that :func:`parse_config` reads back as ``config`` (the
+    instructions a strategy adds, such as FedProx's, are left to it)."""
+    table: dict[str, Any] = to_table(config)
+    del table["extensions"]
+    tables = to_tables(config.extensions)
+    return {**table, **{k: v for k, v in tables.items() if k in _CLIENT_EXTENSIONS}}
+
+
+def _client(table: object, path: str) -> ClientConfig:
+    plain = dict(convert(dict, table, path))
+    if "extensions" in plain:
+        raise ConfigError(f"{path}.extensions: unknown key; set {' or '.join(_CLIENT_EXTENSIONS)}")
+    own = {k: plain.pop(k) for k in _CLIENT_EXTENSIONS if k in plain}
+    config = from_table(ClientConfig, plain, path)
+    _plain_json(f"{path}.extra", config.extra)
+    return config.with_extensions(*from_tables(own, path, allowed=_CLIENT_EXTENSIONS))
+
+
 def _clients(data: Mapping[str, Any]) -> tuple[ClientConfig, dict[str, ClientConfig]]:
     """The ``[client]`` table, and each ``[clients.ID]`` table over it."""
-    client = from_table(ClientConfig, data.get("client", {}), "client")
-    _plain_json("client.extra", client.extra)
+    client = _client(data.get("client", {}), "client")
     per_client = {}
     for client_id, table in convert(dict, data.get("clients", {}), "clients").items():
         path = f"clients.{client_id}"
-        own = from_table(ClientConfig, {**to_table(client), **convert(dict, table, path)}, path)
-        _plain_json(f"{path}.extra", own.extra)
-        per_client[client_id] = own
+        own = {**_client_table(client), **convert(dict, table, path)}
+        per_client[client_id] = _client(own, path)
     return client, per_client
 
 

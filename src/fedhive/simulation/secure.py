@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from fedhive.client.secure import quantization_rng
 from fedhive.core import failures
 from fedhive.core.config import check_real, convert, from_table
+from fedhive.core.extensions import Weighting
 from fedhive.core.messages import EvaluateTask, Failure, FitTask, SecAggReply
 from fedhive.core.rng import run_stream
 from fedhive.core.weights import Weights
@@ -36,7 +37,7 @@ from fedhive.secagg import (
     client_start,
     decode_message,
 )
-from fedhive.secagg.weighting import Weighting, client_weight
+from fedhive.secagg.weighting import client_weight
 from fedhive.server.secure import SecureAggregation
 from fedhive.strategy.privacy_section import PrivacySection
 from fedhive.transport.base import (

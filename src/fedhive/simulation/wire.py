@@ -12,6 +12,7 @@ import json
 import struct
 from typing import IO, Any
 
+from fedhive.core.extensions import from_tables, to_tables
 from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import (
     ClientConfig,
@@ -137,6 +138,7 @@ def config_to_json(config: ClientConfig) -> dict[str, Any]:
         "privacy_budget": None
         if budget is None
         else {k: v for k, v in dataclasses.asdict(budget).items() if v is not None},
+        "extensions": to_tables(config.extensions),
         "extra": dict(config.extra),
     }
 
@@ -149,6 +151,7 @@ def config_from_json(data: dict[str, Any]) -> ClientConfig:
         batch_size=data["batch_size"],
         learning_rate=data["learning_rate"],
         privacy_budget=None if budget is None else PrivacyBudget(**budget),
+        extensions=from_tables(data.get("extensions", {}), "extensions"),
         extra=data.get("extra", {}),
     )
 

@@ -44,9 +44,9 @@ import numpy as np
 
 from fedhive.core._compat import StrEnum
 from fedhive.core.config import check_real
+from fedhive.core.extensions import ClipAndNoise
 from fedhive.core.messages import FitReply
 from fedhive.core.rng import run_stream
-from fedhive.core.serde import Scalar
 from fedhive.core.weights import Weights
 from fedhive.errors import AggregationError, ConfigError, PrivacyBudgetError
 from fedhive.privacy import (
@@ -70,14 +70,7 @@ from fedhive.strategy.compose import WeightedMean
 from fedhive.strategy.wrapper import AroundFedAvg
 
 CLIPPING_NORM = "dp.clipping_norm"
-"""``ClientConfig.extra`` key: clip the update to this L2 norm."""
-NOISE_STD = "dp.noise_std"
-"""``ClientConfig.extra`` key (distributed mode): add Gaussian noise of this std."""
-NOISE_SEEDED = "dp.noise_seeded"
-"""``ClientConfig.extra`` key (distributed mode): draw the noise from the task's seed
-(reproducible simulation) instead of a CSPRNG."""
-NOISE_MULTIPLIER = "dp.noise_multiplier"
-"""``ClientConfig.extra`` key: the round's noise multiplier (a device charges its budget)."""
+"""Strategy-state key: the clipping norm of the next round."""
 _EVENTS = ("dp.events.noise_multiplier", "dp.events.sample_rate", "dp.events.count")
 _ROUND_FIGURES = ("dp.round.clipping_norm", "dp.round.unclipped_fraction")
 """The clipping figures of the round being aggregated, from ``aggregate_fit`` to ``account``."""
@@ -136,22 +129,22 @@ class DpFedAvg(AroundFedAvg):
         clients: Sequence[str],
         rng: np.random.Generator,
     ) -> list[Instruction]:
-        """The base selection; each config names the round's noise multiplier (a device
-        charges its budget with it) and, in distributed mode, the clipping norm and the
+        """The base selection; each config carries a :class:`ClipAndNoise` naming the
+        round's noise multiplier and, in distributed mode, the clipping norm and the
         client's noise share. (The round loop checks the budget: :meth:`check_budget`.)"""
         chosen = self.base.configure_fit(state, round, weights, clients, rng)
         norm = _norm(state)
-        extra: dict[str, Scalar] = {NOISE_MULTIPLIER: self.noise_multiplier}
+        ask = ClipAndNoise(noise_multiplier=self.noise_multiplier)
         if self.mode == DpMode.DISTRIBUTED and chosen:
-            extra[CLIPPING_NORM] = norm
             # Shares over the quorum: an over-selected round sums only that many.
             shares = self.base.fit_quorum(len(chosen))
-            extra[NOISE_STD] = self._update_multiplier() * norm / math.sqrt(shares)
-            extra[NOISE_SEEDED] = self.noise_seed is not None
-        return [
-            Instruction(i.client_id, replace(i.config, extra={**i.config.extra, **extra}))
-            for i in chosen
-        ]
+            ask = replace(
+                ask,
+                clipping_norm=norm,
+                noise_std=self._update_multiplier() * norm / math.sqrt(shares),
+                seeded=self.noise_seed is not None,
+            )
+        return [Instruction(i.client_id, i.config.with_extensions(ask)) for i in chosen]
 
     def check_budget(self, state: StrategyState, round: int, participation: Participation) -> None:
         """Refuse a round that, accounted at ``participation``, exceeds ``target_epsilon``.

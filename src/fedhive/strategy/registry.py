@@ -29,6 +29,7 @@ from typing import Any
 
 from fedhive.core._compat import StrEnum
 from fedhive.core.config import check_int, check_real, from_table
+from fedhive.core.extensions import Proximal
 from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
 from fedhive.strategy.base import Strategy
@@ -158,12 +159,9 @@ def build_strategy(
             raise ConfigError(f"{path}.beta_2: FedAdagrad has no second-moment decay")
     if name == StrategyName.FEDPROX:
         prox, rest = _split(rest, _ProxTable)
-        mu = from_table(_ProxTable, prox, path).proximal_mu
-        client = dataclasses.replace(client, extra={**client.extra, "proximal_mu": mu})
-        per_client = {
-            cid: dataclasses.replace(c, extra={"proximal_mu": mu, **c.extra})
-            for cid, c in (per_client or {}).items()
-        }
+        term = Proximal(mu=from_table(_ProxTable, prox, path).proximal_mu)
+        client = client.with_extensions(term)
+        per_client = {cid: c.with_extensions(term) for cid, c in (per_client or {}).items()}
     buffered = {k: v for k, v in rest.items() if k in _FEDBUFF_KEYS}
     if name == StrategyName.FEDBUFF:  # the rest configures its base FedAvg
         rest = {k: v for k, v in rest.items() if k not in _FEDBUFF_KEYS}

@@ -32,6 +32,7 @@ from fedhive.core.messages import (
 )
 from fedhive.core.serde import Scalar
 from fedhive.errors import ConfigError, SerializationError, ValidationError
+from fedhive.transport.extensions import extensions_from_proto, extensions_to_proto
 from fedhive.transport.proto import pb
 
 _M = TypeVar("_M", bound=Message)
@@ -83,6 +84,7 @@ def config_to_proto(config: ClientConfig) -> pb.ClientConfig:
         message.privacy_budget.delta = config.privacy_budget.delta
     for key, value in config.extra.items():
         message.extra[key].CopyFrom(_scalar_to_proto(value))
+    message.extensions.CopyFrom(extensions_to_proto(config.extensions))
     return message
 
 
@@ -102,6 +104,7 @@ def config_from_proto(message: pb.ClientConfig) -> ClientConfig:
             batch_size=message.batch_size,
             learning_rate=message.learning_rate,
             privacy_budget=budget,
+            extensions=extensions_from_proto(message.extensions),
             extra={k: _scalar_from_proto(v) for k, v in message.extra.items()},
         )
     except ConfigError as exc:
@@ -244,10 +247,23 @@ def task_sha256(envelope: TaskEnvelope) -> str:
                 else None
             ),
             "extra": extra,
+            "extensions": _fields(config.extensions),
         },
         "secagg_sha256": hashlib.sha256(message.secagg_message).hexdigest(),
     }
     return _digest(TASK_DOMAIN, fields)
+
+
+def _fields(message: Message) -> dict[str, object]:
+    """The fields set in ``message``, by name, nested messages as dicts and reals as
+    ``float.hex`` (an unset optional field is absent, a set one present even if 0)."""
+    out: dict[str, object] = {}
+    for descriptor, value in message.ListFields():
+        if isinstance(value, Message):
+            out[descriptor.name] = _fields(value)
+        else:
+            out[descriptor.name] = float.hex(value) if isinstance(value, float) else value
+    return out
 
 
 def header_sha256(header: pb.ResultHeader) -> str:

@@ -7,6 +7,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Weighting(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WEIGHTING_UNSPECIFIED: _ClassVar[Weighting]
+    WEIGHTING_EXAMPLES: _ClassVar[Weighting]
+    WEIGHTING_UNIFORM: _ClassVar[Weighting]
+
 class TaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TASK_KIND_UNSPECIFIED: _ClassVar[TaskKind]
@@ -21,6 +27,9 @@ class UploadStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     UPLOAD_STATUS_REJECTED: _ClassVar[UploadStatus]
     UPLOAD_STATUS_ROUND_CLOSED: _ClassVar[UploadStatus]
     UPLOAD_STATUS_DUPLICATE: _ClassVar[UploadStatus]
+WEIGHTING_UNSPECIFIED: Weighting
+WEIGHTING_EXAMPLES: Weighting
+WEIGHTING_UNIFORM: Weighting
 TASK_KIND_UNSPECIFIED: TaskKind
 TASK_KIND_FIT: TaskKind
 TASK_KIND_EVALUATE: TaskKind
@@ -32,7 +41,7 @@ UPLOAD_STATUS_ROUND_CLOSED: UploadStatus
 UPLOAD_STATUS_DUPLICATE: UploadStatus
 
 class ClientConfig(_message.Message):
-    __slots__ = ("local_epochs", "batch_size", "learning_rate", "privacy_budget", "extra")
+    __slots__ = ("local_epochs", "batch_size", "learning_rate", "privacy_budget", "extra", "extensions")
     class ExtraEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -45,12 +54,68 @@ class ClientConfig(_message.Message):
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
     PRIVACY_BUDGET_FIELD_NUMBER: _ClassVar[int]
     EXTRA_FIELD_NUMBER: _ClassVar[int]
+    EXTENSIONS_FIELD_NUMBER: _ClassVar[int]
     local_epochs: int
     batch_size: int
     learning_rate: float
     privacy_budget: PrivacyBudget
     extra: _containers.MessageMap[str, Scalar]
-    def __init__(self, local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., privacy_budget: _Optional[_Union[PrivacyBudget, _Mapping]] = ..., extra: _Optional[_Mapping[str, Scalar]] = ...) -> None: ...
+    extensions: Extensions
+    def __init__(self, local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., privacy_budget: _Optional[_Union[PrivacyBudget, _Mapping]] = ..., extra: _Optional[_Mapping[str, Scalar]] = ..., extensions: _Optional[_Union[Extensions, _Mapping]] = ...) -> None: ...
+
+class Extensions(_message.Message):
+    __slots__ = ("proximal", "partial_work", "clip_and_noise", "secagg_weighting", "dpsgd")
+    PROXIMAL_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_WORK_FIELD_NUMBER: _ClassVar[int]
+    CLIP_AND_NOISE_FIELD_NUMBER: _ClassVar[int]
+    SECAGG_WEIGHTING_FIELD_NUMBER: _ClassVar[int]
+    DPSGD_FIELD_NUMBER: _ClassVar[int]
+    proximal: Proximal
+    partial_work: PartialWork
+    clip_and_noise: ClipAndNoise
+    secagg_weighting: SecAggWeighting
+    dpsgd: DpSgd
+    def __init__(self, proximal: _Optional[_Union[Proximal, _Mapping]] = ..., partial_work: _Optional[_Union[PartialWork, _Mapping]] = ..., clip_and_noise: _Optional[_Union[ClipAndNoise, _Mapping]] = ..., secagg_weighting: _Optional[_Union[SecAggWeighting, _Mapping]] = ..., dpsgd: _Optional[_Union[DpSgd, _Mapping]] = ...) -> None: ...
+
+class Proximal(_message.Message):
+    __slots__ = ("mu",)
+    MU_FIELD_NUMBER: _ClassVar[int]
+    mu: float
+    def __init__(self, mu: _Optional[float] = ...) -> None: ...
+
+class PartialWork(_message.Message):
+    __slots__ = ("max_local_steps",)
+    MAX_LOCAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    max_local_steps: int
+    def __init__(self, max_local_steps: _Optional[int] = ...) -> None: ...
+
+class ClipAndNoise(_message.Message):
+    __slots__ = ("noise_multiplier", "clipping_norm", "noise_std", "seeded")
+    NOISE_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    CLIPPING_NORM_FIELD_NUMBER: _ClassVar[int]
+    NOISE_STD_FIELD_NUMBER: _ClassVar[int]
+    SEEDED_FIELD_NUMBER: _ClassVar[int]
+    noise_multiplier: float
+    clipping_norm: float
+    noise_std: float
+    seeded: bool
+    def __init__(self, noise_multiplier: _Optional[float] = ..., clipping_norm: _Optional[float] = ..., noise_std: _Optional[float] = ..., seeded: _Optional[bool] = ...) -> None: ...
+
+class SecAggWeighting(_message.Message):
+    __slots__ = ("weighting",)
+    WEIGHTING_FIELD_NUMBER: _ClassVar[int]
+    weighting: Weighting
+    def __init__(self, weighting: _Optional[_Union[Weighting, str]] = ...) -> None: ...
+
+class DpSgd(_message.Message):
+    __slots__ = ("noise_multiplier", "max_grad_norm", "delta")
+    NOISE_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    MAX_GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    noise_multiplier: float
+    max_grad_norm: float
+    delta: float
+    def __init__(self, noise_multiplier: _Optional[float] = ..., max_grad_norm: _Optional[float] = ..., delta: _Optional[float] = ...) -> None: ...
 
 class PrivacyBudget(_message.Message):
     __slots__ = ("epsilon_max", "delta")
