@@ -192,3 +192,8 @@ def test_states_hide_their_secrets() -> None:
     text = repr(clients["c00"])
     assert clients["c00"].self_mask_seed.hex() not in text
     assert "c00" in text
+
+
+def test_the_server_state_repr_names_the_round_and_stage_only() -> None:
+    server, _, _ = start()
+    assert repr(server) == f"ServerState(round={ROUND}, stage=advertise_keys)"
