@@ -35,10 +35,11 @@ typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy --strict src/fedhive
 	$(BIN)/lint-imports
 
-# Coverage floors: the whole package at COVERAGE_FLOOR % of branches, and every file of
-# the privacy, secure-aggregation and server-side verification code at 100 %.
-# COVERAGE_FLOOR is the suite's branch coverage when the floor was set (94.27 %), rounded down.
-COVERAGE_FLOOR := 94
+# Coverage floors ([tool.coverage] in pyproject.toml): the whole package at COVERAGE_FLOOR %
+# (statements and branches), and every file of the privacy, secure-aggregation and
+# server-side verification code at 100 %. COVERAGE_FLOOR is the suite's coverage when the
+# floor was set (93.75 %, in-process code only), rounded down: raise it, never lower it.
+COVERAGE_FLOOR := 93
 COVERAGE_FULL := src/fedhive/privacy/*,src/fedhive/secagg/*,src/fedhive/server/verify.py,src/fedhive/server/rules.py
 
 unit: $(VENV)/.test-installed
