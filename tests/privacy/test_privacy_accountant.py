@@ -173,3 +173,8 @@ def test_missing_dp_accounting_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
 def test_importing_the_package_does_not_import_dp_accounting() -> None:
     code = "import sys, fedhive.privacy; sys.exit('dp_accounting' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_a_non_event_among_the_events_is_refused_by_its_index() -> None:
+    with pytest.raises(ConfigError, match=r"events\[1\]: must be a GaussianEvent"):
+        epsilon([ROUND, {"noise_multiplier": 1.0}], target_delta=DELTA)  # type: ignore[list-item]

@@ -196,3 +196,28 @@ def test_invalid_entries_are_refused() -> None:
         LedgerEntry(task_id="t", round=-1, event=TASK_EVENT)
     with pytest.raises(ConfigError, match=r"entries\[0\]"):
         Ledger(("t",))  # type: ignore[arg-type]
+
+
+def test_values_of_the_wrong_type_are_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="event: must be a GaussianEvent"):
+        LedgerEntry(task_id="t", round=0, event=TASK_EVENT.to_dict())  # type: ignore[arg-type]
+    entry = LedgerEntry(task_id="t", round=0, event=TASK_EVENT)
+    with pytest.raises(ConfigError, match="entries: must be a tuple, got list"):
+        Ledger([entry])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="budget: must be a PrivacyBudget"):
+        Ledger().charge(task_id="t", round=0, event=TASK_EVENT, budget=2.0)  # type: ignore[arg-type]
+    with pytest.raises(SerializationError, match="ledger must be bytes, got str"):
+        Ledger.from_bytes(Ledger().to_bytes().decode())  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="path: must be a path"):
+        FileLedger(3)  # type: ignore[arg-type]
+    ledger = FileLedger(tmp_path / "ledger.json")
+    with pytest.raises(ConfigError, match="ledger: must be a Ledger"):
+        ledger.save((entry,))  # type: ignore[arg-type]
+    assert not ledger.path.exists()
+
+
+def test_a_path_given_as_a_string_is_kept_as_a_path(tmp_path: Path) -> None:
+    ledger = FileLedger(str(tmp_path / "ledger.json"))  # type: ignore[arg-type]
+    assert ledger.path == tmp_path / "ledger.json"
+    ledger.save(_charged(1))
+    assert ledger.load() == _charged(1)

@@ -53,3 +53,26 @@ def test_aead_round_trip_and_refusals() -> None:
         aead.decrypt(key, flipped, associated_data=b"round 1: a -> b")
     with pytest.raises(SecAggError, match="too short"):
         aead.decrypt(key, b"x" * 10, associated_data=b"")
+
+
+def test_keys_of_the_wrong_length_are_refused() -> None:
+    pair = keys.generate()
+    with pytest.raises(ValueError, match="AES-256-GCM key must be 32 bytes"):
+        aead.encrypt(bytes(16), b"shares", associated_data=b"")
+    with pytest.raises(ValueError, match="X25519 keys are 32 bytes"):
+        keys.KeyPair(private=pair.private[:31], public=pair.public)
+    with pytest.raises(ValueError, match="X25519 private key must be 32 bytes"):
+        keys.public_of(pair.private + b"\0")
+    with pytest.raises(ValueError, match="X25519 peer public key must be 32 bytes"):
+        keys.agree(pair.private, pair.public[:16], info=b"")
+
+
+def test_agree_all_needs_one_info_per_peer() -> None:
+    alice, bob, carol = keys.generate(), keys.generate(), keys.generate()
+    with pytest.raises(ValueError, match="one info per peer public key"):
+        keys.agree_all(alice.private, [bob.public, carol.public], infos=[b"only one"])
+    both = keys.agree_all(alice.private, [bob.public, carol.public], infos=[b"b", b"c"])
+    assert both == [
+        keys.agree(alice.private, bob.public, info=b"b"),
+        keys.agree(alice.private, carol.public, info=b"c"),
+    ]

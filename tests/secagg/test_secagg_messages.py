@@ -256,3 +256,124 @@ def test_a_setup_with_invalid_params_is_a_serialization_error() -> None:
     header["params"]["ring_bits"] = 48
     with pytest.raises(SerializationError, match="ring_bits"):
         decode_message(codec.pack(header, blobs))
+
+
+def _raw(header_bytes: bytes, rest: bytes = b"") -> bytes:
+    return codec.MAGIC + b"\x01" + len(header_bytes).to_bytes(4, "big") + header_bytes + rest
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (_raw(b"[]", bytes(4)), "header must be a JSON object"),
+        (_raw(b"{}"), "truncated before its blob count"),
+        (_raw(b"{}", (5).to_bytes(4, "big") + b"xyz"), "claims more blobs than it has bytes"),
+        (_raw(b"{}", (1).to_bytes(4, "big") + b"xyz"), "truncated"),
+        (_raw(b"{}", (1).to_bytes(4, "big") + (9).to_bytes(4, "big") + b"xyz"), "truncated"),
+        (_raw(b"{}", bytes(4) + b"!"), "trailing bytes"),
+        (_raw(b'{"round":1e400,"type":"unmask_request"}', bytes(4)), "round"),
+    ],
+)
+def test_broken_frames_say_what_is_wrong(data: bytes, match: str) -> None:
+    with pytest.raises(SerializationError, match=match):
+        decode_message(data)
+
+
+def test_only_bytes_are_decoded() -> None:
+    message = UnmaskRequest(round=1, client_id="a", dropped=(), survived=("b",))
+    assert decode_message(bytearray(message.to_bytes())) == message
+    assert decode_message(memoryview(message.to_bytes())) == message
+    with pytest.raises(SerializationError, match="expected bytes, got str"):
+        decode_message(message.to_bytes().decode("ascii"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("header", "blobs", "match"),
+    [
+        ({"type": "advertise_keys", "round": "1", "client_id": "a"}, [b"x" * 32] * 3, "type"),
+        ({"type": "advertise_keys", "round": 1}, [b"x" * 32] * 3, "lacks 'client_id'"),
+        ({"type": "advertise_keys", "round": 1, "client_id": "a\n"}, [b"x" * 32] * 3, "printable"),
+        ({"type": "masked_input", "round": 1, "client_id": "a", "ring_bits": 48}, [b"x" * 8],
+         "ring_bits must be 32 or 64, got 48"),
+        ({"type": "masked_input", "round": 1, "client_id": "a", "ring_bits": 16}, [b"x" * 8],
+         r"ring_bits must be an integer in \[32, 64\]"),
+        ({"type": "masked_input", "round": 1, "client_id": "a", "ring_bits": 32}, [b""],
+         "non-empty vector"),
+        ({"type": "masked_input", "round": 1, "client_id": "a", "ring_bits": 64}, [b"x" * 12],
+         "not whole ring elements"),
+    ],
+)  # fmt: skip
+def test_malformed_fields_say_what_is_wrong(
+    header: dict[str, object], blobs: list[bytes], match: str
+) -> None:
+    with pytest.raises(SerializationError, match=match):
+        decode_message(_frame(header, blobs))
+
+
+def test_a_setup_with_other_params_keys_is_refused() -> None:
+    params = SecAggParams(num_clients=3, dropout_fraction=0.0, corruption_fraction=0.0)
+    setup = RoundSetup(
+        round=0, client_ids=("a", "b", "c"), graph_seed=0, vector_size=1, params=params
+    )
+    header, blobs = codec.unpack(setup.to_bytes())
+    header["params"]["degree"] = 2  # derived, never sent
+    with pytest.raises(SerializationError, match="params must have exactly the keys"):
+        decode_message(codec.pack(header, blobs))
+    with pytest.raises(SerializationError, match="params must be SecAggParams"):
+        RoundSetup(
+            round=0,
+            client_ids=("a", "b", "c"),
+            graph_seed=0,
+            vector_size=1,
+            params=header["params"],
+        )
+
+
+def test_constructors_refuse_parts_of_the_wrong_type() -> None:
+    peer = PeerKeys(client_id="b", cipher_public_key=bytes(32), mask_public_key=bytes(32))
+    with pytest.raises(SerializationError, match="peers must be PeerKeys"):
+        NeighbourKeys(round=1, client_id="a", peers=(peer, "c"))  # type: ignore[arg-type]
+    with pytest.raises(SerializationError, match="packets must be SharePackets"):
+        ShareKeys(round=1, client_id="a", packets=(peer,))  # type: ignore[arg-type]
+    routed = RoutedShare(dealer="b", ciphertext=bytes(SHARE_CIPHERTEXT_BYTES))
+    with pytest.raises(SerializationError, match="shares must be RoutedShares"):
+        MaskedInputRequest(round=1, client_id="a", shares=(routed, peer))  # type: ignore[arg-type]
+    revealed = RevealedShare(dealer="b", share=bytes(SHARE_BYTES))
+    for self_mask, mask_key in [((routed,), ()), ((revealed,), (routed,))]:
+        with pytest.raises(SerializationError, match="revealed shares must be RevealedShares"):
+            UnmaskResponse(
+                round=1,
+                client_id="a",
+                self_mask_shares=self_mask,  # type: ignore[arg-type]
+                mask_key_shares=mask_key,  # type: ignore[arg-type]
+            )
+
+
+def test_a_message_class_without_a_type_is_not_registered() -> None:
+    class Draft(codec.Message):
+        def _header(self) -> dict[str, Any]:
+            return {}
+
+        @classmethod
+        def _build(cls, header: dict[str, Any], blobs: list[bytes]) -> Draft:
+            return cls()
+
+    assert Draft().to_bytes() == codec.pack({"type": ""}, [])
+    with pytest.raises(SerializationError, match="unknown secagg message type ''"):
+        decode_message(Draft().to_bytes())
+    assert Draft.from_bytes(Draft().to_bytes()).to_bytes() == Draft().to_bytes()
+
+
+def test_id_lists_must_be_lists() -> None:
+    with pytest.raises(SerializationError, match="dropped must be a list of client ids"):
+        UnmaskRequest(round=1, client_id="a", dropped="b", survived=())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dtype", [">u4", "<u4", ">u8", "<u8"])
+def test_a_masked_vector_comes_back_in_native_order(dtype: str) -> None:
+    vector = np.arange(5, dtype=dtype) * np.asarray(2**31 - 1, dtype=dtype)
+    message = MaskedInput.of(round=1, client_id="a", vector=vector)
+    decoded = decode_message(message.to_bytes())
+    assert isinstance(decoded, MaskedInput)
+    assert decoded.vector.dtype == np.dtype(dtype).newbyteorder("=")
+    assert np.array_equal(decoded.vector, vector)

@@ -140,3 +140,23 @@ def test_the_ring_sum_of_extreme_inputs_decodes_exactly(bits: int, sign: float) 
     expected = sign * 0.5 * weight * params.num_clients
     assert np.allclose(weighted, expected, rtol=1e-12, atol=0)
     assert total_weight == weight * params.num_clients
+
+
+def test_privacy_and_correctness_that_cross_name_both_thresholds() -> None:
+    with pytest.raises(ConfigError, match=r"correctness \(1\) with privacy \(2\)"):
+        SecAggParams(
+            num_clients=20,
+            dropout_fraction=0.1,
+            corruption_fraction=0.2,
+            security_bits=8,
+            correctness_bits=8,
+        )
+
+
+def test_small_cohorts_use_the_complete_graph_and_large_ones_do_not() -> None:
+    small = SecAggParams(num_clients=3, dropout_fraction=0.0, corruption_fraction=0.0)
+    assert small.complete_graph
+    assert small.degree == 2
+    large = SecAggParams(num_clients=1000, dropout_fraction=0.1, corruption_fraction=0.05)
+    assert not large.complete_graph
+    assert large.degree < 999

@@ -56,3 +56,14 @@ def test_refuses_short_seeds_and_other_rings() -> None:
     with pytest.raises(ValueError, match="ring bits"):
         expand(bytes(32), 4, bits=16)
     assert expand(bytes(32), 0, bits=64).size == 0
+
+
+def test_a_bad_seed_size_or_ring_is_refused() -> None:
+    key = bytes(range(32))
+    assert expand(key, 0, bits=32).size == 0
+    with pytest.raises(ValueError, match="size must be >= 0, got -1"):
+        expand(key, -1, bits=32)
+    with pytest.raises(ValueError, match="seed must be 32 bytes"):
+        expand(key[:16], 4, bits=32)
+    with pytest.raises(ValueError, match="ring bits must be one of"):
+        expand(key, 4, bits=16)

@@ -18,6 +18,7 @@ from fedhive.secagg import (
     decode_message,
     quantize,
     run_local_round,
+    server_start,
 )
 from fedhive.secagg.messages import Message
 
@@ -199,3 +200,37 @@ def test_mean_divides_by_the_total_weight() -> None:
     assert result.weighted_sum is not None
     assert result.total_weight is not None
     assert np.allclose(result.mean(), result.weighted_sum / result.total_weight)
+
+
+@pytest.mark.parametrize("first_drops", [False, True], ids=["survivor", "dropped"])
+def test_too_few_live_neighbours_of_one_client_abort_naming_it(first_drops: bool) -> None:
+    vectors, weights = cohort(SPARSE, 4, seed=5)
+    first = min(vectors)  # the server checks clients in id order
+    server, _ = server_start(
+        round=0, client_ids=sorted(vectors), params=SPARSE, graph_seed=0, vector_size=4
+    )
+    neighbours = server.graph.of(first)
+    t = SPARSE.threshold
+    gone = [*neighbours[: len(neighbours) - t + 1], *([first] if first_drops else [])]
+    outcome = run_local_round(
+        params=SPARSE, vectors=vectors, weights=weights, dropouts={Stage.MASKED_INPUT: gone}
+    )
+    abort = outcome.result.abort
+    assert abort is not None
+    assert abort.client_id == first
+    assert abort.stage is Stage.MASKED_INPUT
+    who = "a dropped client can reveal its mask key" if first_drops else "a survivor"
+    assert f"only {t - 1} neighbours of {who}" in abort.message
+    assert outcome.result.weighted_sum is None
+
+
+def test_a_local_round_needs_one_vector_shape_and_a_weight_per_client() -> None:
+    vectors, weights = cohort(SPARSE, 4, seed=5)
+    first = min(vectors)
+    for bad_vectors, bad_weights in [
+        ({**vectors, first: np.zeros(3)}, weights),
+        ({c: v.reshape(2, 2) for c, v in vectors.items()}, weights),
+        (vectors, {c: w for c, w in weights.items() if c != first}),
+    ]:
+        with pytest.raises(SecAggError, match="one common 1-d shape, and every client a weight"):
+            run_local_round(params=SPARSE, vectors=bad_vectors, weights=bad_weights)

@@ -82,3 +82,14 @@ def test_encoding_layout_offset_and_weight() -> None:
 def test_bad_inputs_are_refused(vector: object, weight: object, match: str) -> None:
     with pytest.raises(SecAggError, match=match):
         quantize.encode(vector, weight, PARAMS, SeedStream(0).numpy())  # type: ignore[arg-type]
+
+
+def test_decode_refuses_a_sum_of_the_wrong_kind_or_count() -> None:
+    total = np.zeros(4, dtype=np.uint32)
+    for bad in (total.astype(np.uint64), total.reshape(2, 2), total[:0]):
+        with pytest.raises(SecAggError, match="non-empty 1-d uint32 vector") as caught:
+            quantize.decode(bad, 1, PARAMS)
+        assert caught.value.stage == "decode"
+    for count in (0, PARAMS.num_clients + 1):
+        with pytest.raises(SecAggError, match=rf"count must be in \[1, 300\], got {count}"):
+            quantize.decode(total, count, PARAMS)

@@ -92,3 +92,31 @@ def test_chunks_that_hold_no_secret_are_reported_as_none() -> None:
     assert shamir.chunks_to_secret(chunks) is None
     chunks[0], chunks[-1] = 0, 1 << 20  # above 256 bits
     assert shamir.chunks_to_secret(chunks) is None
+
+
+def test_bad_secrets_thresholds_and_share_shapes_are_refused() -> None:
+    with pytest.raises(ValueError, match="secrets must be 32 bytes"):
+        shamir.split([os.urandom(31)], [1, 2], threshold=2)
+    for threshold in (0, 3):
+        with pytest.raises(ValueError, match=rf"threshold must be in \[1, 2\], got {threshold}"):
+            shamir.split([os.urandom(32)], [1, 2], threshold=threshold)
+    shares = shamir.split([os.urandom(32)], [1, 2, 3], threshold=2)
+    xs = np.asarray([[1, 2]])
+    with pytest.raises(SecAggError, match=r"shapes \(B, m\) and \(B, m, 9\)"):
+        shamir.reconstruct(xs, shares[:, :3], threshold=2)
+    with pytest.raises(SecAggError, match=r"shapes \(B, m\) and \(B, m, 9\)"):
+        shamir.reconstruct(xs[0], shares[0, :2], threshold=2)
+    outside = shares[:, :2].copy()
+    outside[0, 0, 0] = shamir.PRIME
+    with pytest.raises(SecAggError, match="field elements"):
+        shamir.reconstruct(xs, outside, threshold=2)
+
+
+def test_shares_from_bytes_zeroes_and_flags_what_is_not_a_share() -> None:
+    shares = shamir.split([os.urandom(32)], [1, 2], threshold=1)[0]
+    good = [shamir.share_to_bytes(row) for row in shares]
+    data = [good[0], b"\x00" * 35, b"\xff" * shamir.SHARE_BYTES, good[1]]
+    values, valid = shamir.shares_from_bytes(data)
+    assert valid.tolist() == [True, False, False, True]
+    assert np.array_equal(values[[0, 3]], shares)
+    assert not values[[1, 2]].any()

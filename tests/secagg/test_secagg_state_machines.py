@@ -14,6 +14,7 @@ from fedhive.secagg import (
     AdvertiseKeys,
     ClientState,
     MaskedInput,
+    MaskedInputRequest,
     NeighbourKeys,
     SecAggParams,
     ServerState,
@@ -192,3 +193,66 @@ def test_states_hide_their_secrets() -> None:
     text = repr(clients["c00"])
     assert clients["c00"].self_mask_seed.hex() not in text
     assert "c00" in text
+
+
+def test_the_server_state_repr_names_the_round_and_stage_only() -> None:
+    server, _, _ = start()
+    assert repr(server) == f"ServerState(round={ROUND}, stage=advertise_keys)"
+
+
+def test_each_side_refuses_the_other_sides_message_types() -> None:
+    server, clients, outbox = start()
+    with pytest.raises(SecAggError, match="a client does not handle AdvertiseKeys"):
+        client_handle(clients["c00"], outbox["c00"])  # type: ignore[arg-type]
+    server, _, requests = advance(server, {}, outbox)
+    with pytest.raises(SecAggError, match="the server does not accept NeighbourKeys"):
+        server_receive(server, requests["c00"])  # type: ignore[arg-type]
+
+
+def test_client_refuses_a_low_order_neighbour_key() -> None:
+    server, clients, outbox = start()
+    server, _, requests = advance(server, {}, outbox)
+    keys_msg = requests["c00"]
+    assert isinstance(keys_msg, NeighbourKeys)
+    bad = dataclasses.replace(keys_msg.peers[0], cipher_public_key=bytes(32))
+    forged = dataclasses.replace(keys_msg, peers=(bad, *keys_msg.peers[1:]))
+    with pytest.raises(SecAggError, match="not a usable X25519 key") as caught:
+        client_handle(clients["c00"], forged)
+    assert_context(caught.value, "c00", Stage.SHARE_KEYS)
+
+
+def _at_masked_input() -> tuple[ClientState, MaskedInputRequest]:
+    """Client c00 after ShareKeys, and the MaskedInputRequest the server sent it."""
+    server, clients, outbox = start()
+    server, answers, _ = advance(server, clients, outbox)
+    server, _, requests = advance(server, {}, answers)
+    request = requests["c00"]
+    assert isinstance(request, MaskedInputRequest)
+    return clients["c00"], request
+
+
+def test_client_refuses_shares_routed_from_strangers_or_too_few() -> None:
+    state, request = _at_masked_input()
+    stranger = next(c for c in IDS if c not in state.peers and c != "c00")
+    routed = dataclasses.replace(request.shares[0], dealer=stranger)
+    shares = tuple(sorted((*request.shares[1:], routed), key=lambda s: s.dealer))
+    with pytest.raises(SecAggError, match=rf"never sent keys of: \['{stranger}'\]") as caught:
+        client_handle(state, dataclasses.replace(request, shares=shares))
+    assert_context(caught.value, "c00", Stage.MASKED_INPUT)
+    few = request.shares[: PARAMS.threshold - 1]
+    with pytest.raises(SecAggError, match=rf"only {PARAMS.threshold - 1} neighbours shared keys"):
+        client_handle(state, dataclasses.replace(request, shares=few))
+    client_handle(state, request)  # the refusals left the state valid
+
+
+def test_client_refuses_to_unmask_with_fewer_than_t_survivors() -> None:
+    state, request = _at_masked_input()
+    state, _ = client_handle(state, request)
+    masked_with = state.masked_with
+    t = PARAMS.threshold
+    unmask = UnmaskRequest(
+        round=ROUND, client_id="c00", dropped=masked_with[t - 1 :], survived=masked_with[: t - 1]
+    )
+    with pytest.raises(SecAggError, match=rf"only {t - 1} neighbours sent inputs") as caught:
+        client_handle(state, unmask)
+    assert_context(caught.value, "c00", Stage.UNMASKING)

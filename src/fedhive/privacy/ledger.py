@@ -140,11 +140,7 @@ class Ledger:
         raw_entries = document["entries"]
         if not isinstance(raw_entries, list):
             raise SerializationError("ledger 'entries' must be a list")
-        entries = tuple(_entry_from_json(index, raw) for index, raw in enumerate(raw_entries))
-        try:
-            return cls(entries)
-        except ConfigError as exc:
-            raise SerializationError(f"ledger {exc.message}") from None
+        return cls(tuple(_entry_from_json(index, raw) for index, raw in enumerate(raw_entries)))
 
 
 def _reject_constant(name: str) -> object:

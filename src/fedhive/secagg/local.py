@@ -25,7 +25,7 @@ from fedhive.secagg.client import (
     client_start,
 )
 from fedhive.secagg.params import SecAggParams
-from fedhive.secagg.report import PROTOCOL_STAGES, SecAggResult, Stage
+from fedhive.secagg.report import SecAggResult, Stage
 from fedhive.secagg.server import server_close_stage, server_receive, server_start
 from fedhive.secagg.server_state import ServerState
 
@@ -94,17 +94,15 @@ def run_local_round(
         clients[cid], outbox[cid] = client_start(
             setup, client_id=cid, vector=vectors[cid], weight=weights[cid], rng=rng
         )
-    for stage in PROTOCOL_STAGES:
-        vanished |= set((dropouts or {}).get(stage, ()))
+    while server.result is None:  # set when the Unmasking stage closes, or at an abort
+        vanished |= set((dropouts or {}).get(server.stage, ()))
         sent = {cid: m for cid, m in outbox.items() if cid not in vanished}
         server = _deliver(server, sent, intercept, server_refusals)
         server, requests = server_close_stage(server)
-        if server.result is not None:  # completed, or aborted early
-            break
         asked = {cid: r for cid, r in requests.items() if cid not in vanished}
         outbox = _answer(clients, asked, client_refusals)
     return LocalRound(
-        result=_result(server), client_refusals=client_refusals, server_refusals=server_refusals
+        result=server.result, client_refusals=client_refusals, server_refusals=server_refusals
     )
 
 
@@ -131,12 +129,7 @@ def _answer(
     for cid, request in sorted(requests.items()):
         try:
             clients[cid], outbox[cid] = client_handle(clients[cid], request)
-        except SecAggError as exc:
+        # Defensive: the honest in-memory server never sends a message a client refuses.
+        except SecAggError as exc:  # pragma: no cover
             refusals[cid] = str(exc)
     return outbox
-
-
-def _result(server: ServerState) -> SecAggResult:
-    if server.result is None:  # pragma: no cover - the Unmasking close always sets it
-        raise SecAggError("the round did not finish", round=server.round)
-    return server.result

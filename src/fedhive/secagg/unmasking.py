@@ -39,7 +39,8 @@ def close_unmasking(state: ServerState) -> ServerState:
     """Finish the round with the unmask responses received; sets ``state.result``."""
     statuses, reasons = mark_dropped(state)
     survivors = state.masked_from
-    if state.masked_sum is None or len(survivors) < state.params.threshold:
+    # Defensive: the MaskedInput stage closes into this one only with >= t masked inputs.
+    if state.masked_sum is None or len(survivors) < state.params.threshold:  # pragma: no cover
         return abort(state, "too few masked inputs to unmask", statuses=statuses)[0]
     dropped = sorted(
         d
