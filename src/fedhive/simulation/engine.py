@@ -170,7 +170,7 @@ def _run(
         observer = clocked = ClockObserver(observer, timer, closed_at=inprocess.closed_at)
     transport: InProcessTransport | SecAggDevices = inprocess
     if secure is not None:
-        transport = SecAggDevices(inprocess, secure=secure, seed=seed, dropout=dropout)
+        transport = SecAggDevices(inprocess, seed=seed, dropout=dropout)
     loop = RoundLoop(
         strategy=strategy,
         transport=transport,
