@@ -26,16 +26,14 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
-import numpy.typing as npt
 
 from fedhive.core.config import check_real
-from fedhive.core.weights import Layout
+from fedhive.core.weights import FloatVector, Layout
 from fedhive.errors import ShapeMismatchError, ValidationError
 from fedhive.strategy.base import StrategyState
 
 __all__ = ["M_KEY", "STEP_KEY", "V_KEY", "ServerAdagrad", "ServerAdam", "ServerYogi"]
 
-FloatVector = npt.NDArray[np.float64]
 
 M_KEY = "opt.m"
 V_KEY = "opt.v"

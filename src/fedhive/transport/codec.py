@@ -9,7 +9,6 @@ else, and never a partially valid object.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
+from fedhive.core.canonical import canonical_json, is_sha256_hex
 from fedhive.core.messages import (
     MAX_METRIC_KEY,
     MAX_METRICS,
@@ -33,7 +33,6 @@ from fedhive.errors import ConfigError, SerializationError, ValidationError
 from fedhive.transport.proto import pb
 
 _M = TypeVar("_M", bound=Message)
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _ERROR_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 CLIENT_STAGES = frozenset({"fit", "evaluate", "budget", "secagg"})
@@ -58,7 +57,7 @@ def decode(cls: type[_M], data: bytes) -> _M:
 
 def check_digest(value: str, what: str) -> str:
     """Return ``value`` if it is 64 lowercase hex characters (a SHA-256)."""
-    if not _HEX64.fullmatch(value):
+    if not is_sha256_hex(value):
         raise ValidationError(f"{what} must be a hex SHA-256, got {value[:80]!r}", stage="decode")
     return value
 
@@ -203,8 +202,7 @@ HEADER_DOMAIN = b"fedhive/result-header/v1\n"
 
 def _digest(domain: bytes, fields: Mapping[str, object]) -> str:
     """SHA-256 (hex) of ``domain`` + sorted compact ASCII JSON of ``fields``."""
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(domain + text.encode("ascii")).hexdigest()
+    return hashlib.sha256(domain + canonical_json(fields)).hexdigest()
 
 
 def task_sha256(envelope: TaskEnvelope) -> str:

@@ -18,8 +18,6 @@ unsigned result never uses up a task.
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -34,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509 import Certificate, ObjectIdentifier
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from fedhive.core.canonical import canonical_json, is_sha256_hex
 from fedhive.errors import SignatureError, ValidationError
 
 SigningKey = Union[ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey]  # noqa: UP007
@@ -42,7 +41,6 @@ _Refuse = Callable[[str], SignatureError]
 RESULT_DOMAIN = b"fedhive/result/v2\n"
 MODEL_DOMAIN = b"fedhive/model/v2\n"
 CLIENT_URI_PREFIX = "fedhive://client/"
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _CLIENT, _SERVER = ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH
 
 
@@ -53,7 +51,7 @@ def _check_fields(value: ResultClaim | ModelClaim) -> None:
         if f.name in ("round", "size"):
             ok, want = isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an int >= 0"
         elif f.name in ("model_version", "payload_sha256", "header_sha256", "task_sha256"):
-            ok = isinstance(v, str) and _HEX64.fullmatch(v) is not None
+            ok = is_sha256_hex(v)
             want = "64 lowercase hex digits (a SHA-256)"
         else:
             ok, want = isinstance(v, str) and v != "", "a non-empty string"
@@ -62,9 +60,7 @@ def _check_fields(value: ResultClaim | ModelClaim) -> None:
 
 
 def _canonical(domain: bytes, claim: ResultClaim | ModelClaim) -> bytes:
-    values = {f.name: getattr(claim, f.name) for f in fields(claim)}
-    text = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return domain + text.encode("ascii")
+    return domain + canonical_json({f.name: getattr(claim, f.name) for f in fields(claim)})
 
 
 @dataclass(frozen=True, kw_only=True)
