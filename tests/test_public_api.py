@@ -100,6 +100,7 @@ PUBLIC = {
         "provision",
         "read_registry",
         "revoke",
+        "san_client_ids",
     ],
     "fedhive.privacy": [
         "AccountantKind",

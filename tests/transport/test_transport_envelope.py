@@ -312,6 +312,18 @@ def test_the_common_name_is_the_id_when_there_is_no_client_uri() -> None:
         check_result(claim, sign_result(claim, anonymous.key), anonymous)
 
 
+@pytest.mark.parametrize("odd", ["../alice", "-alice", "a" * 64])
+def test_a_certificate_naming_a_malformed_client_id_is_refused(odd: str) -> None:
+    # The id is read as the TLS identity check reads it (pki.client_id_of): an id that
+    # provisioning never issues (a path, a flag, too long) names no client.
+    cert = client(CA, odd)
+    claim = result_claim(client_id=odd)
+    with pytest.raises(
+        SignatureError, match=r"names no client id \(certificate: client id .*: must be"
+    ):
+        check_result(claim, sign_result(claim, cert.key), cert, expected=odd)
+
+
 def test_only_p256_and_ed25519_keys_sign() -> None:
     with pytest.raises(ValidationError, match="cannot sign with secp384r1"):
         sign_result(result_claim(), ec.generate_private_key(ec.SECP384R1()))

@@ -30,17 +30,17 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509 import Certificate, ObjectIdentifier
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from fedhive.core.canonical import canonical_json, is_sha256_hex
-from fedhive.errors import SignatureError, ValidationError
+from fedhive.errors import SerializationError, SignatureError, ValidationError
+from fedhive.pki.identity import client_id_of, san_client_ids
 
 SigningKey = Union[ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey]  # noqa: UP007
 _Refuse = Callable[[str], SignatureError]
 
 RESULT_DOMAIN = b"fedhive/result/v2\n"
 MODEL_DOMAIN = b"fedhive/model/v2\n"
-CLIENT_URI_PREFIX = "fedhive://client/"
 _CLIENT, _SERVER = ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH
 
 
@@ -137,23 +137,12 @@ def _extension(cert: Certificate, kind: type[x509.ExtensionType], r: _Refuse) ->
     return found[0] if found else None
 
 
-def _san_client_ids(cert: Certificate, refuse: _Refuse) -> list[str]:
-    san = _extension(cert, x509.SubjectAlternativeName, refuse)
-    uris: list[str] = san.get_values_for_type(x509.UniformResourceIdentifier) if san else []
-    return [uri[len(CLIENT_URI_PREFIX) :] for uri in uris if uri.startswith(CLIENT_URI_PREFIX)]
-
-
 def _client_id(cert: Certificate, refuse: _Refuse) -> str:
-    """The client id a certificate names: its ``fedhive://client/<id>`` URI, else its CN."""
-    ids = _san_client_ids(cert, refuse)
-    if len(ids) > 1:
-        raise refuse(f"certificate names several client ids {ids!r}")
-    if ids and ids[0]:
-        return ids[0]
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if ids or len(cns) != 1 or not isinstance(cns[0].value, str) or not cns[0].value:
-        raise refuse("certificate names no client id (no fedhive://client/ URI or CN)")
-    return cns[0].value
+    """The client id a certificate names, as the TLS identity check reads it."""
+    try:
+        return client_id_of(cert)
+    except SerializationError as exc:
+        raise refuse(f"certificate names no client id ({exc.message})") from None
 
 
 def _check_certificate(
@@ -243,7 +232,11 @@ def verify_model(
     """
     r = partial(SignatureError, round=claim.round, stage="verify_model")
     _check_certificate(server_certificate, ca_certificate, now=now, usage=_SERVER, r=r)
-    if _san_client_ids(server_certificate, r):
+    try:
+        client_ids = san_client_ids(server_certificate)
+    except SerializationError as exc:
+        raise r(exc.message) from None
+    if client_ids:
         raise r("a client certificate cannot sign a model")
     _verify_signature(server_certificate, signature, claim.canonical_bytes(), r)
     if len(payload) != claim.size:
