@@ -67,6 +67,7 @@ PUBLIC = {
         "WeightedMean",
         "WeightedMetrics",
         "build_strategy",
+        "dispatch_loop",
     ],
     "fedhive.strategy.robust": ["Bulyan", "CoordinateMedian", "Krum", "NormBound", "TrimmedMean"],
     "fedhive.transport": [
