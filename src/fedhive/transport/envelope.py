@@ -2,17 +2,18 @@
 
 A client signs a :class:`ResultClaim` about its update, the server a :class:`ModelClaim`
 about each global model. A signature (ECDSA P-256 with SHA-256, DER; or Ed25519, by key
-type) covers ``DOMAIN + json.dumps(fields, sort_keys=True, separators=(",", ":"),
-ensure_ascii=True).encode("ascii")``: ``DOMAIN`` is ``b"fedhive/result/v2\\n"`` or
+type) covers ``DOMAIN + canonical_json(fields)`` (sorted keys, no spaces, ASCII:
+:func:`fedhive.core.canonical.canonical_json`): ``DOMAIN`` is ``b"fedhive/result/v2\\n"`` or
 ``b"fedhive/model/v2\\n"`` (one kind never passes as the other), ``fields`` maps each field
 name to its value (strings and ints). JSON quotes and escapes every string, so distinct
 claims give distinct bytes. A result claim binds the rest of its upload's header (kind,
 example count, metrics, loss, SecAgg flag, failure fields) through ``header_sha256``, a
 model claim the task it was sent with (config, seed, deadline, SecAgg setup) through
 ``task_sha256``: see :func:`fedhive.transport.codec.header_sha256` and
-:func:`~fedhive.transport.codec.task_sha256`. Each result is admitted once by the gRPC coordinator
-(task ids are random and claimed once), and only after its signature verifies, so an
-unsigned result never uses up a task.
+:func:`~fedhive.transport.codec.task_sha256`. The certificate's client id is read as the
+TLS identity check reads it (:func:`fedhive.pki.client_id_of`). Each result is admitted
+once by the gRPC coordinator (task ids are random and claimed once), and only after its
+signature verifies, so an unsigned result never uses up a task.
 """
 
 from __future__ import annotations
