@@ -76,9 +76,14 @@ def config_to_proto(config: ClientConfig) -> pb.ClientConfig:
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
     )
-    if config.privacy_budget is not None:
-        message.privacy_budget.epsilon_max = config.privacy_budget.epsilon_max
-        message.privacy_budget.delta = config.privacy_budget.delta
+    budget = config.privacy_budget
+    if budget is not None:
+        message.privacy_budget.epsilon_max = budget.epsilon_max
+        message.privacy_budget.delta = budget.delta
+        if budget.min_noise_multiplier is not None:
+            message.privacy_budget.min_noise_multiplier = budget.min_noise_multiplier
+        if budget.clipping_norm is not None:
+            message.privacy_budget.clipping_norm = budget.clipping_norm
     for key, value in config.extra.items():
         message.extra[key].CopyFrom(_scalar_to_proto(value))
     return message
@@ -88,10 +93,7 @@ def config_from_proto(message: pb.ClientConfig) -> ClientConfig:
     """A checked ClientConfig from its protobuf message."""
     try:
         budget = (
-            PrivacyBudget(
-                epsilon_max=message.privacy_budget.epsilon_max,
-                delta=message.privacy_budget.delta,
-            )
+            _budget_from_proto(message.privacy_budget)
             if message.HasField("privacy_budget")
             else None
         )
@@ -104,6 +106,16 @@ def config_from_proto(message: pb.ClientConfig) -> ClientConfig:
         )
     except ConfigError as exc:
         raise ValidationError(f"invalid client config: {exc}", stage="decode") from None
+
+
+def _budget_from_proto(message: pb.PrivacyBudget) -> PrivacyBudget:
+    floor, clipping = message.min_noise_multiplier, message.clipping_norm
+    return PrivacyBudget(
+        epsilon_max=message.epsilon_max,
+        delta=message.delta,
+        min_noise_multiplier=floor if message.HasField("min_noise_multiplier") else None,
+        clipping_norm=clipping if message.HasField("clipping_norm") else None,
+    )
 
 
 def _scalar_to_proto(value: Scalar) -> pb.Scalar:
@@ -237,6 +249,10 @@ def task_sha256(envelope: TaskEnvelope) -> str:
             "learning_rate": float.hex(config.learning_rate),
             "privacy_budget": (
                 [float.hex(budget.epsilon_max), float.hex(budget.delta)]
+                + [
+                    float.hex(getattr(budget, name)) if budget.HasField(name) else None
+                    for name in ("min_noise_multiplier", "clipping_norm")
+                ]
                 if config.HasField("privacy_budget")
                 else None
             ),
