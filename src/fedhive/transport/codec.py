@@ -228,6 +228,10 @@ def task_sha256(envelope: TaskEnvelope) -> str:
     message = task_to_proto(envelope)
     config = message.config
     budget = config.privacy_budget
+    optional: list[str | None] = [
+        float.hex(getattr(budget, name)) if budget.HasField(name) else None
+        for name in ("min_noise_multiplier", "clipping_norm")
+    ]
     extra = {}
     for key, scalar in config.extra.items():
         kind = scalar.WhichOneof("value") or ""
@@ -248,11 +252,7 @@ def task_sha256(envelope: TaskEnvelope) -> str:
             "batch_size": config.batch_size,
             "learning_rate": float.hex(config.learning_rate),
             "privacy_budget": (
-                [float.hex(budget.epsilon_max), float.hex(budget.delta)]
-                + [
-                    float.hex(getattr(budget, name)) if budget.HasField(name) else None
-                    for name in ("min_noise_multiplier", "clipping_norm")
-                ]
+                [float.hex(budget.epsilon_max), float.hex(budget.delta), *optional]
                 if config.HasField("privacy_budget")
                 else None
             ),
