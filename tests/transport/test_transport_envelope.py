@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import string
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
@@ -393,7 +392,7 @@ def test_a_client_certificate_cannot_sign_a_model() -> None:
 
 HEX64 = st.binary(min_size=32, max_size=32).map(bytes.hex)
 IDS = st.text(min_size=1, max_size=24)
-SAFE_IDS = st.text(string.ascii_letters + string.digits + "-_.", min_size=1, max_size=24)
+SAFE_IDS = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,23}", fullmatch=True)  # issuable ids
 FIELDS = {
     "run_id": IDS,
     "round": st.integers(0, 2**40),
