@@ -22,13 +22,17 @@ from fedhive.core.messages import (
     MAX_METRIC_KEY,
     MAX_METRICS,
     ClientConfig,
+    EvaluateReply,
     EvaluateTask,
     Failure,
+    FitReply,
     FitTask,
     PrivacyBudget,
+    SecAggAnswer,
+    SecAggReply,
     SecAggTask,
 )
-from fedhive.core.serde import Scalar
+from fedhive.core.serde import Scalar, weights_to_bytes
 from fedhive.errors import ConfigError, SerializationError, ValidationError
 from fedhive.transport.proto import pb
 
@@ -280,6 +284,39 @@ def header_sha256(header: pb.ResultHeader) -> str:
         "failure_message": header.failure_message,
     }
     return _digest(HEADER_DOMAIN, fields)
+
+
+Outcome = FitReply | EvaluateReply | SecAggReply | SecAggAnswer | Failure
+"""What a client sends back for a task."""
+
+
+def result_header(outcome: Outcome) -> tuple[pb.ResultHeader, bytes]:
+    """The result header's outcome fields (kind, counts, metrics, loss, SecAgg flag or
+    failure fields, payload size and hash) for ``outcome``, and its payload: an update's
+    safetensors bytes, or a SecAgg message. The caller adds whose result it is."""
+    header, payload = pb.ResultHeader(), b""
+    if isinstance(outcome, Failure):
+        header.failure_stage = outcome.stage
+        header.failure_error = outcome.error_type
+        header.failure_message = outcome.message
+    elif isinstance(outcome, SecAggAnswer):
+        payload, header.secagg = outcome.message, True
+        header.kind = pb.TASK_KIND_SECAGG
+    else:
+        header.kind = (
+            pb.TASK_KIND_EVALUATE if isinstance(outcome, EvaluateReply) else pb.TASK_KIND_FIT
+        )
+        header.num_examples = outcome.num_examples
+        header.metrics.update(outcome.metrics)
+        if isinstance(outcome, EvaluateReply):
+            header.loss = outcome.loss
+        elif isinstance(outcome, SecAggReply):  # a fit answered under secure aggregation
+            payload, header.secagg = outcome.message, True
+        else:
+            payload = weights_to_bytes(outcome.update)
+    header.payload_size = len(payload)
+    header.payload_sha256 = hashlib.sha256(payload).hexdigest()
+    return header, payload
 
 
 def kind_of(task: FitTask | EvaluateTask | SecAggTask) -> pb.TaskKind:
