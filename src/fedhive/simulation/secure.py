@@ -107,6 +107,7 @@ class SecAggDevices:
     ) -> Iterator[SecureOutcome]:
         """Train, then each device masks its update and advertises its keys."""
         self._tasks = {t.client_id: t for t in tasks}
+        self._sessions = {}  # a device keeps no round open between rounds (memory)
         rnd = tasks[0].round if tasks else 0
         self._gone = self._dropout.dropped(self._seed, rnd, sorted(self._tasks))
         layout = weights.layout()
@@ -118,8 +119,8 @@ class SecAggDevices:
             if self._vanished(cid, Stage.ADVERTISE_KEYS):
                 yield _dropped(cid, outcome.round, Stage.ADVERTISE_KEYS)
                 continue
-            session = self._sessions.setdefault(cid, SecAggSession())
-            yield session.start(self._tasks[cid], setup, outcome, layout)
+            self._sessions[cid] = SecAggSession()
+            yield self._sessions[cid].start(self._tasks[cid], setup, outcome, layout)
 
     def exchange(self, round: int, messages: Mapping[str, bytes]) -> Iterator[StageOutcome]:
         """Each device answers its message of the next stage (or has vanished)."""
