@@ -21,12 +21,11 @@ from fedhive.core.messages import (
     FitTask,
     SecAggTask,
 )
-from fedhive.core.serde import weights_from_bytes
 from fedhive.errors import SerializationError, ValidationError
 from fedhive.transport.codec import (
     TaskEnvelope,
     decode,
-    metrics_from_proto,
+    reply_from_header,
     result_header,
     task_from_proto,
     task_to_proto,
@@ -188,20 +187,4 @@ def outcome_from_bytes(header_bytes: bytes, payload: bytes) -> FitReply | Evalua
             error_type=header.failure_error,
             message=header.failure_message,
         )
-    metrics = metrics_from_proto(header.metrics)
-    if header.kind == pb.TASK_KIND_EVALUATE:
-        return EvaluateReply(
-            client_id=header.client_id,
-            round=header.round,
-            loss=header.loss,
-            num_examples=header.num_examples,
-            metrics=metrics,
-        )
-    return FitReply(
-        client_id=header.client_id,
-        round=header.round,
-        version=header.model_version,
-        update=weights_from_bytes(payload),
-        num_examples=header.num_examples,
-        metrics=metrics,
-    )
+    return reply_from_header(header, payload, client_id=header.client_id)

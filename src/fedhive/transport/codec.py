@@ -32,7 +32,7 @@ from fedhive.core.messages import (
     SecAggReply,
     SecAggTask,
 )
-from fedhive.core.serde import Scalar, weights_to_bytes
+from fedhive.core.serde import Scalar, weights_from_bytes, weights_to_bytes
 from fedhive.errors import ConfigError, SerializationError, ValidationError
 from fedhive.transport.proto import pb
 
@@ -317,6 +317,35 @@ def result_header(outcome: Outcome) -> tuple[pb.ResultHeader, bytes]:
     header.payload_size = len(payload)
     header.payload_sha256 = hashlib.sha256(payload).hexdigest()
     return header, payload
+
+
+def reply_from_header(
+    header: pb.ResultHeader, payload: bytes, *, client_id: str
+) -> FitReply | EvaluateReply:
+    """The plaintext reply a result header (of kind fit or evaluate) and its payload hold,
+    from ``client_id``: checked metrics and loss, the update decoded from ``payload``.
+
+    Raises:
+        ValidationError: metrics or a loss that are not allowed.
+        SerializationError: the payload is not an update.
+    """
+    metrics = metrics_from_proto(header.metrics)
+    if header.kind == pb.TASK_KIND_EVALUATE:
+        return EvaluateReply(
+            client_id=client_id,
+            round=header.round,
+            loss=metrics_from_proto({"loss": header.loss})["loss"],
+            num_examples=header.num_examples,
+            metrics=metrics,
+        )
+    return FitReply(
+        client_id=client_id,
+        round=header.round,
+        version=header.model_version,
+        update=weights_from_bytes(payload),
+        num_examples=header.num_examples,
+        metrics=metrics,
+    )
 
 
 def kind_of(task: FitTask | EvaluateTask | SecAggTask) -> pb.TaskKind:
