@@ -89,6 +89,7 @@ PUBLIC = {
         "WeightedMean",
         "WeightedMetrics",
         "build_strategy",
+        "dispatch_loop",
     ],
     "fedhive.strategy.robust": ["Bulyan", "CoordinateMedian", "Krum", "NormBound", "TrimmedMean"],
     "fedhive.transport": [
@@ -123,6 +124,7 @@ PUBLIC = {
         "provision",
         "read_registry",
         "revoke",
+        "san_client_ids",
     ],
     "fedhive.privacy": [
         "AccountantKind",

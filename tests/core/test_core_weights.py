@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from fedhive.core.weights import Layout, Weights
+from fedhive.client import scaffold as client_side
+from fedhive.core.weights import AUX_PREFIX, SCAFFOLD_PREFIX, Layout, Weights
 from fedhive.errors import (
     DTypeMismatchError,
     NameMismatchError,
@@ -16,6 +17,7 @@ from fedhive.errors import (
     ShapeMismatchError,
     ValidationError,
 )
+from fedhive.strategy import scaffold as server_side
 
 
 def model() -> Weights:
@@ -248,3 +250,14 @@ def test_flatten_unflatten_round_trip(w: Weights) -> None:
         assert back[name].shape == w[name].shape
         np.testing.assert_array_equal(back[name], w[name])
     back.validate_like(layout)
+
+
+def test_scaffolds_control_variates_travel_as_auxiliary_tensors() -> None:
+    # One prefix for the strategy that sends c and the client that reads it back.
+    assert SCAFFOLD_PREFIX == AUX_PREFIX + "scaffold/"
+    assert not hasattr(client_side, "CONTROL_PREFIX")
+    assert not hasattr(server_side, "CONTROL_PREFIX")
+    sent = Weights({"w": np.zeros(2), SCAFFOLD_PREFIX + "w": np.ones(2)})
+    model, aux = sent.split_aux()
+    assert list(model) == ["w"]
+    assert list(aux) == [SCAFFOLD_PREFIX + "w"]

@@ -140,7 +140,7 @@ def secagg_devices() -> SecAggDevices:
     app = build(CLIENTS)
     inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client_fn))
     dropout = DropoutInRound(fraction=0.1, stage=Stage.MASKED_INPUT, only=2)
-    return SecAggDevices(inner, secure=SECURE, seed=0, dropout=dropout)
+    return SecAggDevices(inner, seed=0, dropout=dropout)
 
 
 def dp_loop(devices: SecAggDevices, checkpoint: StoreCheckpoint | None = None) -> RoundLoop:

@@ -65,7 +65,7 @@ class Tampering(SecAggDevices):
 def loop(secure: SecureAggregation = SECURE, **tamper: object) -> RoundLoop:
     app = build(CLIENTS)
     inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client_fn))
-    transport = Tampering(inner, secure=secure, seed=0)
+    transport = Tampering(inner, seed=0)
     for key, value in tamper.items():
         setattr(transport, key, value)
     return RoundLoop(strategy=STRATEGY, transport=transport, seed=0, secure=secure)

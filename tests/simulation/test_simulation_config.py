@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from fedhive.core import Weights
+from fedhive.core.canonical import canonical_json
 from fedhive.core.extensions import DpSgd, PartialWork
 from fedhive.errors import ConfigError
-from fedhive.server.store.audit import canonical_json
 from fedhive.server.verify import ReplyPolicy
 from fedhive.simulation.config import SimulationConfig, load_config, parse_config
 from fedhive.simulation.engine import simulate

@@ -13,6 +13,7 @@ from fedhive.core.weights import Weights
 from fedhive.errors import ConfigError
 from fedhive.secagg import AdvertiseKeys, MaskedInput, ShareKeys, Stage, UnmaskResponse
 from fedhive.secagg import decode_message as decode
+from fedhive.secagg.weighting import Weighting
 from fedhive.server.orchestrator import RoundLoop
 from fedhive.server.secure import SecureAggregation
 from fedhive.simulation.backends.local import LocalBackend
@@ -80,7 +81,17 @@ def test_thirty_percent_vanishing_at_a_stage_still_completes(stage: Stage) -> No
 def transport(dropout: SimulatedDropout | None = None) -> SecAggDevices:
     app = build(CLIENTS)
     inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client_fn))
-    return SecAggDevices(inner, secure=SECURE, seed=0, dropout=dropout)
+    return SecAggDevices(inner, seed=0, dropout=dropout)
+
+
+def test_a_simulated_device_masks_by_the_weighting_its_task_names() -> None:
+    # The server names the round's weighting in each fit task, as in deployment; a
+    # device that weighted by its example count anyway fails the uniform-weight check.
+    uniform = dataclasses.replace(SECURE, weighting=Weighting.UNIFORM)
+    loop = RoundLoop(strategy=STRATEGY, transport=transport(), seed=0, secure=uniform)
+    record = loop.run(build(CLIENTS).initial_weights, 1).history[0]
+    assert record.committed, record.note
+    assert len(record.fit.contributors) == CLIENTS
 
 
 def test_below_the_threshold_nothing_is_unmasked_and_the_next_round_is_normal() -> None:
@@ -126,7 +137,7 @@ class Recording(SecAggDevices):
 def test_the_server_is_handed_protocol_messages_never_an_update() -> None:
     app = build(CLIENTS)
     inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client_fn))
-    recording = Recording(inner, secure=SECURE, seed=0)
+    recording = Recording(inner, seed=0)
     recording.seen = []
     loop = RoundLoop(strategy=STRATEGY, transport=recording, seed=0, secure=SECURE)
     loop.run(app.initial_weights, 1)
@@ -171,7 +182,7 @@ class Garbling(SecAggDevices):
 def test_a_dealer_whose_shares_do_not_decrypt_is_a_failure_of_the_round(holders: int) -> None:
     app = build(CLIENTS)
     inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client_fn))
-    garbling = Garbling(inner, secure=SECURE, seed=0)
+    garbling = Garbling(inner, seed=0)
     garbling.holders = holders
     loop = RoundLoop(strategy=STRATEGY, transport=garbling, seed=0, secure=SECURE)
     record = loop.run(app.initial_weights, 1).history[0]

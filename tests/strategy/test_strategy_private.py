@@ -343,10 +343,7 @@ def test_a_failed_distributed_round_whose_sum_was_unmasked_is_accounted() -> Non
     lstsq = build(clients)
     inner = InProcessTransport(client_ids=lstsq.client_ids, runner=LocalBackend(lstsq.client_fn))
     devices = SecAggDevices(
-        inner,
-        secure=secure,
-        seed=0,
-        dropout=SimulatedDropout(fraction=0.1, stage=Stage.MASKED_INPUT),
+        inner, seed=0, dropout=SimulatedDropout(fraction=0.1, stage=Stage.MASKED_INPUT)
     )
     checkpoints = Checkpoints()
     loop = RoundLoop(

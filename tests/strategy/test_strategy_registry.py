@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
+import fedhive
 from fedhive.core.extensions import Proximal
 from fedhive.errors import ConfigError
 from fedhive.simulation.config import parse_config
+from fedhive.strategy import FedBuff, Scaffold, Strategy, dispatch_loop
 from fedhive.strategy.compose import WeightedMean
 from fedhive.strategy.fedavg import FedAvg
 from fedhive.strategy.optimizers import ServerAdagrad, ServerAdam, ServerYogi
@@ -82,3 +87,28 @@ def test_aggregators_by_name(table: dict[str, object], cls: type) -> None:
 def test_bad_strategy_settings_name_their_key(table: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         strategy(table)
+
+
+def test_fedbuff_runs_on_the_buffered_loop_every_other_strategy_on_rounds() -> None:
+    def rounds(strategy: Strategy) -> tuple[str, object]:
+        return "rounds", strategy
+
+    def buffered(strategy: FedBuff) -> tuple[str, object]:
+        return "buffered", strategy
+
+    fedbuff = FedBuff(base=FedAvg())
+    assert dispatch_loop(fedbuff, rounds=rounds, buffered=buffered) == ("buffered", fedbuff)
+    for plain in (FedAvg(), Scaffold(base=FedAvg())):
+        assert dispatch_loop(plain, rounds=rounds, buffered=buffered) == ("rounds", plain)
+
+
+def test_only_the_dispatcher_decides_which_loop_runs_a_strategy() -> None:
+    src = Path(fedhive.__file__).parent
+    deciding = [
+        f"{path.relative_to(src)}:{number}"
+        for path in sorted(src.rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"isinstance\([^)]*\bFedBuff\b", line)
+    ]
+    assert len(deciding) == 1, deciding
+    assert deciding[0].startswith("strategy/registry.py:"), deciding

@@ -59,6 +59,8 @@ configs = st.builds(
         PrivacyBudget,
         epsilon_max=st.floats(min_value=1e-3, max_value=1e3),
         delta=st.floats(min_value=1e-12, max_value=0.5),
+        min_noise_multiplier=st.none() | st.floats(min_value=1e-3, max_value=1e3),
+        clipping_norm=st.none() | st.floats(min_value=1e-3, max_value=1e3),
     ),
     extensions=extensions(),
     extra=st.dictionaries(st.text(min_size=1, max_size=10), scalars, max_size=4),
@@ -69,6 +71,18 @@ configs = st.builds(
 def test_config_round_trip(config: ClientConfig) -> None:
     wire = config_to_proto(config).SerializeToString()
     assert config_from_proto(decode(pb.ClientConfig, wire)) == config
+
+
+def test_a_privacy_budget_crosses_the_wire_whole() -> None:
+    # The process backend's tasks travel by this codec too: a budget's noise floor and
+    # clipping norm must not be lost on the way to a simulated device.
+    budget = PrivacyBudget(epsilon_max=2.0, delta=1e-6, min_noise_multiplier=0.7, clipping_norm=3)
+    config = ClientConfig(privacy_budget=budget)
+    wire = config_to_proto(config).SerializeToString()
+    assert config_from_proto(decode(pb.ClientConfig, wire)).privacy_budget == budget
+    floorless = ClientConfig(privacy_budget=PrivacyBudget(epsilon_max=2.0, delta=1e-6))
+    wire = config_to_proto(floorless).SerializeToString()
+    assert config_from_proto(decode(pb.ClientConfig, wire)) == floorless
 
 
 @given(
@@ -177,6 +191,16 @@ TASK_CHANGES = {
 @pytest.mark.parametrize("changes", TASK_CHANGES.values(), ids=TASK_CHANGES.keys())
 def test_every_field_of_a_task_changes_its_hash(changes: dict[str, object]) -> None:
     assert task_sha256(replace(ENVELOPE, **changes)) != task_sha256(ENVELOPE)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("field", ["min_noise_multiplier", "clipping_norm"])
+def test_a_tasks_hash_binds_its_whole_privacy_budget(field: str) -> None:
+    def signed(**more: float) -> str:
+        budget = PrivacyBudget(epsilon_max=1, delta=1e-5, **more)
+        return task_sha256(replace(ENVELOPE, task=changed_config(privacy_budget=budget)))
+
+    assert signed(**{field: 1.0}) != signed()
+    assert signed(**{field: 1.0}) != signed(**{field: 2.0})
 
 
 def test_a_tasks_hash_leaves_out_the_signature_it_is_signed_with() -> None:

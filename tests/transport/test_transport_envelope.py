@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import string
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
@@ -312,6 +311,18 @@ def test_the_common_name_is_the_id_when_there_is_no_client_uri() -> None:
         check_result(claim, sign_result(claim, anonymous.key), anonymous)
 
 
+@pytest.mark.parametrize("odd", ["../alice", "-alice", "a" * 64])
+def test_a_certificate_naming_a_malformed_client_id_is_refused(odd: str) -> None:
+    # The id is read as the TLS identity check reads it (pki.client_id_of): an id that
+    # provisioning never issues (a path, a flag, too long) names no client.
+    cert = client(CA, odd)
+    claim = result_claim(client_id=odd)
+    with pytest.raises(
+        SignatureError, match=r"names no client id \(certificate: client id .*: must be"
+    ):
+        check_result(claim, sign_result(claim, cert.key), cert, expected=odd)
+
+
 def test_only_p256_and_ed25519_keys_sign() -> None:
     with pytest.raises(ValidationError, match="cannot sign with secp384r1"):
         sign_result(result_claim(), ec.generate_private_key(ec.SECP384R1()))
@@ -381,7 +392,7 @@ def test_a_client_certificate_cannot_sign_a_model() -> None:
 
 HEX64 = st.binary(min_size=32, max_size=32).map(bytes.hex)
 IDS = st.text(min_size=1, max_size=24)
-SAFE_IDS = st.text(string.ascii_letters + string.digits + "-_.", min_size=1, max_size=24)
+SAFE_IDS = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,23}", fullmatch=True)  # issuable ids
 FIELDS = {
     "run_id": IDS,
     "round": st.integers(0, 2**40),

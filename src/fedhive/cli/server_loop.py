@@ -16,7 +16,9 @@ from fedhive.server.rules import check_run
 from fedhive.server.run import RunObserver, RunResult
 from fedhive.simulation.app import SimulationApp
 from fedhive.simulation.config import SimulationConfig
+from fedhive.strategy.base import Strategy
 from fedhive.strategy.fedbuff import FedBuff
+from fedhive.strategy.registry import dispatch_loop
 from fedhive.transport.grpc.asynchronous import GrpcAsyncRunner
 from fedhive.transport.grpc.server import GrpcServerTransport
 
@@ -39,10 +41,11 @@ def run_loop(
     federated_every = config.evaluation.federated_every
     check_run(config.strategy, secure=config.secagg, federated_every=federated_every, deployed=True)
     evaluate_fn = app.evaluate_fn if config.evaluation.centralized else None
-    if isinstance(config.strategy, FedBuff):
+
+    def run_buffered(fedbuff: FedBuff) -> RunResult:
         runner = GrpcAsyncRunner(transport)
         buffered = AsyncLoop(
-            strategy=config.strategy,
+            strategy=fedbuff,
             runner=runner,
             seed=config.run.seed,
             evaluate_fn=evaluate_fn,
@@ -57,17 +60,21 @@ def run_loop(
             )
         finally:
             runner.close()  # withdraws the tasks still in flight
-    loop = RoundLoop(
-        strategy=config.strategy,
-        transport=transport,
-        seed=config.run.seed,
-        evaluate_fn=evaluate_fn,
-        federated_every=federated_every,
-        observer=observer,
-        checkpoint=checkpoint,
-        secure=config.secagg,
-        policy=config.server.policy(),
-    )
-    return loop.run(
-        resumed.weights, config.run.rounds, first_round=resumed.round + 1, state=resumed.state
-    )
+
+    def run_rounds(strategy: Strategy) -> RunResult:
+        loop = RoundLoop(
+            strategy=strategy,
+            transport=transport,
+            seed=config.run.seed,
+            evaluate_fn=evaluate_fn,
+            federated_every=federated_every,
+            observer=observer,
+            checkpoint=checkpoint,
+            secure=config.secagg,
+            policy=config.server.policy(),
+        )
+        return loop.run(
+            resumed.weights, config.run.rounds, first_round=resumed.round + 1, state=resumed.state
+        )
+
+    return dispatch_loop(config.strategy, rounds=run_rounds, buffered=run_buffered)

@@ -20,13 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 from fedhive.client.base import Context
-from fedhive.core.weights import Array, Weights
+from fedhive.core.weights import SCAFFOLD_PREFIX, Array, Weights
 from fedhive.errors import ClientError
 
-__all__ = ["CONTROL_PREFIX", "STATE_PREFIX", "correction", "finish"]
+__all__ = ["STATE_PREFIX", "correction", "finish"]
 
-CONTROL_PREFIX = "@scaffold/"
-"""Auxiliary tensor names of the server's control variate: ``@scaffold/<parameter>``."""
 STATE_PREFIX = "scaffold/"
 """Client-state keys of the client's own control variate: ``scaffold/<parameter>``."""
 
@@ -62,22 +60,22 @@ def finish(context: Context, delta: Weights, steps: int, learning_rate: float) -
         if name not in delta:
             raise ClientError(f"the update has no parameter {name!r} to update its variate")
         if steps == 0:
-            changes[CONTROL_PREFIX + name] = np.zeros_like(c)
+            changes[SCAFFOLD_PREFIX + name] = np.zeros_like(c)
             continue
         step = np.asarray(delta[name], dtype=np.float64) / (steps * learning_rate)
         new = (np.asarray(own, dtype=np.float64) - np.asarray(c, dtype=np.float64) - step).astype(
             c.dtype
         )
         context.state[STATE_PREFIX + name] = new
-        changes[CONTROL_PREFIX + name] = np.subtract(new, own)
+        changes[SCAFFOLD_PREFIX + name] = np.subtract(new, own)
     return Weights(changes)
 
 
 def _server_control(context: Context) -> dict[str, Array] | None:
     server = {
-        name[len(CONTROL_PREFIX) :]: array
+        name[len(SCAFFOLD_PREFIX) :]: array
         for name, array in context.aux.items()
-        if name.startswith(CONTROL_PREFIX)
+        if name.startswith(SCAFFOLD_PREFIX)
     }
     return server or None
 

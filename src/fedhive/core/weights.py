@@ -16,10 +16,16 @@ from fedhive.errors import (
 )
 
 Array = npt.NDArray[np.generic]
+FloatVector = npt.NDArray[np.float64]
+"""A flat float64 vector: the form every aggregation and update step works on."""
 
 AUX_PREFIX = "@"
 """Names starting with this are auxiliary tensors a strategy sends with the model, or a
 client returns with its update (SCAFFOLD's control variates), never model parameters."""
+
+SCAFFOLD_PREFIX = AUX_PREFIX + "scaffold/"
+"""Auxiliary tensor names of SCAFFOLD's control variates, ``@scaffold/<parameter>``: the
+server's ``c`` on the way down, a client's change ``Δc_i`` on the way up."""
 
 
 class Weights(Mapping[str, Array]):
@@ -133,13 +139,13 @@ class Layout:
         """Number of values in all tensors together."""
         return sum(self.sizes)
 
-    def flatten(self, weights: Weights) -> npt.NDArray[np.float64]:
+    def flatten(self, weights: Weights) -> FloatVector:
         """All values of ``weights`` as one float64 vector, in layout order."""
         if not self.names:
             return np.zeros(0, dtype=np.float64)
         return np.concatenate([weights[n].ravel() for n in self.names], dtype=np.float64)
 
-    def unflatten(self, flat: npt.NDArray[np.float64]) -> Weights:
+    def unflatten(self, flat: FloatVector) -> Weights:
         """Split a flat vector back into named arrays of this layout's dtypes.
 
         Integer tensors are rounded to the nearest integer before the cast.

@@ -7,7 +7,7 @@ its :class:`TLSConfig`, and the server checks every call's peer against a
 """
 
 from fedhive.pki.authority import CertificateAuthority, Issued
-from fedhive.pki.identity import client_id_of, load_certificate
+from fedhive.pki.identity import client_id_of, load_certificate, san_client_ids
 from fedhive.pki.provision import PkiLayout, Provisioned, add_client, provision, revoke
 from fedhive.pki.registry import ClientRecord, read_registry
 from fedhive.pki.revocation import RevocationList
@@ -27,4 +27,5 @@ __all__ = [
     "provision",
     "read_registry",
     "revoke",
+    "san_client_ids",
 ]

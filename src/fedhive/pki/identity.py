@@ -65,7 +65,7 @@ def client_id_of(cert: x509.Certificate | bytes | str) -> str:
     """
     if not isinstance(cert, x509.Certificate):
         cert = load_certificate(cert)
-    ids = _ids_from_san(cert)
+    ids = san_client_ids(cert)
     if len(ids) > 1:
         raise SerializationError(f"certificate names several clients: {sorted(ids)}")
     if not ids:
@@ -79,7 +79,12 @@ def client_id_of(cert: x509.Certificate | bytes | str) -> str:
         raise SerializationError(f"certificate: {exc.message}") from None
 
 
-def _ids_from_san(cert: x509.Certificate) -> list[str]:
+def san_client_ids(cert: x509.Certificate) -> list[str]:
+    """The ids a certificate's ``fedhive://client/<id>`` SAN URIs name, unchecked.
+
+    Raises:
+        SerializationError: the certificate's extensions do not parse.
+    """
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:

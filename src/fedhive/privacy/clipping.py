@@ -12,14 +12,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import numpy.typing as npt
 
 from fedhive.core.config import check_real
+from fedhive.core.weights import FloatVector
 from fedhive.errors import NonFiniteError
 
 __all__ = ["MAX_CLIPPING_NORM", "FloatVector", "clip_l2"]
 
-FloatVector = npt.NDArray[np.float64]
 
 # Above about 1.3e154 the squares in np.linalg.norm overflow to inf, so a vector of norm C
 # could not be checked against C; no model update is clipped anywhere near this bound.

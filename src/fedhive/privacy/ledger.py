@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedhive import durable
+from fedhive.core.canonical import canonical_json
 from fedhive.core.config import check_int
 from fedhive.core.messages import PrivacyBudget
 from fedhive.errors import ConfigError, PrivacyBudgetError, SerializationError
@@ -112,8 +113,7 @@ class Ledger:
                 for e in self.entries
             ],
         }
-        text = json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False)
-        return text.encode("ascii")
+        return canonical_json(document)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Ledger:

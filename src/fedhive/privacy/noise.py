@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from fedhive.core.config import check_int, check_real
 from fedhive.core.rng import SeedStream
+from fedhive.core.weights import FloatVector
 from fedhive.errors import ShapeMismatchError
-from fedhive.privacy.clipping import FloatVector
 
 __all__ = ["NoiseSource", "SecureNoise", "SeededNoise", "gaussian_noise"]
 

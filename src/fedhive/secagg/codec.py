@@ -20,6 +20,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
+from fedhive.core.canonical import canonical_json
 from fedhive.errors import ConfigError, SerializationError
 
 MAGIC = b"FHSA"
@@ -31,9 +32,7 @@ _U32 = struct.Struct(">I")
 
 def pack(header: Mapping[str, Any], blobs: Sequence[bytes]) -> bytes:
     """The frame of ``header`` (JSON-serialisable) and ``blobs``."""
-    text = json.dumps(
-        header, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
+    text = canonical_json(header)
     parts = [MAGIC, bytes([VERSION]), _U32.pack(len(text)), text, _U32.pack(len(blobs))]
     for blob in blobs:
         parts += [_U32.pack(len(blob)), bytes(blob)]

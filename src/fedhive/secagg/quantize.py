@@ -25,12 +25,12 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from fedhive.core.weights import FloatVector
 from fedhive.errors import SecAggError
 from fedhive.secagg.hazmat.prg import ring_dtype
 from fedhive.secagg.params import SecAggParams
 
 RingVector = npt.NDArray[np.unsignedinteger]
-FloatVector = npt.NDArray[np.float64]
 
 
 def step(params: SecAggParams) -> float:

@@ -18,6 +18,7 @@ from fedhive.strategy.compose import WeightedMean
 from fedhive.strategy.fedavg import FedAvg
 from fedhive.strategy.fedbuff import FedBuff
 from fedhive.strategy.private import DpFedAvg, DpMode
+from fedhive.strategy.registry import dispatch_loop
 from fedhive.strategy.wrapper import AroundFedAvg
 
 
@@ -40,17 +41,24 @@ def check_run(
     Raises:
         ConfigError: naming the keys of the first rule broken.
     """
-    if isinstance(strategy, FedBuff):
-        if secure is not None:
-            raise ConfigError(
-                'secagg: not available with strategy.name = "fedbuff" (its asynchronous '
-                "buffer has no cohort to mask among)"
-            )
-        if federated_every:
-            raise ConfigError(
-                'evaluation.federated_every: must be 0 with strategy.name = "fedbuff"'
-            )
-        return
+    dispatch_loop(
+        strategy,
+        rounds=lambda synchronous: _check_rounds(synchronous, secure=secure, deployed=deployed),
+        buffered=lambda _: _check_buffered(secure=secure, federated_every=federated_every),
+    )
+
+
+def _check_buffered(*, secure: SecureAggregation | None, federated_every: int) -> None:
+    if secure is not None:
+        raise ConfigError(
+            'secagg: not available with strategy.name = "fedbuff" (its asynchronous '
+            "buffer has no cohort to mask among)"
+        )
+    if federated_every:
+        raise ConfigError('evaluation.federated_every: must be 0 with strategy.name = "fedbuff"')
+
+
+def _check_rounds(strategy: Strategy, *, secure: SecureAggregation | None, deployed: bool) -> None:
     if isinstance(strategy, DpFedAvg):
         _check_dp(strategy, secure=secure, deployed=deployed)
     if secure is not None and not _aggregates_the_mean(strategy):

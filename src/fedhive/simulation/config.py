@@ -222,7 +222,7 @@ class SimulationConfig:
         """The resolved configuration (every default filled in) as strict JSON data:
         :func:`parse_config` reads it back as this config (``deployed`` as it was)."""
         base: Any = self.strategy
-        while not isinstance(base, FedAvg):  # a wrapper (SCAFFOLD, FedBuff, DP)
+        while not isinstance(base, FedAvg):  # unwrap: SCAFFOLD, DP, the async buffer
             base = base.base
         sections: dict[str, Any] = {
             "run": self.run,

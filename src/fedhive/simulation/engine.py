@@ -33,6 +33,7 @@ from fedhive.simulation.secure import SecAggDevices, SimulatedDropout
 from fedhive.simulation.stragglers import with_stragglers
 from fedhive.strategy.base import Strategy
 from fedhive.strategy.fedbuff import FedBuff
+from fedhive.strategy.registry import dispatch_loop
 from fedhive.transport.base import CohortRunner
 from fedhive.transport.inprocess import InProcessTransport
 
@@ -146,36 +147,72 @@ def _run(
     dropout: SimulatedDropout | None = None,
     policy: ReplyPolicy = DEFAULT_POLICY,
 ) -> RunResult:
-    if isinstance(strategy, FedBuff):
-        evaluate_fn = app.evaluate_fn if centralized else None
-        model = DeviceModel(devices or DevicesSection(), seed)
-        return _run_async(
+    model = DeviceModel(devices or DevicesSection(), seed)
+    evaluate_fn = app.evaluate_fn if centralized else None
+    return dispatch_loop(
+        strategy,
+        rounds=lambda synchronous: _run_rounds(
             app,
             runner,
-            strategy=strategy,
+            strategy=synchronous,
+            rounds=rounds,
+            seed=seed,
+            evaluate_fn=evaluate_fn,
+            federated_every=federated_every,
+            observer=observer,
+            devices=model,
+            timed=devices is not None,
+            secure=secure,
+            dropout=dropout,
+            policy=policy,
+        ),
+        buffered=lambda fedbuff: _run_async(
+            app,
+            runner,
+            strategy=fedbuff,
             rounds=rounds,
             seed=seed,
             evaluate_fn=evaluate_fn,
             observer=observer,
             devices=model,
             policy=policy,
-        )
+        ),
+    )
+
+
+def _run_rounds(
+    app: SimulationApp,
+    runner: CohortRunner,
+    *,
+    strategy: Strategy,
+    rounds: int,
+    seed: int,
+    evaluate_fn: EvaluateFn | None,
+    federated_every: int,
+    observer: RunObserver | None,
+    devices: DeviceModel,
+    timed: bool,
+    secure: SecureAggregation | None,
+    dropout: SimulatedDropout | None,
+    policy: ReplyPolicy,
+) -> RunResult:
+    """A synchronous strategy: the server's round loop (``timed``: on the virtual clock
+    of ``devices``, each round's arrivals in simulated time)."""
     clocked = None
-    model = DeviceModel(devices or DevicesSection(), seed)
-    timer = None if devices is None else RoundTimer(runner, model)
+    timer = RoundTimer(runner, devices) if timed else None
     inprocess = InProcessTransport(
-        client_ids=app.client_ids, runner=timer or runner, arrival=model.fit_seconds
+        client_ids=app.client_ids, runner=timer or runner, arrival=devices.fit_seconds
     )
     if timer is not None:
         observer = clocked = ClockObserver(observer, timer, closed_at=inprocess.closed_at)
     transport: InProcessTransport | SecAggDevices = inprocess
     if secure is not None:
-        transport = SecAggDevices(inprocess, secure=secure, seed=seed, dropout=dropout)
+        transport = SecAggDevices(inprocess, seed=seed, dropout=dropout)
     loop = RoundLoop(
         strategy=strategy,
         transport=transport,
         seed=seed,
-        evaluate_fn=app.evaluate_fn if centralized else None,
+        evaluate_fn=evaluate_fn,
         federated_every=federated_every,
         observer=observer,
         secure=secure,

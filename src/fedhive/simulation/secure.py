@@ -3,10 +3,10 @@
 :class:`SecAggDevices` wraps the in-process transport into a
 :class:`~fedhive.transport.base.SecureTransport`. Its fit runs the cohort as usual, but
 what the server receives is each device's first protocol message; the plaintext update
-stays on the device side (in this wrapper, which plays the devices), masked by the
-client state machine (:func:`fedhive.secagg.client_start`, ``client_handle``). The
-server's code path (:mod:`fedhive.server.secure`) is the deployment's: it sees bytes of
-protocol messages and, at the end, the sum.
+stays on the device side (in this wrapper, which plays the devices), masked by each
+device's :class:`~fedhive.client.secure.SecAggSession`, the deployed client's own. Both
+sides' code paths are the deployment's: the server (:mod:`fedhive.server.secure`) sees
+bytes of protocol messages and, at the end, the sum.
 
 ``SimulatedDropout`` makes a seeded fraction of each round's devices vanish at one
 stage, to exercise recovery (``[secagg] simulated_dropout = 0.3``,
@@ -15,29 +15,19 @@ stage, to exercise recovery (``[secagg] simulated_dropout = 0.3``,
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from fedhive.client.secure import quantization_rng
+from fedhive.client.secure import SecAggSession
 from fedhive.core import failures
 from fedhive.core.config import check_real, convert, from_table
 from fedhive.core.extensions import Weighting
-from fedhive.core.messages import EvaluateTask, Failure, FitTask, SecAggReply
+from fedhive.core.messages import EvaluateTask, Failure, FitTask, SecAggTask
 from fedhive.core.rng import run_stream
 from fedhive.core.weights import Weights
 from fedhive.errors import FedhiveError, SecAggError
-from fedhive.secagg import (
-    ClientState,
-    MaskedInputRequest,
-    NeighbourKeys,
-    RoundSetup,
-    Stage,
-    UnmaskRequest,
-    client_handle,
-    client_start,
-    decode_message,
-)
-from fedhive.secagg.weighting import client_weight
+from fedhive.secagg import MaskedInputRequest, NeighbourKeys, Stage, UnmaskRequest, decode_message
 from fedhive.server.secure import SecureAggregation
 from fedhive.strategy.privacy_section import PrivacySection
 from fedhive.transport.base import (
@@ -76,21 +66,21 @@ class SimulatedDropout:
 
 
 class SecAggDevices:
-    """The simulated devices' side of SecAgg+ around an in-process transport."""
+    """The simulated devices' side of SecAgg+ around an in-process transport.
+
+    Each device holds a :class:`~fedhive.client.secure.SecAggSession`, the deployed
+    client's: it masks the update by the weighting its task names and answers each
+    stage as a deployed client does.
+    """
 
     def __init__(
-        self,
-        inner: InProcessTransport,
-        *,
-        secure: SecureAggregation,
-        seed: int,
-        dropout: SimulatedDropout | None = None,
+        self, inner: InProcessTransport, *, seed: int, dropout: SimulatedDropout | None = None
     ) -> None:
         self._inner = inner
-        self._secure = secure
         self._seed = seed
         self._dropout = dropout or SimulatedDropout()
-        self._states: dict[str, ClientState] = {}
+        self._sessions: dict[str, SecAggSession] = {}
+        self._tasks: dict[str, FitTask] = {}
         self._gone: frozenset[str] = frozenset()
 
     def client_ids(self) -> Sequence[str]:
@@ -117,15 +107,11 @@ class SecAggDevices:
         self, tasks: Sequence[FitTask], weights: Weights, *, setup: bytes
     ) -> Iterator[SecureOutcome]:
         """Train, then each device masks its update and advertises its keys."""
-        round_setup = decode_message(setup)
-        if not isinstance(round_setup, RoundSetup):
-            raise SecAggError("the round setup is not a RoundSetup", stage="setup")
-        self._states = {}
-        cohort = [t.client_id for t in tasks]
+        self._tasks = {t.client_id: t for t in tasks}
+        self._sessions = {}  # a device keeps no round open between rounds (memory)
         rnd = tasks[0].round if tasks else 0
-        self._gone = self._dropout.dropped(self._seed, rnd, cohort)
+        self._gone = self._dropout.dropped(self._seed, rnd, sorted(self._tasks))
         layout = weights.layout()
-        seeds = {t.client_id: t.seed for t in tasks}
         for outcome in self._inner.fit(tasks, weights):
             if isinstance(outcome, Failure):
                 yield outcome
@@ -134,51 +120,43 @@ class SecAggDevices:
             if self._vanished(cid, Stage.ADVERTISE_KEYS):
                 yield _dropped(cid, outcome.round, Stage.ADVERTISE_KEYS)
                 continue
-            rng = quantization_rng(seeds[cid]).numpy()  # as a deployed client draws it
-            try:
-                state, message = client_start(
-                    round_setup,
-                    client_id=cid,
-                    vector=layout.flatten(outcome.update),
-                    weight=client_weight(
-                        self._secure.weighting, outcome.num_examples, self._secure.max_weight
-                    ),
-                    rng=rng,
-                )
-            except FedhiveError as exc:
-                yield Failure.of(cid, outcome.round, failures.Stage.SECAGG, exc)
-                continue
-            self._states[cid] = state
-            yield SecAggReply(
-                client_id=cid,
-                round=outcome.round,
-                version=outcome.version,
-                num_examples=outcome.num_examples,
-                message=message.to_bytes(),
-                metrics=outcome.metrics,
-            )
+            self._sessions[cid] = SecAggSession()
+            yield self._sessions[cid].start(self._tasks[cid], setup, outcome, layout)
 
     def exchange(self, round: int, messages: Mapping[str, bytes]) -> Iterator[StageOutcome]:
         """Each device answers its message of the next stage (or has vanished)."""
         for cid, data in sorted(messages.items()):
-            state = self._states.get(cid)
-            try:
-                request = decode_message(data)
-                stage = _ANSWERS.get(type(request))
-                if state is None or stage is None:
-                    raise SecAggError(f"no round in progress for a {type(request).__name__}")
-                if self._vanished(cid, stage):
-                    yield _dropped(cid, round, stage)
-                    continue
-                self._states[cid], answer = client_handle(state, request)  # type: ignore[arg-type]
-            except FedhiveError as exc:
-                yield Failure.of(cid, round, failures.Stage.SECAGG, exc)
+            session, fit = self._sessions.get(cid), self._tasks.get(cid)
+            if session is None or fit is None:
+                yield Failure.of(
+                    cid, round, failures.Stage.SECAGG, SecAggError("no device of this round")
+                )
                 continue
-            yield cid, answer.to_bytes()
+            stage = _stage_of(data) if cid in self._gone else None
+            if stage is not None and self._vanished(cid, stage):
+                yield _dropped(cid, round, stage)
+                continue
+            task = SecAggTask(
+                round=round,
+                client_id=cid,
+                version=hashlib.sha256(data).hexdigest(),
+                seed=fit.seed,
+                config=fit.config,
+            )
+            answer = session.answer(task, data)
+            yield answer if isinstance(answer, Failure) else (cid, answer.message)
 
     def _vanished(self, client_id: str, stage: Stage) -> bool:
         order = list(_STAGES)
         return client_id in self._gone and order.index(stage) >= order.index(self._dropout.stage)
+
+
+def _stage_of(data: bytes) -> Stage | None:
+    """The stage a device's answer to the server message ``data`` belongs to."""
+    try:
+        return _ANSWERS.get(type(decode_message(data)))
+    except FedhiveError:
+        return None
 
 
 _STAGES = (Stage.ADVERTISE_KEYS, Stage.SHARE_KEYS, Stage.MASKED_INPUT, Stage.UNMASKING)

@@ -1,30 +1,37 @@
 """Frames between the simulation driver and its worker processes (no pickle).
 
 A frame is ``[u32 header length][header JSON][blob 0][blob 1]…`` where the header lists
-the blob lengths. Blobs are safetensors bytes (weights, client state). Tasks, replies
-and failures map to and from JSON-ready dicts here, in pairs.
+the blob lengths and says what the frame is. Tasks and outcomes travel in blobs as the
+gRPC wire's protobuf messages (``Task``; ``ResultHeader`` and payload), through
+:mod:`fedhive.transport.codec`, so the process backend and a deployment encode them
+one way; weights and client state are safetensors bytes.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import struct
 from typing import IO, Any
 
-from fedhive.core.extensions import from_tables, to_tables
 from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import (
-    ClientConfig,
     EvaluateReply,
     EvaluateTask,
     Failure,
     FitReply,
     FitTask,
-    PrivacyBudget,
+    SecAggTask,
 )
-from fedhive.core.weights import Weights
-from fedhive.errors import SerializationError
+from fedhive.errors import SerializationError, ValidationError
+from fedhive.transport.codec import (
+    TaskEnvelope,
+    decode,
+    reply_from_header,
+    result_header,
+    task_from_proto,
+    task_to_proto,
+)
+from fedhive.transport.proto import pb
 
 MAX_HEADER_BYTES = 64 << 20
 MAX_BLOB_BYTES = 4 << 30
@@ -128,106 +135,59 @@ def _exact(stream: IO[bytes], data: bytes, size: int) -> bytes:
     return data
 
 
-def config_to_json(config: ClientConfig) -> dict[str, Any]:
-    """A ClientConfig as a JSON-ready dict."""
-    budget = config.privacy_budget
-    return {
-        "local_epochs": config.local_epochs,
-        "batch_size": config.batch_size,
-        "learning_rate": config.learning_rate,
-        "privacy_budget": None
-        if budget is None
-        else {k: v for k, v in dataclasses.asdict(budget).items() if v is not None},
-        "extensions": to_tables(config.extensions),
-        "extra": dict(config.extra),
-    }
+SIMULATION_RUN = "simulation"
+"""The run id a process backend's tasks carry (one run per driver)."""
+_TASK_ID = "task"
 
 
-def config_from_json(data: dict[str, Any]) -> ClientConfig:
-    """Inverse of :func:`config_to_json`."""
-    budget = data.get("privacy_budget")
-    return ClientConfig(
-        local_epochs=data["local_epochs"],
-        batch_size=data["batch_size"],
-        learning_rate=data["learning_rate"],
-        privacy_budget=None if budget is None else PrivacyBudget(**budget),
-        extensions=from_tables(data.get("extensions", {}), "extensions"),
-        extra=data.get("extra", {}),
+def task_bytes(task: FitTask | EvaluateTask) -> bytes:
+    """A task as the gRPC wire's ``Task`` message (:mod:`fedhive.transport.codec`)."""
+    envelope = TaskEnvelope(
+        task=task, task_id=_TASK_ID, run_id=SIMULATION_RUN, deadline_unix=0.0, model_size=0
     )
+    return task_to_proto(envelope).SerializeToString()
 
 
-def task_to_json(task: FitTask | EvaluateTask) -> dict[str, Any]:
-    """A task as a JSON-ready dict."""
-    return {
-        "round": task.round,
-        "client_id": task.client_id,
-        "version": task.version,
-        "seed": task.seed,
-        "config": config_to_json(task.config),
-    }
+def task_from_bytes(data: bytes, *, client_id: str) -> FitTask | EvaluateTask:
+    """Inverse of :func:`task_bytes`, for the client ``client_id``.
+
+    Raises:
+        SerializationError: not a task message.
+        ValidationError: a field out of range, or a SecAgg stage (not a worker's task).
+    """
+    task = task_from_proto(decode(pb.Task, data), client_id=client_id).task
+    if isinstance(task, SecAggTask):
+        raise ValidationError("a SecAgg stage is not a worker's task", stage="decode")
+    return task
 
 
-def fit_task_from_json(data: dict[str, Any]) -> FitTask:
-    """Inverse of :func:`task_to_json` for fit tasks."""
-    return FitTask(**{**data, "config": config_from_json(data["config"])})
+def outcome_bytes(outcome: FitReply | EvaluateReply | Failure) -> tuple[bytes, bytes]:
+    """An outcome as the gRPC wire's ``ResultHeader`` message and its payload (a fit
+    reply's update), as a deployed client uploads it."""
+    header, payload = result_header(outcome)
+    header.client_id, header.round = outcome.client_id, outcome.round
+    if isinstance(outcome, FitReply):
+        header.model_version = outcome.version
+    return header.SerializeToString(), payload
 
 
-def evaluate_task_from_json(data: dict[str, Any]) -> EvaluateTask:
-    """Inverse of :func:`task_to_json` for evaluate tasks."""
-    return EvaluateTask(**{**data, "config": config_from_json(data["config"])})
+def outcome_from_bytes(header_bytes: bytes, payload: bytes) -> FitReply | EvaluateReply | Failure:
+    """Inverse of :func:`outcome_bytes` (from the driver's own worker: a failure's stage
+    and message are kept as the worker wrote them).
 
-
-def failure_to_json(failure: Failure) -> dict[str, Any]:
-    """A Failure as a JSON-ready dict."""
-    return {
-        "client_id": failure.client_id,
-        "round": failure.round,
-        "stage": str(failure.stage),
-        "kind": str(failure.kind),
-        "message": failure.message,
-        "detail": failure.detail,
-    }
-
-
-def failure_from_json(data: dict[str, Any]) -> Failure:
-    """Inverse of :func:`failure_to_json`."""
-    return Failure(
-        client_id=data["client_id"],
-        round=data["round"],
-        stage=Stage(data["stage"]),
-        kind=FailureKind(data["kind"]),
-        message=data["message"],
-        detail=data["detail"],
-    )
-
-
-def fit_reply_to_json(reply: FitReply) -> dict[str, Any]:
-    """A FitReply's fields except the update (sent as a blob)."""
-    return {
-        "client_id": reply.client_id,
-        "round": reply.round,
-        "version": reply.version,
-        "num_examples": reply.num_examples,
-        "metrics": dict(reply.metrics),
-    }
-
-
-def fit_reply_from_json(data: dict[str, Any], update: Weights) -> FitReply:
-    """Inverse of :func:`fit_reply_to_json`."""
-    return FitReply(update=update, **data)
-
-
-def evaluate_reply_to_json(reply: EvaluateReply) -> dict[str, Any]:
-    """An EvaluateReply as a JSON-ready dict."""
-    return {
-        "client_id": reply.client_id,
-        "round": reply.round,
-        "loss": reply.loss,
-        "num_examples": reply.num_examples,
-        "metrics": dict(reply.metrics),
-    }
-
-
-def evaluate_reply_from_json(data: dict[str, Any]) -> EvaluateReply:
-    """Inverse of :func:`evaluate_reply_to_json`."""
-    return EvaluateReply(**data)
+    Raises:
+        SerializationError: not a header message, or an update that does not decode.
+        ValidationError: metrics that are not allowed.
+    """
+    header = decode(pb.ResultHeader, header_bytes)
+    if header.failure_stage:
+        kind, _, detail = header.failure_error.partition(":")
+        return Failure(
+            client_id=header.client_id,
+            round=header.round,
+            stage=Stage(header.failure_stage),
+            kind=FailureKind(kind),
+            message=header.failure_message,
+            detail=detail,
+        )
+    return reply_from_header(header, payload, client_id=header.client_id)

@@ -11,30 +11,21 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from fedhive.client.base import Client, TaskOrigin
 from fedhive.client.pipeline import run_evaluate, run_fit
 from fedhive.core.failures import Stage
-from fedhive.core.messages import Failure, FitReply
-from fedhive.core.serde import (
-    RecordValue,
-    record_from_bytes,
-    record_to_bytes,
-    weights_from_bytes,
-    weights_to_bytes,
-)
+from fedhive.core.messages import EvaluateReply, Failure, FitReply, FitTask
+from fedhive.core.serde import RecordValue, record_from_bytes, record_to_bytes, weights_from_bytes
 from fedhive.core.weights import Weights
 from fedhive.simulation.app import AppSpec, SimulationApp
 from fedhive.simulation.wire import (
     Header,
     encode_frame,
-    evaluate_reply_to_json,
-    evaluate_task_from_json,
-    failure_to_json,
-    fit_reply_to_json,
-    fit_task_from_json,
+    outcome_bytes,
     read_frame,
+    task_from_bytes,
 )
 
 
@@ -68,45 +59,37 @@ class _Worker:
         assert self.app is not None, "init comes first"
         assert self.weights is not None, "a model frame comes before tasks"
         cohort = header["cohort"]
-        for task_json, state_index in zip(header["tasks"], header["states"], strict=True):
+        clients, states = header["clients"], header["states"]
+        for index, (client_id, state_index) in enumerate(zip(clients, states, strict=True)):
+            task = task_from_bytes(blobs[index], client_id=client_id)
             state: dict[str, RecordValue] = (
                 record_from_bytes(blobs[state_index]) if state_index >= 0 else {}
             )
             had_state = bool(state)
+            outcome: FitReply | EvaluateReply | Failure
             try:
-                client: Client | Failure = self.app.client_fn(task_json["client_id"])
+                client: Client = self.app.client_fn(client_id)
             except Exception as exc:  # the user's factory: this task fails
-                client = Failure.of(
-                    task_json["client_id"], task_json["round"], Stage.CLIENT_FN, exc
-                )
-            if isinstance(client, Failure):
-                outcome: Any = client
-            elif header["type"] == "fit":
-                fit = fit_task_from_json(task_json)
-                origin = TaskOrigin.simulation(fit)
-                outcome = run_fit(client, fit, self.weights, state, origin=origin)
+                outcome = Failure.of(client_id, task.round, Stage.CLIENT_FN, exc)
             else:
-                task = evaluate_task_from_json(task_json)
-                outcome = run_evaluate(client, task, self.weights, state)
+                if isinstance(task, FitTask):
+                    origin = TaskOrigin.simulation(task)
+                    outcome = run_fit(client, task, self.weights, state, origin=origin)
+                else:
+                    outcome = run_evaluate(client, task, self.weights, state)
             self.send_outcome(cohort, outcome, state if (state or had_state) else None)
         self.send({"type": "done", "cohort": cohort})
 
-    def send_outcome(self, cohort: int, outcome: Any, state: dict[str, RecordValue] | None) -> None:
-        blobs = [] if state is None else [record_to_bytes(state)]
-        if isinstance(outcome, Failure):
-            self.send({"type": "failure", "cohort": cohort, **failure_to_json(outcome)})
-        elif isinstance(outcome, FitReply):
-            body = fit_reply_to_json(outcome)
-            self.send(
-                {"type": "fit_reply", "cohort": cohort, "state": state is not None, **body},
-                [weights_to_bytes(outcome.update), *blobs],
-            )
-        else:
-            body = evaluate_reply_to_json(outcome)
-            self.send(
-                {"type": "evaluate_reply", "cohort": cohort, "state": state is not None, **body},
-                blobs,
-            )
+    def send_outcome(
+        self,
+        cohort: int,
+        outcome: FitReply | EvaluateReply | Failure,
+        state: dict[str, RecordValue] | None,
+    ) -> None:
+        blobs = list(outcome_bytes(outcome))
+        if state is not None:
+            blobs.append(record_to_bytes(state))
+        self.send({"type": "outcome", "cohort": cohort, "state": state is not None}, blobs)
 
 
 def _serve(worker: _Worker, frames: IO[bytes]) -> int:

@@ -21,7 +21,12 @@ from fedhive.strategy.fedbuff import FedBuff
 from fedhive.strategy.optimizers import ServerAdagrad, ServerAdam, ServerYogi
 from fedhive.strategy.privacy_section import PrivacySection
 from fedhive.strategy.private import DpFedAvg, DpMode
-from fedhive.strategy.registry import AggregatorName, StrategyName, build_strategy
+from fedhive.strategy.registry import (
+    AggregatorName,
+    StrategyName,
+    build_strategy,
+    dispatch_loop,
+)
 from fedhive.strategy.scaffold import Scaffold
 
 __all__ = [
@@ -48,4 +53,5 @@ __all__ = [
     "WeightedMean",
     "WeightedMetrics",
     "build_strategy",
+    "dispatch_loop",
 ]

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from fractions import Fraction
 
 import numpy as np
-import numpy.typing as npt
 
+from fedhive.core.weights import FloatVector
 from fedhive.errors import AggregationError
 
 _HI_SCALE = 2.0**16  # one unit of the high word is 2**-16
@@ -29,7 +29,6 @@ _LO_BITS = 47  # the low word holds the remaining fraction in units of 2**-63
 _LO_SCALE = 2.0**_LO_BITS
 _MAX_ADDS = 1 << 16  # keeps |hi| sums < 2**62 and lo sums <= 2**63, with no carries
 
-FloatVector = npt.NDArray[np.float64]
 
 MAX_WEIGHTED_VALUE = 2.0**30
 """Every ``|weight * value|`` added to an :class:`ExactWeightedSum` must stay below this."""

@@ -13,15 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
-import numpy.typing as npt
-
 from fedhive.core.messages import FitReply
-from fedhive.core.weights import Layout
+from fedhive.core.weights import FloatVector, Layout
 from fedhive.strategy.aggregate import ExactWeightedSum, WeightedMetrics
 from fedhive.strategy.base import StrategyState
-
-FloatVector = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,11 @@ import numpy as np
 
 from fedhive.core.config import check_int, check_real
 from fedhive.core.messages import FitReply
-from fedhive.core.weights import Weights
+from fedhive.core.weights import FloatVector, Weights
 from fedhive.errors import ConfigError, NotEnoughClientsError, ValidationError
 from fedhive.strategy.aggregate import ExactWeightedSum, WeightedMetrics
 from fedhive.strategy.base import Instruction, StrategyState
-from fedhive.strategy.compose import FloatVector, WeightedMean
+from fedhive.strategy.compose import WeightedMean
 from fedhive.strategy.fedavg import FedAvg
 
 VERSION_KEY = "fedbuff.version"

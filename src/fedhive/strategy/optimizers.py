@@ -21,21 +21,19 @@ State keys: ``"opt.m"`` and ``"opt.v"``, float64 vectors of the flat model size,
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
-import numpy.typing as npt
 
 from fedhive.core.config import check_real
-from fedhive.core.weights import Layout
+from fedhive.core.weights import FloatVector, Layout
 from fedhive.errors import ShapeMismatchError, ValidationError
 from fedhive.strategy.base import StrategyState
 
 __all__ = ["M_KEY", "STEP_KEY", "V_KEY", "ServerAdagrad", "ServerAdam", "ServerYogi"]
 
-FloatVector = npt.NDArray[np.float64]
 
 M_KEY = "opt.m"
 V_KEY = "opt.v"
@@ -74,7 +72,7 @@ def _moment(state: StrategyState, key: str, shape: tuple[int, ...]) -> FloatVect
 
 
 def _step(
-    opt: ServerAdagrad | ServerYogi | ServerAdam,
+    opt: ServerAdagrad | _Decaying,
     state: StrategyState,
     weights: FloatVector,
     update: FloatVector,
@@ -98,15 +96,6 @@ def _step(
 
 def _adagrad_v(v: FloatVector, d2: FloatVector) -> FloatVector:
     return v + d2
-
-
-def _yogi_v(beta_2: float, v: FloatVector, d2: FloatVector) -> FloatVector:
-    # sign(0) = 0: a coordinate whose v already equals Δ² keeps it.
-    return v - (1.0 - beta_2) * d2 * np.sign(v - d2)
-
-
-def _adam_v(beta_2: float, v: FloatVector, d2: FloatVector) -> FloatVector:
-    return beta_2 * v + (1.0 - beta_2) * d2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,9 +127,38 @@ class ServerAdagrad:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ServerYogi:
+class _Decaying(ABC):
+    """What FedYogi and FedAdam share: their settings and their step; a subclass gives
+    the second-moment rule ``v_t`` of ``v_{t-1}`` and ``Δ_t²``."""
+
+    learning_rate: float
+    beta_1: float = _BETA_1
+    beta_2: float = _BETA_2
+    tau: float = _TAU
+
+    def __post_init__(self) -> None:
+        _check(self.learning_rate, self.tau, {"beta_1": self.beta_1, "beta_2": self.beta_2})
+
+    def init(self, layout: Layout) -> StrategyState:
+        """``m = 0`` and ``v = τ²`` in every coordinate, no steps taken."""
+        return _init(layout, self.tau)
+
+    def step(
+        self, state: StrategyState, weights: FloatVector, update: FloatVector
+    ) -> tuple[StrategyState, FloatVector]:
+        """Move ``v`` by the optimizer's rule, then step along the first moment."""
+        return _step(self, state, weights, update, self._second_moment)
+
+    @abstractmethod
+    def _second_moment(self, v: FloatVector, d2: FloatVector) -> FloatVector:
+        """``v_t`` from ``v_{t-1}`` and ``Δ_t²``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerYogi(_Decaying):
     """FedYogi: FedAdam whose ``v`` moves additively towards ``Δ²`` (Yogi: Zaheer et al.,
-    NeurIPS 2018), so one large update cannot collapse the step size at once.
+    NeurIPS 2018), so one large update cannot collapse the step size at once:
+    ``v -= (1-β2) Δ² sign(v - Δ²)``.
 
     Args:
         learning_rate: server learning rate η (> 0); tune it per task.
@@ -149,28 +167,15 @@ class ServerYogi:
         tau: adaptivity τ (> 0), also the square root of the initial second moment.
     """
 
-    learning_rate: float
-    beta_1: float = _BETA_1
-    beta_2: float = _BETA_2
-    tau: float = _TAU
-
-    def __post_init__(self) -> None:
-        _check(self.learning_rate, self.tau, {"beta_1": self.beta_1, "beta_2": self.beta_2})
-
-    def init(self, layout: Layout) -> StrategyState:
-        """``m = 0`` and ``v = τ²`` in every coordinate, no steps taken."""
-        return _init(layout, self.tau)
-
-    def step(
-        self, state: StrategyState, weights: FloatVector, update: FloatVector
-    ) -> tuple[StrategyState, FloatVector]:
-        """``v -= (1-β2) Δ² sign(v - Δ²)``, then step along the first moment."""
-        return _step(self, state, weights, update, partial(_yogi_v, self.beta_2))
+    def _second_moment(self, v: FloatVector, d2: FloatVector) -> FloatVector:
+        # sign(0) = 0: a coordinate whose v already equals Δ² keeps it.
+        return v - (1.0 - self.beta_2) * d2 * np.sign(v - d2)
 
 
 @dataclass(frozen=True, kw_only=True)
-class ServerAdam:
-    """FedAdam: Adam on the server, without Adam's bias correction (as in Algorithm 2).
+class ServerAdam(_Decaying):
+    """FedAdam: Adam on the server, without Adam's bias correction (as in Algorithm 2):
+    ``v = β2 v + (1-β2) Δ²``.
 
     Args:
         learning_rate: server learning rate η (> 0); tune it per task.
@@ -179,20 +184,5 @@ class ServerAdam:
         tau: adaptivity τ (> 0), also the square root of the initial second moment.
     """
 
-    learning_rate: float
-    beta_1: float = _BETA_1
-    beta_2: float = _BETA_2
-    tau: float = _TAU
-
-    def __post_init__(self) -> None:
-        _check(self.learning_rate, self.tau, {"beta_1": self.beta_1, "beta_2": self.beta_2})
-
-    def init(self, layout: Layout) -> StrategyState:
-        """``m = 0`` and ``v = τ²`` in every coordinate, no steps taken."""
-        return _init(layout, self.tau)
-
-    def step(
-        self, state: StrategyState, weights: FloatVector, update: FloatVector
-    ) -> tuple[StrategyState, FloatVector]:
-        """``v = β2 v + (1-β2) Δ²``, then step along the first moment."""
-        return _step(self, state, weights, update, partial(_adam_v, self.beta_2))
+    def _second_moment(self, v: FloatVector, d2: FloatVector) -> FloatVector:
+        return self.beta_2 * v + (1.0 - self.beta_2) * d2

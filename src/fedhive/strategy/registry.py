@@ -23,9 +23,9 @@ max_staleness = 0           # fedbuff only: > 0: discard updates staler than thi
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from fedhive.core._compat import StrEnum
 from fedhive.core.config import check_int, check_real, from_table
@@ -190,6 +190,25 @@ def build_strategy(
         wrapped: FedBuff = _wrap_config_error(lambda: replace(fedbuff, base=built), path)
         return wrapped
     return Scaffold(base=built) if name == StrategyName.SCAFFOLD else built
+
+
+_T = TypeVar("_T")
+
+
+def dispatch_loop(
+    strategy: Strategy | FedBuff,
+    *,
+    rounds: Callable[[Strategy], _T],
+    buffered: Callable[[FedBuff], _T],
+) -> _T:
+    """Hand ``strategy`` to the loop that runs it: FedBuff (asynchronous) to
+    ``buffered``, every other strategy to ``rounds`` (the synchronous round loop).
+
+    The one place that decides it, for simulation, deployment and the run rules alike.
+    """
+    if isinstance(strategy, FedBuff):
+        return buffered(strategy)
+    return rounds(strategy)
 
 
 def resolved_table(name: StrategyName, table: Mapping[str, Any]) -> dict[str, Any]:

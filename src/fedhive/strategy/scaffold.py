@@ -24,16 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedhive.core.messages import FitReply
-from fedhive.core.weights import Layout, Weights
+from fedhive.core.weights import SCAFFOLD_PREFIX, FloatVector, Layout, Weights
 from fedhive.strategy.aggregate import ExactWeightedSum
 from fedhive.strategy.base import StrategyState
-from fedhive.strategy.compose import Aggregator, FloatVector, WeightedMean
+from fedhive.strategy.compose import Aggregator, WeightedMean
 from fedhive.strategy.robust import NormBound
 from fedhive.strategy.robust.norm_bound import clip_update
 from fedhive.strategy.wrapper import AroundFedAvg
 
-CONTROL_PREFIX = "@scaffold/"
-"""Auxiliary tensor names of the server control variate (the client side reads them)."""
 STATE_KEY = "scaffold.c"
 
 
@@ -51,7 +49,7 @@ class Scaffold(AroundFedAvg):
         """The model followed by ``c`` (in each parameter's dtype), ``@scaffold/<name>``."""
         layout = _controlled(weights)
         control = layout.unflatten(_control(state, layout))
-        return weights.join({CONTROL_PREFIX + name: value for name, value in control.items()})
+        return weights.join({SCAFFOLD_PREFIX + name: value for name, value in control.items()})
 
     def aggregate_fit(
         self,
@@ -132,7 +130,7 @@ def _split_replies(
     """Each reply with its model update only; its ``dc_i`` goes into ``changes``."""
     for reply in replies:
         model, aux = reply.update.split_aux()
-        dc = Weights({name: aux[CONTROL_PREFIX + name] for name in layout.names})
+        dc = Weights({name: aux[SCAFFOLD_PREFIX + name] for name in layout.names})
         changes.add(
             FitReply(
                 client_id=reply.client_id,

@@ -9,7 +9,6 @@ else, and never a partially valid object.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -19,24 +18,28 @@ from typing import TypeVar
 from google.protobuf.message import DecodeError, Message
 
 from fedhive.core._compat import StrEnum
+from fedhive.core.canonical import canonical_json, is_sha256_hex
 from fedhive.core.failures import CLIENT_STAGES, FailureKind, Stage
 from fedhive.core.messages import (
     MAX_METRIC_KEY,
     MAX_METRICS,
     ClientConfig,
+    EvaluateReply,
     EvaluateTask,
     Failure,
+    FitReply,
     FitTask,
     PrivacyBudget,
+    SecAggAnswer,
+    SecAggReply,
     SecAggTask,
 )
-from fedhive.core.serde import Scalar
+from fedhive.core.serde import Scalar, weights_from_bytes, weights_to_bytes
 from fedhive.errors import ConfigError, SerializationError, ValidationError
 from fedhive.transport.extensions import extensions_from_proto, extensions_to_proto
 from fedhive.transport.proto import pb
 
 _M = TypeVar("_M", bound=Message)
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _ERROR_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _FAILURE_KINDS = frozenset(FailureKind)
@@ -60,7 +63,7 @@ def decode(cls: type[_M], data: bytes) -> _M:
 
 def check_digest(value: str, what: str) -> str:
     """Return ``value`` if it is 64 lowercase hex characters (a SHA-256)."""
-    if not _HEX64.fullmatch(value):
+    if not is_sha256_hex(value):
         raise ValidationError(f"{what} must be a hex SHA-256, got {value[:80]!r}", stage="decode")
     return value
 
@@ -79,9 +82,14 @@ def config_to_proto(config: ClientConfig) -> pb.ClientConfig:
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
     )
-    if config.privacy_budget is not None:
-        message.privacy_budget.epsilon_max = config.privacy_budget.epsilon_max
-        message.privacy_budget.delta = config.privacy_budget.delta
+    budget = config.privacy_budget
+    if budget is not None:
+        message.privacy_budget.epsilon_max = budget.epsilon_max
+        message.privacy_budget.delta = budget.delta
+        if budget.min_noise_multiplier is not None:
+            message.privacy_budget.min_noise_multiplier = budget.min_noise_multiplier
+        if budget.clipping_norm is not None:
+            message.privacy_budget.clipping_norm = budget.clipping_norm
     for key, value in config.extra.items():
         message.extra[key].CopyFrom(_scalar_to_proto(value))
     message.extensions.CopyFrom(extensions_to_proto(config.extensions))
@@ -92,10 +100,7 @@ def config_from_proto(message: pb.ClientConfig) -> ClientConfig:
     """A checked ClientConfig from its protobuf message."""
     try:
         budget = (
-            PrivacyBudget(
-                epsilon_max=message.privacy_budget.epsilon_max,
-                delta=message.privacy_budget.delta,
-            )
+            _budget_from_proto(message.privacy_budget)
             if message.HasField("privacy_budget")
             else None
         )
@@ -109,6 +114,16 @@ def config_from_proto(message: pb.ClientConfig) -> ClientConfig:
         )
     except ConfigError as exc:
         raise ValidationError(f"invalid client config: {exc}", stage="decode") from None
+
+
+def _budget_from_proto(message: pb.PrivacyBudget) -> PrivacyBudget:
+    floor, clipping = message.min_noise_multiplier, message.clipping_norm
+    return PrivacyBudget(
+        epsilon_max=message.epsilon_max,
+        delta=message.delta,
+        min_noise_multiplier=floor if message.HasField("min_noise_multiplier") else None,
+        clipping_norm=clipping if message.HasField("clipping_norm") else None,
+    )
 
 
 def _scalar_to_proto(value: Scalar) -> pb.Scalar:
@@ -207,8 +222,7 @@ HEADER_DOMAIN = b"fedhive/result-header/v1\n"
 
 def _digest(domain: bytes, fields: Mapping[str, object]) -> str:
     """SHA-256 (hex) of ``domain`` + sorted compact ASCII JSON of ``fields``."""
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(domain + text.encode("ascii")).hexdigest()
+    return hashlib.sha256(domain + canonical_json(fields)).hexdigest()
 
 
 def task_sha256(envelope: TaskEnvelope) -> str:
@@ -222,6 +236,10 @@ def task_sha256(envelope: TaskEnvelope) -> str:
     message = task_to_proto(envelope)
     config = message.config
     budget = config.privacy_budget
+    optional: list[str | None] = [
+        float.hex(getattr(budget, name)) if budget.HasField(name) else None
+        for name in ("min_noise_multiplier", "clipping_norm")
+    ]
     extra = {}
     for key, scalar in config.extra.items():
         kind = scalar.WhichOneof("value") or ""
@@ -242,7 +260,7 @@ def task_sha256(envelope: TaskEnvelope) -> str:
             "batch_size": config.batch_size,
             "learning_rate": float.hex(config.learning_rate),
             "privacy_budget": (
-                [float.hex(budget.epsilon_max), float.hex(budget.delta)]
+                [float.hex(budget.epsilon_max), float.hex(budget.delta), *optional]
                 if config.HasField("privacy_budget")
                 else None
             ),
@@ -283,6 +301,68 @@ def header_sha256(header: pb.ResultHeader) -> str:
         "failure_message": header.failure_message,
     }
     return _digest(HEADER_DOMAIN, fields)
+
+
+Outcome = FitReply | EvaluateReply | SecAggReply | SecAggAnswer | Failure
+"""What a client sends back for a task."""
+
+
+def result_header(outcome: Outcome) -> tuple[pb.ResultHeader, bytes]:
+    """The result header's outcome fields (kind, counts, metrics, loss, SecAgg flag or
+    failure fields, payload size and hash) for ``outcome``, and its payload: an update's
+    safetensors bytes, or a SecAgg message. The caller adds whose result it is."""
+    header, payload = pb.ResultHeader(), b""
+    if isinstance(outcome, Failure):
+        header.failure_stage = outcome.stage
+        header.failure_error = failure_error(outcome)
+        header.failure_message = outcome.message
+    elif isinstance(outcome, SecAggAnswer):
+        payload, header.secagg = outcome.message, True
+        header.kind = pb.TASK_KIND_SECAGG
+    else:
+        header.kind = (
+            pb.TASK_KIND_EVALUATE if isinstance(outcome, EvaluateReply) else pb.TASK_KIND_FIT
+        )
+        header.num_examples = outcome.num_examples
+        header.metrics.update(outcome.metrics)
+        if isinstance(outcome, EvaluateReply):
+            header.loss = outcome.loss
+        elif isinstance(outcome, SecAggReply):  # a fit answered under secure aggregation
+            payload, header.secagg = outcome.message, True
+        else:
+            payload = weights_to_bytes(outcome.update)
+    header.payload_size = len(payload)
+    header.payload_sha256 = hashlib.sha256(payload).hexdigest()
+    return header, payload
+
+
+def reply_from_header(
+    header: pb.ResultHeader, payload: bytes, *, client_id: str
+) -> FitReply | EvaluateReply:
+    """The plaintext reply a result header (of kind fit or evaluate) and its payload hold,
+    from ``client_id``: checked metrics and loss, the update decoded from ``payload``.
+
+    Raises:
+        ValidationError: metrics or a loss that are not allowed.
+        SerializationError: the payload is not an update.
+    """
+    metrics = metrics_from_proto(header.metrics)
+    if header.kind == pb.TASK_KIND_EVALUATE:
+        return EvaluateReply(
+            client_id=client_id,
+            round=header.round,
+            loss=metrics_from_proto({"loss": header.loss})["loss"],
+            num_examples=header.num_examples,
+            metrics=metrics,
+        )
+    return FitReply(
+        client_id=client_id,
+        round=header.round,
+        version=header.model_version,
+        update=weights_from_bytes(payload),
+        num_examples=header.num_examples,
+        metrics=metrics,
+    )
 
 
 def kind_of(task: FitTask | EvaluateTask | SecAggTask) -> pb.TaskKind:

@@ -2,24 +2,23 @@
 
 A client signs a :class:`ResultClaim` about its update, the server a :class:`ModelClaim`
 about each global model. A signature (ECDSA P-256 with SHA-256, DER; or Ed25519, by key
-type) covers ``DOMAIN + json.dumps(fields, sort_keys=True, separators=(",", ":"),
-ensure_ascii=True).encode("ascii")``: ``DOMAIN`` is ``b"fedhive/result/v2\\n"`` or
+type) covers ``DOMAIN + canonical_json(fields)`` (sorted keys, no spaces, ASCII:
+:func:`fedhive.core.canonical.canonical_json`): ``DOMAIN`` is ``b"fedhive/result/v2\\n"`` or
 ``b"fedhive/model/v2\\n"`` (one kind never passes as the other), ``fields`` maps each field
 name to its value (strings and ints). JSON quotes and escapes every string, so distinct
 claims give distinct bytes. A result claim binds the rest of its upload's header (kind,
 example count, metrics, loss, SecAgg flag, failure fields) through ``header_sha256``, a
 model claim the task it was sent with (config, seed, deadline, SecAgg setup) through
 ``task_sha256``: see :func:`fedhive.transport.codec.header_sha256` and
-:func:`~fedhive.transport.codec.task_sha256`. Each result is admitted once by the gRPC coordinator
-(task ids are random and claimed once), and only after its signature verifies, so an
-unsigned result never uses up a task.
+:func:`~fedhive.transport.codec.task_sha256`. The certificate's client id is read as the
+TLS identity check reads it (:func:`fedhive.pki.client_id_of`). Each result is admitted
+once by the gRPC coordinator (task ids are random and claimed once), and only after its
+signature verifies, so an unsigned result never uses up a task.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -32,17 +31,17 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509 import Certificate, ObjectIdentifier
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from fedhive.errors import SignatureError, ValidationError
+from fedhive.core.canonical import canonical_json, is_sha256_hex
+from fedhive.errors import SerializationError, SignatureError, ValidationError
+from fedhive.pki.identity import client_id_of, san_client_ids
 
 SigningKey = Union[ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey]  # noqa: UP007
 _Refuse = Callable[[str], SignatureError]
 
 RESULT_DOMAIN = b"fedhive/result/v2\n"
 MODEL_DOMAIN = b"fedhive/model/v2\n"
-CLIENT_URI_PREFIX = "fedhive://client/"
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _CLIENT, _SERVER = ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH
 
 
@@ -53,7 +52,7 @@ def _check_fields(value: ResultClaim | ModelClaim) -> None:
         if f.name in ("round", "size"):
             ok, want = isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an int >= 0"
         elif f.name in ("model_version", "payload_sha256", "header_sha256", "task_sha256"):
-            ok = isinstance(v, str) and _HEX64.fullmatch(v) is not None
+            ok = is_sha256_hex(v)
             want = "64 lowercase hex digits (a SHA-256)"
         else:
             ok, want = isinstance(v, str) and v != "", "a non-empty string"
@@ -62,9 +61,7 @@ def _check_fields(value: ResultClaim | ModelClaim) -> None:
 
 
 def _canonical(domain: bytes, claim: ResultClaim | ModelClaim) -> bytes:
-    values = {f.name: getattr(claim, f.name) for f in fields(claim)}
-    text = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return domain + text.encode("ascii")
+    return domain + canonical_json({f.name: getattr(claim, f.name) for f in fields(claim)})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,23 +138,12 @@ def _extension(cert: Certificate, kind: type[x509.ExtensionType], r: _Refuse) ->
     return found[0] if found else None
 
 
-def _san_client_ids(cert: Certificate, refuse: _Refuse) -> list[str]:
-    san = _extension(cert, x509.SubjectAlternativeName, refuse)
-    uris: list[str] = san.get_values_for_type(x509.UniformResourceIdentifier) if san else []
-    return [uri[len(CLIENT_URI_PREFIX) :] for uri in uris if uri.startswith(CLIENT_URI_PREFIX)]
-
-
 def _client_id(cert: Certificate, refuse: _Refuse) -> str:
-    """The client id a certificate names: its ``fedhive://client/<id>`` URI, else its CN."""
-    ids = _san_client_ids(cert, refuse)
-    if len(ids) > 1:
-        raise refuse(f"certificate names several client ids {ids!r}")
-    if ids and ids[0]:
-        return ids[0]
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if ids or len(cns) != 1 or not isinstance(cns[0].value, str) or not cns[0].value:
-        raise refuse("certificate names no client id (no fedhive://client/ URI or CN)")
-    return cns[0].value
+    """The client id a certificate names, as the TLS identity check reads it."""
+    try:
+        return client_id_of(cert)
+    except SerializationError as exc:
+        raise refuse(f"certificate names no client id ({exc.message})") from None
 
 
 def _check_certificate(
@@ -247,7 +233,11 @@ def verify_model(
     """
     r = partial(SignatureError, round=claim.round, stage="verify_model")
     _check_certificate(server_certificate, ca_certificate, now=now, usage=_SERVER, r=r)
-    if _san_client_ids(server_certificate, r):
+    try:
+        client_ids = san_client_ids(server_certificate)
+    except SerializationError as exc:
+        raise r(exc.message) from None
+    if client_ids:
         raise r("a client certificate cannot sign a model")
     _verify_signature(server_certificate, signature, claim.canonical_bytes(), r)
     if len(payload) != claim.size:

@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509 import Certificate
 
+from fedhive.core.canonical import canonical_json
 from fedhive.errors import StoreError
-from fedhive.server.store.audit import canonical_json
 from fedhive.server.store.database import sqlite_errors
 
 HEAD_DOMAIN = b"fedhive/audit-head/v1\n"

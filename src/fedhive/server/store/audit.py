@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from fedhive.core.canonical import canonical_json
 from fedhive.errors import SerializationError, StoreError
 from fedhive.server.store.database import connect, sqlite_errors
 
@@ -72,21 +73,6 @@ class AuditReport:
     first_bad_seq: int | None
     reason: str
     head: str
-
-
-def canonical_json(value: Any) -> bytes:
-    """The canonical JSON bytes used in entry hashes (see the module docstring).
-
-    Raises:
-        SerializationError: ``value`` is not JSON (NaN, infinity, or another type).
-    """
-    try:
-        text = json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-        )
-    except (TypeError, ValueError) as exc:
-        raise SerializationError(f"audit payload is not canonical JSON: {exc}") from None
-    return text.encode("ascii")
 
 
 def entry_hash(*, prev_hash: str, seq: int, at: str, kind: str, payload: Any) -> str:

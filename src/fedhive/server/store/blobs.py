@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from pathlib import Path
 
 from fedhive import durable
+from fedhive.core.canonical import is_sha256_hex
 from fedhive.errors import SerializationError, StoreError
 
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _BLOB_MODE = 0o600  # what mkstemp gave blobs before: owner-only
 
 
@@ -85,7 +84,7 @@ class BlobStore:
 
     def _path(self, digest: str) -> Path:
         # Checked before it becomes a path: a digest never names a file outside root.
-        if not isinstance(digest, str) or _DIGEST.fullmatch(digest) is None:
+        if not is_sha256_hex(digest):
             raise SerializationError(f"not a lowercase hex SHA-256 digest: {digest!r}")
         return self.root / digest[:2] / digest[2:]
 

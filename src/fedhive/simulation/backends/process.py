@@ -2,8 +2,9 @@
 
 Workers are forked from the driver (they inherit the built app: nothing to reload) or,
 with ``start_method="spawn"``, started as fresh interpreters that load the app from its
-spec. Tasks, weights and client state cross the process boundary as JSON headers and
-safetensors bytes (see :mod:`fedhive.simulation.wire`), never pickled. The global model
+spec. Tasks and outcomes cross the process boundary as the gRPC wire's protobuf
+messages, weights and client state as safetensors bytes, in frames (see
+:mod:`fedhive.simulation.wire`), never pickled. The global model
 goes to each worker once per version; tasks go in chunks to whichever worker is free,
 and replies stream back as they complete. One thread drives every pipe through a
 selector with non-blocking writes, so a large frame can never deadlock a worker that
@@ -27,8 +28,8 @@ from typing import Any
 
 from fedhive.core._compat import StrEnum
 from fedhive.core.failures import FailureKind, Stage
-from fedhive.core.messages import EvaluateTask, Failure, FitTask
-from fedhive.core.serde import weights_from_bytes, weights_to_bytes
+from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
+from fedhive.core.serde import weights_to_bytes
 from fedhive.core.weights import Weights
 from fedhive.errors import ConfigError, SerializationError, TransportError
 from fedhive.simulation.app import AppSpec, SimulationApp
@@ -36,11 +37,8 @@ from fedhive.simulation.wire import (
     FrameDecoder,
     Header,
     encode_frame,
-    evaluate_reply_from_json,
-    failure_from_json,
-    failure_to_json,
-    fit_reply_from_json,
-    task_to_json,
+    outcome_from_bytes,
+    task_bytes,
 )
 from fedhive.simulation.worker import serve_forked
 from fedhive.transport.base import EvaluateOutcome, FitOutcome
@@ -118,24 +116,19 @@ class ProcessBackend:
 
     def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
         """Run fit tasks across the workers; outcomes stream back as they finish."""
-        for header, blobs in self._run("fit", tasks, weights):
-            if header["type"] == "failure":
-                yield failure_from_json(header)
-            else:
-                keys = ("client_id", "round", "version", "num_examples", "metrics")
-                body = {k: header[k] for k in keys}
-                yield fit_reply_from_json(body, weights_from_bytes(blobs[0]))
+        for outcome in self._run("fit", tasks, weights):
+            if isinstance(outcome, EvaluateReply):
+                raise TransportError("a worker answered a fit task with an evaluation")
+            yield outcome
 
     def evaluate(
         self, tasks: Sequence[EvaluateTask], weights: Weights
     ) -> Iterator[EvaluateOutcome]:
         """Run evaluate tasks across the workers."""
-        for header, _blobs in self._run("evaluate", tasks, weights):
-            if header["type"] == "failure":
-                yield failure_from_json(header)
-            else:
-                keys = ("client_id", "round", "loss", "num_examples", "metrics")
-                yield evaluate_reply_from_json({k: header[k] for k in keys})
+        for outcome in self._run("evaluate", tasks, weights):
+            if isinstance(outcome, FitReply):
+                raise TransportError("a worker answered an evaluate task with a fit")
+            yield outcome
 
     def close(self) -> None:
         """Stop every worker (politely, then by force) and release the pipes."""
@@ -148,7 +141,7 @@ class ProcessBackend:
 
     def _run(
         self, kind: str, tasks: Sequence[_Task], weights: Weights
-    ) -> Iterator[tuple[Header, list[bytes]]]:
+    ) -> Iterator[FitReply | EvaluateReply | Failure]:
         if not tasks:
             return
         self._ensure_workers()
@@ -173,20 +166,21 @@ class ProcessBackend:
                     proc.chunks -= 1
                     self._dispatch(proc, kind, cohort, pending)
                 else:
-                    proc.in_flight.pop(header["client_id"], None)
+                    outcome = outcome_from_bytes(blobs[0], blobs[1])
+                    proc.in_flight.pop(outcome.client_id, None)
                     if header.get("state"):
-                        self._states[header["client_id"]] = blobs[-1]
-                    yield header, blobs
+                        self._states[outcome.client_id] = blobs[2]
+                    yield outcome
         for chunk in pending:  # every worker died: the rest cannot run
             for task in chunk:
-                yield _failure_header(task.client_id, task.round, "no live worker left"), []
+                yield _lost_task(task.client_id, task.round, "no live worker left")
 
     def _dispatch(self, proc: _Proc, kind: str, cohort: int, pending: list[list[_Task]]) -> None:
         if not pending or proc.index not in self._procs:
             return
         chunk = pending.pop()
         states: list[int] = []
-        blobs: list[bytes] = []
+        blobs = [task_bytes(task) for task in chunk]
         for task in chunk:
             state = self._states.get(task.client_id)
             states.append(len(blobs) if state is not None else -1)
@@ -194,15 +188,15 @@ class ProcessBackend:
                 blobs.append(state)
             proc.in_flight[task.client_id] = task.round
         proc.chunks += 1
-        tasks = [task_to_json(t) for t in chunk]
-        header = {"type": kind, "cohort": cohort, "states": states, "tasks": tasks}
+        clients = [task.client_id for task in chunk]
+        header = {"type": kind, "cohort": cohort, "clients": clients, "states": states}
         self._send(proc, encode_frame(header, blobs))
 
-    def _lost(self, proc: _Proc, header: Header | None) -> Iterator[tuple[Header, list[bytes]]]:
+    def _lost(self, proc: _Proc, header: Header | None) -> Iterator[Failure]:
         reason = "worker process died" if header is None else f"worker error: {header['message']}"
         self._drop(proc, timeout=0)
         for client_id, round_ in proc.in_flight.items():
-            yield _failure_header(client_id, round_, reason), []
+            yield _lost_task(client_id, round_, reason)
 
     def _send_model(self, version: str, weights: Weights) -> None:
         frame = encode_frame({"type": "model", "version": version}, [weights_to_bytes(weights)])
@@ -339,12 +333,11 @@ class ProcessBackend:
         proc.reap(timeout)
 
 
-def _failure_header(client_id: str, round_: int, message: str) -> Header:
-    failure = Failure(
+def _lost_task(client_id: str, round_: int, message: str) -> Failure:
+    return Failure(
         client_id=client_id,
         round=round_,
         stage=Stage.TRANSPORT,
         kind=FailureKind.TRANSPORT,
         message=message,
     )
-    return {"type": "failure", **failure_to_json(failure)}

@@ -12,7 +12,6 @@ its last attempt, so a restarted server is found within about a second.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -20,16 +19,16 @@ import grpc
 from google.protobuf.message import Message
 
 from fedhive.core.messages import EvaluateReply, Failure, FitReply, SecAggAnswer, SecAggReply
-from fedhive.core.serde import weights_to_bytes
 from fedhive.errors import PeerRejectedError, TransportError, ValidationError
 from fedhive.transport.base import Wait
 from fedhive.transport.chunks import DEFAULT_CHUNK_BYTES, Reassembler, split
 from fedhive.transport.codec import (
+    MAX_FAILURE_MESSAGE,
     TaskEnvelope,
     UploadStatus,
     decode,
-    failure_error,
     header_sha256,
+    result_header,
     task_from_proto,
     task_sha256,
     upload_status,
@@ -137,38 +136,11 @@ class GrpcLink:
     ) -> UploadStatus:
         """Send the outcome of ``envelope``'s task; returns the server's verdict."""
         task = envelope.task
-        header = pb.ResultHeader(
-            task_id=envelope.task_id,
-            client_id=self.client_id,
-            run_id=envelope.run_id,
-            round=task.round,
-            model_version=task.version,
-        )
-        payload = b""
-        if isinstance(outcome, Failure):
-            header.failure_stage = outcome.stage
-            header.failure_error = failure_error(outcome)
-            header.failure_message = outcome.message[:2000]
-        elif isinstance(outcome, FitReply):
-            payload = weights_to_bytes(outcome.update)
-            header.kind = pb.TASK_KIND_FIT
-            header.num_examples = outcome.num_examples
-            header.metrics.update(outcome.metrics)
-        elif isinstance(outcome, SecAggReply):  # a fit answered under secure aggregation
-            payload, header.secagg = outcome.message, True
-            header.kind = pb.TASK_KIND_FIT
-            header.num_examples = outcome.num_examples
-            header.metrics.update(outcome.metrics)
-        elif isinstance(outcome, SecAggAnswer):
-            payload, header.secagg = outcome.message, True
-            header.kind = pb.TASK_KIND_SECAGG
-        else:
-            header.kind = pb.TASK_KIND_EVALUATE
-            header.num_examples = outcome.num_examples
-            header.loss = outcome.loss
-            header.metrics.update(outcome.metrics)
-        header.payload_size = len(payload)
-        header.payload_sha256 = hashlib.sha256(payload).hexdigest()
+        header, payload = result_header(outcome)
+        header.task_id, header.client_id = envelope.task_id, self.client_id
+        header.run_id, header.round = envelope.run_id, task.round
+        header.model_version = task.version
+        header.failure_message = header.failure_message[:MAX_FAILURE_MESSAGE]
         if self._signatures is not None:
             claim = ResultClaim(
                 run_id=envelope.run_id,

@@ -25,15 +25,12 @@ import grpc
 
 from fedhive.core.failures import Stage
 from fedhive.core.messages import (
-    EvaluateReply,
     EvaluateTask,
     Failure,
-    FitReply,
     SecAggAnswer,
     SecAggReply,
     SecAggTask,
 )
-from fedhive.core.serde import weights_from_bytes
 from fedhive.errors import FedhiveError, SerializationError, TransportError, ValidationError
 from fedhive.transport.chunks import DEFAULT_CHUNK_BYTES, Reassembler, split
 from fedhive.transport.codec import (
@@ -44,6 +41,7 @@ from fedhive.transport.codec import (
     failure_from_header,
     kind_of,
     metrics_from_proto,
+    reply_from_header,
     task_to_proto,
     upload_reply,
 )
@@ -271,22 +269,9 @@ class Servicer:
         if header.secagg or envelope.secagg or isinstance(task, SecAggTask):
             payload = self._payload(header, envelope, chunks, context)
             return self._secure(header, envelope, payload, metrics)
-        if isinstance(task, EvaluateTask):
-            return EvaluateReply(
-                client_id=task.client_id,
-                round=header.round,
-                loss=metrics_from_proto({"loss": header.loss})["loss"],
-                num_examples=header.num_examples,
-                metrics=metrics,
-            )
-        return FitReply(
-            client_id=task.client_id,
-            round=header.round,
-            version=header.model_version,
-            update=weights_from_bytes(self._payload(header, envelope, chunks, context)),
-            num_examples=header.num_examples,
-            metrics=metrics,
-        )
+        evaluated = isinstance(task, EvaluateTask)
+        payload = b"" if evaluated else self._payload(header, envelope, chunks, context)
+        return reply_from_header(header, payload, client_id=task.client_id)
 
     def _payload(
         self,

@@ -118,12 +118,16 @@ class DpSgd(_message.Message):
     def __init__(self, noise_multiplier: _Optional[float] = ..., max_grad_norm: _Optional[float] = ..., delta: _Optional[float] = ...) -> None: ...
 
 class PrivacyBudget(_message.Message):
-    __slots__ = ("epsilon_max", "delta")
+    __slots__ = ("epsilon_max", "delta", "min_noise_multiplier", "clipping_norm")
     EPSILON_MAX_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
+    MIN_NOISE_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    CLIPPING_NORM_FIELD_NUMBER: _ClassVar[int]
     epsilon_max: float
     delta: float
-    def __init__(self, epsilon_max: _Optional[float] = ..., delta: _Optional[float] = ...) -> None: ...
+    min_noise_multiplier: float
+    clipping_norm: float
+    def __init__(self, epsilon_max: _Optional[float] = ..., delta: _Optional[float] = ..., min_noise_multiplier: _Optional[float] = ..., clipping_norm: _Optional[float] = ...) -> None: ...
 
 class Scalar(_message.Message):
     __slots__ = ("b", "i", "f", "s")
