@@ -19,6 +19,7 @@ from fedhive.client.pipeline import run_fit
 from fedhive.client.runner import serve
 from fedhive.core.messages import ClientConfig, Failure, FitReply, FitTask
 from fedhive.core.serde import model_version, weights_from_bytes
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
 from fedhive.errors import TransportError
 from fedhive.server.asynchronous import AsyncLoop
@@ -77,10 +78,10 @@ class Watching:
     def client_ids(self) -> Sequence[str]:
         return self.runner.client_ids()
 
-    def submit(self, dispatch: int, task: FitTask, weights: Weights) -> None:
+    def submit(self, dispatch: int, task: FitTask, model: ModelVersion) -> None:
         busy = {t.client_id for t in self.in_flight.values()}
         assert task.client_id not in busy, f"{task.client_id} was given two tasks at once"
-        self.runner.submit(dispatch, task, weights)
+        self.runner.submit(dispatch, task, model)
         self.in_flight[dispatch] = task
         self.tasks[task.client_id] += 1
         self.check()
@@ -199,8 +200,8 @@ def test_tasks_on_two_versions_end_by_upload_or_deadline() -> None:
         second = FitTask(
             round=1, client_id="good-1", version=model_version(v1), seed=1, config=ClientConfig()
         )
-        runner.submit(7, first, v0)
-        runner.submit(8, second, v1)
+        runner.submit(7, first, ModelVersion.of(v0))
+        runner.submit(8, second, ModelVersion.of(v1))
         assert coordinator.versions() == sorted([first.version, second.version])
         envelopes = {}
         for cid, link in links.items():
@@ -228,7 +229,7 @@ def test_tasks_on_two_versions_end_by_upload_or_deadline() -> None:
         late = run_fit(app.client_fn("good-1"), second, v1, {}, origin=_origin(envelopes["good-1"]))
         assert links["good-1"].upload(envelopes["good-1"], late) == "round_closed"
         assert runner.next_finished() == []
-        runner.submit(9, first, v0)
+        runner.submit(9, first, ModelVersion.of(v0))
         runner.close()  # withdraws it
         assert coordinator.versions() == []
         assert links["good-0"].pull() == Wait(0.2)
@@ -251,7 +252,7 @@ def test_a_task_whose_upload_was_refused_ends_with_the_refusal_at_its_deadline()
             seed=0,
             config=ClientConfig(),
         )
-        runner.submit(3, task, app.initial_weights)
+        runner.submit(3, task, ModelVersion.of(app.initial_weights))
         envelope = transport.coordinator.pull("good-0")
         assert envelope is not None
         refused = Failure(

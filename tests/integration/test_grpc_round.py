@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fedhive.client.runner import serve
+from fedhive.core.version import ModelVersion
 from fedhive.server.orchestrator import RoundLoop
 from fedhive.simulation.app import AppSpec
 from fedhive.simulation.engine import run_simulation
@@ -98,12 +99,13 @@ def test_a_missing_client_fails_at_the_deadline_and_the_round_completes() -> Non
         transport.coordinator.touch("ghost")
         loop = RoundLoop(strategy=FedAvg(), transport=transport, seed=1)
         state = FedAvg().initial_state(app.initial_weights)
-        _, weights, record = loop.run_round(state, 1, app.initial_weights)
+        initial = ModelVersion.of(app.initial_weights)
+        _, model, record = loop.run_round(state, 1, initial)
     finally:
         transport.close()
     assert not record.committed  # nobody answered: nothing to aggregate
     assert record.fit.failures["transport:DeadlineExceeded"] == record.fit.selected
-    assert weights is app.initial_weights
+    assert model is initial
 
 
 def test_insecure_mode_refuses_a_non_loopback_address() -> None:
@@ -203,7 +205,7 @@ def test_a_replayed_result_is_refused_as_a_duplicate(server: GrpcServerTransport
             seed=0,
             config=ClientConfig(),
         )
-        outcomes = server.fit([task], app.initial_weights)
+        outcomes = server.fit([task], ModelVersion.of(app.initial_weights))
         envelope = link.pull()
         assert not isinstance(envelope, Wait)
         from fedhive.client.base import TaskOrigin

@@ -15,6 +15,7 @@ import pytest
 from fedhive.client.runner import serve
 from fedhive.core.messages import ClientConfig, Failure, FitReply, FitTask
 from fedhive.core.serde import model_version, weights_from_bytes
+from fedhive.core.version import ModelVersion
 from fedhive.errors import SignatureError, TransportError
 from fedhive.pki.provision import provision, revoke
 from fedhive.pki.revocation import RevocationList
@@ -141,7 +142,9 @@ def test_a_tampered_model_signature_is_refused(server: GrpcServerTransport, pki:
         seed=1,
         config=ClientConfig(),
     )
-    server.fit([task], app.initial_weights)  # publishes; outcomes are not awaited here
+    server.fit(
+        [task], ModelVersion.of(app.initial_weights)
+    )  # publishes; outcomes are not awaited here
     envelope = client.pull()
     assert isinstance(envelope, TaskEnvelope)
     payload = client.download(envelope)
@@ -180,7 +183,9 @@ def test_a_task_changed_after_the_server_signed_it_is_refused(
         seed=1,
         config=ClientConfig(),
     )
-    server.fit([task], app.initial_weights)  # publishes; outcomes are not awaited here
+    server.fit(
+        [task], ModelVersion.of(app.initial_weights)
+    )  # publishes; outcomes are not awaited here
     envelope = client.pull()
     assert isinstance(envelope, TaskEnvelope)
     client.download(envelope)  # as the server signed it
@@ -234,7 +239,7 @@ def test_a_result_header_changed_after_signing_is_refused(
             seed=1,
             config=ClientConfig(),
         )
-        outcomes = server.fit([task], app.initial_weights)
+        outcomes = server.fit([task], ModelVersion.of(app.initial_weights))
         envelope = client.pull()
         assert isinstance(envelope, TaskEnvelope)
         weights = weights_from_bytes(client.download(envelope))
@@ -305,7 +310,7 @@ def test_a_task_whose_upload_was_refused_can_still_be_answered(
         seed=1,
         config=ClientConfig(),
     )
-    outcomes = server.fit([task], app.initial_weights)  # published now, read below
+    outcomes = server.fit([task], ModelVersion.of(app.initial_weights))  # published now, read below
     envelope = client.pull()
     assert isinstance(envelope, TaskEnvelope)
     weights = weights_from_bytes(client.download(envelope))
@@ -396,7 +401,9 @@ def test_a_revoked_client_is_refused_on_every_rpc_before_anything_else(pki: Path
     release = threading.Event()
     codes = {}
     try:
-        server.fit([task], app.initial_weights)  # publishes the model a revoked client wants
+        server.fit(
+            [task], ModelVersion.of(app.initial_weights)
+        )  # publishes the model a revoked client wants
         revoke(pki / "revoking", "client-0000")
         calls = {
             "Register": lambda: rpc(channel, "Register", pb.RegisterReply)(
@@ -446,7 +453,7 @@ def test_a_bad_signature_does_not_use_up_the_task(server: GrpcServerTransport, p
     )
     try:
         client.register()
-        outcomes = server.fit([task], app.initial_weights)
+        outcomes = server.fit([task], ModelVersion.of(app.initial_weights))
         envelope = client.pull()
         assert isinstance(envelope, TaskEnvelope)
         origin = TaskOrigin(run_id=envelope.run_id, task_id=envelope.task_id)

@@ -18,6 +18,7 @@ import pytest
 
 from fedhive.core.messages import ClientConfig, EvaluateReply, Failure, FitTask
 from fedhive.core.serde import model_version
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
 from fedhive.simulation.app import AppSpec
 from fedhive.transport.base import Wait
@@ -64,7 +65,7 @@ def publish(server: GrpcServerTransport, client_id: str, weights: Weights = WEIG
     task = FitTask(
         round=1, client_id=client_id, version=model_version(weights), seed=0, config=ClientConfig()
     )
-    return server.fit([task], weights)
+    return server.fit([task], ModelVersion.of(weights))
 
 
 def pulled(link: GrpcLink) -> TaskEnvelope:

@@ -10,6 +10,7 @@ import pytest
 
 import lstsq_app
 from fedhive.core.messages import ClientConfig, FitReply, FitTask
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
 from fedhive.errors import ConfigError
 from fedhive.server.asynchronous import AsyncLoop, Finished
@@ -49,7 +50,7 @@ class ScriptedRunner:
     def client_ids(self) -> Sequence[str]:
         return sorted(self.delays)
 
-    def submit(self, dispatch: int, task: FitTask, weights: Weights) -> None:
+    def submit(self, dispatch: int, task: FitTask, model: ModelVersion) -> None:
         assert task.client_id not in self.running, "a client got two tasks at once"
         self.running.add(task.client_id)
         self.most_running = max(self.most_running, len(self.running))
@@ -93,7 +94,7 @@ class Recorder:
     def begin(self, round: int) -> None:
         self.events.append(("begin", round))
 
-    def end(self, record: RoundRecord, weights: Weights, state: StrategyState) -> None:
+    def end(self, record: RoundRecord, model: ModelVersion, state: StrategyState) -> None:
         self.events.append(("end", record.round))
 
 
@@ -217,12 +218,12 @@ class GuardedClock(VirtualClockRunner):
         self.clients_of: dict[int, str] = {}
         self.most = 0
 
-    def submit(self, dispatch: int, task: FitTask, weights: Weights) -> None:
+    def submit(self, dispatch: int, task: FitTask, model: ModelVersion) -> None:
         assert task.client_id not in self.busy
         self.busy.add(task.client_id)
         self.most = max(self.most, len(self.busy))
         self.clients_of[dispatch] = task.client_id
-        super().submit(dispatch, task, weights)
+        super().submit(dispatch, task, model)
 
     def next_finished(self) -> list[Finished]:
         finished = super().next_finished()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fedhive.core.messages import ClientConfig, FitTask, SecAggReply
-from fedhive.core.weights import Weights
+from fedhive.core.version import ModelVersion
 from fedhive.errors import AggregateCheckError
 from fedhive.secagg import MaskedInput, decode_message
 from fedhive.secagg.report import ClientStatus, SecAggResult
@@ -41,10 +41,10 @@ class Tampering(SecAggDevices):
     shift: Mapping[int, int] = {}  # ring coordinate (-1: the weight) -> value added
 
     def fit_secure(
-        self, tasks: Sequence[FitTask], weights: Weights, *, setup: bytes
+        self, tasks: Sequence[FitTask], model: ModelVersion, *, setup: bytes
     ) -> Iterator[SecureOutcome]:
         lie = self.header_examples
-        for outcome in super().fit_secure(tasks, weights, setup=setup):
+        for outcome in super().fit_secure(tasks, model, setup=setup):
             if isinstance(outcome, SecAggReply) and outcome.client_id == "c0" and lie is not None:
                 yield dataclasses.replace(outcome, num_examples=lie)
             else:

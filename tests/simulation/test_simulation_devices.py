@@ -13,6 +13,7 @@ import pytest
 import lstsq_app
 from fedhive.core.messages import ClientConfig, FitTask
 from fedhive.core.serde import model_version
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
 from fedhive.errors import ConfigError
 from fedhive.server.asynchronous import AsyncLoop
@@ -104,7 +105,7 @@ def test_the_virtual_clock_ends_tasks_in_time_order_and_computes_them_in_batches
     clock = VirtualClockRunner(
         runner=backend, client_ids=["c0", "c1", "c2"], devices=DeviceModel(DevicesSection(), 0)
     )
-    weights = Weights({"w": np.zeros(lstsq_app.DIM)})
+    weights = ModelVersion.of(Weights({"w": np.zeros(lstsq_app.DIM)}))
     clock.submit(0, task("c0", "v0", epochs=3), weights)
     clock.submit(1, task("c1", "v0", epochs=1), weights)
     clock.submit(2, task("c2", "v0", epochs=1), weights)

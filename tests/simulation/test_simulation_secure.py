@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fedhive.core.messages import ClientConfig, FitTask, SecAggReply
-from fedhive.core.weights import Weights
+from fedhive.core.version import ModelVersion
 from fedhive.errors import ConfigError
 from fedhive.secagg import AdvertiseKeys, MaskedInput, ShareKeys, Stage, UnmaskResponse
 from fedhive.secagg import decode_message as decode
@@ -92,13 +92,14 @@ def test_below_the_threshold_nothing_is_unmasked_and_the_next_round_is_normal() 
         seed=0,
         secure=SECURE,
     )
-    state, weights, first = lossy.run_round(state, 1, app.initial_weights)
+    initial = ModelVersion.of(app.initial_weights)
+    state, model, first = lossy.run_round(state, 1, initial)
     assert not first.committed
     assert "secure aggregation aborted" in first.note
     assert first.fit.contributors == []
-    assert weights is app.initial_weights
+    assert model is initial
     normal = RoundLoop(strategy=STRATEGY, transport=transport(), seed=0, secure=SECURE)
-    _, weights, second = normal.run_round(state, 2, weights)
+    _, model, second = normal.run_round(state, 2, model)
     assert second.committed
     assert len(second.fit.contributors) == CLIENTS
 
@@ -109,9 +110,9 @@ class Recording(SecAggDevices):
     seen: list[bytes]
 
     def fit_secure(
-        self, tasks: Sequence[FitTask], weights: Weights, *, setup: bytes
+        self, tasks: Sequence[FitTask], model: ModelVersion, *, setup: bytes
     ) -> Iterator[SecureOutcome]:
-        for outcome in super().fit_secure(tasks, weights, setup=setup):
+        for outcome in super().fit_secure(tasks, model, setup=setup):
             if isinstance(outcome, SecAggReply):
                 self.seen.append(outcome.message)
             yield outcome

@@ -12,6 +12,7 @@ from fedhive.client.base import Context
 from fedhive.client.privacy import LEDGER_KEY, privatize
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitReply, FitResult, PrivacyBudget
 from fedhive.core.rng import run_stream
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
 from fedhive.errors import ConfigError
 from fedhive.simulation.app import SimulationApp
@@ -311,7 +312,7 @@ class Checkpoints:
     def begin(self, round: int) -> None:
         pass
 
-    def end(self, record: Any, weights: Weights, state: Any) -> None:
+    def end(self, record: Any, model: ModelVersion, state: Any) -> None:
         self.ended.append((record.committed, state))
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import AUX_PREFIX, Weights
 from fedhive.errors import ConfigError
 from fedhive.server.history import RoundRecord
@@ -22,8 +23,9 @@ class Checkpoint(Protocol):
     def begin(self, round: int) -> None:
         """A round starts (an interrupted attempt of it is superseded)."""
 
-    def end(self, record: RoundRecord, weights: Weights, state: StrategyState) -> None:
-        """A round ended: persist the (new or unchanged) model and strategy state."""
+    def end(self, record: RoundRecord, model: ModelVersion, state: StrategyState) -> None:
+        """A round ended: persist the (new or unchanged) model version (its bytes as
+        the loop made them) and strategy state."""
 
 
 class RunObserver(Protocol):
