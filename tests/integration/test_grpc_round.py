@@ -45,7 +45,7 @@ def start_clients(port: int, stop: threading.Event) -> list[threading.Thread]:
     for client_id in CLIENTS:
         link = GrpcLink(f"127.0.0.1:{port}", client_id=client_id, credentials=None)
         thread = threading.Thread(
-            target=serve, args=(link, app.client_fn(client_id)), kwargs={"stop": stop}
+            target=serve, args=(link, app.client.client_fn(client_id)), kwargs={"stop": stop}
         )
         thread.start()
         threads.append(thread)
@@ -60,7 +60,7 @@ def test_grpc_rounds_match_the_simulation_bit_for_bit(server: GrpcServerTranspor
     try:
         assert server.wait_for_clients(6, timeout=20)
         loop = RoundLoop(strategy=strategy, transport=server, seed=11, federated_every=1)
-        networked = loop.run(app.initial_weights, 3)
+        networked = loop.run(app.server.initial_weights, 3)
     finally:
         stop.set()
         for thread in threads:
@@ -98,8 +98,8 @@ def test_a_missing_client_fails_at_the_deadline_and_the_round_completes() -> Non
             thread.join(timeout=10)
         transport.coordinator.touch("ghost")
         loop = RoundLoop(strategy=FedAvg(), transport=transport, seed=1)
-        state = FedAvg().initial_state(app.initial_weights)
-        initial = ModelVersion.of(app.initial_weights)
+        state = FedAvg().initial_state(app.server.initial_weights)
+        initial = ModelVersion.of(app.server.initial_weights)
         _, model, record = loop.run_round(state, 1, initial)
     finally:
         transport.close()
@@ -170,7 +170,7 @@ def test_over_selection_closes_the_round_at_its_quorum(server: GrpcServerTranspo
         link = GrpcLink(f"127.0.0.1:{server.port}", client_id=client_id, credentials=None)
         threads.append(
             threading.Thread(
-                target=serve, args=(link, app.client_fn(client_id)), kwargs={"stop": stop}
+                target=serve, args=(link, app.client.client_fn(client_id)), kwargs={"stop": stop}
             )
         )
         threads[-1].start()
@@ -178,7 +178,7 @@ def test_over_selection_closes_the_round_at_its_quorum(server: GrpcServerTranspo
     try:
         assert server.wait_for_clients(4, timeout=20)
         loop = RoundLoop(strategy=strategy, transport=server, seed=2)
-        record = loop.run(app.initial_weights, 1).history[0]
+        record = loop.run(app.server.initial_weights, 1).history[0]
     finally:
         stop.set()
         for thread in threads:
@@ -201,19 +201,19 @@ def test_a_replayed_result_is_refused_as_a_duplicate(server: GrpcServerTransport
         task = FitTask(
             round=1,
             client_id="good-0",
-            version=model_version(app.initial_weights),
+            version=model_version(app.server.initial_weights),
             seed=0,
             config=ClientConfig(),
         )
-        outcomes = server.fit([task], ModelVersion.of(app.initial_weights))
+        outcomes = server.fit([task], ModelVersion.of(app.server.initial_weights))
         envelope = link.pull()
         assert not isinstance(envelope, Wait)
         from fedhive.client.base import TaskOrigin
         from fedhive.client.pipeline import run_fit
 
         origin = TaskOrigin(run_id=envelope.run_id, task_id=envelope.task_id)
-        client = app.client_fn("good-0")
-        reply = run_fit(client, envelope.task, app.initial_weights, {}, origin=origin)
+        client = app.client.client_fn("good-0")
+        reply = run_fit(client, envelope.task, app.server.initial_weights, {}, origin=origin)
         assert link.upload(envelope, reply) == "accepted"
         assert link.upload(envelope, reply) == "duplicate"
         assert [type(o).__name__ for o in outcomes] == ["FitReply"]
@@ -256,7 +256,7 @@ def test_uploads_that_fail_verification_do_not_count_toward_the_quorum(
     app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
 
     def honest(task: FitTask) -> FitReply:
-        update = Weights({k: v + np.float32(1) for k, v in app.initial_weights.items()})
+        update = Weights({k: v + np.float32(1) for k, v in app.server.initial_weights.items()})
         return FitReply(
             client_id=task.client_id,
             round=task.round,
@@ -288,7 +288,7 @@ def test_uploads_that_fail_verification_do_not_count_toward_the_quorum(
     try:
         record = (
             RoundLoop(strategy=strategy, transport=server, seed=0)
-            .run(app.initial_weights, 1)
+            .run(app.server.initial_weights, 1)
             .history[0]
         )
     finally:

@@ -29,7 +29,7 @@ from fedhive.transport.grpc.server import GrpcServerTransport, trust_claimed_id
 from fedhive.transport.proto import pb
 
 TESTS = Path(__file__).resolve().parents[1]
-WEIGHTS = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0).initial_weights
+WEIGHTS = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0).server.initial_weights
 
 
 def start(**options: Any) -> GrpcServerTransport:

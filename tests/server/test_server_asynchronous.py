@@ -236,14 +236,14 @@ def test_the_loop_on_simulated_devices_never_doubles_up_a_client() -> None:
     app = lstsq_app.build(12)
     devices = DevicesSection(distribution=DeviceDistribution.PARETO, alpha=1.2, jitter=0.5)
     clock = GuardedClock(
-        runner=LocalBackend(app.client_fn),
+        runner=LocalBackend(app.client.client_fn),
         client_ids=app.client_ids,
         devices=DeviceModel(devices, seed=1),
     )
     strategy = FedBuff(
         base=FedAvg(client_config=ClientConfig(learning_rate=0.05)), buffer_size=2, concurrency=6
     )
-    result = AsyncLoop(strategy=strategy, runner=clock, seed=1).run(app.initial_weights, 40)
+    result = AsyncLoop(strategy=strategy, runner=clock, seed=1).run(app.server.initial_weights, 40)
     assert clock.most == 6
     # 6 to start, then one refill per ended task but the last (the run stops there)
     assert len(clock.clients_of) == 6 + 40 * 2 - 1

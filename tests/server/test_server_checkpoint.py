@@ -140,7 +140,7 @@ DISTRIBUTED_DP = DpFedAvg(
 def secagg_devices() -> SecAggDevices:
     """40 devices; in round 2, 4 vanish after masking (their sum is still unmasked)."""
     app = build(CLIENTS)
-    inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client_fn))
+    inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client.client_fn))
     dropout = DropoutInRound(fraction=0.1, stage=Stage.MASKED_INPUT, only=2)
     return SecAggDevices(inner, secure=SECURE, seed=0, dropout=dropout)
 
@@ -157,7 +157,7 @@ def dp_loop(devices: SecAggDevices, checkpoint: StoreCheckpoint | None = None) -
 
 def serve_dp(store: StateStore, devices: SecAggDevices, until: int) -> tuple[Resumed, RunResult]:
     """One server process: open (or resume) the run in ``store``, run to round ``until``."""
-    initial = build(CLIENTS).initial_weights
+    initial = build(CLIENTS).server.initial_weights
     checkpoint, resumed = StoreCheckpoint.open(
         store,
         new_run_id="run",
@@ -177,7 +177,7 @@ def test_a_run_resumed_after_a_failed_unmasked_dp_round_reports_the_uninterrupte
     tmp_path: Path,
 ) -> None:
     pytest.importorskip("dp_accounting")
-    uninterrupted = dp_loop(secagg_devices()).run(build(CLIENTS).initial_weights, 4)
+    uninterrupted = dp_loop(secagg_devices()).run(build(CLIENTS).server.initial_weights, 4)
     assert [r.committed for r in uninterrupted.history] == [True, False, True, True]
     epsilons = [r.privacy["epsilon"] for r in uninterrupted.history]
     assert epsilons == sorted(set(epsilons))  # the failed round 2 was accounted too
@@ -253,12 +253,12 @@ def test_a_checkpointed_round_serialises_its_new_model_once(
         loop = RoundLoop(
             strategy=FedAvg(fraction_evaluate=1.0),
             transport=InProcessTransport(
-                client_ids=app.client_ids, runner=LocalBackend(app.client_fn)
+                client_ids=app.client_ids, runner=LocalBackend(app.client.client_fn)
             ),
             seed=0,
             checkpoint=checkpoint,
             federated_every=1,
         )
-        result = loop.run(app.initial_weights, rounds)
+        result = loop.run(app.server.initial_weights, rounds)
     assert all(record.committed for record in result.history)
     assert len(encoded) == 1 + rounds  # the run's start, then one per new model

@@ -86,7 +86,7 @@ class CountingBackend(LocalBackend):
     """A local backend that records the size of every cohort it is given."""
 
     def __init__(self) -> None:
-        super().__init__(lstsq_app.build(8).client_fn)
+        super().__init__(lstsq_app.build(8).client.client_fn)
         self.cohorts: list[int] = []
 
     def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
@@ -135,10 +135,10 @@ def test_fedbuff_results_do_not_depend_on_batching() -> None:
         base=FedAvg(client_config=ClientConfig(learning_rate=0.05)), buffer_size=2, concurrency=6
     )
     results = []
-    for backend in (LocalBackend(app.client_fn), OneAtATime(app.client_fn)):
+    for backend in (LocalBackend(app.client.client_fn), OneAtATime(app.client.client_fn)):
         clock = VirtualClockRunner(runner=backend, client_ids=app.client_ids, devices=devices)
         loop = AsyncLoop(strategy=strategy, runner=clock, seed=3)
-        results.append(loop.run(app.initial_weights, rounds=15))
+        results.append(loop.run(app.server.initial_weights, rounds=15))
     batched, single = results
     assert model_version(batched.weights) == model_version(single.weights)
     assert [r.clock for r in batched.history] == [r.clock for r in single.history]

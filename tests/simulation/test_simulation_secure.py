@@ -38,7 +38,9 @@ def plain_mean(app_clients: Sequence[str]) -> np.ndarray:
     app = build(CLIENTS)
     total, weight = np.zeros(4), 0
     for cid in app_clients:
-        result = app.client_fn(cid).fit(app.initial_weights, STRATEGY.client_config, None)  # type: ignore[arg-type]
+        result = app.client.client_fn(cid).fit(
+            app.server.initial_weights, STRATEGY.client_config, None
+        )  # type: ignore[arg-type]
         assert result.weights is not None
         total += result.num_examples * result.weights["w"]
         weight += result.num_examples
@@ -79,20 +81,20 @@ def test_thirty_percent_vanishing_at_a_stage_still_completes(stage: Stage) -> No
 
 def transport(dropout: SimulatedDropout | None = None) -> SecAggDevices:
     app = build(CLIENTS)
-    inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client_fn))
+    inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client.client_fn))
     return SecAggDevices(inner, secure=SECURE, seed=0, dropout=dropout)
 
 
 def test_below_the_threshold_nothing_is_unmasked_and_the_next_round_is_normal() -> None:
     app = build(CLIENTS)
-    state = STRATEGY.initial_state(app.initial_weights)
+    state = STRATEGY.initial_state(app.server.initial_weights)
     lossy = RoundLoop(
         strategy=STRATEGY,
         transport=transport(SimulatedDropout(fraction=0.6, stage=Stage.MASKED_INPUT)),
         seed=0,
         secure=SECURE,
     )
-    initial = ModelVersion.of(app.initial_weights)
+    initial = ModelVersion.of(app.server.initial_weights)
     state, model, first = lossy.run_round(state, 1, initial)
     assert not first.committed
     assert "secure aggregation aborted" in first.note
@@ -126,16 +128,16 @@ class Recording(SecAggDevices):
 
 def test_the_server_is_handed_protocol_messages_never_an_update() -> None:
     app = build(CLIENTS)
-    inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client_fn))
+    inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client.client_fn))
     recording = Recording(inner, secure=SECURE, seed=0)
     recording.seen = []
     loop = RoundLoop(strategy=STRATEGY, transport=recording, seed=0, secure=SECURE)
-    loop.run(app.initial_weights, 1)
+    loop.run(app.server.initial_weights, 1)
     kinds = {type(decode(data)) for data in recording.seen}
     assert kinds == {AdvertiseKeys, ShareKeys, MaskedInput, UnmaskResponse}
     updates = [
-        app.client_fn(f"c{i}")
-        .fit(app.initial_weights, STRATEGY.client_config, None)  # type: ignore[arg-type]
+        app.client.client_fn(f"c{i}")
+        .fit(app.server.initial_weights, STRATEGY.client_config, None)  # type: ignore[arg-type]
         .weights["w"]  # type: ignore[index]
         for i in range(CLIENTS)
     ]
@@ -171,11 +173,11 @@ class Garbling(SecAggDevices):
 @pytest.mark.parametrize("holders", [3, CLIENTS - 1])
 def test_a_dealer_whose_shares_do_not_decrypt_is_a_failure_of_the_round(holders: int) -> None:
     app = build(CLIENTS)
-    inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client_fn))
+    inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client.client_fn))
     garbling = Garbling(inner, secure=SECURE, seed=0)
     garbling.holders = holders
     loop = RoundLoop(strategy=STRATEGY, transport=garbling, seed=0, secure=SECURE)
-    record = loop.run(app.initial_weights, 1).history[0]
+    record = loop.run(app.server.initial_weights, 1).history[0]
     # A few unreadable shares are skipped (the round completes, the dealer's input in
     # it); all of them abort the round. Either way the dealer is blamed in the record.
     assert record.committed == (holders == 3), record.note

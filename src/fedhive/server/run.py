@@ -41,6 +41,28 @@ class RunObserver(Protocol):
         """A round ended (committed or not)."""
 
 
+class Observers:
+    """Several run observers, told of each event in order."""
+
+    def __init__(self, *observers: RunObserver) -> None:
+        self._observers = observers
+
+    def round_started(self, round: int, num_tasks: int) -> None:
+        """Tell each observer."""
+        for observer in self._observers:
+            observer.round_started(round, num_tasks)
+
+    def client_finished(self, round: int, ok: bool) -> None:
+        """Tell each observer."""
+        for observer in self._observers:
+            observer.client_finished(round, ok)
+
+    def round_finished(self, record: RoundRecord) -> None:
+        """Tell each observer."""
+        for observer in self._observers:
+            observer.round_finished(record)
+
+
 @dataclass(frozen=True)
 class RunResult:
     """The final model, its version, the strategy state and every round's record."""

@@ -67,7 +67,7 @@ def run_simulation(
     if Backend(backend) == Backend.PROCESS:
         runner = ProcessBackend(app=app, seed=seed, workers=workers)
     else:
-        runner = LocalBackend(app.client_fn)
+        runner = LocalBackend(app.client.client_fn)
     return _run(
         app,
         runner,
@@ -114,7 +114,7 @@ def simulate(
             start_method=sim.start_method,
         )
     else:
-        runner = LocalBackend(app.client_fn)
+        runner = LocalBackend(app.client.client_fn)
     return _run(
         app,
         runner,
@@ -147,7 +147,7 @@ def _run(
     policy: ReplyPolicy = DEFAULT_POLICY,
 ) -> RunResult:
     if isinstance(strategy, FedBuff):
-        evaluate_fn = app.evaluate_fn if centralized else None
+        evaluate_fn = app.server.evaluate_fn if centralized else None
         model = DeviceModel(devices or DevicesSection(), seed)
         return _run_async(
             app,
@@ -175,14 +175,14 @@ def _run(
         strategy=strategy,
         transport=transport,
         seed=seed,
-        evaluate_fn=app.evaluate_fn if centralized else None,
+        evaluate_fn=app.server.evaluate_fn if centralized else None,
         federated_every=federated_every,
         observer=observer,
         secure=secure,
         policy=policy,
     )
     try:
-        result = loop.run(app.initial_weights, rounds)
+        result = loop.run(app.server.initial_weights, rounds)
     finally:
         transport.close()
     if clocked is None:
@@ -213,6 +213,6 @@ def _run_async(
         policy=policy,
     )
     try:
-        return loop.run(app.initial_weights, rounds)
+        return loop.run(app.server.initial_weights, rounds)
     finally:
         clock.close()

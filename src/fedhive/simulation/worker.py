@@ -73,7 +73,7 @@ class _Worker:
             )
             had_state = bool(state)
             try:
-                client: Client | Failure = self.app.client_fn(task_json["client_id"])
+                client: Client | Failure = self.app.client.client_fn(task_json["client_id"])
             except Exception as exc:  # the user's factory: this task fails
                 client = Failure(
                     client_id=task_json["client_id"],
