@@ -109,7 +109,7 @@ def test_a_stale_update_is_taken_while_fast_clients_keep_training(tmp_path: Path
     app = gated_app.build(ctx)
     transport = local_server(round_timeout=30.0)
     stop = threading.Event()
-    clients = {cid: gated_app.client(cid, ctx) for cid in app.client_ids}
+    clients = {cid: app.client.client_fn(cid) for cid in app.client_ids}
     threads = start_clients(transport.port, clients, stop)
     runner = Watching(transport)
     strategy = FedBuff(base=FedAvg(min_available_clients=4), buffer_size=2, concurrency=4)
