@@ -77,6 +77,15 @@ class DeployedServer:
     Construction checks the run, starts serving, and opens (or resumes) the run in
     ``state_dir``; :meth:`wait_for_clients` then :meth:`run` serve its rounds. ``tls``
     None serves without TLS (loopback only; clients are not authenticated).
+
+    Attributes:
+        transport: the gRPC server transport, serving from construction.
+
+    Raises:
+        ConfigError: a run a deployment refuses (nothing is bound then), or unusable
+            TLS material.
+        TransportError: the address cannot be bound.
+        StoreError: the state folder cannot be opened.
     """
 
     def __init__(
@@ -89,8 +98,7 @@ class DeployedServer:
         revocations: RevocationList | None = None,
         address: str | None = None,
     ) -> None:
-        """Raises ConfigError (a run a deployment refuses, bad TLS material),
-        TransportError (the address cannot be bound) or StoreError."""
+        """Check the run, start serving, open or resume it (see the class)."""
         check_run(
             deployment.strategy,
             secure=deployment.secure,
