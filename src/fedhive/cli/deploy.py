@@ -161,6 +161,7 @@ def run_server(args: argparse.Namespace, console: Console) -> int:
             server.wait_for_clients()
             with ProgressDisplay(console, config.run.rounds) as display:
                 served = server.run(Observers(writer, display))
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # nothing may cut the close now
     except _Terminated:
         console.print("stopped by SIGTERM: the same command resumes the run", highlight=False)
         return 0
