@@ -300,3 +300,34 @@ def test_uploads_that_fail_verification_do_not_count_toward_the_quorum(
         "verify:ShapeMismatchError": 1,
         "verify:ValidationError": 1,  # an evaluation answering a fit task is not dropped
     }
+
+
+def test_a_published_cohort_serves_the_loops_bytes_without_encoding_them_again(
+    server: GrpcServerTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fit and federated evaluation publish the version's own bytes: the client downloads
+    exactly ``model.data``, and the transport serialises nothing."""
+    from fedhive.core import serde
+    from fedhive.core.messages import ClientConfig, EvaluateTask, FitTask
+    from fedhive.transport.base import Wait
+
+    app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
+    model = ModelVersion.of(app.server.initial_weights)
+    encoded: list[str] = []
+    encode = serde._encode
+    monkeypatch.setattr(serde, "_encode", lambda *a: encoded.append("x") or encode(*a))
+    link = GrpcLink(f"127.0.0.1:{server.port}", client_id="good-0", credentials=None)
+    try:
+        link.register()
+        for kind in (FitTask, EvaluateTask):
+            task = kind(
+                round=1, client_id="good-0", version=model.digest, seed=0, config=ClientConfig()
+            )
+            publish = server.fit if kind is FitTask else server.evaluate
+            publish([task], model)  # type: ignore[operator]
+            envelope = link.pull()
+            assert not isinstance(envelope, Wait)
+            assert link.download(envelope) == model.data
+    finally:
+        link.close()
+    assert encoded == []
