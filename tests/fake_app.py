@@ -22,6 +22,8 @@ from fedhive import (
     SimulationApp,
     Weights,
 )
+from fedhive.client.app import ClientApp
+from fedhive.server.app import ServerApp
 
 INITIAL = Weights({"w": np.zeros((2, 3), np.float32), "b": np.zeros(3, np.float32)})
 
@@ -62,11 +64,16 @@ class FakeClient:
         )
 
 
+def server(ctx: AppContext) -> ServerApp:
+    return ServerApp(
+        initial_weights=INITIAL, evaluate_fn=lambda w: {"loss": float(np.abs(w["b"]).sum())}
+    )
+
+
+def client(ctx: AppContext) -> ClientApp:
+    return ClientApp(client_fn=FakeClient)
+
+
 def build(ctx: AppContext) -> SimulationApp:
     ids: list[Any] = ctx.params.get("clients", ["good-0", "good-1"])
-    return SimulationApp(
-        client_fn=FakeClient,
-        client_ids=list(ids),
-        initial_weights=INITIAL,
-        evaluate_fn=lambda w: {"loss": float(np.abs(w["b"]).sum())},
-    )
+    return SimulationApp(server=server(ctx), client=client(ctx), client_ids=list(ids))

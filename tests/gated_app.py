@@ -26,6 +26,8 @@ from fedhive import (
     SimulationApp,
     Weights,
 )
+from fedhive.client.app import ClientApp
+from fedhive.server.app import ServerApp
 
 HOLD_FROM = 2
 GATE_TIMEOUT = 30.0  # a gate that never opens lets the client go on (its test then fails)
@@ -65,15 +67,15 @@ def open_gates(gates: Path) -> None:
         (gates / name).touch()
 
 
-def client(client_id: str, ctx: AppContext) -> GatedClient:
-    return GatedClient(client_id, Path(ctx.params["gates"]))
+def server(ctx: AppContext) -> ServerApp:
+    return ServerApp(initial_weights=INITIAL, evaluate_fn=lambda w: {"mean": float(w["w"].mean())})
+
+
+def client(ctx: AppContext) -> ClientApp:
+    gates = Path(ctx.params["gates"])
+    return ClientApp(client_fn=lambda client_id: GatedClient(client_id, gates))
 
 
 def build(ctx: AppContext) -> SimulationApp:
     ids: list[Any] = [*(f"fast-{i}" for i in range(int(ctx.params.get("fast", 3)))), "late"]
-    return SimulationApp(
-        client_fn=lambda client_id: client(client_id, ctx),
-        client_ids=ids,
-        initial_weights=INITIAL,
-        evaluate_fn=lambda w: {"mean": float(w["w"].mean())},
-    )
+    return SimulationApp(server=server(ctx), client=client(ctx), client_ids=ids)

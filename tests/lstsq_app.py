@@ -18,7 +18,9 @@ import numpy as np
 
 from fedhive import ClientConfig, Context, EvaluateResult, FitResult, SimulationApp, Weights
 from fedhive.client import scaffold
+from fedhive.client.app import ClientApp
 from fedhive.client.proximal import proximal_mu
+from fedhive.server.app import ServerApp
 
 DIM = 4
 W_STAR = np.array([1.0, -2.0, 0.5, 3.0])
@@ -72,8 +74,7 @@ def build(
         return {"distance": float(np.linalg.norm(weights["w"] - W_STAR))}
 
     return SimulationApp(
-        client_fn=client_fn,
+        server=ServerApp(initial_weights=Weights({"w": np.zeros(DIM)}), evaluate_fn=evaluate),
+        client=ClientApp(client_fn=client_fn),
         client_ids=[f"c{i}" for i in range(num_clients)],
-        initial_weights=Weights({"w": np.zeros(DIM)}),
-        evaluate_fn=evaluate,
     )

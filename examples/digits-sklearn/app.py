@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import SGDClassifier
 
-from fedhive import AppContext, SimulationApp, Weights
+from fedhive import AppContext, ClientApp, ServerApp, SimulationApp, Weights
 from fedhive.client.sklearn import SklearnClient, initial_weights
 from fedhive.core import run_stream
 from fedhive.simulation.datasets import load_digits
@@ -54,8 +54,9 @@ def build(ctx: AppContext) -> SimulationApp:
         return evaluator.score(weights)
 
     return SimulationApp(
-        client_fn=client_fn,
+        server=ServerApp(
+            initial_weights=initial_weights(n_features=64, classes=classes), evaluate_fn=central
+        ),
+        client=ClientApp(client_fn=client_fn),
         client_ids=sorted(shards),
-        initial_weights=initial_weights(n_features=64, classes=classes),
-        evaluate_fn=central,
     )

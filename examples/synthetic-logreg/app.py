@@ -12,7 +12,16 @@ from collections.abc import Mapping
 import numpy as np
 import numpy.typing as npt
 
-from fedhive import AppContext, ClientConfig, Context, FitResult, SimulationApp, Weights
+from fedhive import (
+    AppContext,
+    ClientApp,
+    ClientConfig,
+    Context,
+    FitResult,
+    ServerApp,
+    SimulationApp,
+    Weights,
+)
 from fedhive.client import scaffold
 from fedhive.client.numpy import NumpyClient
 from fedhive.client.proximal import proximal_mu
@@ -121,8 +130,7 @@ def build(ctx: AppContext) -> SimulationApp:
         }
     )
     return SimulationApp(
-        client_fn=client_fn,
+        server=ServerApp(initial_weights=initial, evaluate_fn=central),
+        client=ClientApp(client_fn=client_fn),
         client_ids=sorted(clients),
-        initial_weights=initial,
-        evaluate_fn=central,
     )

@@ -4,10 +4,12 @@ The public API is what ``__all__`` lists here and in each subpackage; the rest i
 private and may change.
 """
 
+from fedhive.client.app import ClientApp
 from fedhive.client.base import Client, Context
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitResult, PrivacyBudget
 from fedhive.core.weights import Weights
 from fedhive.errors import FedhiveError
+from fedhive.server.app import ServerApp
 from fedhive.server.run import RunResult
 from fedhive.simulation.app import AppContext, SimulationApp
 from fedhive.simulation.engine import run_simulation
@@ -18,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AppContext",
     "Client",
+    "ClientApp",
     "ClientConfig",
     "Context",
     "EvaluateResult",
@@ -26,6 +29,7 @@ __all__ = [
     "FitResult",
     "PrivacyBudget",
     "RunResult",
+    "ServerApp",
     "SimulationApp",
     "Weights",
     "__version__",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fedhive.cli.deploy import _budget
-from fedhive.cli.main import _parser
+from fedhive.cli.main import _parser, main
 from fedhive.core.messages import PrivacyBudget
 from fedhive.errors import ConfigError
 
@@ -27,3 +29,14 @@ def test_noise_flags_without_a_budget_are_refused() -> None:
         _budget(args)
     with pytest.raises(ConfigError, match="clipping_norm"):
         _budget(_parser().parse_args([*CLIENT, "--epsilon-max", "3", "--clipping-norm", "0"]))
+
+
+def test_a_server_config_without_a_server_app_names_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[run]\napp = "app:build"\nrounds = 1\n')
+    code = main(["server", str(config), "--state", str(tmp_path / "state"), "--insecure"])
+    assert code == 2
+    assert "server.app: required by fedhive server" in capsys.readouterr().err
+    assert not (tmp_path / "state").exists()  # refused before anything was served

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fedhive.client.app import ClientApp
 from fedhive.client.base import Context, TaskOrigin
 from fedhive.client.pipeline import run_fit
 from fedhive.client.privacy import LEDGER_KEY, load_ledger
@@ -31,6 +32,7 @@ from fedhive.core.rng import SeedStream
 from fedhive.core.weights import Weights
 from fedhive.errors import ConfigError
 from fedhive.privacy import GaussianEvent, SeededNoise, gaussian_noise
+from fedhive.server.app import ServerApp
 
 dp_accounting = pytest.importorskip("dp_accounting")
 
@@ -243,9 +245,9 @@ def test_a_simulated_devices_own_noise_is_reproducible_from_the_run_seed() -> No
         epsilon_max=10.0, delta=DELTA, min_noise_multiplier=2.0, clipping_norm=1.0
     )
     app = SimulationApp(
-        client_fn=lambda cid: FixedClient(1.0),
+        server=ServerApp(initial_weights=MODEL),
+        client=ClientApp(client_fn=lambda cid: FixedClient(1.0)),
         client_ids=["c0", "c1"],
-        initial_weights=MODEL,
     )
     strategy = DpFedAvg(
         base=FedAvg(per_client={"c0": ClientConfig(privacy_budget=budget)}),

@@ -170,7 +170,11 @@ class FailingLink:
 
 
 def client() -> object:
-    return AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0).client_fn("good-0")
+    return (
+        AppSpec("fake_app:build", TESTS)
+        .build({"clients": ["good-0"]}, 0)
+        .client.client_fn("good-0")
+    )
 
 
 def test_a_server_that_comes_back_is_retried_within_two_seconds_per_attempt() -> None:

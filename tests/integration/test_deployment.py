@@ -35,7 +35,8 @@ def write_config(folder: Path, port: int, *, rounds: int = 3, clients: int = 10)
     text = text.replace("min_fit_clients = 10", f"min_fit_clients = {min(clients, 10)}")
     text = text.replace("federated_every = 10", "federated_every = 0")
     text += (
-        f'\n[server]\naddress = "127.0.0.1:{port}"\nmin_clients = {clients}\nround_timeout = 120\n'
+        f'\n[server]\napp = "app:server"\naddress = "127.0.0.1:{port}"\n'
+        f"min_clients = {clients}\nround_timeout = 120\n"
     )
     path = folder / "config.toml"
     path.write_text(text)

@@ -43,6 +43,7 @@ gates = {json.dumps(str(gates))}
 fast = 3
 
 [server]
+app = "app:server"
 address = "127.0.0.1:{port}"
 min_clients = 4
 round_timeout = 30

@@ -80,7 +80,7 @@ def test_a_revoked_client_stops_serving_with_a_peer_rejected_error(
     give_up.start()
     try:
         with pytest.raises(PeerRejectedError, match="UNAUTHENTICATED: certificate revoked"):
-            serve(link, app.client_fn("good-0"), stop=stop)
+            serve(link, app.client.client_fn("good-0"), stop=stop)
     finally:
         give_up.cancel()
         link.close()
@@ -97,8 +97,9 @@ def test_the_client_command_exits_non_zero_with_one_message_when_revoked(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # --app names a module of the working folder
     (tmp_path / "app.py").write_text(
-        f"import sys\nsys.path.insert(0, {str(TESTS)!r})\nfrom fake_app import FakeClient\n\n"
-        "def client(client_id, ctx):\n    return FakeClient('good-0')\n"
+        f"import sys\nsys.path.insert(0, {str(TESTS)!r})\nfrom fake_app import FakeClient\n"
+        "from fedhive import ClientApp\n\n"
+        "def client(ctx):\n    return ClientApp(client_fn=lambda cid: FakeClient('good-0'))\n"
     )
     revoke(pki, CLIENT)
     give_up = threading.Timer(30, signal.raise_signal, (signal.SIGINT,))

@@ -20,6 +20,7 @@ from fedhive.client.runner import serve
 from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import ClientConfig, Failure, FitReply, FitTask
 from fedhive.core.serde import model_version, weights_from_bytes
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
 from fedhive.errors import TransportError
 from fedhive.server.asynchronous import AsyncLoop
@@ -78,10 +79,10 @@ class Watching:
     def client_ids(self) -> Sequence[str]:
         return self.runner.client_ids()
 
-    def submit(self, dispatch: int, task: FitTask, weights: Weights) -> None:
+    def submit(self, dispatch: int, task: FitTask, model: ModelVersion) -> None:
         busy = {t.client_id for t in self.in_flight.values()}
         assert task.client_id not in busy, f"{task.client_id} was given two tasks at once"
-        self.runner.submit(dispatch, task, weights)
+        self.runner.submit(dispatch, task, model)
         self.in_flight[dispatch] = task
         self.tasks[task.client_id] += 1
         self.check()
@@ -109,14 +110,16 @@ def test_a_stale_update_is_taken_while_fast_clients_keep_training(tmp_path: Path
     app = gated_app.build(ctx)
     transport = local_server(round_timeout=30.0)
     stop = threading.Event()
-    clients = {cid: gated_app.client(cid, ctx) for cid in app.client_ids}
+    clients = {cid: app.client.client_fn(cid) for cid in app.client_ids}
     threads = start_clients(transport.port, clients, stop)
     runner = Watching(transport)
     strategy = FedBuff(base=FedAvg(min_available_clients=4), buffer_size=2, concurrency=4)
     try:
         assert transport.wait_for_clients(4, timeout=20)
-        loop = AsyncLoop(strategy=strategy, runner=runner, seed=5, evaluate_fn=app.evaluate_fn)
-        result = loop.run(app.initial_weights, 8)
+        loop = AsyncLoop(
+            strategy=strategy, runner=runner, seed=5, evaluate_fn=app.server.evaluate_fn
+        )
+        result = loop.run(app.server.initial_weights, 8)
     finally:
         runner.close()
         gated_app.open_gates(tmp_path)
@@ -153,7 +156,7 @@ def test_a_vanished_client_fails_at_its_deadline_and_the_run_completes() -> None
         assert not isinstance(envelope, Wait)
         ghost.download(envelope)
         taken.append(envelope)
-        clients = {cid: app.client_fn(cid) for cid in app.client_ids}
+        clients = {cid: app.client.client_fn(cid) for cid in app.client_ids}
         threads.extend(start_clients(transport.port, clients, stop))
         assert transport.wait_for_clients(3, timeout=20)
 
@@ -161,7 +164,9 @@ def test_a_vanished_client_fails_at_its_deadline_and_the_run_completes() -> None
     strategy = FedBuff(base=FedAvg(), buffer_size=2, concurrency=3)
     try:
         ghost.register()
-        result = AsyncLoop(strategy=strategy, runner=runner, seed=1).run(app.initial_weights, 3)
+        result = AsyncLoop(strategy=strategy, runner=runner, seed=1).run(
+            app.server.initial_weights, 3
+        )
         late = Failure(
             client_id="ghost", round=0, stage=Stage.FIT, kind=FailureKind.CLIENT_ERROR, message=""
         )
@@ -183,7 +188,7 @@ def test_a_vanished_client_fails_at_its_deadline_and_the_run_completes() -> None
 
 def test_tasks_on_two_versions_end_by_upload_or_deadline() -> None:
     app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0", "good-1"]}, 0)
-    v0 = app.initial_weights
+    v0 = app.server.initial_weights
     v1 = Weights({name: value + np.float32(1) for name, value in v0.items()})
     transport = local_server(round_timeout=2.0)
     runner = GrpcAsyncRunner(transport)
@@ -202,8 +207,8 @@ def test_tasks_on_two_versions_end_by_upload_or_deadline() -> None:
         second = FitTask(
             round=1, client_id="good-1", version=model_version(v1), seed=1, config=ClientConfig()
         )
-        runner.submit(7, first, v0)
-        runner.submit(8, second, v1)
+        runner.submit(7, first, ModelVersion.of(v0))
+        runner.submit(8, second, ModelVersion.of(v1))
         assert coordinator.versions() == sorted([first.version, second.version])
         envelopes = {}
         for cid, link in links.items():
@@ -212,7 +217,7 @@ def test_tasks_on_two_versions_end_by_upload_or_deadline() -> None:
             envelopes[cid] = envelope
         model = weights_from_bytes(links["good-0"].download(envelopes["good-0"]))
         reply = run_fit(
-            app.client_fn("good-0"), first, model, {}, origin=_origin(envelopes["good-0"])
+            app.client.client_fn("good-0"), first, model, {}, origin=_origin(envelopes["good-0"])
         )
         assert links["good-0"].upload(envelopes["good-0"], reply) == "accepted"
         [answered] = runner.next_finished()
@@ -228,10 +233,12 @@ def test_tasks_on_two_versions_end_by_upload_or_deadline() -> None:
         assert coordinator.versions() == []
         with pytest.raises(TransportError, match="NOT_FOUND"):
             links["good-1"].download(envelopes["good-1"])
-        late = run_fit(app.client_fn("good-1"), second, v1, {}, origin=_origin(envelopes["good-1"]))
+        late = run_fit(
+            app.client.client_fn("good-1"), second, v1, {}, origin=_origin(envelopes["good-1"])
+        )
         assert links["good-1"].upload(envelopes["good-1"], late) == "round_closed"
         assert runner.next_finished() == []
-        runner.submit(9, first, v0)
+        runner.submit(9, first, ModelVersion.of(v0))
         runner.close()  # withdraws it
         assert coordinator.versions() == []
         assert links["good-0"].pull() == Wait(0.2)
@@ -250,11 +257,11 @@ def test_a_task_whose_upload_was_refused_ends_with_the_refusal_at_its_deadline()
         task = FitTask(
             round=0,
             client_id="good-0",
-            version=model_version(app.initial_weights),
+            version=model_version(app.server.initial_weights),
             seed=0,
             config=ClientConfig(),
         )
-        runner.submit(3, task, app.initial_weights)
+        runner.submit(3, task, ModelVersion.of(app.server.initial_weights))
         envelope = transport.coordinator.pull("good-0")
         assert envelope is not None
         refused = Failure(

@@ -11,6 +11,7 @@ from fedhive import ClientConfig, Context, EvaluateResult, FitResult, Weights
 from fedhive.client.runner import serve
 from fedhive.core.messages import FitTask
 from fedhive.core.serde import model_version
+from fedhive.core.version import ModelVersion
 from fedhive.errors import ValidationError
 from fedhive.server.orchestrator import RoundLoop
 from fedhive.strategy.fedavg import FedAvg
@@ -72,7 +73,7 @@ def test_a_model_over_the_client_limit_is_refused_before_download() -> None:
         task = FitTask(
             round=1, client_id="c", version=model_version(weights), seed=0, config=ClientConfig()
         )
-        server.fit([task], weights)
+        server.fit([task], ModelVersion.of(weights))
         envelope = link.pull()
         assert not isinstance(envelope, Wait)
         with pytest.raises(ValidationError, match="the limit is 1048576 bytes"):

@@ -51,7 +51,7 @@ def test_a_device_budget_survives_restarts_and_its_refusal_frees_the_slot(
             "ledger": FileLedger(ledger_path) if private else None,
         }
         thread = threading.Thread(
-            target=serve, args=(link, app.client_fn(client_id)), kwargs=kwargs
+            target=serve, args=(link, app.client.client_fn(client_id)), kwargs=kwargs
         )
         thread.start()
         threads.append(thread)
@@ -59,7 +59,7 @@ def test_a_device_budget_survives_restarts_and_its_refusal_frees_the_slot(
     try:
         assert transport.wait_for_clients(3, timeout=20)
         loop = RoundLoop(strategy=strategy, transport=transport, seed=3)
-        result = loop.run(app.initial_weights, 4)
+        result = loop.run(app.server.initial_weights, 4)
     finally:
         stop.set()
         for thread in threads:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fedhive.client.runner import serve
+from fedhive.core.version import ModelVersion
 from fedhive.server.orchestrator import RoundLoop
 from fedhive.simulation.app import AppSpec
 from fedhive.simulation.engine import run_simulation
@@ -44,7 +45,7 @@ def start_clients(port: int, stop: threading.Event) -> list[threading.Thread]:
     for client_id in CLIENTS:
         link = GrpcLink(f"127.0.0.1:{port}", client_id=client_id, credentials=None)
         thread = threading.Thread(
-            target=serve, args=(link, app.client_fn(client_id)), kwargs={"stop": stop}
+            target=serve, args=(link, app.client.client_fn(client_id)), kwargs={"stop": stop}
         )
         thread.start()
         threads.append(thread)
@@ -59,7 +60,7 @@ def test_grpc_rounds_match_the_simulation_bit_for_bit(server: GrpcServerTranspor
     try:
         assert server.wait_for_clients(6, timeout=20)
         loop = RoundLoop(strategy=strategy, transport=server, seed=11, federated_every=1)
-        networked = loop.run(app.initial_weights, 3)
+        networked = loop.run(app.server.initial_weights, 3)
     finally:
         stop.set()
         for thread in threads:
@@ -97,13 +98,14 @@ def test_a_missing_client_fails_at_the_deadline_and_the_round_completes() -> Non
             thread.join(timeout=10)
         transport.coordinator.touch("ghost")
         loop = RoundLoop(strategy=FedAvg(), transport=transport, seed=1)
-        state = FedAvg().initial_state(app.initial_weights)
-        _, weights, record = loop.run_round(state, 1, app.initial_weights)
+        state = FedAvg().initial_state(app.server.initial_weights)
+        initial = ModelVersion.of(app.server.initial_weights)
+        _, model, record = loop.run_round(state, 1, initial)
     finally:
         transport.close()
     assert not record.committed  # nobody answered: nothing to aggregate
     assert record.fit.failures["transport:deadline"] == record.fit.selected
-    assert weights is app.initial_weights
+    assert model is initial
 
 
 def test_insecure_mode_refuses_a_non_loopback_address() -> None:
@@ -168,7 +170,7 @@ def test_over_selection_closes_the_round_at_its_quorum(server: GrpcServerTranspo
         link = GrpcLink(f"127.0.0.1:{server.port}", client_id=client_id, credentials=None)
         threads.append(
             threading.Thread(
-                target=serve, args=(link, app.client_fn(client_id)), kwargs={"stop": stop}
+                target=serve, args=(link, app.client.client_fn(client_id)), kwargs={"stop": stop}
             )
         )
         threads[-1].start()
@@ -176,7 +178,7 @@ def test_over_selection_closes_the_round_at_its_quorum(server: GrpcServerTranspo
     try:
         assert server.wait_for_clients(4, timeout=20)
         loop = RoundLoop(strategy=strategy, transport=server, seed=2)
-        record = loop.run(app.initial_weights, 1).history[0]
+        record = loop.run(app.server.initial_weights, 1).history[0]
     finally:
         stop.set()
         for thread in threads:
@@ -199,19 +201,19 @@ def test_a_replayed_result_is_refused_as_a_duplicate(server: GrpcServerTransport
         task = FitTask(
             round=1,
             client_id="good-0",
-            version=model_version(app.initial_weights),
+            version=model_version(app.server.initial_weights),
             seed=0,
             config=ClientConfig(),
         )
-        outcomes = server.fit([task], app.initial_weights)
+        outcomes = server.fit([task], ModelVersion.of(app.server.initial_weights))
         envelope = link.pull()
         assert not isinstance(envelope, Wait)
         from fedhive.client.base import TaskOrigin
         from fedhive.client.pipeline import run_fit
 
         origin = TaskOrigin(run_id=envelope.run_id, task_id=envelope.task_id)
-        client = app.client_fn("good-0")
-        reply = run_fit(client, envelope.task, app.initial_weights, {}, origin=origin)
+        client = app.client.client_fn("good-0")
+        reply = run_fit(client, envelope.task, app.server.initial_weights, {}, origin=origin)
         assert link.upload(envelope, reply) == "accepted"
         assert link.upload(envelope, reply) == "duplicate"
         assert [type(o).__name__ for o in outcomes] == ["FitReply"]
@@ -254,7 +256,7 @@ def test_uploads_that_fail_verification_do_not_count_toward_the_quorum(
     app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
 
     def honest(task: FitTask) -> FitReply:
-        update = Weights({k: v + np.float32(1) for k, v in app.initial_weights.items()})
+        update = Weights({k: v + np.float32(1) for k, v in app.server.initial_weights.items()})
         return FitReply(
             client_id=task.client_id,
             round=task.round,
@@ -286,7 +288,7 @@ def test_uploads_that_fail_verification_do_not_count_toward_the_quorum(
     try:
         record = (
             RoundLoop(strategy=strategy, transport=server, seed=0)
-            .run(app.initial_weights, 1)
+            .run(app.server.initial_weights, 1)
             .history[0]
         )
     finally:
@@ -298,3 +300,34 @@ def test_uploads_that_fail_verification_do_not_count_toward_the_quorum(
         "verify:shape_mismatch": 1,
         "verify:validation": 1,  # an evaluation answering a fit task is not dropped
     }
+
+
+def test_a_published_cohort_serves_the_loops_bytes_without_encoding_them_again(
+    server: GrpcServerTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fit and federated evaluation publish the version's own bytes: the client downloads
+    exactly ``model.data``, and the transport serialises nothing."""
+    from fedhive.core import serde
+    from fedhive.core.messages import ClientConfig, EvaluateTask, FitTask
+    from fedhive.transport.base import Wait
+
+    app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
+    model = ModelVersion.of(app.server.initial_weights)
+    encoded: list[str] = []
+    encode = serde._encode
+    monkeypatch.setattr(serde, "_encode", lambda *a: encoded.append("x") or encode(*a))
+    link = GrpcLink(f"127.0.0.1:{server.port}", client_id="good-0", credentials=None)
+    try:
+        link.register()
+        for kind in (FitTask, EvaluateTask):
+            task = kind(
+                round=1, client_id="good-0", version=model.digest, seed=0, config=ClientConfig()
+            )
+            publish = server.fit if kind is FitTask else server.evaluate
+            publish([task], model)  # type: ignore[operator]
+            envelope = link.pull()
+            assert not isinstance(envelope, Wait)
+            assert link.download(envelope) == model.data
+    finally:
+        link.close()
+    assert encoded == []

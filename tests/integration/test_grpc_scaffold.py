@@ -32,14 +32,14 @@ def test_scaffold_rounds_over_grpc_match_the_simulation() -> None:
     for cid in app.client_ids:
         link = GrpcLink(f"127.0.0.1:{transport.port}", client_id=cid, credentials=None)
         thread = threading.Thread(
-            target=serve, args=(link, app.client_fn(cid)), kwargs={"stop": stop}
+            target=serve, args=(link, app.client.client_fn(cid)), kwargs={"stop": stop}
         )
         thread.start()
         threads.append(thread)
     try:
         assert transport.wait_for_clients(4, timeout=20)
         networked = RoundLoop(strategy=STRATEGY, transport=transport, seed=2).run(
-            app.initial_weights, 4
+            app.server.initial_weights, 4
         )
     finally:
         stop.set()

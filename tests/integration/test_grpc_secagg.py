@@ -59,7 +59,7 @@ def run_over_grpc(
     threads = [
         threading.Thread(
             target=serve,
-            args=(link, app.client_fn(cid)),
+            args=(link, app.client.client_fn(cid)),
             kwargs={"stop": stop, **serve_kw.get(cid, {})},
         )
         for cid, link in links.items()
@@ -69,7 +69,7 @@ def run_over_grpc(
     try:
         assert transport.wait_for_clients(len(links), timeout=20)
         loop = RoundLoop(strategy=strategy, transport=transport, seed=5, secure=SECURE)
-        return loop.run(app.initial_weights, rounds)
+        return loop.run(app.server.initial_weights, rounds)
     finally:
         stop.set()
         for thread in threads:
@@ -200,7 +200,9 @@ def test_distributed_dp_under_secagg_over_grpc_uses_noise_the_server_cannot_repl
     app = AppSpec("fake_app:build", TESTS).build({"clients": CLIENTS}, 0)
     stop = threading.Event()
     threads = [
-        threading.Thread(target=serve, args=(link, app.client_fn(cid)), kwargs={"stop": stop})
+        threading.Thread(
+            target=serve, args=(link, app.client.client_fn(cid)), kwargs={"stop": stop}
+        )
         for cid, link in plain_links(transport).items()
     ]
     for thread in threads:
@@ -208,7 +210,7 @@ def test_distributed_dp_under_secagg_over_grpc_uses_noise_the_server_cannot_repl
     try:
         assert transport.wait_for_clients(len(CLIENTS), timeout=20)
         loop = RoundLoop(strategy=strategy, transport=transport, seed=5, secure=secure)
-        networked = loop.run(app.initial_weights, 2)
+        networked = loop.run(app.server.initial_weights, 2)
     finally:
         stop.set()
         for thread in threads:

@@ -17,6 +17,7 @@ from fedhive.core.extensions import ClipAndNoise
 from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import ClientConfig, Failure, FitReply, FitTask
 from fedhive.core.serde import model_version, weights_from_bytes
+from fedhive.core.version import ModelVersion
 from fedhive.errors import SignatureError, TransportError
 from fedhive.pki.provision import provision, revoke
 from fedhive.pki.revocation import RevocationList
@@ -89,13 +90,13 @@ def test_a_signed_round_over_mtls(server: GrpcServerTransport, pki: Path) -> Non
     stop = threading.Event()
     threads = []
     for cid in CLIENTS:
-        args = (link(server, pki / "ours" / "clients" / cid, cid), app.client_fn("good-0"))
+        args = (link(server, pki / "ours" / "clients" / cid, cid), app.client.client_fn("good-0"))
         threads.append(threading.Thread(target=serve, args=args, kwargs={"stop": stop}))
         threads[-1].start()
     try:
         assert server.wait_for_clients(2, timeout=20)
         loop = RoundLoop(strategy=FedAvg(min_available_clients=2), transport=server, seed=3)
-        result = loop.run(app.initial_weights, 2)
+        result = loop.run(app.server.initial_weights, 2)
     finally:
         stop.set()
         for thread in threads:
@@ -139,11 +140,13 @@ def test_a_tampered_model_signature_is_refused(server: GrpcServerTransport, pki:
     task = FitTask(
         round=1,
         client_id="client-0000",
-        version=model_version(app.initial_weights),
+        version=model_version(app.server.initial_weights),
         seed=1,
         config=ClientConfig(),
     )
-    server.fit([task], app.initial_weights)  # publishes; outcomes are not awaited here
+    server.fit(
+        [task], ModelVersion.of(app.server.initial_weights)
+    )  # publishes; outcomes are not awaited here
     envelope = client.pull()
     assert isinstance(envelope, TaskEnvelope)
     payload = client.download(envelope)
@@ -181,11 +184,13 @@ def test_a_task_changed_after_the_server_signed_it_is_refused(
     task = FitTask(
         round=1,
         client_id="client-0000",
-        version=model_version(app.initial_weights),
+        version=model_version(app.server.initial_weights),
         seed=1,
         config=ClientConfig(),
     )
-    server.fit([task], app.initial_weights)  # publishes; outcomes are not awaited here
+    server.fit(
+        [task], ModelVersion.of(app.server.initial_weights)
+    )  # publishes; outcomes are not awaited here
     envelope = client.pull()
     assert isinstance(envelope, TaskEnvelope)
     client.download(envelope)  # as the server signed it
@@ -235,11 +240,11 @@ def test_a_result_header_changed_after_signing_is_refused(
         task = FitTask(
             round=1,
             client_id=CLIENTS[0],
-            version=model_version(app.initial_weights),
+            version=model_version(app.server.initial_weights),
             seed=1,
             config=ClientConfig(),
         )
-        outcomes = server.fit([task], app.initial_weights)
+        outcomes = server.fit([task], ModelVersion.of(app.server.initial_weights))
         envelope = client.pull()
         assert isinstance(envelope, TaskEnvelope)
         weights = weights_from_bytes(client.download(envelope))
@@ -279,7 +284,9 @@ def test_a_result_whose_signature_does_not_match_is_rejected(pki: Path) -> None:
     forger._signatures = Forger(TLSConfig.from_dir(pki / "ours" / "clients" / CLIENTS[1]))
     stop = threading.Event()
     threads = [
-        threading.Thread(target=serve, args=(c, app.client_fn("good-0")), kwargs={"stop": stop})
+        threading.Thread(
+            target=serve, args=(c, app.client.client_fn("good-0")), kwargs={"stop": stop}
+        )
         for c in (honest, forger)
     ]
     for thread in threads:
@@ -287,7 +294,7 @@ def test_a_result_whose_signature_does_not_match_is_rejected(pki: Path) -> None:
     try:
         assert server.wait_for_clients(2, timeout=20)
         loop = RoundLoop(strategy=FedAvg(min_available_clients=2), transport=server, seed=3)
-        record = loop.run(app.initial_weights, 1).history[0]
+        record = loop.run(app.server.initial_weights, 1).history[0]
     finally:
         stop.set()
         for thread in threads:
@@ -310,11 +317,13 @@ def test_a_task_whose_upload_was_refused_can_still_be_answered(
     task = FitTask(
         round=1,
         client_id=CLIENTS[0],
-        version=model_version(app.initial_weights),
+        version=model_version(app.server.initial_weights),
         seed=1,
         config=ClientConfig(),
     )
-    outcomes = server.fit([task], app.initial_weights)  # published now, read below
+    outcomes = server.fit(
+        [task], ModelVersion.of(app.server.initial_weights)
+    )  # published now, read below
     envelope = client.pull()
     assert isinstance(envelope, TaskEnvelope)
     weights = weights_from_bytes(client.download(envelope))
@@ -368,7 +377,7 @@ def test_sixteen_stalled_uploads_from_one_certificate_do_not_stop_another_client
     stop = threading.Event()
     honest = link(server, pki / "ours" / "clients" / CLIENTS[0], CLIENTS[0])
     thread = threading.Thread(
-        target=serve, args=(honest, app.client_fn("good-0")), kwargs={"stop": stop}
+        target=serve, args=(honest, app.client.client_fn("good-0")), kwargs={"stop": stop}
     )
     try:
         deadline = time.monotonic() + 10  # let the stalled streams reach the server
@@ -377,7 +386,7 @@ def test_sixteen_stalled_uploads_from_one_certificate_do_not_stop_another_client
         thread.start()
         assert server.wait_for_clients(1, timeout=20)
         loop = RoundLoop(strategy=FedAvg(min_available_clients=1), transport=server, seed=3)
-        record = loop.run(app.initial_weights, 1).history[0]
+        record = loop.run(app.server.initial_weights, 1).history[0]
         still_open = [f for f in stalled if not f.done()]
     finally:
         stop.set()
@@ -399,13 +408,15 @@ def test_a_revoked_client_is_refused_on_every_rpc_before_anything_else(pki: Path
     provision(pki / "revoking", clients=["client-0000"])
     server = start(pki / "revoking" / "server")
     app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
-    version = model_version(app.initial_weights)
+    version = model_version(app.server.initial_weights)
     task = FitTask(round=1, client_id="client-0000", version=version, seed=1, config=ClientConfig())
     channel = raw_channel(server, pki / "revoking" / "clients" / "client-0000")
     release = threading.Event()
     codes = {}
     try:
-        server.fit([task], app.initial_weights)  # publishes the model a revoked client wants
+        server.fit(
+            [task], ModelVersion.of(app.server.initial_weights)
+        )  # publishes the model a revoked client wants
         revoke(pki / "revoking", "client-0000")
         calls = {
             "Register": lambda: rpc(channel, "Register", pb.RegisterReply)(
@@ -449,18 +460,22 @@ def test_a_bad_signature_does_not_use_up_the_task(server: GrpcServerTransport, p
     task = FitTask(
         round=1,
         client_id=CLIENTS[0],
-        version=model_version(app.initial_weights),
+        version=model_version(app.server.initial_weights),
         seed=1,
         config=ClientConfig(),
     )
     try:
         client.register()
-        outcomes = server.fit([task], app.initial_weights)
+        outcomes = server.fit([task], ModelVersion.of(app.server.initial_weights))
         envelope = client.pull()
         assert isinstance(envelope, TaskEnvelope)
         origin = TaskOrigin(run_id=envelope.run_id, task_id=envelope.task_id)
         reply = run_fit(
-            app.client_fn("good-0"), envelope.task, app.initial_weights, {}, origin=origin
+            app.client.client_fn("good-0"),
+            envelope.task,
+            app.server.initial_weights,
+            {},
+            origin=origin,
         )
         honest_signatures = client._signatures
         client._signatures = Forger(TLSConfig.from_dir(folder))

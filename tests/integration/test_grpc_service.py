@@ -19,6 +19,7 @@ import pytest
 from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import ClientConfig, EvaluateReply, Failure, FitTask
 from fedhive.core.serde import model_version
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
 from fedhive.simulation.app import AppSpec
 from fedhive.transport.base import Wait
@@ -29,7 +30,7 @@ from fedhive.transport.grpc.server import GrpcServerTransport, trust_claimed_id
 from fedhive.transport.proto import pb
 
 TESTS = Path(__file__).resolve().parents[1]
-WEIGHTS = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0).initial_weights
+WEIGHTS = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0).server.initial_weights
 
 
 def start(**options: Any) -> GrpcServerTransport:
@@ -65,7 +66,7 @@ def publish(server: GrpcServerTransport, client_id: str, weights: Weights = WEIG
     task = FitTask(
         round=1, client_id=client_id, version=model_version(weights), seed=0, config=ClientConfig()
     )
-    return server.fit([task], weights)
+    return server.fit([task], ModelVersion.of(weights))
 
 
 def pulled(link: GrpcLink) -> TaskEnvelope:

@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fedhive.cli.deploy import server_transport
-from fedhive.simulation.config import ServerSection, parse_config
+from fedhive.deployment import server_transport
+from fedhive.server.settings import ServerSection
+from fedhive.simulation.config import parse_config
 from fedhive.transport.grpc.limits import PeerLimits
-from fedhive.transport.grpc.server import GrpcServerTransport, trust_claimed_id
+from fedhive.transport.grpc.server import GrpcServerTransport
 
 TESTS = Path(__file__).resolve().parents[1]
 FEDHIVE = [sys.executable, "-m", "fedhive"]
@@ -28,6 +29,7 @@ clients = ["good-0"]
 noise_multiplier = 1.0
 
 [server]
+app = "fake_app:server"
 address = "127.0.0.1:0"
 min_clients = 1
 wait_timeout = 0     # nobody comes: the server gives up right after starting
@@ -71,14 +73,7 @@ def test_the_server_sections_limits_reach_the_transport() -> None:
         "max_concurrent_rpcs": 64,
     }
     config = parse_config({"run": {"app": "fake_app:build", "rounds": 1}, "server": server})
-    transport = server_transport(
-        config.server,
-        address=None,
-        credentials=None,
-        identify=trust_claimed_id,
-        insecure=True,
-        signatures=None,
-    )
+    transport = server_transport(config.server, address=None, tls=None)
     try:
         assert transport.port > 0  # the section's address, any free port
         assert transport.limits == PeerLimits(
@@ -99,3 +94,24 @@ def test_the_server_sections_default_limits_are_the_transports() -> None:
     )
     rpcs = inspect.signature(GrpcServerTransport).parameters["max_concurrent_rpcs"]
     assert rpcs.default == section.max_concurrent_rpcs
+
+
+def test_the_server_builds_only_the_server_half_of_the_app(tmp_path: Path) -> None:
+    """`fedhive server` calls ``[server] app`` alone: an app whose clients' half (or the
+    whole simulation app) cannot be built on the server still serves."""
+    (tmp_path / "fake_app.py").write_text(
+        (TESTS / "fake_app.py").read_text()
+        + "\n\ndef build(ctx):  # noqa: F811\n    raise RuntimeError('built the clients')\n"
+        + "\n\ndef client(ctx):  # noqa: F811\n    raise RuntimeError('built the clients')\n"
+    )
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG)
+    done = subprocess.run(
+        [*FEDHIVE, "server", str(config), "--state", str(tmp_path / "state"), "--insecure"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "built the clients" not in done.stderr, done.stderr
+    assert "fewer than 1 clients joined" in done.stderr, done.stderr  # it served

@@ -10,6 +10,7 @@ import pytest
 
 import lstsq_app
 from fedhive.core.messages import ClientConfig, FitReply, FitTask
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
 from fedhive.errors import ConfigError
 from fedhive.server.asynchronous import AsyncLoop, Finished
@@ -49,7 +50,7 @@ class ScriptedRunner:
     def client_ids(self) -> Sequence[str]:
         return sorted(self.delays)
 
-    def submit(self, dispatch: int, task: FitTask, weights: Weights) -> None:
+    def submit(self, dispatch: int, task: FitTask, model: ModelVersion) -> None:
         assert task.client_id not in self.running, "a client got two tasks at once"
         self.running.add(task.client_id)
         self.most_running = max(self.most_running, len(self.running))
@@ -93,7 +94,7 @@ class Recorder:
     def begin(self, round: int) -> None:
         self.events.append(("begin", round))
 
-    def end(self, record: RoundRecord, weights: Weights, state: StrategyState) -> None:
+    def end(self, record: RoundRecord, model: ModelVersion, state: StrategyState) -> None:
         self.events.append(("end", record.round))
 
 
@@ -217,12 +218,12 @@ class GuardedClock(VirtualClockRunner):
         self.clients_of: dict[int, str] = {}
         self.most = 0
 
-    def submit(self, dispatch: int, task: FitTask, weights: Weights) -> None:
+    def submit(self, dispatch: int, task: FitTask, model: ModelVersion) -> None:
         assert task.client_id not in self.busy
         self.busy.add(task.client_id)
         self.most = max(self.most, len(self.busy))
         self.clients_of[dispatch] = task.client_id
-        super().submit(dispatch, task, weights)
+        super().submit(dispatch, task, model)
 
     def next_finished(self) -> list[Finished]:
         finished = super().next_finished()
@@ -235,14 +236,14 @@ def test_the_loop_on_simulated_devices_never_doubles_up_a_client() -> None:
     app = lstsq_app.build(12)
     devices = DevicesSection(distribution=DeviceDistribution.PARETO, alpha=1.2, jitter=0.5)
     clock = GuardedClock(
-        runner=LocalBackend(app.client_fn),
+        runner=LocalBackend(app.client.client_fn),
         client_ids=app.client_ids,
         devices=DeviceModel(devices, seed=1),
     )
     strategy = FedBuff(
         base=FedAvg(client_config=ClientConfig(learning_rate=0.05)), buffer_size=2, concurrency=6
     )
-    result = AsyncLoop(strategy=strategy, runner=clock, seed=1).run(app.initial_weights, 40)
+    result = AsyncLoop(strategy=strategy, runner=clock, seed=1).run(app.server.initial_weights, 40)
     assert clock.most == 6
     # 6 to start, then one refill per ended task but the last (the run stops there)
     assert len(clock.clients_of) == 6 + 40 * 2 - 1

@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from test_server_asynchronous import ScriptedRunner
 
 from fedhive.core.serde import model_version
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
 from fedhive.secagg import Stage
 from fedhive.server.asynchronous import AsyncLoop
@@ -67,7 +69,7 @@ def finish(
         note="" if committed else "too few clients",
     )
     checkpoint.begin(rnd)
-    checkpoint.end(record, round_weights(rnd), {} if state is None else state)
+    checkpoint.end(record, ModelVersion.of(round_weights(rnd)), {} if state is None else state)
 
 
 def test_totals_count_the_rounds_and_traffic_of_every_server_process(tmp_path: Path) -> None:
@@ -138,7 +140,7 @@ DISTRIBUTED_DP = DpFedAvg(
 def secagg_devices() -> SecAggDevices:
     """40 devices; in round 2, 4 vanish after masking (their sum is still unmasked)."""
     app = build(CLIENTS)
-    inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client_fn))
+    inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client.client_fn))
     dropout = DropoutInRound(fraction=0.1, stage=Stage.MASKED_INPUT, only=2)
     return SecAggDevices(inner, seed=0, dropout=dropout)
 
@@ -155,7 +157,7 @@ def dp_loop(devices: SecAggDevices, checkpoint: StoreCheckpoint | None = None) -
 
 def serve_dp(store: StateStore, devices: SecAggDevices, until: int) -> tuple[Resumed, RunResult]:
     """One server process: open (or resume) the run in ``store``, run to round ``until``."""
-    initial = build(CLIENTS).initial_weights
+    initial = build(CLIENTS).server.initial_weights
     checkpoint, resumed = StoreCheckpoint.open(
         store,
         new_run_id="run",
@@ -175,7 +177,7 @@ def test_a_run_resumed_after_a_failed_unmasked_dp_round_reports_the_uninterrupte
     tmp_path: Path,
 ) -> None:
     pytest.importorskip("dp_accounting")
-    uninterrupted = dp_loop(secagg_devices()).run(build(CLIENTS).initial_weights, 4)
+    uninterrupted = dp_loop(secagg_devices()).run(build(CLIENTS).server.initial_weights, 4)
     assert [r.committed for r in uninterrupted.history] == [True, False, True, True]
     epsilons = [r.privacy.epsilon for r in uninterrupted.history]
     assert epsilons == sorted(set(epsilons))  # the failed round 2 was accounted too
@@ -225,3 +227,38 @@ def test_fedbuff_resumed_after_a_version_that_did_not_commit_numbers_on_after_it
     assert result.state[VERSION_KEY] == 3  # records 1, 3 and 4 committed; 2 did not
     np.testing.assert_array_equal(result.weights["w"], [3.0, 3.0])
     assert verify_state(tmp_path).ok
+
+
+def test_a_checkpointed_round_serialises_its_new_model_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One ModelVersion per model: the tasks' version, federated evaluation, the record
+    and the store's commit all share one serialisation (it used to be three a round)."""
+    from fedhive.core import serde
+
+    encoded: list[int] = []
+    encode = serde._encode
+
+    def counting(arrays: Any, meta: dict[str, Any]) -> bytes:
+        if meta.get("format") == "weights/1":
+            encoded.append(len(arrays))
+        return encode(arrays, meta)
+
+    monkeypatch.setattr(serde, "_encode", counting)
+    app = build(4)
+    rounds = 3
+    with StateStore(tmp_path) as store:
+        checkpoint = open_checkpoint(store)
+        encoded.clear()  # the initial model's commit
+        loop = RoundLoop(
+            strategy=FedAvg(fraction_evaluate=1.0),
+            transport=InProcessTransport(
+                client_ids=app.client_ids, runner=LocalBackend(app.client.client_fn)
+            ),
+            seed=0,
+            checkpoint=checkpoint,
+            federated_every=1,
+        )
+        result = loop.run(app.server.initial_weights, rounds)
+    assert all(record.committed for record in result.history)
+    assert len(encoded) == 1 + rounds  # the run's start, then one per new model

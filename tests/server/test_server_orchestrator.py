@@ -19,6 +19,7 @@ from fedhive.core.messages import (
     FitReply,
     FitTask,
 )
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
 from fedhive.server.history import RoundRecord
 from fedhive.server.orchestrator import RoundLoop
@@ -66,13 +67,13 @@ class Scripted:
         return sorted(self.answers)
 
     def fit(
-        self, tasks: Sequence[FitTask], weights: Weights, *, quorum: int | None = None
+        self, tasks: Sequence[FitTask], model: ModelVersion, *, quorum: int | None = None
     ) -> Iterator[FitReply | Failure]:
         for task in tasks:
-            yield self.answers[task.client_id](task, weights)
+            yield self.answers[task.client_id](task, model.weights)
 
     def evaluate(
-        self, tasks: Sequence[EvaluateTask], weights: Weights
+        self, tasks: Sequence[EvaluateTask], model: ModelVersion
     ) -> Iterator[EvaluateReply | Failure]:
         claims = self.evaluated_examples or {}
         for task in tasks:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fedhive import run_simulation
-from fedhive.cli.server_loop import run_loop
 from fedhive.core.extensions import Weighting
 from fedhive.core.messages import ClientConfig
+from fedhive.deployment import DeployedServer, Deployment, ServerApp
 from fedhive.errors import ConfigError
 from fedhive.server.rules import check_run
 from fedhive.server.secure import SecureAggregation
@@ -81,49 +82,36 @@ def test_the_python_api_refuses_what_the_config_refuses(
         )
 
 
-class Untouchable:
-    """A transport, checkpoint or resume point the deployment may not reach."""
-
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"the run went ahead and used {name}")
+def deploy(strategy: Any, state_dir: Path, **deployment: Any) -> DeployedServer:
+    """A deployment's server on any free loopback port, without TLS."""
+    return DeployedServer(
+        ServerApp(initial_weights=build(4).server.initial_weights),
+        Deployment(strategy=strategy, strategy_name="x", rounds=1, **deployment),
+        state_dir=state_dir,
+        tls=None,
+        address="127.0.0.1:0",
+    )
 
 
 @pytest.mark.parametrize(
     ("strategy", "secure", "federated_every", "names"), REFUSED_EVERYWHERE, ids=IDS
 )
 def test_the_deployment_refuses_before_it_serves(
-    strategy: Any, secure: SecureAggregation | None, federated_every: int, names: str
+    strategy: Any,
+    secure: SecureAggregation | None,
+    federated_every: int,
+    names: str,
+    tmp_path: Path,
 ) -> None:
-    base = parse_config({"run": {"app": "x:y", "rounds": 1}}, deployed=True)
-    config = dataclasses.replace(
-        base,
-        strategy=strategy,
-        secagg=secure,
-        evaluation=dataclasses.replace(base.evaluation, federated_every=federated_every),
-    )
+    state = tmp_path / "state"
     with pytest.raises(ConfigError, match=names):
-        run_loop(
-            config,
-            build(4),
-            transport=Untouchable(),  # type: ignore[arg-type]
-            observer=Untouchable(),  # type: ignore[arg-type]
-            checkpoint=Untouchable(),  # type: ignore[arg-type]
-            resumed=Untouchable(),  # type: ignore[arg-type]
-        )
+        deploy(strategy, state, secure=secure, federated_every=federated_every)
+    assert not state.exists()  # refused before a port or a store was opened
 
 
-def test_a_deployment_refuses_seeded_dp_noise_from_any_entry_point() -> None:
-    base = parse_config({"run": {"app": "x:y", "rounds": 1}}, deployed=True)
-    config = dataclasses.replace(base, strategy=dp(DpMode.CENTRAL, noise_seed=7))
+def test_a_deployment_refuses_seeded_dp_noise_from_any_entry_point(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"privacy\.secure_noise"):
-        run_loop(
-            config,
-            build(4),
-            transport=Untouchable(),  # type: ignore[arg-type]
-            observer=Untouchable(),  # type: ignore[arg-type]
-            checkpoint=Untouchable(),  # type: ignore[arg-type]
-            resumed=Untouchable(),  # type: ignore[arg-type]
-        )
+        deploy(dp(DpMode.CENTRAL, noise_seed=7), tmp_path / "state")
     with pytest.raises(ConfigError, match=r"privacy\.secure_noise"):
         check_run(dp(DpMode.DISTRIBUTED, noise_seed=0), deployed=True)
 

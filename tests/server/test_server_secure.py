@@ -11,7 +11,7 @@ import pytest
 
 from fedhive.core.extensions import Weighting
 from fedhive.core.messages import ClientConfig, FitTask, SecAggReply
-from fedhive.core.weights import Weights
+from fedhive.core.version import ModelVersion
 from fedhive.errors import AggregateCheckError
 from fedhive.secagg import MaskedInput, decode_message
 from fedhive.secagg.report import ClientStatus, SecAggResult
@@ -41,10 +41,10 @@ class Tampering(SecAggDevices):
     shift: Mapping[int, int] = {}  # ring coordinate (-1: the weight) -> value added
 
     def fit_secure(
-        self, tasks: Sequence[FitTask], weights: Weights, *, setup: bytes
+        self, tasks: Sequence[FitTask], model: ModelVersion, *, setup: bytes
     ) -> Iterator[SecureOutcome]:
         lie = self.header_examples
-        for outcome in super().fit_secure(tasks, weights, setup=setup):
+        for outcome in super().fit_secure(tasks, model, setup=setup):
             if isinstance(outcome, SecAggReply) and outcome.client_id == "c0" and lie is not None:
                 yield dataclasses.replace(outcome, num_examples=lie)
             else:
@@ -64,7 +64,7 @@ class Tampering(SecAggDevices):
 
 def loop(secure: SecureAggregation = SECURE, **tamper: object) -> RoundLoop:
     app = build(CLIENTS)
-    inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client_fn))
+    inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client.client_fn))
     transport = Tampering(inner, seed=0)
     for key, value in tamper.items():
         setattr(transport, key, value)
@@ -72,14 +72,14 @@ def loop(secure: SecureAggregation = SECURE, **tamper: object) -> RoundLoop:
 
 
 def test_an_honest_round_commits() -> None:
-    record = loop().run(build(CLIENTS).initial_weights, 1).history[0]
+    record = loop().run(build(CLIENTS).server.initial_weights, 1).history[0]
     assert record.committed, record.note
     assert len(record.fit.contributors) == CLIENTS
 
 
 def test_a_huge_header_example_count_fails_its_client_not_the_round() -> None:
     # F03: the header's num_examples (2**62) overflowed the aggregate's weight: not committed
-    record = loop(header_examples=1 << 62).run(build(CLIENTS).initial_weights, 1).history[0]
+    record = loop(header_examples=1 << 62).run(build(CLIENTS).server.initial_weights, 1).history[0]
     assert record.committed, record.note
     assert record.fit.failures == {"verify:validation": 1}
     assert sorted(record.fit.contributors) == sorted(f"c{i}" for i in range(1, CLIENTS))
@@ -98,16 +98,16 @@ def test_a_shifted_masked_input_fails_the_round_naming_the_check(
     shift: dict[int, int], check: str
 ) -> None:
     # F10: the mean landed anywhere (1e6 with clip_range 1) and only finiteness was checked
-    record = loop(shift=shift).run(build(CLIENTS).initial_weights, 1).history[0]
+    record = loop(shift=shift).run(build(CLIENTS).server.initial_weights, 1).history[0]
     assert not record.committed
     assert f"unmasked aggregate fails {check}" in record.note
 
 
 def test_uniform_weighting_needs_a_total_weight_of_one_per_client() -> None:
     uniform = dataclasses.replace(SECURE, weighting=Weighting.UNIFORM)
-    honest = loop(uniform).run(build(CLIENTS).initial_weights, 1).history[0]
+    honest = loop(uniform).run(build(CLIENTS).server.initial_weights, 1).history[0]
     assert honest.committed, honest.note
-    record = loop(uniform, shift={-1: 1}).run(build(CLIENTS).initial_weights, 1).history[0]
+    record = loop(uniform, shift={-1: 1}).run(build(CLIENTS).server.initial_weights, 1).history[0]
     assert not record.committed
     assert "unmasked aggregate fails uniform_weight" in record.note
 

@@ -13,11 +13,13 @@ pytest.importorskip("sklearn")
 from torch import nn  # noqa: E402
 from torch.utils.data import TensorDataset  # noqa: E402
 
+from fedhive.client.app import ClientApp  # noqa: E402
 from fedhive.client.base import Client, Context  # noqa: E402
 from fedhive.client.torch import TorchClient, load_into_module  # noqa: E402
 from fedhive.core import ClientConfig, EvaluateResult, FitResult, Weights, run_stream  # noqa: E402
 from fedhive.core._compat import tomllib  # noqa: E402
 from fedhive.errors import ConfigError  # noqa: E402
+from fedhive.server.app import ServerApp  # noqa: E402
 from fedhive.server.run import RunResult  # noqa: E402
 from fedhive.simulation import attacks  # noqa: E402
 from fedhive.simulation.app import SimulationApp, load_callable  # noqa: E402
@@ -228,7 +230,11 @@ def test_data_attacks_need_xy_tensor_data() -> None:
 
 def fake_app(client: Any) -> SimulationApp:
     ids = [f"c{i}" for i in range(10)]
-    return SimulationApp(client_fn=lambda cid: client, client_ids=ids, initial_weights=GIVEN)
+    return SimulationApp(
+        server=ServerApp(initial_weights=GIVEN),
+        client=ClientApp(client_fn=lambda cid: client),
+        client_ids=ids,
+    )
 
 
 def test_with_attack_wraps_only_the_malicious_clients() -> None:
@@ -238,8 +244,8 @@ def test_with_attack_wraps_only_the_malicious_clients() -> None:
     attacked = with_attack(app, section, seed=4)
     bad = malicious_ids(app.client_ids, 0.3, seed=4)
     for cid in app.client_ids:
-        assert (attacked.client_fn(cid) is honest) == (cid not in bad)
-    assert attacked.initial_weights is app.initial_weights
+        assert (attacked.client.client_fn(cid) is honest) == (cid not in bad)
+    assert attacked.server.initial_weights is app.server.initial_weights
     assert with_attack(app, AttackSection(), seed=4) is app
 
 

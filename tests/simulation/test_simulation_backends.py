@@ -23,7 +23,7 @@ FAULTY = ["good-0", "good-1", "good-2", "shape-0", "nan-0", "dtype-0", "raise-0"
 def make_runner(kind: str, clients: list[str]) -> CohortRunner:
     app = SPEC.build({"clients": clients}, 0)
     if kind == "local":
-        return LocalBackend(app.client_fn)
+        return LocalBackend(app.client.client_fn)
     if kind == "fork":
         return ProcessBackend(app=app, workers=2)
     return ProcessBackend(
@@ -43,7 +43,7 @@ def run(kind: str, clients: list[str], rounds: int, federated_every: int = 0) ->
         strategy=FedAvg(fraction_evaluate=1.0),
         transport=transport,
         seed=3,
-        evaluate_fn=app.evaluate_fn,
+        evaluate_fn=app.server.evaluate_fn,
         federated_every=federated_every,
     ), app
 
@@ -51,7 +51,7 @@ def run(kind: str, clients: list[str], rounds: int, federated_every: int = 0) ->
 def test_faulty_clients_are_counted_and_the_round_completes(backend: str) -> None:
     loop, app = run(backend, FAULTY, rounds=1)
     try:
-        result = loop.run(app.initial_weights, 1)
+        result = loop.run(app.server.initial_weights, 1)
     finally:
         loop.transport.close()
     record = result.history[0]
@@ -70,7 +70,7 @@ def test_faulty_clients_are_counted_and_the_round_completes(backend: str) -> Non
 def test_state_persists_between_rounds_and_evaluation_runs(backend: str) -> None:
     loop, app = run(backend, ["good-0", "good-1"], rounds=3, federated_every=1)
     try:
-        result = loop.run(app.initial_weights, 3)
+        result = loop.run(app.server.initial_weights, 3)
     finally:
         loop.transport.close()
     assert [r.train["calls"] for r in result.history] == [1.0, 2.0, 3.0]
@@ -83,7 +83,7 @@ def test_backends_agree_bit_for_bit() -> None:
     for kind in ("local", "fork", "spawn"):
         loop, app = run(kind, ["good-0", "good-1", "good-2", "good-3"], rounds=2)
         try:
-            result = loop.run(app.initial_weights, 2)
+            result = loop.run(app.server.initial_weights, 2)
         finally:
             loop.transport.close()
         versions[kind] = (result.version, [r.train["rng"] for r in result.history])
@@ -95,7 +95,7 @@ def test_a_crashed_worker_fails_its_tasks_and_is_replaced(kind: str) -> None:
     clients = ["good-0", "crash-0", "good-1"]
     loop, app = run(kind, clients, rounds=2)
     try:
-        result = loop.run(app.initial_weights, 2)
+        result = loop.run(app.server.initial_weights, 2)
     finally:
         loop.transport.close()
     for record in result.history:

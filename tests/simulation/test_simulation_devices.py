@@ -13,6 +13,7 @@ import pytest
 import lstsq_app
 from fedhive.core.messages import ClientConfig, FitTask
 from fedhive.core.serde import model_version
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
 from fedhive.errors import ConfigError
 from fedhive.server.asynchronous import AsyncLoop
@@ -85,7 +86,7 @@ class CountingBackend(LocalBackend):
     """A local backend that records the size of every cohort it is given."""
 
     def __init__(self) -> None:
-        super().__init__(lstsq_app.build(8).client_fn)
+        super().__init__(lstsq_app.build(8).client.client_fn)
         self.cohorts: list[int] = []
 
     def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
@@ -104,7 +105,7 @@ def test_the_virtual_clock_ends_tasks_in_time_order_and_computes_them_in_batches
     clock = VirtualClockRunner(
         runner=backend, client_ids=["c0", "c1", "c2"], devices=DeviceModel(DevicesSection(), 0)
     )
-    weights = Weights({"w": np.zeros(lstsq_app.DIM)})
+    weights = ModelVersion.of(Weights({"w": np.zeros(lstsq_app.DIM)}))
     clock.submit(0, task("c0", "v0", epochs=3), weights)
     clock.submit(1, task("c1", "v0", epochs=1), weights)
     clock.submit(2, task("c2", "v0", epochs=1), weights)
@@ -134,10 +135,10 @@ def test_fedbuff_results_do_not_depend_on_batching() -> None:
         base=FedAvg(client_config=ClientConfig(learning_rate=0.05)), buffer_size=2, concurrency=6
     )
     results = []
-    for backend in (LocalBackend(app.client_fn), OneAtATime(app.client_fn)):
+    for backend in (LocalBackend(app.client.client_fn), OneAtATime(app.client.client_fn)):
         clock = VirtualClockRunner(runner=backend, client_ids=app.client_ids, devices=devices)
         loop = AsyncLoop(strategy=strategy, runner=clock, seed=3)
-        results.append(loop.run(app.initial_weights, rounds=15))
+        results.append(loop.run(app.server.initial_weights, rounds=15))
     batched, single = results
     assert model_version(batched.weights) == model_version(single.weights)
     assert [r.clock for r in batched.history] == [r.clock for r in single.history]

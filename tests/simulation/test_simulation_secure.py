@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fedhive.core.messages import ClientConfig, FitTask, SecAggReply
-from fedhive.core.weights import Weights
+from fedhive.core.version import ModelVersion
 from fedhive.errors import ConfigError
 from fedhive.secagg import AdvertiseKeys, MaskedInput, ShareKeys, Stage, UnmaskResponse
 from fedhive.secagg import decode_message as decode
@@ -39,7 +39,9 @@ def plain_mean(app_clients: Sequence[str]) -> np.ndarray:
     app = build(CLIENTS)
     total, weight = np.zeros(4), 0
     for cid in app_clients:
-        result = app.client_fn(cid).fit(app.initial_weights, STRATEGY.client_config, None)  # type: ignore[arg-type]
+        result = app.client.client_fn(cid).fit(
+            app.server.initial_weights, STRATEGY.client_config, None
+        )  # type: ignore[arg-type]
         assert result.weights is not None
         total += result.num_examples * result.weights["w"]
         weight += result.num_examples
@@ -80,7 +82,7 @@ def test_thirty_percent_vanishing_at_a_stage_still_completes(stage: Stage) -> No
 
 def transport(dropout: SimulatedDropout | None = None) -> SecAggDevices:
     app = build(CLIENTS)
-    inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client_fn))
+    inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client.client_fn))
     return SecAggDevices(inner, seed=0, dropout=dropout)
 
 
@@ -89,27 +91,28 @@ def test_a_simulated_device_masks_by_the_weighting_its_task_names() -> None:
     # device that weighted by its example count anyway fails the uniform-weight check.
     uniform = dataclasses.replace(SECURE, weighting=Weighting.UNIFORM)
     loop = RoundLoop(strategy=STRATEGY, transport=transport(), seed=0, secure=uniform)
-    record = loop.run(build(CLIENTS).initial_weights, 1).history[0]
+    record = loop.run(build(CLIENTS).server.initial_weights, 1).history[0]
     assert record.committed, record.note
     assert len(record.fit.contributors) == CLIENTS
 
 
 def test_below_the_threshold_nothing_is_unmasked_and_the_next_round_is_normal() -> None:
     app = build(CLIENTS)
-    state = STRATEGY.initial_state(app.initial_weights)
+    state = STRATEGY.initial_state(app.server.initial_weights)
     lossy = RoundLoop(
         strategy=STRATEGY,
         transport=transport(SimulatedDropout(fraction=0.6, stage=Stage.MASKED_INPUT)),
         seed=0,
         secure=SECURE,
     )
-    state, weights, first = lossy.run_round(state, 1, app.initial_weights)
+    initial = ModelVersion.of(app.server.initial_weights)
+    state, model, first = lossy.run_round(state, 1, initial)
     assert not first.committed
     assert "secure aggregation aborted" in first.note
     assert first.fit.contributors == []
-    assert weights is app.initial_weights
+    assert model is initial
     normal = RoundLoop(strategy=STRATEGY, transport=transport(), seed=0, secure=SECURE)
-    _, weights, second = normal.run_round(state, 2, weights)
+    _, model, second = normal.run_round(state, 2, model)
     assert second.committed
     assert len(second.fit.contributors) == CLIENTS
 
@@ -120,9 +123,9 @@ class Recording(SecAggDevices):
     seen: list[bytes]
 
     def fit_secure(
-        self, tasks: Sequence[FitTask], weights: Weights, *, setup: bytes
+        self, tasks: Sequence[FitTask], model: ModelVersion, *, setup: bytes
     ) -> Iterator[SecureOutcome]:
-        for outcome in super().fit_secure(tasks, weights, setup=setup):
+        for outcome in super().fit_secure(tasks, model, setup=setup):
             if isinstance(outcome, SecAggReply):
                 self.seen.append(outcome.message)
             yield outcome
@@ -136,16 +139,16 @@ class Recording(SecAggDevices):
 
 def test_the_server_is_handed_protocol_messages_never_an_update() -> None:
     app = build(CLIENTS)
-    inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client_fn))
+    inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client.client_fn))
     recording = Recording(inner, seed=0)
     recording.seen = []
     loop = RoundLoop(strategy=STRATEGY, transport=recording, seed=0, secure=SECURE)
-    loop.run(app.initial_weights, 1)
+    loop.run(app.server.initial_weights, 1)
     kinds = {type(decode(data)) for data in recording.seen}
     assert kinds == {AdvertiseKeys, ShareKeys, MaskedInput, UnmaskResponse}
     updates = [
-        app.client_fn(f"c{i}")
-        .fit(app.initial_weights, STRATEGY.client_config, None)  # type: ignore[arg-type]
+        app.client.client_fn(f"c{i}")
+        .fit(app.server.initial_weights, STRATEGY.client_config, None)  # type: ignore[arg-type]
         .weights["w"]  # type: ignore[index]
         for i in range(CLIENTS)
     ]
@@ -181,11 +184,11 @@ class Garbling(SecAggDevices):
 @pytest.mark.parametrize("holders", [3, CLIENTS - 1])
 def test_a_dealer_whose_shares_do_not_decrypt_is_a_failure_of_the_round(holders: int) -> None:
     app = build(CLIENTS)
-    inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client_fn))
+    inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client.client_fn))
     garbling = Garbling(inner, seed=0)
     garbling.holders = holders
     loop = RoundLoop(strategy=STRATEGY, transport=garbling, seed=0, secure=SECURE)
-    record = loop.run(app.initial_weights, 1).history[0]
+    record = loop.run(app.server.initial_weights, 1).history[0]
     # A few unreadable shares are skipped (the round completes, the dealer's input in
     # it); all of them abort the round. Either way the dealer is blamed in the record.
     assert record.committed == (holders == 3), record.note

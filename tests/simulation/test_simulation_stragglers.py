@@ -14,7 +14,9 @@ from fedhive import (
     SimulationApp,
     Weights,
 )
+from fedhive.client.app import ClientApp
 from fedhive.errors import ConfigError
+from fedhive.server.app import ServerApp
 from fedhive.simulation.config import parse_config
 from fedhive.simulation.engine import run_simulation
 from fedhive.simulation.stragglers import StragglerSection, with_stragglers
@@ -31,9 +33,9 @@ class EpochCounter:
 
 def app() -> SimulationApp:
     return SimulationApp(
-        client_fn=lambda cid: EpochCounter(),
+        server=ServerApp(initial_weights=Weights({"w": np.zeros(1, np.float32)})),
+        client=ClientApp(client_fn=lambda cid: EpochCounter()),
         client_ids=[f"c{i}" for i in range(20)],
-        initial_weights=Weights({"w": np.zeros(1, np.float32)}),
     )
 
 

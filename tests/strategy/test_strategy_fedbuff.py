@@ -44,7 +44,7 @@ def test_fedbuff_without_staleness_is_fedavg_bit_for_bit(optimizer: ServerAdam |
     assert model_version(fedbuff.weights) == model_version(fedavg.weights)
     assert fedbuff.state[VERSION_KEY] == 4
     assert [r.train["staleness_max"] for r in fedbuff.history] == [0.0] * 4
-    assert not np.array_equal(fedbuff.weights["w"], app.initial_weights["w"])
+    assert not np.array_equal(fedbuff.weights["w"], app.server.initial_weights["w"])
 
 
 def test_stale_updates_weigh_one_over_one_plus_staleness() -> None:

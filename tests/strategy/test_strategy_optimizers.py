@@ -12,11 +12,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from fedhive.client.app import ClientApp
 from fedhive.core.config import from_table
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitResult
 from fedhive.core.serde import record_from_bytes, record_to_bytes
 from fedhive.core.weights import Layout, Weights
 from fedhive.errors import ConfigError, ShapeMismatchError
+from fedhive.server.app import ServerApp
 from fedhive.simulation.app import SimulationApp
 from fedhive.simulation.engine import run_simulation
 from fedhive.strategy.base import StrategyState
@@ -184,10 +186,11 @@ def test_fedadam_trains_a_linear_model_through_fedavg() -> None:
     y_all = np.concatenate([y for _, y in pooled])
     initial = Weights({"w": np.zeros(3), "b": np.zeros(1)})
     app = SimulationApp(
-        client_fn=LinearClient,
+        server=ServerApp(
+            initial_weights=initial, evaluate_fn=lambda w: {"loss": mse(w, x_all, y_all)}
+        ),
+        client=ClientApp(client_fn=LinearClient),
         client_ids=clients,
-        initial_weights=initial,
-        evaluate_fn=lambda w: {"loss": mse(w, x_all, y_all)},
     )
     # Server rate 0.03: monotone here for 40 rounds; 0.1 overshoots (beta_1 = 0.9 momentum)
     # and the loss rises again for a while before it falls.

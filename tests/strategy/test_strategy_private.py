@@ -8,14 +8,17 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fedhive.client.app import ClientApp
 from fedhive.client.base import Context
 from fedhive.client.privacy import LEDGER_KEY, privatize
 from fedhive.core.extensions import ClipAndNoise
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitReply, FitResult, PrivacyBudget
 from fedhive.core.rng import run_stream
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
 from fedhive.errors import ConfigError
 from fedhive.privacy import GaussianEvent
+from fedhive.server.app import ServerApp
 from fedhive.simulation.app import SimulationApp
 from fedhive.simulation.config import parse_config
 from fedhive.simulation.engine import run_simulation
@@ -45,9 +48,9 @@ class ConstantClient:
 
 def app(clients: int = 10, size: float = 0.0) -> SimulationApp:
     return SimulationApp(
-        client_fn=lambda cid: ConstantClient(cid, size),
+        server=ServerApp(initial_weights=Weights({"w": np.zeros(SIZE)})),
+        client=ClientApp(client_fn=lambda cid: ConstantClient(cid, size)),
         client_ids=[f"c{i}" for i in range(clients)],
-        initial_weights=Weights({"w": np.zeros(SIZE)}),
     )
 
 
@@ -176,7 +179,7 @@ def test_the_ledger_persists_in_the_clients_state() -> None:
     for task in tasks:
         origin = TaskOrigin.simulation(task)
         outcomes.append(
-            run_fit(ConstantClient("c0"), task, app(1).initial_weights, state, origin=origin)
+            run_fit(ConstantClient("c0"), task, app(1).server.initial_weights, state, origin=origin)
         )
     assert [isinstance(o, FitReply) for o in outcomes] == [True, True, False]
     assert TaskOrigin.simulation(tasks[1]).ledger_id in state[LEDGER_KEY]
@@ -316,7 +319,7 @@ class Checkpoints:
     def begin(self, round: int) -> None:
         pass
 
-    def end(self, record: Any, weights: Weights, state: Any) -> None:
+    def end(self, record: Any, model: ModelVersion, state: Any) -> None:
         self.ended.append((record.committed, state))
 
 
@@ -341,7 +344,9 @@ def test_a_failed_distributed_round_whose_sum_was_unmasked_is_accounted() -> Non
         noise_seed=0,
     )
     lstsq = build(clients)
-    inner = InProcessTransport(client_ids=lstsq.client_ids, runner=LocalBackend(lstsq.client_fn))
+    inner = InProcessTransport(
+        client_ids=lstsq.client_ids, runner=LocalBackend(lstsq.client.client_fn)
+    )
     devices = SecAggDevices(
         inner, seed=0, dropout=SimulatedDropout(fraction=0.1, stage=Stage.MASKED_INPUT)
     )
@@ -349,7 +354,7 @@ def test_a_failed_distributed_round_whose_sum_was_unmasked_is_accounted() -> Non
     loop = RoundLoop(
         strategy=strategy, transport=devices, seed=0, secure=secure, checkpoint=checkpoints
     )
-    result = loop.run(lstsq.initial_weights, 3)
+    result = loop.run(lstsq.server.initial_weights, 3)
     for record in result.history:
         assert not record.committed
         assert "min_fit_clients" in record.note
@@ -383,7 +388,7 @@ def test_a_hundred_rounds_at_the_floor_report_the_audits_real_epsilon() -> None:
     from fedhive.strategy.accounting import Participation
 
     strategy = DpFedAvg(base=FedAvg(fraction_fit=0.1, min_fit_clients=10), noise_multiplier=1.0)
-    state = strategy.initial_state(app(1).initial_weights)
+    state = strategy.initial_state(app(1).server.initial_weights)
     for rnd in range(1, 101):
         state, report = strategy.account(state, rnd, Participation(10, 20), committed=True)
     assert report.epsilon == pytest.approx(reference_epsilon(1.0, 0.5, 100, 1e-5), rel=1e-9)

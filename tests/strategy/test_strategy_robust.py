@@ -13,10 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from fedhive.client.app import ClientApp
 from fedhive.client.base import Context
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitReply, FitResult
 from fedhive.core.weights import Layout, Weights
 from fedhive.errors import AggregationError, ConfigError
+from fedhive.server.app import ServerApp
 from fedhive.simulation.app import SimulationApp
 from fedhive.simulation.engine import run_simulation
 from fedhive.strategy.compose import Aggregate, Aggregator, WeightedMean
@@ -316,9 +318,13 @@ class StepClient:
 
 def step_app() -> SimulationApp:
     return SimulationApp(
-        client_fn=StepClient,
+        server=ServerApp(
+            initial_weights=Weights(
+                {"w": np.zeros((2, 2), np.float32), "b": np.zeros(2, np.float32)}
+            )
+        ),
+        client=ClientApp(client_fn=StepClient),
         client_ids=["honest-0", "honest-1", "honest-2", "honest-3", "attacker-0"],
-        initial_weights=Weights({"w": np.zeros((2, 2), np.float32), "b": np.zeros(2, np.float32)}),
     )
 
 

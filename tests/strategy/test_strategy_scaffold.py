@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fedhive.client import scaffold as client_scaffold
+from fedhive.client.app import ClientApp
 from fedhive.client.base import Context, TaskOrigin
 from fedhive.client.pipeline import run_fit
 from fedhive.core.failures import FailureKind
@@ -15,6 +16,7 @@ from fedhive.core.messages import ClientConfig, EvaluateResult, FitReply, FitRes
 from fedhive.core.rng import run_stream
 from fedhive.core.serde import model_version, record_from_bytes, record_to_bytes
 from fedhive.core.weights import Weights
+from fedhive.server.app import ServerApp
 from fedhive.simulation.app import SimulationApp
 from fedhive.simulation.engine import Backend, run_simulation
 from fedhive.strategy import FedAvg, Scaffold, StrategyName, build_strategy
@@ -64,9 +66,9 @@ class QuadraticClient:
 
 def quadratic_app() -> SimulationApp:
     return SimulationApp(
-        client_fn=QuadraticClient,
+        server=ServerApp(initial_weights=Weights({"x": np.zeros(DIM)})),
+        client=ClientApp(client_fn=QuadraticClient),
         client_ids=[f"c{i}" for i in range(len(CURVATURES))],
-        initial_weights=Weights({"x": np.zeros(DIM)}),
     )
 
 
@@ -203,9 +205,9 @@ def test_model_names_with_the_reserved_prefix_are_refused() -> None:
     from fedhive.errors import ConfigError
 
     app = SimulationApp(
-        client_fn=QuadraticClient,
+        server=ServerApp(initial_weights=Weights({"@x": np.zeros(DIM)})),
+        client=ClientApp(client_fn=QuadraticClient),
         client_ids=["c0"],
-        initial_weights=Weights({"@x": np.zeros(DIM)}),
     )
     with pytest.raises(ConfigError, match="may not start with"):
         run_simulation(app, strategy=FedAvg(), rounds=1)

@@ -18,11 +18,13 @@ from fedhive.core.messages import (
     FitReply,
     FitTask,
 )
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
 from fedhive.transport.base import EvaluateOutcome, FitOutcome, Quorum
 from fedhive.transport.inprocess import InProcessTransport
 
 MODEL = Weights({"w": np.zeros(2, np.float32)})
+VERSION = ModelVersion.of(MODEL)
 CLIENTS = ("a", "b", "c", "d")
 
 
@@ -103,7 +105,7 @@ def test_client_ids_are_all_simulated_clients() -> None:
 def test_exactly_one_outcome_per_task_passed_through_in_completion_order() -> None:
     runner = FakeRunner(lambda n: [2, 0, 3, 1])
     tasks = fit_tasks()
-    outcomes = list(transport(runner).fit(tasks, MODEL))
+    outcomes = list(transport(runner).fit(tasks, VERSION))
     assert [o.client_id for o in outcomes] == ["c", "a", "d", "b"]
     assert all(isinstance(o, FitReply) for o in outcomes)
     assert outcomes[0] == fit_reply(tasks[2])
@@ -111,7 +113,7 @@ def test_exactly_one_outcome_per_task_passed_through_in_completion_order() -> No
 
 
 def test_skipped_task_becomes_a_transport_failure() -> None:
-    outcomes = list(transport(FakeRunner(lambda n: [0, 2])).fit(fit_tasks(rnd=7), MODEL))
+    outcomes = list(transport(FakeRunner(lambda n: [0, 2])).fit(fit_tasks(rnd=7), VERSION))
     assert len(outcomes) == 4
     replies = [o for o in outcomes if isinstance(o, FitReply)]
     failures = [o for o in outcomes if isinstance(o, Failure)]
@@ -125,14 +127,14 @@ def test_skipped_task_becomes_a_transport_failure() -> None:
 
 
 def test_duplicate_reply_is_passed_only_once() -> None:
-    outcomes = list(transport(FakeRunner(lambda n: [0, 1, 1, 0, 2, 3])).fit(fit_tasks(), MODEL))
+    outcomes = list(transport(FakeRunner(lambda n: [0, 1, 1, 0, 2, 3])).fit(fit_tasks(), VERSION))
     assert sorted(o.client_id for o in outcomes) == list(CLIENTS)
     assert all(isinstance(o, FitReply) for o in outcomes)
 
 
 def test_runner_raising_midway_fails_only_the_unanswered_tasks() -> None:
     runner = FakeRunner(lambda n: [3, 1, 0, 2], fail_after=2)
-    outcomes = list(transport(runner).fit(fit_tasks(), MODEL))
+    outcomes = list(transport(runner).fit(fit_tasks(), VERSION))
     assert len(outcomes) == 4
     assert [o.client_id for o in outcomes[:2]] == ["d", "b"]
     assert all(isinstance(o, FitReply) for o in outcomes[:2])
@@ -146,7 +148,7 @@ def test_runner_raising_midway_fails_only_the_unanswered_tasks() -> None:
 
 
 def test_runner_raising_at_once_fails_every_task() -> None:
-    outcomes = list(transport(FakeRunner(fail_on_call=True)).fit(fit_tasks(), MODEL))
+    outcomes = list(transport(FakeRunner(fail_on_call=True)).fit(fit_tasks(), VERSION))
     assert sorted(o.client_id for o in outcomes) == list(CLIENTS)
     assert all(isinstance(o, Failure) and "cannot start workers" in o.message for o in outcomes)
 
@@ -157,7 +159,7 @@ def test_replies_for_unknown_clients_are_dropped() -> None:
             yield fit_reply(fit_tasks(["zz"])[0])
             yield from super().fit(tasks, weights)
 
-    outcomes = list(transport(Stranger()).fit(fit_tasks(), MODEL))
+    outcomes = list(transport(Stranger()).fit(fit_tasks(), VERSION))
     assert sorted(o.client_id for o in outcomes) == list(CLIENTS)
 
 
@@ -173,13 +175,13 @@ def test_runner_failures_pass_through_as_the_outcome() -> None:
                     message="diverged",
                 )
 
-    outcomes = list(transport(Failing()).fit(fit_tasks(), MODEL))
+    outcomes = list(transport(Failing()).fit(fit_tasks(), VERSION))
     assert len(outcomes) == 4
     assert all(isinstance(o, Failure) and o.stage == "fit" for o in outcomes)
 
 
 def test_evaluate_keeps_the_same_contract() -> None:
-    outcomes = list(transport(FakeRunner(lambda n: [1, 1, 3])).evaluate(eval_tasks(), MODEL))
+    outcomes = list(transport(FakeRunner(lambda n: [1, 1, 3])).evaluate(eval_tasks(), VERSION))
     assert len(outcomes) == 4
     assert [o.client_id for o in outcomes if isinstance(o, EvaluateReply)] == ["b", "d"]
     failed = [o for o in outcomes if isinstance(o, Failure)]
@@ -188,7 +190,7 @@ def test_evaluate_keeps_the_same_contract() -> None:
 
 
 def test_empty_cohort_gives_no_outcomes() -> None:
-    assert list(transport(FakeRunner()).fit([], MODEL)) == []
+    assert list(transport(FakeRunner()).fit([], VERSION)) == []
 
 
 def test_close_closes_the_runner() -> None:
@@ -205,7 +207,7 @@ def test_any_runner_behaviour_gives_one_outcome_per_task(
     plan: list[int], fail_after: int | None
 ) -> None:
     runner = FakeRunner(lambda n: plan, fail_after=fail_after)
-    outcomes = list(transport(runner).fit(fit_tasks(), MODEL))
+    outcomes = list(transport(runner).fit(fit_tasks(), VERSION))
     assert sorted(o.client_id for o in outcomes) == list(CLIENTS)
     answered = plan if fail_after is None else plan[:fail_after]
     replied = [o.client_id for o in outcomes if isinstance(o, FitReply)]
@@ -220,7 +222,7 @@ def test_a_cohort_closes_at_its_quorum_of_verified_results_in_simulated_time_ord
     )
     quorum = Quorum(2)
     handed = []
-    for outcome in inprocess.fit(fit_tasks(), MODEL, quorum=quorum):
+    for outcome in inprocess.fit(fit_tasks(), VERSION, quorum=quorum):
         handed.append(outcome)
         if isinstance(outcome, FitReply) and outcome.client_id != "d":  # d fails verification
             quorum.count()
@@ -233,14 +235,14 @@ def test_a_cohort_closes_at_its_quorum_of_verified_results_in_simulated_time_ord
 
 def test_a_quorum_of_the_whole_cohort_streams_it_as_the_runner_answers() -> None:
     runner = FakeRunner(lambda n: [2, 0, 3, 1])
-    outcomes = list(transport(runner).fit(fit_tasks(), MODEL, quorum=Quorum(len(CLIENTS))))
+    outcomes = list(transport(runner).fit(fit_tasks(), VERSION, quorum=Quorum(len(CLIENTS))))
     assert [o.client_id for o in outcomes] == ["c", "a", "d", "b"]
 
 
 def test_a_later_wave_closes_once_the_rounds_quorum_is_met() -> None:
     quorum = Quorum(3, verified=2)  # the first wave brought two verified results
     handed = []
-    for outcome in transport(FakeRunner()).fit(fit_tasks(), MODEL, quorum=quorum):
+    for outcome in transport(FakeRunner()).fit(fit_tasks(), VERSION, quorum=quorum):
         handed.append(outcome)
         if isinstance(outcome, FitReply):
             quorum.count()

@@ -84,25 +84,3 @@ class ProgressDisplay:
             self._progress.console.log(describe(record))
         else:
             self._console.print(describe(record), highlight=False, soft_wrap=True)
-
-
-class Observers:
-    """Fans events out to several observers."""
-
-    def __init__(self, *observers: object) -> None:
-        self._observers = observers
-
-    def round_started(self, round: int, num_tasks: int) -> None:
-        """Forward."""
-        for o in self._observers:
-            o.round_started(round, num_tasks)  # type: ignore[attr-defined]
-
-    def client_finished(self, round: int, ok: bool) -> None:
-        """Forward."""
-        for o in self._observers:
-            o.client_finished(round, ok)  # type: ignore[attr-defined]
-
-    def round_finished(self, record: RoundRecord) -> None:
-        """Forward."""
-        for o in self._observers:
-            o.round_finished(record)  # type: ignore[attr-defined]

@@ -10,7 +10,8 @@ from typing import Any
 
 from rich.console import Console
 
-from fedhive.cli.progress import Observers, ProgressDisplay
+from fedhive.cli.progress import ProgressDisplay
+from fedhive.server.run import Observers
 from fedhive.simulation.config import load_config
 from fedhive.simulation.engine import simulate
 from fedhive.simulation.output import RunWriter

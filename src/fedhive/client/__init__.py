@@ -4,7 +4,16 @@ The adapters import their library lazily: ``fedhive.client.torch.TorchClient``,
 ``fedhive.client.sklearn.SklearnClient``, ``fedhive.client.numpy.NumpyClient``.
 """
 
+from fedhive.client.app import ClientApp
 from fedhive.client.base import Client, ClientFn, Context, TaskOrigin
 from fedhive.client.pipeline import run_evaluate, run_fit
 
-__all__ = ["Client", "ClientFn", "Context", "TaskOrigin", "run_evaluate", "run_fit"]
+__all__ = [
+    "Client",
+    "ClientApp",
+    "ClientFn",
+    "Context",
+    "TaskOrigin",
+    "run_evaluate",
+    "run_fit",
+]

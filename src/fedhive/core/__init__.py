@@ -29,6 +29,7 @@ from fedhive.core.serde import (
     weights_from_bytes,
     weights_to_bytes,
 )
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Layout, Weights
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "FitResult",
     "FitTask",
     "Layout",
+    "ModelVersion",
     "PartialWork",
     "PrivacyBudget",
     "Proximal",

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import Failure, FitReply, FitTask
 from fedhive.core.rng import run_stream
-from fedhive.core.serde import model_version, sha256_hex, weights_to_bytes
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
 from fedhive.errors import AggregationError, FedhiveError, NotEnoughClientsError
 from fedhive.server.history import CohortStats, RoundRecord
@@ -92,7 +92,7 @@ class _Run:
     ) -> None:
         self.loop, self.strategy = loop, loop.strategy
         self.stream = run_stream(loop.seed).child("async")
-        self.weights, self.state = weights, state
+        self.model, self.state = ModelVersion.of(weights), state
         self.round = last_round  # the last recorded round
         self.tasks: dict[int, FitTask] = {}
         self.buffer: list[tuple[FitReply, int]] = []
@@ -122,12 +122,11 @@ class _Run:
                     self._record(committed=False, note=note)
                 if self.round >= last_round:
                     break
-        return RunResult(self.weights, model_version(self.weights), self.state, tuple(self.history))
+        return RunResult(self.model.weights, self.model.digest, self.state, tuple(self.history))
 
     def _publish(self) -> None:
-        self.published = self.strategy.broadcast(self.state, self.weights)
-        payload = weights_to_bytes(self.published)
-        self.payload_hash, self.payload_size = sha256_hex(payload), len(payload)
+        broadcast = self.strategy.broadcast(self.state, self.model.weights)
+        self.published = self.model.derived(broadcast)
 
     def _start_period(self) -> None:
         if self.loop.checkpoint is not None:
@@ -150,14 +149,14 @@ class _Run:
             task = FitTask(
                 round=version,
                 client_id=instruction.client_id,
-                version=self.payload_hash,
+                version=self.published.digest,
                 seed=self.stream.child(dispatch).child("fit").seed,
                 config=instruction.config,
             )
             self.tasks[dispatch] = task
             self.loop.runner.submit(dispatch, task, self.published)
             self.stats.selected += 1
-            self.stats.bytes_down += self.payload_size
+            self.stats.bytes_down += len(self.published.data)
         return ""
 
     def _next(self) -> Sequence[Finished]:
@@ -179,7 +178,7 @@ class _Run:
         staleness = version_of(self.state) - task.round
         if isinstance(outcome, FitReply):
             try:
-                verify_fit_reply(outcome, task, self.published.layout(), self.loop.policy)
+                verify_fit_reply(outcome, task, self.published.weights.layout(), self.loop.policy)
             except (FedhiveError, KeyError) as exc:
                 outcome = rejected(task.client_id, task.round, exc)
         if isinstance(outcome, FitReply) and self.strategy.too_stale(staleness):
@@ -193,20 +192,21 @@ class _Run:
             return
         self.failed_in_row = 0
         self.stats.succeeded += 1
-        self.stats.bytes_up += self.payload_size
+        self.stats.bytes_up += len(self.published.data)
         self.stats.contributors.append(outcome.client_id)
         self.buffer.append((outcome, staleness))
 
     def _commit(self) -> None:
         try:
-            self.state, self.weights, train = self.strategy.aggregate_buffer(
-                self.state, self.weights, self.buffer
+            self.state, weights, train = self.strategy.aggregate_buffer(
+                self.state, self.model.weights, self.buffer
             )
         except AggregationError as exc:
             self.buffer = []
             self._record(committed=False, note=f"version not committed: {exc}")
             return
         self.buffer = []
+        self.model = self.model.derived(weights)
         self._publish()
         self._record(committed=True, train=train)
 
@@ -224,17 +224,17 @@ class _Run:
             round=self.round,
             seconds=time.perf_counter() - self.started,
             committed=committed,
-            version=model_version(self.weights),
+            version=self.model.digest,
             fit=self.stats,
             evaluate=CohortStats(),
             train=dict(train or {}),
-            centralized=dict(evaluate(self.weights)) if evaluate else {},
+            centralized=dict(evaluate(self.model.weights)) if evaluate else {},
             federated={},
             note=note,
             clock=self.clock,
         )
         if self.loop.checkpoint is not None:
-            self.loop.checkpoint.end(record, self.weights, self.state)
+            self.loop.checkpoint.end(record, self.model, self.state)
         self.history.append(record)
         if self.loop.observer is not None:
             self.loop.observer.round_finished(record)

@@ -18,12 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fedhive.core.serde import (
-    record_from_bytes,
-    record_to_bytes,
-    weights_from_bytes,
-    weights_to_bytes,
-)
+from fedhive.core.serde import record_from_bytes, record_to_bytes, weights_from_bytes
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
 from fedhive.server.history import RoundRecord
 from fedhive.server.store import RoundTraffic, RunTotals, StateStore
@@ -73,7 +69,7 @@ class StoreCheckpoint:
         checkpoint = cls(store, run_id=new_run_id, strategy=strategy)
         store.create_run(new_run_id, seed=seed, config=config)
         store.open_round(new_run_id, 0)  # the initial model is round 0
-        checkpoint._commit(0, initial, initial_state, contributors=(), metrics={})
+        checkpoint._commit(0, ModelVersion.of(initial), initial_state, contributors=(), metrics={})
         store.record_start(new_run_id)
         return checkpoint, Resumed(new_run_id, 0, initial, initial_state)
 
@@ -95,9 +91,9 @@ class StoreCheckpoint:
         """Open the round in the store (superseding an interrupted attempt)."""
         self._store.open_round(self.run_id, round)
 
-    def end(self, record: RoundRecord, weights: Weights, state: StrategyState) -> None:
-        """Commit the round's model and state, or keep its state and why it was not
-        committed (the model stays the last committed one)."""
+    def end(self, record: RoundRecord, model: ModelVersion, state: StrategyState) -> None:
+        """Commit the round's model (the bytes the loop made) and state, or keep its
+        state and why it was not committed (the model stays the last committed one)."""
         traffic = RoundTraffic(
             bytes_up=record.fit.bytes_up,
             bytes_down=record.fit.bytes_down,
@@ -116,7 +112,7 @@ class StoreCheckpoint:
         metrics.update({f"train.{k}": v for k, v in record.train.items()})
         self._commit(
             record.round,
-            weights,
+            model,
             state,
             contributors=record.fit.contributors,
             metrics=metrics,
@@ -130,7 +126,7 @@ class StoreCheckpoint:
     def _commit(
         self,
         round_: int,
-        weights: Weights,
+        model: ModelVersion,
         state: StrategyState,
         *,
         contributors: Any,
@@ -140,7 +136,7 @@ class StoreCheckpoint:
         self._version = self._store.commit_round(
             self.run_id,
             round_,
-            weights_bytes=weights_to_bytes(weights),
+            weights_bytes=model.data,
             parent_version=self._version,
             strategy_state=record_to_bytes(state),
             strategy=self._strategy,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
 from fedhive.core.rng import SeedStream, run_stream
-from fedhive.core.serde import model_version, sha256_hex, weights_to_bytes
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Layout, Weights
 from fedhive.errors import (
     AggregationError,
@@ -70,6 +70,7 @@ class RoundLoop:
         """
         check_parameter_names(weights)
         state = self.strategy.initial_state(weights) if state is None else state
+        model = ModelVersion.of(weights)
         history: list[RoundRecord] = []
         exhausted: set[str] = set()  # devices that refused for their privacy budget
         stop = ""
@@ -77,25 +78,26 @@ class RoundLoop:
             if self.checkpoint is not None:
                 self.checkpoint.begin(rnd)
             try:
-                state, weights, record = self.run_round(state, rnd, weights, exhausted)
+                state, model, record = self.run_round(state, rnd, model, exhausted)
             except PrivacyBudgetError as exc:  # the run's own budget: stop before the round
                 stop = str(exc)
                 break
             if self.checkpoint is not None:
-                self.checkpoint.end(record, weights, state)
+                self.checkpoint.end(record, model, state)
             history.append(record)
             if self.observer is not None:
                 self.observer.round_finished(record)
-        return RunResult(weights, model_version(weights), state, tuple(history), stop)
+        return RunResult(model.weights, model.digest, state, tuple(history), stop)
 
     def run_round(
         self,
         state: StrategyState,
         rnd: int,
-        weights: Weights,
+        model: ModelVersion,
         exhausted: set[str] | None = None,
-    ) -> tuple[StrategyState, Weights, RoundRecord]:
-        """One round; returns the new state, the new (or unchanged) weights, the record.
+    ) -> tuple[StrategyState, ModelVersion, RoundRecord]:
+        """One round from ``model``; returns the new state, the new (or unchanged) model
+        version (serialised and hashed once, here), and the round's record.
 
         Clients in ``exhausted`` are not selected; a client that refuses a task for its
         privacy budget is added to it (it is unavailable from then on).
@@ -113,26 +115,23 @@ class RoundLoop:
         clients = [c for c in self.transport.client_ids() if c not in exhausted]
         try:
             state, new_weights, train = self._fit(
-                state, rnd, weights, clients, stream=stream, stats=fit, exhausted=exhausted
+                state, rnd, model, clients, stream=stream, stats=fit, exhausted=exhausted
             )
-            weights, committed = new_weights, True
+            model, committed = model.derived(new_weights), True
         except (NotEnoughClientsError, AggregationError) as exc:
             note = f"round not committed: {exc}"
         reached = Participation(fit.selected, len(clients))
         state, privacy = self._account(state, rnd, reached, committed=committed)
-        version = model_version(weights)
-        centralized = dict(self.evaluate_fn(weights)) if self.evaluate_fn else {}
+        centralized = dict(self.evaluate_fn(model.weights)) if self.evaluate_fn else {}
         evaluate = CohortStats()
         federated: dict[str, float] = {}
         if self.federated_every and rnd % self.federated_every == 0:
-            state, federated = self._evaluate(
-                state, rnd, weights, version=version, stream=stream, stats=evaluate
-            )
+            state, federated = self._evaluate(state, rnd, model, stream=stream, stats=evaluate)
         record = RoundRecord(
             round=rnd,
             seconds=time.perf_counter() - started,
             committed=committed,
-            version=version,
+            version=model.digest,
             fit=fit,
             evaluate=evaluate,
             train=train,
@@ -141,28 +140,28 @@ class RoundLoop:
             privacy=privacy,
             note=note,
         )
-        return state, weights, record
+        return state, model, record
 
     def _fit(
         self,
         state: StrategyState,
         rnd: int,
-        weights: Weights,
+        model: ModelVersion,
         clients: Sequence[str],
         *,
         stream: SeedStream,
         stats: CohortStats,
         exhausted: set[str],
     ) -> tuple[StrategyState, Weights, dict[str, float]]:
+        weights = model.weights
         instructions = self.strategy.configure_fit(
             state, rnd, weights, clients, stream.child("select-fit").numpy()
         )
         self._check_budget(state, rnd, Participation(len(instructions), len(clients)))
-        published = self.strategy.broadcast(state, weights)
-        payload = weights_to_bytes(published)
-        tasks = make_tasks(FitTask, instructions, rnd, sha256_hex(payload), stream)
+        published = model.derived(self.strategy.broadcast(state, weights))
+        tasks = make_tasks(FitTask, instructions, rnd, published.digest, stream)
         stats.selected = len(tasks)
-        stats.bytes_down = len(payload) * len(tasks)
+        stats.bytes_down = len(published.data) * len(tasks)
         if self.observer is not None:
             self.observer.round_started(rnd, len(tasks))
         if self.secure is not None:
@@ -182,7 +181,11 @@ class RoundLoop:
         )
         verified = counted(
             self._verified_fits(
-                outcomes, tasks, published.layout(), reply_bytes=len(payload), stats=stats
+                outcomes,
+                tasks,
+                published.weights.layout(),
+                reply_bytes=len(published.data),
+                stats=stats,
             ),
             quorum,
         )
@@ -198,7 +201,7 @@ class RoundLoop:
         tasks: dict[str, FitTask],
         *,
         pool: Sequence[str],
-        published: Weights,
+        published: ModelVersion,
         state: StrategyState,
         stream: SeedStream,
         stats: CohortStats,
@@ -217,7 +220,7 @@ class RoundLoop:
         if not refused or not pool or first is None or quorum.met:
             return
         rng = stream.child("select-replacements").numpy()
-        chosen = self.strategy.configure_fit(state, first.round, published, pool, rng)
+        chosen = self.strategy.configure_fit(state, first.round, published.weights, pool, rng)
         extra = make_tasks(FitTask, chosen[:refused], first.round, first.version, stream)
         try:
             self._check_budget(
@@ -226,9 +229,8 @@ class RoundLoop:
         except PrivacyBudgetError:
             return
         tasks.update(extra)
-        per_task = stats.bytes_down // max(1, stats.selected)
         stats.selected += len(extra)
-        stats.bytes_down += per_task * len(extra)
+        stats.bytes_down += len(published.data) * len(extra)
         wave = self.transport.fit(list(extra.values()), published, quorum=quorum)
         yield from marking_refusals(wave, exhausted)
 
@@ -258,7 +260,7 @@ class RoundLoop:
     def _secure_reply(
         self,
         tasks: Mapping[str, FitTask],
-        published: Weights,
+        published: ModelVersion,
         stream: SeedStream,
         stats: CohortStats,
     ) -> FitReply:
@@ -275,7 +277,7 @@ class RoundLoop:
             policy=self.policy,
         )
         try:
-            reply.update.validate_like(published.layout())
+            reply.update.validate_like(published.weights.layout())
         except FedhiveError as exc:
             raise AggregationError(f"the unmasked aggregate is unusable: {exc}") from None
         if self.observer is not None:
@@ -313,25 +315,24 @@ class RoundLoop:
         self,
         state: StrategyState,
         rnd: int,
-        weights: Weights,
+        model: ModelVersion,
         *,
-        version: str,
         stream: SeedStream,
         stats: CohortStats,
     ) -> tuple[StrategyState, dict[str, float]]:
         instructions = self.strategy.configure_evaluate(
             state,
             rnd,
-            weights,
+            model.weights,
             self.transport.client_ids(),
             stream.child("select-evaluate").numpy(),
         )
-        tasks = make_tasks(EvaluateTask, instructions, rnd, version, stream)
+        tasks = make_tasks(EvaluateTask, instructions, rnd, model.digest, stream)
         stats.selected = len(tasks)
         if not tasks:
             return state, {}
         accepted: list[EvaluateReply] = []
-        for received in self.transport.evaluate(list(tasks.values()), weights):
+        for received in self.transport.evaluate(list(tasks.values()), model):
             outcome = received
             if isinstance(received, EvaluateReply):
                 try:

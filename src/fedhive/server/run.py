@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import AUX_PREFIX, Weights
 from fedhive.errors import ConfigError
 from fedhive.server.history import RoundRecord
@@ -22,8 +23,9 @@ class Checkpoint(Protocol):
     def begin(self, round: int) -> None:
         """A round starts (an interrupted attempt of it is superseded)."""
 
-    def end(self, record: RoundRecord, weights: Weights, state: StrategyState) -> None:
-        """A round ended: persist the (new or unchanged) model and strategy state."""
+    def end(self, record: RoundRecord, model: ModelVersion, state: StrategyState) -> None:
+        """A round ended: persist the (new or unchanged) model version (its bytes as
+        the loop made them) and strategy state."""
 
 
 class RunObserver(Protocol):
@@ -37,6 +39,28 @@ class RunObserver(Protocol):
 
     def round_finished(self, record: RoundRecord) -> None:
         """A round ended (committed or not)."""
+
+
+class Observers:
+    """Several run observers, told of each event in order."""
+
+    def __init__(self, *observers: RunObserver) -> None:
+        self._observers = observers
+
+    def round_started(self, round: int, num_tasks: int) -> None:
+        """Tell each observer."""
+        for observer in self._observers:
+            observer.round_started(round, num_tasks)
+
+    def client_finished(self, round: int, ok: bool) -> None:
+        """Tell each observer."""
+        for observer in self._observers:
+            observer.client_finished(round, ok)
+
+    def round_finished(self, record: RoundRecord) -> None:
+        """Tell each observer."""
+        for observer in self._observers:
+            observer.round_finished(record)
 
 
 @dataclass(frozen=True)

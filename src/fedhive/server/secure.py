@@ -29,7 +29,7 @@ from fedhive.core.config import check_int, check_real
 from fedhive.core.extensions import SecAggWeighting, Weighting
 from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import Failure, FitReply, FitTask, SecAggReply
-from fedhive.core.weights import Weights
+from fedhive.core.version import ModelVersion
 from fedhive.errors import (
     AggregateCheckError,
     AggregationError,
@@ -124,7 +124,7 @@ def secure_fit(
     secure: SecureAggregation,
     transport: SecureTransport,
     tasks: Mapping[str, FitTask],
-    published: Weights,
+    published: ModelVersion,
     *,
     graph_seed: int,
     stats: CohortStats,
@@ -144,7 +144,7 @@ def secure_fit(
     first = next(iter(tasks.values()), None)
     if first is None or len(tasks) < 3:
         raise NotEnoughClientsError("secure aggregation needs at least 3 clients")
-    layout = published.layout()
+    layout = published.weights.layout()
     tasks = {cid: _told(task, secure.weighting) for cid, task in tasks.items()}
     state, setup = server_start(
         round=first.round,

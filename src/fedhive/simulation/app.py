@@ -1,9 +1,14 @@
 """A simulation app: the user's code that builds clients, the model and its evaluation.
 
-A config names its app as ``"module:function"``; the module is a file beside the config
-(``app.py`` for ``"app:build"``) or an importable module. The function receives an
-:class:`AppContext` and returns a :class:`SimulationApp`. Worker processes load the same
-app from the same spec, so nothing is pickled between processes.
+An app module has two halves, each a function of an :class:`AppContext`: the server's
+(``server(ctx) -> ServerApp``: the initial model and a central evaluation) and the
+clients' (``client(ctx) -> ClientApp``: one client by id). A simulation composes them
+into a :class:`SimulationApp` (``build(ctx)``); a deployment gives the server only its
+half (``[server] app``) and each client process only its own (``fedhive client --app``).
+
+A config names a function as ``"module:function"``; the module is a file beside the
+config (``app.py`` for ``"app:build"``) or an importable module. Worker processes load
+the same app from the same spec, so nothing is pickled between processes.
 """
 
 from __future__ import annotations
@@ -15,12 +20,13 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from fedhive.client.base import ClientFn
-from fedhive.core.weights import Weights
+from fedhive.client.app import ClientApp
 from fedhive.errors import ConfigError
-from fedhive.server.run import EvaluateFn
+from fedhive.server.app import ServerApp
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,15 +40,27 @@ class AppContext:
 
 @dataclass(frozen=True, kw_only=True)
 class SimulationApp:
-    """The clients (built lazily by id), the initial model and a central evaluation."""
+    """The server's half, the clients' half and the ids of the simulated clients."""
 
-    client_fn: ClientFn
+    server: ServerApp
+    client: ClientApp
     client_ids: Sequence[str]
-    initial_weights: Weights
-    evaluate_fn: EvaluateFn | None = None
 
 
-AppFactory = Callable[[AppContext], SimulationApp]
+def load_app(spec: str, ctx: AppContext, kind: type[T], *, what: str) -> T:
+    """Call the factory ``spec`` names (``"module:function"``, resolved against
+    ``ctx.base_dir``) with ``ctx``; it must return a ``kind``.
+
+    Raises:
+        ConfigError: a malformed spec, a missing module or function, or a factory that
+            returned something else (each named by ``what``).
+    """
+    app = load_callable(spec, ctx.base_dir, what=what)(ctx)
+    if not isinstance(app, kind):
+        raise ConfigError(
+            f"{what}: {spec!r} returned {type(app).__name__}, expected {kind.__name__}"
+        )
+    return app
 
 
 @dataclass(frozen=True)
@@ -52,23 +70,10 @@ class AppSpec:
     spec: str
     base_dir: Path
 
-    def load(self) -> AppFactory:
-        """Import the module and return the factory.
-
-        Raises:
-            ConfigError: the spec is malformed, or the module or function is missing.
-        """
-        factory: AppFactory = load_callable(self.spec, self.base_dir, what="run.app")
-        return factory
-
     def build(self, params: Mapping[str, Any], seed: int) -> SimulationApp:
         """Load the factory and build the app."""
-        app = self.load()(AppContext(params=params, seed=seed, base_dir=self.base_dir))
-        if not isinstance(app, SimulationApp):
-            raise ConfigError(
-                f"run.app: {self.spec!r} returned {type(app).__name__}, expected SimulationApp"
-            )
-        return app
+        ctx = AppContext(params=params, seed=seed, base_dir=self.base_dir)
+        return load_app(self.spec, ctx, SimulationApp, what="run.app")
 
 
 def load_callable(spec: str, base_dir: Path, *, what: str) -> Callable[..., Any]:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from fedhive.client.app import ClientApp
 from fedhive.client.base import Client, Context
 from fedhive.core._compat import StrEnum
 from fedhive.core.config import check_real
@@ -286,7 +287,7 @@ def with_attack(app: SimulationApp, section: AttackSection, *, seed: int) -> Sim
     if section.kind == AttackKind.NONE:
         return app
     bad = malicious_ids(app.client_ids, section.fraction, seed)
-    honest_fn = app.client_fn
+    honest_fn = app.client.client_fn
 
     def client_fn(client_id: str) -> Client:
         client = honest_fn(client_id)
@@ -296,4 +297,4 @@ def with_attack(app: SimulationApp, section: AttackSection, *, seed: int) -> Sim
 
     if section.kind in _DATA_ATTACKS and bad:
         client_fn(min(bad))
-    return dataclasses.replace(app, client_fn=client_fn)
+    return dataclasses.replace(app, client=ClientApp(client_fn=client_fn))

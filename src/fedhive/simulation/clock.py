@@ -21,6 +21,7 @@ import heapq
 from collections.abc import Iterator, Mapping, Sequence
 
 from fedhive.core.messages import EvaluateTask, FitTask
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
 from fedhive.server.asynchronous import Finished
 from fedhive.server.history import RoundRecord
@@ -46,7 +47,7 @@ class VirtualClockRunner:
         self._now = 0.0
         self._ends: list[tuple[float, int]] = []  # heap of (end time, dispatch)
         self._waiting: dict[int, FitTask] = {}  # submitted, not computed yet
-        self._models: dict[str, Weights] = {}  # the versions waiting tasks train on
+        self._models: dict[str, ModelVersion] = {}  # the versions waiting tasks train on
         self._done: dict[int, FitOutcome] = {}  # computed, not ended yet
 
     @property
@@ -58,12 +59,12 @@ class VirtualClockRunner:
         """Every simulated client."""
         return self._transport.client_ids()
 
-    def submit(self, dispatch: int, task: FitTask, weights: Weights) -> None:
+    def submit(self, dispatch: int, task: FitTask, model: ModelVersion) -> None:
         """Start ``task`` now; it ends after its duration on the client's device."""
         end = self._now + self._devices.duration(task.client_id, task.config, dispatch)
         heapq.heappush(self._ends, (end, dispatch))
         self._waiting[dispatch] = task
-        self._models.setdefault(task.version, weights)
+        self._models.setdefault(task.version, model)
 
     def next_finished(self) -> list[Finished]:
         """Advance the clock to the next end; every task ending then, in dispatch order."""
@@ -87,7 +88,7 @@ class VirtualClockRunner:
     def _compute(self, version: str) -> None:
         """Run every waiting task on ``version``: as one cohort, unless a client has
         several (then one cohort per task of it, in dispatch order)."""
-        weights = self._models.pop(version)
+        model = self._models.pop(version)
         dispatches = sorted(d for d, task in self._waiting.items() if task.version == version)
         while dispatches:
             cohort: dict[str, int] = {}
@@ -99,7 +100,7 @@ class VirtualClockRunner:
                 else:
                     cohort[client] = dispatch
             tasks = [self._waiting.pop(d) for d in cohort.values()]
-            for outcome in self._transport.fit(tasks, weights):
+            for outcome in self._transport.fit(tasks, model):
                 self._done[cohort[outcome.client_id]] = outcome
             dispatches = later
 

@@ -10,7 +10,8 @@ onto frozen dataclasses.
 [clients.ID]  any [client] key, for client ID only (its own batch size, budget, ...)
 [simulation]  backend = "local" | "process", workers = 2
 [evaluation]  centralized = true, federated_every = 0 (0: never)
-[server]      address = "127.0.0.1:8443", round_timeout = 60, min_clients = 1 (deployment),
+[server]      app = "app:server", address = "127.0.0.1:8443", round_timeout = 60,
+              min_clients = 1 (deployment; see fedhive.server.settings),
               max_examples = 65536 (the most examples one reply may claim; both modes),
               header_timeout = 10, stall_timeout = 30, streams_per_client = 2,
               concurrent_uploads = 8, max_concurrent_rpcs = 256 (what peers may hold)
@@ -39,7 +40,7 @@ from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
 from fedhive.server.rules import check_run
 from fedhive.server.secure import SecureAggregation
-from fedhive.server.verify import DEFAULT_MAX_EXAMPLES, ReplyPolicy
+from fedhive.server.settings import ServerSection
 from fedhive.simulation.attacks import AttackKind
 from fedhive.simulation.backends.process import StartMethod
 from fedhive.simulation.devices import DevicesSection
@@ -98,46 +99,6 @@ class EvaluationSection:
     def __post_init__(self) -> None:
         if self.federated_every < 0:
             raise ConfigError(f"federated_every: must be >= 0, got {self.federated_every}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ServerSection:
-    """The deployment server: where it listens, how long rounds and start-up may take,
-    and how much of it one peer may hold (the gRPC transport's ``PeerLimits``)."""
-
-    address: str = "127.0.0.1:8443"
-    round_timeout: float = 60.0
-    min_clients: int = 1
-    wait_timeout: float = 300.0
-    max_message_mib: int = 256
-    max_examples: int = DEFAULT_MAX_EXAMPLES
-    """The most examples one reply may claim (simulation too): caps a client's weight."""
-    header_timeout: float = 10.0
-    """Seconds an upload may take to send its header."""
-    stall_timeout: float = 30.0
-    """Seconds an upload (a download's reader) may take for its next chunk."""
-    streams_per_client: int = 2
-    """Uploads and downloads one client may have open at once."""
-    concurrent_uploads: int = 8
-    """Uploads received at once (the server's memory follows this number)."""
-    max_concurrent_rpcs: int = 256
-    """Calls admitted at once (running or queued); more are refused."""
-
-    def __post_init__(self) -> None:
-        check_real("round_timeout", self.round_timeout, low=0, low_open=True)
-        check_int("min_clients", self.min_clients, minimum=1)
-        check_real("wait_timeout", self.wait_timeout, low=0)
-        check_int("max_message_mib", self.max_message_mib, minimum=1)
-        check_real("header_timeout", self.header_timeout, low=0, low_open=True)
-        check_real("stall_timeout", self.stall_timeout, low=0, low_open=True)
-        check_int("streams_per_client", self.streams_per_client, minimum=1)
-        check_int("concurrent_uploads", self.concurrent_uploads, minimum=1)
-        check_int("max_concurrent_rpcs", self.max_concurrent_rpcs, minimum=1)
-        self.policy()  # refuse a cap out of range here, with the key's name
-
-    def policy(self) -> ReplyPolicy:
-        """What the server accepts from one reply."""
-        return ReplyPolicy(max_examples=self.max_examples)
 
 
 @dataclass(frozen=True, kw_only=True)

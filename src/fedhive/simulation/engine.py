@@ -68,7 +68,7 @@ def run_simulation(
     if Backend(backend) == Backend.PROCESS:
         runner = ProcessBackend(app=app, seed=seed, workers=workers)
     else:
-        runner = LocalBackend(app.client_fn)
+        runner = LocalBackend(app.client.client_fn)
     return _run(
         app,
         runner,
@@ -115,7 +115,7 @@ def simulate(
             start_method=sim.start_method,
         )
     else:
-        runner = LocalBackend(app.client_fn)
+        runner = LocalBackend(app.client.client_fn)
     return _run(
         app,
         runner,
@@ -148,7 +148,7 @@ def _run(
     policy: ReplyPolicy = DEFAULT_POLICY,
 ) -> RunResult:
     model = DeviceModel(devices or DevicesSection(), seed)
-    evaluate_fn = app.evaluate_fn if centralized else None
+    evaluate_fn = app.server.evaluate_fn if centralized else None
     return dispatch_loop(
         strategy,
         rounds=lambda synchronous: _run_rounds(
@@ -219,7 +219,7 @@ def _run_rounds(
         policy=policy,
     )
     try:
-        result = loop.run(app.initial_weights, rounds)
+        result = loop.run(app.server.initial_weights, rounds)
     finally:
         transport.close()
     if clocked is None:
@@ -250,6 +250,6 @@ def _run_async(
         policy=policy,
     )
     try:
-        return loop.run(app.initial_weights, rounds)
+        return loop.run(app.server.initial_weights, rounds)
     finally:
         clock.close()

@@ -25,7 +25,7 @@ from fedhive.core.config import check_real, convert, from_table
 from fedhive.core.extensions import Weighting
 from fedhive.core.messages import EvaluateTask, Failure, FitTask, SecAggTask
 from fedhive.core.rng import run_stream
-from fedhive.core.weights import Weights
+from fedhive.core.version import ModelVersion
 from fedhive.errors import FedhiveError, SecAggError
 from fedhive.secagg import MaskedInputRequest, NeighbourKeys, Stage, UnmaskRequest, decode_message
 from fedhive.server.secure import SecureAggregation
@@ -88,31 +88,31 @@ class SecAggDevices:
         return self._inner.client_ids()
 
     def fit(
-        self, tasks: Sequence[FitTask], weights: Weights, *, quorum: Quorum | None = None
+        self, tasks: Sequence[FitTask], model: ModelVersion, *, quorum: Quorum | None = None
     ) -> Iterator[FitOutcome]:
         """Plain fit (no secure aggregation), as the inner transport runs it."""
-        return self._inner.fit(tasks, weights, quorum=quorum)
+        return self._inner.fit(tasks, model, quorum=quorum)
 
     def evaluate(
-        self, tasks: Sequence[EvaluateTask], weights: Weights
+        self, tasks: Sequence[EvaluateTask], model: ModelVersion
     ) -> Iterator[EvaluateOutcome]:
         """Evaluation needs no secure aggregation."""
-        return self._inner.evaluate(tasks, weights)
+        return self._inner.evaluate(tasks, model)
 
     def close(self) -> None:
         """Close the inner transport."""
         self._inner.close()
 
     def fit_secure(
-        self, tasks: Sequence[FitTask], weights: Weights, *, setup: bytes
+        self, tasks: Sequence[FitTask], model: ModelVersion, *, setup: bytes
     ) -> Iterator[SecureOutcome]:
         """Train, then each device masks its update and advertises its keys."""
         self._tasks = {t.client_id: t for t in tasks}
         self._sessions = {}  # a device keeps no round open between rounds (memory)
         rnd = tasks[0].round if tasks else 0
         self._gone = self._dropout.dropped(self._seed, rnd, sorted(self._tasks))
-        layout = weights.layout()
-        for outcome in self._inner.fit(tasks, weights):
+        layout = model.weights.layout()
+        for outcome in self._inner.fit(tasks, model):
             if isinstance(outcome, Failure):
                 yield outcome
                 continue

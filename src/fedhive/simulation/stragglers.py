@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from fedhive.client.app import ClientApp
 from fedhive.client.base import Client, Context
 from fedhive.core.config import check_real
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitResult
@@ -57,7 +58,6 @@ def with_stragglers(app: SimulationApp, section: StragglerSection) -> Simulation
     """``app`` whose clients straggle as ``section`` says (unchanged when fraction is 0)."""
     if section.fraction == 0:
         return app
-    honest_fn = app.client_fn
-    return dataclasses.replace(
-        app, client_fn=lambda client_id: StragglingClient(honest_fn(client_id), section)
-    )
+    honest_fn = app.client.client_fn
+    client = ClientApp(client_fn=lambda client_id: StragglingClient(honest_fn(client_id), section))
+    return dataclasses.replace(app, client=client)

@@ -68,7 +68,7 @@ class _Worker:
             had_state = bool(state)
             outcome: FitReply | EvaluateReply | Failure
             try:
-                client: Client = self.app.client_fn(client_id)
+                client: Client = self.app.client.client_fn(client_id)
             except Exception as exc:  # the user's factory: this task fails
                 outcome = Failure.of(client_id, task.round, Stage.CLIENT_FN, exc)
             else:

@@ -1,8 +1,10 @@
 """The narrow interface between the server and wherever clients run.
 
-The server hands a transport a cohort of tasks and the model they name, and reads back
-one reply per task, in whatever order they complete. The in-process transport runs
-them on this machine (simulation); the gRPC transport sends them to real clients. The
+The server hands a transport a cohort of tasks and the model version they name (a
+:class:`~fedhive.core.version.ModelVersion`: its bytes and digest made once, by the
+round loop), and reads back one reply per task, in whatever order they complete. The
+in-process transport runs them on this machine (simulation); the gRPC transport sends
+them to real clients. The
 asynchronous loop instead submits tasks one at a time to an :class:`AsyncRunner`.
 """
 
@@ -22,6 +24,7 @@ from fedhive.core.messages import (
     SecAggAnswer,
     SecAggReply,
 )
+from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
 from fedhive.transport.codec import TaskEnvelope, UploadStatus
 
@@ -86,14 +89,26 @@ def round_closed(client_id: str, round: int) -> Failure:
     )
 
 
-class Transport(CohortRunner, Protocol):
-    """A CohortRunner that also knows which clients are available right now."""
+class Transport(Protocol):
+    """Runs cohorts of tasks on a model version, and knows which clients are available
+    right now."""
 
     def fit(
-        self, tasks: Sequence[FitTask], weights: Weights, *, quorum: Quorum | None = None
+        self, tasks: Sequence[FitTask], model: ModelVersion, *, quorum: Quorum | None = None
     ) -> Iterator[FitOutcome]:
-        """Run fit tasks; a transport may close the cohort once ``quorum`` is met (the
-        rest then fail as ``transport:RoundClosed``, see :func:`round_closed`)."""
+        """Run fit tasks on ``model`` (the version they name); a transport may close the
+        cohort once ``quorum`` is met (the rest then fail as ``transport:RoundClosed``,
+        see :func:`round_closed`)."""
+        ...
+
+    def evaluate(
+        self, tasks: Sequence[EvaluateTask], model: ModelVersion
+    ) -> Iterator[EvaluateOutcome]:
+        """Run evaluate tasks on ``model``."""
+        ...
+
+    def close(self) -> None:
+        """Release workers, connections and files; idempotent."""
         ...
 
     def client_ids(self) -> Sequence[str]:
@@ -111,7 +126,7 @@ class SecureTransport(Transport, Protocol):
     (bytes of :mod:`fedhive.secagg` messages), never a client's update."""
 
     def fit_secure(
-        self, tasks: Sequence[FitTask], weights: Weights, *, setup: bytes
+        self, tasks: Sequence[FitTask], model: ModelVersion, *, setup: bytes
     ) -> Iterator[SecureOutcome]:
         """Run fit tasks whose clients then join the SecAgg round ``setup``; each answers
         with its first protocol message."""
@@ -143,8 +158,9 @@ class AsyncRunner(Protocol):
         """Ids of the clients that can be given a task."""
         ...
 
-    def submit(self, dispatch: int, task: FitTask, weights: Weights) -> None:
-        """Start ``task`` (the run's ``dispatch``-th) on ``weights`` now."""
+    def submit(self, dispatch: int, task: FitTask, model: ModelVersion) -> None:
+        """Start ``task`` (the run's ``dispatch``-th) on ``model`` (the version it
+        names) now."""
         ...
 
     def next_finished(self) -> Sequence[Finished]:

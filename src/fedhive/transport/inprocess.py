@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
-from fedhive.core.weights import Weights
+from fedhive.core.version import ModelVersion
 from fedhive.transport.base import (
     CohortRunner,
     EvaluateOutcome,
@@ -53,11 +53,11 @@ class InProcessTransport:
         return self._client_ids
 
     def fit(
-        self, tasks: Sequence[FitTask], weights: Weights, *, quorum: Quorum | None = None
+        self, tasks: Sequence[FitTask], model: ModelVersion, *, quorum: Quorum | None = None
     ) -> Iterator[FitOutcome]:
         """Run fit tasks through the runner; when the quorum misses fewer results than
         there are tasks, close the cohort in simulated-time order once it is met."""
-        outcomes = _one_per_task(tasks, lambda: self._runner.fit(tasks, weights))
+        outcomes = _one_per_task(tasks, lambda: self._runner.fit(tasks, model.weights))
         if quorum is None or quorum.missing >= len(tasks):
             return outcomes
         when = {task.client_id: (self._arrival(task), task.seed, i) for i, task in enumerate(tasks)}
@@ -83,10 +83,10 @@ class InProcessTransport:
             yield outcome
 
     def evaluate(
-        self, tasks: Sequence[EvaluateTask], weights: Weights
+        self, tasks: Sequence[EvaluateTask], model: ModelVersion
     ) -> Iterator[EvaluateOutcome]:
         """Run evaluate tasks through the runner."""
-        return _one_per_task(tasks, lambda: self._runner.evaluate(tasks, weights))
+        return _one_per_task(tasks, lambda: self._runner.evaluate(tasks, model.weights))
 
     def close(self) -> None:
         """Close the runner."""

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 
 from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import Failure, FitReply, FitTask
-from fedhive.core.serde import weights_to_bytes
-from fedhive.core.weights import Weights
+from fedhive.core.version import ModelVersion
 from fedhive.transport.base import Finished, FitOutcome
 from fedhive.transport.grpc.coordinator import Outcome, Withdrawn
 from fedhive.transport.grpc.server import GrpcServerTransport
@@ -44,17 +43,14 @@ class GrpcAsyncRunner:
         self._started = time.monotonic()
         self._flight: dict[int, _InFlight] = {}  # by dispatch
         self._dispatch_of: dict[int, int] = {}  # by cohort
-        self._payload = ("", b"")  # the latest version and its bytes, serialized once
 
     def client_ids(self) -> Sequence[str]:
         """The clients heard from recently."""
         return self._transport.client_ids()
 
-    def submit(self, dispatch: int, task: FitTask, weights: Weights) -> None:
-        """Publish ``task`` for its client now, with ``weights`` (the version it names)."""
-        if self._payload[0] != task.version:
-            self._payload = (task.version, weights_to_bytes(weights))
-        cohort, deadline = self._transport.publish([task], self._payload[1], keep=True)
+    def submit(self, dispatch: int, task: FitTask, model: ModelVersion) -> None:
+        """Publish ``task`` for its client now, with ``model`` (the version it names)."""
+        cohort, deadline = self._transport.publish([task], model.data, keep=True)
         self._flight[dispatch] = _InFlight(task, cohort, deadline)
         self._dispatch_of[cohort] = dispatch
 

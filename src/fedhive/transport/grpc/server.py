@@ -29,8 +29,8 @@ from fedhive.core.messages import (
     SecAggReply,
     SecAggTask,
 )
-from fedhive.core.serde import sha256_hex, weights_to_bytes
-from fedhive.core.weights import Weights
+from fedhive.core.serde import sha256_hex
+from fedhive.core.version import ModelVersion
 from fedhive.errors import ConfigError, TransportError
 from fedhive.transport.base import (
     EvaluateOutcome,
@@ -150,18 +150,18 @@ class GrpcServerTransport:
         return True
 
     def fit(
-        self, tasks: Sequence[FitTask], weights: Weights, *, quorum: Quorum | None = None
+        self, tasks: Sequence[FitTask], model: ModelVersion, *, quorum: Quorum | None = None
     ) -> Iterator[FitOutcome]:
         """Publish fit tasks now; stream outcomes until ``quorum`` is met (the round loop
         counts the results it verified; default: all answered) or time runs out."""
-        collected = self._collect(tasks, self._publish(tasks, weights), quorum)
+        collected = self._collect(tasks, self._publish(tasks, model), quorum)
         return (_as(FitReply, o) for o in collected)
 
     def evaluate(
-        self, tasks: Sequence[EvaluateTask], weights: Weights
+        self, tasks: Sequence[EvaluateTask], model: ModelVersion
     ) -> Iterator[EvaluateOutcome]:
         """Publish evaluate tasks now; stream their outcomes."""
-        collected = self._collect(tasks, self._publish(tasks, weights))
+        collected = self._collect(tasks, self._publish(tasks, model))
         return (_as(EvaluateReply, o) for o in collected)
 
     def close(self, *, linger: float = 0.0, tell_clients: bool = True) -> None:
@@ -201,12 +201,12 @@ class GrpcServerTransport:
         return cohort, deadline
 
     def fit_secure(
-        self, tasks: Sequence[FitTask], weights: Weights, *, setup: bytes
+        self, tasks: Sequence[FitTask], model: ModelVersion, *, setup: bytes
     ) -> Iterator[SecureOutcome]:
         """Publish fit tasks carrying the SecAgg round's setup; each client answers with
         its first protocol message (a plaintext update is refused on upload)."""
         setups = {task.client_id: setup for task in tasks}
-        published = self.publish(tasks, weights_to_bytes(weights), secagg=setups) if tasks else None
+        published = self.publish(tasks, model.data, secagg=setups) if tasks else None
         for outcome in self._collect(tasks, published or (0, time.time())):
             if isinstance(outcome, (SecAggReply, Failure)):
                 yield outcome
@@ -226,12 +226,13 @@ class GrpcServerTransport:
                 yield outcome
 
     def _publish(
-        self, tasks: Sequence[FitTask] | Sequence[EvaluateTask], weights: Weights
+        self, tasks: Sequence[FitTask] | Sequence[EvaluateTask], model: ModelVersion
     ) -> tuple[int, float]:
-        """A round's cohort: its model replaces the published ones."""
+        """A round's cohort: its model (bytes as the round loop made them) replaces the
+        published ones."""
         if not tasks:
             return 0, time.time() + self._round_timeout
-        return self.publish(tasks, weights_to_bytes(weights))
+        return self.publish(tasks, model.data)
 
     def _collect(
         self,
