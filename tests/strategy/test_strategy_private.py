@@ -418,7 +418,7 @@ def test_a_central_round_that_released_nothing_reports_no_event() -> None:
     from fedhive.strategy.accounting import Participation
 
     strategy = DpFedAvg(base=FedAvg(), noise_multiplier=1.0)
-    state = strategy.initial_state(app(1).initial_weights)
+    state = strategy.initial_state(app(1).server.initial_weights)
     state, report = strategy.account(state, 1, Participation(4, 10), committed=False)
     assert report == PrivacyReport(epsilon=0.0, delta=1e-5)
     assert report.to_json() == {"epsilon": 0.0, "delta": 1e-5, "events": []}

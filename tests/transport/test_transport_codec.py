@@ -31,14 +31,13 @@ from fedhive.transport.codec import (
     decode,
     failure_error,
     failure_from_header,
-    header_sha256,
     metrics_from_proto,
     task_from_proto,
-    task_sha256,
     task_to_proto,
     upload_reply,
     upload_status,
 )
+from fedhive.transport.digests import header_sha256, task_sha256
 from fedhive.transport.proto import pb
 
 VERSION = hashlib.sha256(b"model").hexdigest()

@@ -9,8 +9,8 @@ name to its value (strings and ints). JSON quotes and escapes every string, so d
 claims give distinct bytes. A result claim binds the rest of its upload's header (kind,
 example count, metrics, loss, SecAgg flag, failure fields) through ``header_sha256``, a
 model claim the task it was sent with (config, seed, deadline, SecAgg setup) through
-``task_sha256``: see :func:`fedhive.transport.codec.header_sha256` and
-:func:`~fedhive.transport.codec.task_sha256`. The certificate's client id is read as the
+``task_sha256``: see :func:`fedhive.transport.digests.header_sha256` and
+:func:`~fedhive.transport.digests.task_sha256`. The certificate's client id is read as the
 TLS identity check reads it (:func:`fedhive.pki.client_id_of`). Each result is admitted
 once by the gRPC coordinator (task ids are random and claimed once), and only after its
 signature verifies, so an unsigned result never uses up a task.

@@ -27,12 +27,11 @@ from fedhive.transport.codec import (
     TaskEnvelope,
     UploadStatus,
     decode,
-    header_sha256,
     result_header,
     task_from_proto,
-    task_sha256,
     upload_status,
 )
+from fedhive.transport.digests import header_sha256, task_sha256
 from fedhive.transport.envelope import ModelClaim, ResultClaim
 from fedhive.transport.grpc.security import ClientSignatures
 from fedhive.transport.grpc.service import FINISHED, SERVICE

@@ -17,7 +17,8 @@ from fedhive.pki.authority import load_private_key
 from fedhive.pki.identity import client_id_of, load_certificate
 from fedhive.pki.revocation import RevocationList
 from fedhive.pki.tls import TLSConfig
-from fedhive.transport.codec import TaskEnvelope, check_digest, header_sha256, task_sha256
+from fedhive.transport.codec import TaskEnvelope, check_digest
+from fedhive.transport.digests import header_sha256, task_sha256
 from fedhive.transport.envelope import (
     ModelClaim,
     ResultClaim,
