@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 import pytest
@@ -157,3 +158,12 @@ def test_client_extra_table_is_passed_through() -> None:
 def test_missing_required_key_names_the_key_path() -> None:
     with pytest.raises(ConfigError, match=r"client\.privacy_budget.*epsilon_max"):
         from_table(ClientConfig, {"privacy_budget": {"delta": 1e-5}}, "client")
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400)], ids=["huge", "-huge"])
+def test_an_integer_too_large_for_a_float_is_a_config_error(value: int) -> None:
+    # Before: math.isfinite raised OverflowError, which escapes `except FedhiveError`.
+    from fedhive.core.config import check_real
+
+    with pytest.raises(ConfigError, match="must be a finite number"):
+        check_real("clip_range", value, low=-math.inf)

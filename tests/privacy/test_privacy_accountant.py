@@ -178,3 +178,10 @@ def test_importing_the_package_does_not_import_dp_accounting() -> None:
 def test_a_non_event_among_the_events_is_refused_by_its_index() -> None:
     with pytest.raises(ConfigError, match=r"events\[1\]: must be a GaussianEvent"):
         epsilon([ROUND, {"noise_multiplier": 1.0}], target_delta=DELTA)  # type: ignore[list-item]
+
+
+def test_an_event_with_a_number_too_large_for_a_float_is_refused() -> None:
+    # Before: float() raised OverflowError, so a device's FileLedger did not fail closed.
+    data = {"noise_multiplier": 10**400, "sample_rate": 1.0, "count": 1}
+    with pytest.raises(SerializationError, match="out of range"):
+        GaussianEvent.from_dict(data)

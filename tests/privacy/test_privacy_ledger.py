@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -221,3 +222,14 @@ def test_a_path_given_as_a_string_is_kept_as_a_path(tmp_path: Path) -> None:
     assert ledger.path == tmp_path / "ledger.json"
     ledger.save(_charged(1))
     assert ledger.load() == _charged(1)
+
+
+def test_a_ledger_file_with_a_number_too_large_for_a_float_fails_closed(tmp_path: Path) -> None:
+    # Before: OverflowError escaped FileLedger.load, so the device did not refuse cleanly.
+    path = tmp_path / "ledger.json"
+    FileLedger(path).save(_charged(1))
+    text = path.read_text()
+    text = re.sub(r'"noise_multiplier":\s*[0-9.e+-]+', '"noise_multiplier":' + "9" * 400, text)
+    path.write_text(text)
+    with pytest.raises(PrivacyBudgetError, match="out of range"):
+        FileLedger(path).load()

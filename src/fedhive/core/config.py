@@ -149,7 +149,7 @@ def check_real(
         interval = f"a finite number {'>' if low_open else '>='} {low:g}"
     else:
         interval = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
     if ok:
         number = float(value)  # type: ignore[arg-type]
         ok = (low < number if low_open else low <= number) and (
@@ -157,3 +157,11 @@ def check_real(
         )
     if not ok:
         raise ConfigError(f"{name}: must be {interval}, got {value!r}")
+
+
+def _finite(value: float) -> bool:
+    """Whether ``value`` is a finite real (an int too large for a float is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False

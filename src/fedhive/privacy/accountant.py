@@ -115,6 +115,8 @@ class GaussianEvent:
             )
         except ConfigError as exc:
             raise SerializationError(f"privacy event {exc.message}") from None
+        except OverflowError:  # an integer too large for a float
+            raise SerializationError("privacy event: a number out of range") from None
 
 
 def merge_events(events: Sequence[GaussianEvent]) -> list[GaussianEvent]:

@@ -32,7 +32,10 @@ def decrypt(key: bytes, sealed: bytes, *, associated_data: bytes) -> bytes:
     """Decrypt what :func:`encrypt` returned.
 
     Raises:
-        SecAggError: the key, the tag, the associated data or the length is wrong.
+        SecAggError: the tag, the associated data, the key that sealed it, or the length
+            is wrong.
+        ValueError: ``key`` is not a 32-byte key (a caller's bug, as in ``cryptography``'s
+            hazmat).
     """
     _check_key(key)
     if len(sealed) < NONCE_BYTES + TAG_BYTES:
