@@ -16,6 +16,7 @@ from fedhive.core.messages import ClientConfig, EvaluateResult, FitReply, FitRes
 from fedhive.core.rng import run_stream
 from fedhive.core.serde import model_version, record_from_bytes, record_to_bytes
 from fedhive.core.weights import Weights
+from fedhive.errors import ConfigError
 from fedhive.server.app import ServerApp
 from fedhive.simulation.app import SimulationApp
 from fedhive.simulation.engine import Backend, run_simulation
@@ -211,3 +212,20 @@ def test_model_names_with_the_reserved_prefix_are_refused() -> None:
     )
     with pytest.raises(ConfigError, match="may not start with"):
         run_simulation(app, strategy=FedAvg(), rounds=1)
+
+
+@pytest.mark.parametrize("control", [None, np.zeros(5), "c"], ids=["missing", "long", "text"])
+def test_a_state_without_a_variate_of_the_models_size_is_an_error(control: Any) -> None:
+    # Before: a resumed run whose state held no (or a wrong-shaped) c restarted from c = 0
+    # without a word.
+    weights = Weights({"w": np.zeros(2)})
+    strategy = Scaffold(base=FedAvg())
+    state = dict(strategy.initial_state(weights))
+    if control is None:
+        del state[STATE_KEY]
+    else:
+        state[STATE_KEY] = control
+    with pytest.raises(ConfigError, match=r"scaffold\.c must be a vector of 2 values"):
+        strategy.broadcast(state, weights)
+    with pytest.raises(ConfigError, match=r"scaffold\.c must be a vector of 2 values"):
+        strategy.aggregate_fit(state, 1, weights, iter([reply("a", 1.0, 2.0)]))

@@ -25,6 +25,7 @@ import numpy as np
 
 from fedhive.core.messages import FitReply
 from fedhive.core.weights import SCAFFOLD_PREFIX, FloatVector, Layout, Weights
+from fedhive.errors import ConfigError
 from fedhive.strategy.aggregate import ExactWeightedSum
 from fedhive.strategy.base import StrategyState
 from fedhive.strategy.compose import Aggregator, WeightedMean
@@ -118,9 +119,19 @@ def _controlled(weights: Weights) -> Layout:
 
 
 def _control(state: StrategyState, layout: Layout) -> FloatVector:
+    """The server variate ``c`` from ``state``.
+
+    Raises:
+        ConfigError: the state holds no variate of the model's size (e.g. a resumed run
+            whose model changed): never silently restarted from zero.
+    """
     value = state.get(STATE_KEY)
     if not isinstance(value, np.ndarray) or value.shape != (layout.total_size,):
-        return np.zeros(layout.total_size, dtype=np.float64)
+        shape = value.shape if isinstance(value, np.ndarray) else type(value).__name__
+        raise ConfigError(
+            f"strategy state: {STATE_KEY} must be a vector of {layout.total_size} values "
+            f"(the model's floating-point parameters), got {shape}"
+        )
     return value.astype(np.float64, copy=False)
 
 
