@@ -133,7 +133,9 @@ def test_a_client_cannot_claim_another_id(server: GrpcServerTransport, pki: Path
     impostor.close()
 
 
-def test_a_tampered_model_signature_is_refused(server: GrpcServerTransport, pki: Path) -> None:
+def pulled_fit_task(server: GrpcServerTransport, pki: Path) -> tuple[GrpcLink, TaskEnvelope]:
+    """client-0000, registered, and the fit task the server published for it (signed;
+    its outcome is not awaited)."""
     app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
     client = link(server, pki / "ours" / "clients" / "client-0000", "client-0000")
     client.register()
@@ -144,13 +146,16 @@ def test_a_tampered_model_signature_is_refused(server: GrpcServerTransport, pki:
         seed=1,
         config=ClientConfig(),
     )
-    server.fit(
-        [task], ModelVersion.of(app.server.initial_weights)
-    )  # publishes; outcomes are not awaited here
+    server.fit([task], ModelVersion.of(app.server.initial_weights))
     envelope = client.pull()
     assert isinstance(envelope, TaskEnvelope)
+    return client, envelope
+
+
+def test_a_tampered_model_signature_is_refused(server: GrpcServerTransport, pki: Path) -> None:
+    client, envelope = pulled_fit_task(server, pki)
     payload = client.download(envelope)
-    assert model_version(weights_from_bytes(payload)) == task.version
+    assert model_version(weights_from_bytes(payload)) == envelope.task.version
     forged = dataclasses.replace(envelope, model_signature=b"\x00" * 64)
     with pytest.raises(SignatureError, match="signature"):
         client.download(forged)
@@ -178,21 +183,7 @@ def replace_config(envelope: TaskEnvelope, **changes: Any) -> TaskEnvelope:
 def test_a_task_changed_after_the_server_signed_it_is_refused(
     server: GrpcServerTransport, pki: Path, change: Callable[[TaskEnvelope], TaskEnvelope]
 ) -> None:
-    app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
-    client = link(server, pki / "ours" / "clients" / "client-0000", "client-0000")
-    client.register()
-    task = FitTask(
-        round=1,
-        client_id="client-0000",
-        version=model_version(app.server.initial_weights),
-        seed=1,
-        config=ClientConfig(),
-    )
-    server.fit(
-        [task], ModelVersion.of(app.server.initial_weights)
-    )  # publishes; outcomes are not awaited here
-    envelope = client.pull()
-    assert isinstance(envelope, TaskEnvelope)
+    client, envelope = pulled_fit_task(server, pki)
     client.download(envelope)  # as the server signed it
     with pytest.raises(SignatureError, match="signature does not verify"):
         client.download(change(envelope))
