@@ -15,11 +15,13 @@ from test_server_asynchronous import ScriptedRunner
 from fedhive.core.serde import model_version
 from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
+from fedhive.privacy import GaussianEvent, epsilon
 from fedhive.secagg import Stage
 from fedhive.server.asynchronous import AsyncLoop
 from fedhive.server.checkpoint import Resumed, StoreCheckpoint
 from fedhive.server.history import CohortStats, RoundRecord
 from fedhive.server.orchestrator import RoundLoop, RunResult
+from fedhive.server.run import EvaluateFn
 from fedhive.server.secure import SecureAggregation
 from fedhive.server.store import StateStore, verify_state
 from fedhive.simulation.backends.local import LocalBackend
@@ -137,25 +139,36 @@ DISTRIBUTED_DP = DpFedAvg(
 )
 
 
-def secagg_devices() -> SecAggDevices:
-    """40 devices; in round 2, 4 vanish after masking (their sum is still unmasked)."""
+def secagg_devices(dropout_round: int = 2) -> SecAggDevices:
+    """40 devices; in ``dropout_round``, 4 vanish after masking (their sum is still
+    unmasked; 0: none ever does)."""
     app = build(CLIENTS)
     inner = InProcessTransport(client_ids=app.client_ids, runner=LocalBackend(app.client.client_fn))
-    dropout = DropoutInRound(fraction=0.1, stage=Stage.MASKED_INPUT, only=2)
+    dropout = DropoutInRound(fraction=0.1, stage=Stage.MASKED_INPUT, only=dropout_round)
     return SecAggDevices(inner, seed=0, dropout=dropout)
 
 
-def dp_loop(devices: SecAggDevices, checkpoint: StoreCheckpoint | None = None) -> RoundLoop:
+def dp_loop(
+    devices: SecAggDevices,
+    checkpoint: StoreCheckpoint | None = None,
+    evaluate_fn: EvaluateFn | None = None,
+) -> RoundLoop:
     return RoundLoop(
         strategy=DISTRIBUTED_DP,
         transport=devices,
         seed=0,
         secure=SECURE,
         checkpoint=checkpoint,
+        evaluate_fn=evaluate_fn,
     )
 
 
-def serve_dp(store: StateStore, devices: SecAggDevices, until: int) -> tuple[Resumed, RunResult]:
+def serve_dp(
+    store: StateStore,
+    devices: SecAggDevices,
+    until: int,
+    evaluate_fn: EvaluateFn | None = None,
+) -> tuple[Resumed, RunResult]:
     """One server process: open (or resume) the run in ``store``, run to round ``until``."""
     initial = build(CLIENTS).server.initial_weights
     checkpoint, resumed = StoreCheckpoint.open(
@@ -167,7 +180,7 @@ def serve_dp(store: StateStore, devices: SecAggDevices, until: int) -> tuple[Res
         initial=initial,
         initial_state=DISTRIBUTED_DP.initial_state(initial),
     )
-    result = dp_loop(devices, checkpoint).run(
+    result = dp_loop(devices, checkpoint, evaluate_fn).run(
         resumed.weights, until, first_round=resumed.round + 1, state=resumed.state
     )
     return resumed, result
@@ -192,6 +205,53 @@ def test_a_run_resumed_after_a_failed_unmasked_dp_round_reports_the_uninterrupte
     assert [r.round for r in history] == [1, 2, 3, 4]
     assert [r.privacy.epsilon for r in history] == epsilons
     assert after.version == uninterrupted.version
+    assert verify_state(tmp_path).ok
+
+
+class ServerCrashError(Exception):
+    """The server process dies."""
+
+
+def crashing_in_round(crash: int) -> EvaluateFn:
+    """A centralised evaluation that kills the server in round ``crash`` (its
+    ``crash``-th call: one a round), after the round's sum was unmasked and accounted."""
+    calls = 0
+
+    def evaluate(weights: Weights) -> dict[str, float]:
+        nonlocal calls
+        calls += 1
+        if calls == crash:
+            raise ServerCrashError
+        return {}
+
+    return evaluate
+
+
+@pytest.mark.parametrize("dropout_round", [0, 2], ids=["committed", "failed"])
+def test_a_round_interrupted_after_its_sum_was_unmasked_is_accounted_again_on_resume(
+    tmp_path: Path, dropout_round: int
+) -> None:
+    """The crash comes in round 2's evaluation, before the round closed: the restarted
+    server runs round 2 again, and its devices release a second noisy sum, so the run's
+    epsilon after round 2 counts round 2's event twice (the devices' ledgers do)."""
+    pytest.importorskip("dp_accounting")
+    devices = secagg_devices(dropout_round)
+    with StateStore(tmp_path) as store, pytest.raises(ServerCrashError):
+        serve_dp(store, devices, until=3, evaluate_fn=crashing_in_round(2))
+    with StateStore(tmp_path) as store:  # restarted
+        round_1 = store.latest_committed("run")
+        resumed, after = serve_dp(store, devices, until=2)
+    assert resumed.round == 1  # round 2 runs again under its number
+    assert round_1 is not None
+    assert round_1.round == 1
+    assert model_version(resumed.weights) == round_1.version  # the last committed model
+    assert [r.round for r in after.history] == [2]
+    event = GaussianEvent(noise_multiplier=1.0, sample_rate=1.0)  # 40 of 40 selected
+    assert after.history[0].privacy.events == (event,)
+    delta, kind = DISTRIBUTED_DP.target_delta, DISTRIBUTED_DP.accountant
+    released = epsilon([event] * 3, target_delta=delta, kind=kind)  # rounds 1, 2 and 2 again
+    assert after.history[0].privacy.epsilon == pytest.approx(released, rel=1e-12)
+    assert released > epsilon([event] * 2, target_delta=delta, kind=kind)
     assert verify_state(tmp_path).ok
 
 

@@ -158,6 +158,33 @@ def test_a_restart_continues_after_an_aborted_round_with_the_state_it_ended_with
         assert reopened.verify_audit().ok
 
 
+def test_a_restart_reruns_an_open_round_that_accounted_a_release_from_that_state(
+    store: StateStore,
+) -> None:
+    v0 = commit(store, 0, 0.0, None)
+    v1 = commit(store, 1, 1.0, v0)
+    store.open_round(RUN, 2)
+    point = store.resume_point(RUN)
+    assert point is not None
+    assert point.strategy_state == state_bytes(1)  # nothing released yet
+    store.account_round(RUN, 2, strategy_state=state_bytes(2))  # then the server dies
+    with pytest.raises(StoreError, match="not open"):
+        store.account_round(RUN, 1, strategy_state=state_bytes(2))
+    store.close()
+    with StateStore(store.state_dir) as reopened:
+        point = reopened.resume_point(RUN)
+        assert point is not None
+        assert (point.round, point.version) == (1, v1)  # round 2 again, from round 1's model
+        assert point.strategy_state == state_bytes(2)  # with round 2's release counted
+        reopened.open_round(RUN, 2)
+        assert reopened.resume_point(RUN) == point  # a second crash still counts it
+        commit_existing(reopened, 2, v1)
+        point = reopened.resume_point(RUN)
+        assert point is not None
+        assert point.round == 2
+        assert reopened.verify_audit().ok
+
+
 def test_a_round_before_the_last_closed_one_cannot_open(store: StateStore) -> None:
     commit(store, 0, 0.0, None)
     store.open_round(RUN, 2)

@@ -216,3 +216,45 @@ def test_an_aborted_round_reopened_in_its_table_fails_the_cross_check(aborted: P
     assert verify_state(aborted).reason == (
         "audit entry aborted round 4 of run run-1: the rounds table lost it"
     )
+
+
+@pytest.fixture
+def accounted(state: Path, server_certs: Path) -> Path:
+    """The same run, then a round 4 left open after it accounted a release (twice: a
+    restart re-ran it)."""
+    signer = HeadSigner.from_pem((server_certs / "key.pem").read_bytes())
+    with StateStore(state, signer=signer) as store:
+        store.open_round(RUN, 4)
+        store.account_round(RUN, 4, strategy_state=b"round 4 released once")
+        store.open_round(RUN, 4)
+        store.account_round(RUN, 4, strategy_state=b"round 4 released twice")
+    return state
+
+
+def test_an_open_round_that_accounted_a_release_verifies_with_the_server_certificate(
+    accounted: Path, certificate: Certificate
+) -> None:
+    report = verify_state(accounted, certificate=certificate)
+    assert report.ok, report.reason
+    with closing(sqlite3.connect(accounted / DATABASE_NAME)) as conn:
+        kinds = [str(k) for (k,) in conn.execute("SELECT kind FROM audit ORDER BY seq")]
+    assert kinds[-4:] == [
+        "round_opened",
+        "round_accounted",
+        "round_reopened",
+        "round_accounted",
+    ]
+
+
+def test_an_accounted_state_dropped_or_swapped_in_its_table_fails_the_cross_check(
+    accounted: Path,
+) -> None:
+    # A restart would re-run round 4 from round 3's state: its releases uncounted.
+    sql(accounted, "UPDATE rounds SET accounted_state = NULL WHERE round = 4")
+    assert verify_state(accounted).reason == (
+        "round 4 of run run-1: its accounted state differs from its audit entry"
+    )
+    sql(accounted, f"UPDATE rounds SET accounted_state = '{'0' * 64}' WHERE round = 4")
+    assert verify_state(accounted).reason == (
+        "round 4 of run run-1: its accounted state differs from its audit entry"
+    )

@@ -319,6 +319,9 @@ class Checkpoints:
     def begin(self, round: int) -> None:
         pass
 
+    def accounted(self, round: int, state: Any) -> None:
+        pass
+
     def end(self, record: Any, model: ModelVersion, state: Any) -> None:
         self.ended.append((record.committed, state))
 

@@ -7,7 +7,11 @@ round that did not commit keeps its strategy state: in distributed DP its noisy 
 have been unmasked, and its privacy event must survive a crash before the next commit.
 The round numbers, and so the random streams, continue where they stopped, so a resumed
 run ends with the model (and the epsilon) an uninterrupted one would have. A round still
-open at the crash runs again under its number. Each start of a server process is
+open at the crash runs again under its number: from the last closed round's strategy
+state, or, if it had already accounted a release (:meth:`StoreCheckpoint.accounted`:
+its noisy sum was unmasked, then the server died while it evaluated), from that
+accounted state, so the re-run adds its own event on top of the first (its devices
+released twice). Each start of a server process is
 recorded, and each closed round keeps its traffic, so :meth:`StoreCheckpoint.totals`
 describes the whole run however often it was restarted.
 """
@@ -90,6 +94,10 @@ class StoreCheckpoint:
     def begin(self, round: int) -> None:
         """Open the round in the store (superseding an interrupted attempt)."""
         self._store.open_round(self.run_id, round)
+
+    def accounted(self, round: int, state: StrategyState) -> None:
+        """Keep the state the open round accounted its release in, before it closes."""
+        self._store.account_round(self.run_id, round, strategy_state=record_to_bytes(state))
 
     def end(self, record: RoundRecord, model: ModelVersion, state: StrategyState) -> None:
         """Commit the round's model (the bytes the loop made) and state, or keep its

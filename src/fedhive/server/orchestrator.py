@@ -122,6 +122,8 @@ class RoundLoop:
             note = f"round not committed: {exc}"
         reached = Participation(fit.selected, len(clients))
         state, privacy = self._account(state, rnd, reached, committed=committed)
+        if self.checkpoint is not None and privacy is not None and privacy.events:
+            self.checkpoint.accounted(rnd, state)  # durable before evaluation runs
         centralized = dict(self.evaluate_fn(model.weights)) if self.evaluate_fn else {}
         evaluate = CohortStats()
         federated: dict[str, float] = {}

@@ -18,10 +18,17 @@ EvaluateFn = Callable[[Weights], Mapping[str, float]]
 
 
 class Checkpoint(Protocol):
-    """Makes rounds durable: told when a round begins and what it ended with."""
+    """Makes rounds durable: told when a round begins, when it accounted a release, and
+    what it ended with."""
 
     def begin(self, round: int) -> None:
         """A round starts (an interrupted attempt of it is superseded)."""
+
+    def accounted(self, round: int, state: StrategyState) -> None:
+        """The open round released something and ``state`` holds its privacy event:
+        persist it now, so a restart that re-runs the round still counts this release
+        (the round loop calls it right after accounting, before evaluation; the
+        asynchronous loop accounts no privacy and never calls it)."""
 
     def end(self, record: RoundRecord, model: ModelVersion, state: StrategyState) -> None:
         """A round ended: persist the (new or unchanged) model version (its bytes as

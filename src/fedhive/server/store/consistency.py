@@ -5,8 +5,11 @@ entry records (same version, parent, contributors, strategy state), every aborte
 the one a ``round_aborted`` entry records (same strategy state: what a restarted server
 continues with, privacy events included), and every such entry must still be a round in
 that state. A strategy state kept for a round that is not closed is refused too (a
-restart would read it). Editing a table without a matching (signed) entry, or dropping
-entries while the rounds stay, is then caught by ``fedhive audit verify``.
+restart would read it). A round's accounted state (an open round's release, which a
+restart re-runs from) must be the one its last ``round_accounted`` entry records, and
+every such entry's round must still keep it. Editing a table without a matching (signed)
+entry, or dropping entries while the rounds stay, is then caught by ``fedhive audit
+verify``.
 """
 
 from __future__ import annotations
@@ -37,8 +40,11 @@ def table_problem(conn: sqlite3.Connection) -> str:
         versions = conn.execute(
             "SELECT version, parent_version, run_id, round, contributors FROM model_versions"
         ).fetchall()
+        problem = _accounted_problem(conn)
     if stray:
         return f"round {stray[0][1]} of run {stray[0][0]} has a strategy state but is not closed"
+    if problem:
+        return problem
     closed: dict[_Key, str] = {}
     for run_id, rnd, state, version, digest in rounds:
         closed[(run_id, rnd)] = state
@@ -62,6 +68,21 @@ def table_problem(conn: sqlite3.Connection) -> str:
             or (entry["version"], entry["parent_version"], entry["contributors"]) != stored
         ):
             return f"model version {version[:12]} differs from the audit entry of its round"
+    return ""
+
+
+def _accounted_problem(conn: sqlite3.Connection) -> str:
+    """Why a round's accounted state is not the one its audit entries record, or ""."""
+    entries = _audited(conn, AuditKind.ROUND_ACCOUNTED)
+    rows = conn.execute("SELECT run_id, round, accounted_state FROM rounds").fetchall()
+    for run_id, rnd, digest in rows:
+        entry = entries.pop((run_id, rnd), None)
+        recorded = None if entry is None else entry.get("strategy_state")
+        if recorded != digest:
+            return f"round {rnd} of run {run_id}: its accounted state differs from its audit entry"
+    if entries:  # an accounted round whose row is gone
+        run_id, rnd = next(iter(entries))
+        return f"audit entry accounted round {rnd} of run {run_id}: the rounds table lost it"
     return ""
 
 

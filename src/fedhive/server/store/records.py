@@ -27,6 +27,7 @@ class AuditKind(StrEnum):
     RUN_CREATED = "run_created"
     ROUND_OPENED = "round_opened"
     ROUND_REOPENED = "round_reopened"
+    ROUND_ACCOUNTED = "round_accounted"
     ROUND_COMMITTED = "round_committed"
     ROUND_ABORTED = "round_aborted"
     SERVER_STARTED = "server_started"
@@ -124,11 +125,14 @@ class CommittedRound:
 @dataclass(frozen=True, kw_only=True)
 class ResumePoint:
     """Where a restarted server continues a run: after ``round``, its last closed round
-    (committed or aborted), from the last committed model and that round's strategy state.
+    (committed or aborted), from the last committed model and that round's strategy state,
+    or the state the interrupted round after it accounted a release in.
 
     An uninterrupted run goes on from the same point: a round that did not commit leaves
     the model as it was but may have changed the strategy state (a privacy event for a
-    noisy sum that was unmasked). ``weights_bytes`` and ``strategy_state`` were read back
+    noisy sum that was unmasked). A round interrupted after its release runs again from
+    its accounted state, so its event counts twice, as its devices released twice.
+    ``weights_bytes`` and ``strategy_state`` were read back
     from the blob store and checked against their SHA-256.
     """
 

@@ -1,8 +1,10 @@
-"""Runs and the life of a round: open (or reopen), abort, commit.
+"""Runs and the life of a round: open (or reopen), account, abort, commit.
 
 A closed round (committed or aborted) keeps the strategy state it ended with: a round
 that failed after its noisy sum was unmasked has still spent privacy, and a restarted
-server continues after it with that state (see ``StateStore.resume_point``).
+server continues after it with that state (see ``StateStore.resume_point``). An open
+round that already accounted a release keeps that state too (``accounted_state``): a
+restart re-runs the round from it, so the interrupted attempt's release stays counted.
 
 Each function runs inside the caller's open write transaction (see ``StateStore``) and
 appends the audit entry for what it changed, so the change and its entry commit together.
@@ -132,6 +134,34 @@ def start_round(conn: sqlite3.Connection, run_id: str, *, round: int, now: float
         raise StoreError(f"round is already {current.state}", round=round)
     append_entry(conn, kind=kind, payload={"run_id": run_id, "round": round}, at=now)
     return require_round(conn, run_id, round=round)
+
+
+def record_accounted(
+    conn: sqlite3.Connection, run_id: str, *, round: int, state_digest: str, now: float
+) -> None:
+    """Keep the strategy state an open round accounted its release in (a privacy event),
+    replacing an interrupted attempt's; audited with the state's digest.
+
+    Raises:
+        StoreError: the round is not open.
+    """
+    require_open(conn, run_id, round=round)
+    conn.execute(
+        "UPDATE rounds SET accounted_state = ? WHERE run_id = ? AND round = ?",
+        (state_digest, run_id, round),
+    )
+    payload = {"run_id": run_id, "round": round, "strategy_state": state_digest}
+    append_entry(conn, kind=AuditKind.ROUND_ACCOUNTED, payload=payload, at=now)
+
+
+def select_open_accounted(conn: sqlite3.Connection, run_id: str, *, after: int) -> str | None:
+    """The accounted state's digest of the open round right after round ``after`` (the
+    one a restart runs again), or None if it accounted nothing."""
+    row = conn.execute(
+        "SELECT accounted_state FROM rounds WHERE run_id = ? AND round = ? AND state = 'open'",
+        (run_id, after + 1),
+    ).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
 
 
 def abort_round(

@@ -6,9 +6,11 @@ what makes a round durable: it stores both blobs first (idempotent, never visibl
 a partial name), then in ONE SQLite transaction records the version, the strategy
 state, the round's new state and an audit entry. A process killed at any point leaves
 either all of that or none of it. :meth:`StateStore.abort_round` likewise keeps the
-strategy state an aborted round ended with, and :meth:`StateStore.resume_point` is what a
+strategy state an aborted round ended with, :meth:`StateStore.account_round` the state an
+open round accounted a release in, and :meth:`StateStore.resume_point` is what a
 restarted server continues from: after the last closed round, with the last committed
-model and the last closed round's strategy state.
+model and the strategy state of the last closed round, or of the interrupted round after
+it if that one accounted a release.
 
 Given the server's :class:`~fedhive.server.store.anchor.HeadSigner`, every write
 transaction also signs the audit log's new head, and ``audit-head.json`` beside the
@@ -210,6 +212,21 @@ class StateStore:
                 now=now,
             )
 
+    def account_round(self, run_id: str, round: int, *, strategy_state: bytes) -> None:
+        """Keep the strategy state an open round accounted a release in (its privacy
+        event), before the round closes; audited.
+
+        A server that dies before the round closes re-runs it from this state (see
+        :meth:`resume_point`), so the interrupted attempt's release stays counted.
+
+        Raises:
+            StoreError: the round is not open.
+        """
+        state_digest = self.blobs.put(strategy_state)
+        now = self._clock()
+        with self._write(f"account round {round} of run {run_id!r}") as conn:
+            _rounds.record_accounted(conn, run_id, round=round, state_digest=state_digest, now=now)
+
     def rounds(self, run_id: str) -> tuple[RoundInfo, ...]:
         """Every round of the run, in round order."""
         with self._read(f"list rounds of run {run_id!r}") as conn:
@@ -297,6 +314,10 @@ class StateStore:
     def resume_point(self, run_id: str) -> ResumePoint | None:
         """Where a restarted server continues the run, or None before its first commit.
 
+        The strategy state is that of the last closed round, or that of the open round
+        after it when an interrupted attempt of it accounted a release (the round then
+        runs again from it, on the last committed model, and adds its own event).
+
         Raises:
             StoreError: a blob it refers to is missing.
             SerializationError: a blob no longer matches its hash (corruption).
@@ -305,6 +326,10 @@ class StateStore:
             committed = _rounds.select_latest_commit(conn, run_id)
             closed = _rounds.select_last_closed(conn, run_id)
             state_digest = _rounds.select_latest_state(conn, run_id)
+            if closed is not None:
+                state_digest = (
+                    _rounds.select_open_accounted(conn, run_id, after=closed) or state_digest
+                )
         if committed is None or closed is None or state_digest is None:
             return None
         version = committed[1]
