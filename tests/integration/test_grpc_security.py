@@ -511,5 +511,5 @@ def test_a_server_restarted_on_a_rolled_back_crl_does_not_start(pki: Path, tmp_p
 
     start_server().close()  # a server ran on CRL 2
     crl_path.write_bytes(yesterday)  # an operator restores a backup, then restarts
-    with pytest.raises(ConfigError, match=r"CRL number 1 is older than 2"):
+    with pytest.raises(ConfigError, match=r"CRL number 1 is older than CRL number 2"):
         start_server().close()

@@ -175,7 +175,7 @@ def test_a_restarted_list_refuses_a_crl_older_than_its_floor(out: Path, tmp_path
     RevocationList.from_dir(out / "server").keep_floor(floor)  # a server ran on CRL 2
     crl_path.write_bytes(yesterday)  # an operator restores a backup, then restarts
     restarted = RevocationList.from_dir(out / "server")
-    with pytest.raises(ConfigError, match=r"CRL number 1 is older than 2"):
+    with pytest.raises(ConfigError, match=r"CRL number 1 is older than CRL number 2"):
         restarted.keep_floor(floor)
     floor.unlink()  # recovering on purpose: the operator deletes the floor
     restarted.keep_floor(floor)
@@ -191,7 +191,7 @@ def test_a_restarted_list_refuses_the_same_number_listing_fewer_serials(
     crl_path.write_bytes(sign_crl(ca, {7: dt.datetime.now(dt.timezone.utc)}, number=4))
     RevocationList.from_dir(out / "server").keep_floor(floor)
     crl_path.write_bytes(sign_crl(ca, {}, number=4))  # re-signed without serial 7
-    with pytest.raises(ConfigError, match=r"CRL number 4"):
+    with pytest.raises(ConfigError, match=r"CRL number 4 lists fewer serials than CRL number 4"):
         RevocationList.from_dir(out / "server").keep_floor(floor)
 
 
@@ -209,7 +209,7 @@ def test_a_newer_crl_raises_the_floor_on_disk(out: Path, tmp_path: Path) -> None
         "serials": [serial_of(out, "client-0002")],
     }
     crl_path.write_bytes(sign_crl(load_ca(out), {}, number=1))
-    with pytest.raises(ConfigError, match=r"CRL number 1 is older than 2"):
+    with pytest.raises(ConfigError, match=r"CRL number 1 is older than CRL number 2"):
         RevocationList.from_dir(out / "server").keep_floor(floor)
 
 

@@ -158,14 +158,15 @@ class RevocationList:
         return serial in self.serials
 
     def keep_floor(self, path: Path) -> None:
-        """Keep the floor in the file ``path`` from now on (a JSON file, mode ``0600``).
+        """Persist the CRL floor in ``path``: refuse an older CRL now, record newer ones.
 
-        The CRL in force must be no older than the one recorded there: a lower number, or
-        the same number listing fewer serials, is refused (fail closed). The file then
-        records the CRL in force, and each newer CRL this list accepts raises it on disk
-        before it takes effect. A missing file is a first start: it records the CRL in
-        force. Recover from a refusal with a newer CRL (``fedhive provision revoke``), or
-        by deleting the file on purpose.
+        The CRL in force must be no older than the one recorded in ``path`` (a JSON file
+        of the CRL number and serials, mode ``0600``): a lower number, or the same number
+        listing fewer serials, is refused (fail closed). The file then records the CRL in
+        force, and each newer CRL this list reads is recorded before it takes effect (if
+        that write fails, the re-read raises, and a server's calls fail closed until it
+        succeeds). A missing file is a first start. Recover from a refusal with a newer
+        CRL (``fedhive provision revoke``), or by deleting the file on purpose.
 
         Raises:
             ConfigError: the CRL in force is older than the floor, or the floor file
@@ -176,13 +177,7 @@ class RevocationList:
         with self._lock:
             floor = _read_floor(path)
             if floor is not None and _older((self._number, self._serials), floor):
-                raise ConfigError(
-                    f"{self._path}: CRL number {self._number} is older than {floor[0]}, the "
-                    f"CRL this server accepted before (recorded in {path}), or lists fewer "
-                    "serials: a rolled-back CRL would un-revoke clients, refusing to start. "
-                    "Put back the newest crl.pem, issue a newer one (fedhive provision "
-                    "revoke), or delete the floor file on purpose"
-                )
+                raise ConfigError(_rollback_message(self._path, self._number, floor, path))
             if floor != (self._number, self._serials):
                 _write_floor(path, self._number, self._serials)
             self._floor = path
@@ -224,6 +219,21 @@ Floor = tuple[int, frozenset[int]]
 def _older(crl: Floor, floor: Floor) -> bool:
     """Whether ``crl`` is older than ``floor``: a lower number, or fewer serials."""
     return crl[0] < floor[0] or (crl[0] == floor[0] and not crl[1] >= floor[1])
+
+
+def _rollback_message(crl: Path, number: int, floor: Floor, path: Path) -> str:
+    """Why a CRL older than the floor is refused, and how to recover on purpose."""
+    older = (
+        f"is older than CRL number {floor[0]}"
+        if number < floor[0]
+        else f"lists fewer serials than CRL number {floor[0]}"
+    )
+    return (
+        f"{crl}: CRL number {number} {older}, which a server on this state folder accepted "
+        f"(recorded in {path}): a rolled-back CRL would un-revoke clients. Put back the "
+        "newest crl.pem, issue a newer one (fedhive provision revoke), or delete the floor "
+        "file on purpose"
+    )
 
 
 def _read_floor(path: Path) -> Floor | None:
