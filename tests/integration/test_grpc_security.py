@@ -18,7 +18,8 @@ from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import ClientConfig, Failure, FitReply, FitTask
 from fedhive.core.serde import model_version, weights_from_bytes
 from fedhive.core.version import ModelVersion
-from fedhive.errors import SignatureError, TransportError
+from fedhive.deployment import DeployedServer, Deployment, ServerSection
+from fedhive.errors import ConfigError, SignatureError, TransportError
 from fedhive.pki.provision import provision, revoke
 from fedhive.pki.revocation import RevocationList
 from fedhive.pki.tls import TLSConfig
@@ -476,3 +477,30 @@ def test_a_bad_signature_does_not_use_up_the_task(server: GrpcServerTransport, p
         assert [type(o).__name__ for o in outcomes] == ["FitReply"]
     finally:
         client.close()
+
+
+def test_a_server_restarted_on_a_rolled_back_crl_does_not_start(pki: Path, tmp_path: Path) -> None:
+    folder = pki / "rollback"
+    provision(folder, clients=["client-0000"])
+    crl_path = folder / "server" / "crl.pem"
+    yesterday = crl_path.read_bytes()  # number 1: nobody revoked
+    revoke(folder, "client-0000")
+    app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
+    run = Deployment(
+        strategy=FedAvg(), strategy_name="fedavg", rounds=1, settings=ServerSection(min_clients=1)
+    )
+
+    def start_server() -> DeployedServer:
+        return DeployedServer(
+            app.server,
+            run,
+            state_dir=tmp_path / "state",
+            tls=TLSConfig.from_dir(folder / "server"),
+            revocations=RevocationList.from_dir(folder / "server"),
+            address="127.0.0.1:0",
+        )
+
+    start_server().close()  # a server ran on CRL 2
+    crl_path.write_bytes(yesterday)  # an operator restores a backup, then restarts
+    with pytest.raises(ConfigError, match=r"CRL number 1 is older than CRL number 2"):
+        start_server().close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 from pathlib import Path
@@ -31,6 +32,12 @@ def out(tmp_path: Path) -> Path:
 
 def serial_of(out: Path, client_id: str) -> int:
     return load_certificate((out / "clients" / client_id / "cert.pem").read_bytes()).serial_number
+
+
+def load_ca(out: Path) -> CertificateAuthority:
+    return CertificateAuthority.load(
+        (out / "ca" / "ca.pem").read_bytes(), (out / "ca" / "ca.key").read_bytes()
+    )
 
 
 def bump_mtime(path: Path, seconds: int) -> None:
@@ -159,3 +166,58 @@ def test_a_crl_past_its_next_update_is_refused(tmp_path: Path) -> None:
     (tmp_path / "crl.pem").write_bytes(stale)
     with pytest.raises(SerializationError, match="next update"):
         RevocationList(tmp_path / "crl.pem", ca=ca.certificate).is_revoked(1)
+
+
+def test_a_restarted_list_refuses_a_crl_older_than_its_floor(out: Path, tmp_path: Path) -> None:
+    crl_path, floor = out / "server" / "crl.pem", tmp_path / "state" / "crl-floor.json"
+    yesterday = crl_path.read_bytes()  # number 1: nobody revoked
+    revoke(out, "client-0001")
+    RevocationList.from_dir(out / "server").keep_floor(floor)  # a server ran on CRL 2
+    crl_path.write_bytes(yesterday)  # an operator restores a backup, then restarts
+    restarted = RevocationList.from_dir(out / "server")
+    with pytest.raises(ConfigError, match=r"CRL number 1 is older than CRL number 2"):
+        restarted.keep_floor(floor)
+    floor.unlink()  # recovering on purpose: the operator deletes the floor
+    restarted.keep_floor(floor)
+    assert restarted.number == 1
+
+
+def test_a_restarted_list_refuses_the_same_number_listing_fewer_serials(
+    out: Path, tmp_path: Path
+) -> None:
+    ca = load_ca(out)
+    floor = tmp_path / "crl-floor.json"
+    crl_path = out / "server" / "crl.pem"
+    crl_path.write_bytes(sign_crl(ca, {7: dt.datetime.now(dt.timezone.utc)}, number=4))
+    RevocationList.from_dir(out / "server").keep_floor(floor)
+    crl_path.write_bytes(sign_crl(ca, {}, number=4))  # re-signed without serial 7
+    with pytest.raises(ConfigError, match=r"CRL number 4 lists fewer serials than CRL number 4"):
+        RevocationList.from_dir(out / "server").keep_floor(floor)
+
+
+def test_a_newer_crl_raises_the_floor_on_disk(out: Path, tmp_path: Path) -> None:
+    crl_path, floor = out / "server" / "crl.pem", tmp_path / "crl-floor.json"
+    crl = RevocationList.from_dir(out / "server")
+    crl.keep_floor(floor)
+    assert json.loads(floor.read_text()) == {"crl_number": 1, "serials": []}
+    assert floor.stat().st_mode & 0o777 == 0o600
+    revoke(out, "client-0002")
+    bump_mtime(crl_path, 1)
+    assert crl.is_revoked(serial_of(out, "client-0002"))  # the running list reads CRL 2
+    assert json.loads(floor.read_text()) == {
+        "crl_number": 2,
+        "serials": [serial_of(out, "client-0002")],
+    }
+    crl_path.write_bytes(sign_crl(load_ca(out), {}, number=1))
+    with pytest.raises(ConfigError, match=r"CRL number 1 is older than CRL number 2"):
+        RevocationList.from_dir(out / "server").keep_floor(floor)
+
+
+@pytest.mark.parametrize(
+    "junk", [b"", b"[]", b'{"crl_number": true, "serials": []}', b'{"crl_number": 1}']
+)
+def test_an_unreadable_floor_file_is_refused(out: Path, tmp_path: Path, junk: bytes) -> None:
+    floor = tmp_path / "crl-floor.json"
+    floor.write_bytes(junk)
+    with pytest.raises(ConfigError, match=r"crl-floor\.json"):
+        RevocationList.from_dir(out / "server").keep_floor(floor)

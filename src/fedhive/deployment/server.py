@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from fedhive.errors import NotEnoughClientsError
-from fedhive.pki.revocation import RevocationList
+from fedhive.pki.revocation import FLOOR_FILE, RevocationList
 from fedhive.pki.tls import TLSConfig
 from fedhive.server.app import ServerApp
 from fedhive.server.asynchronous import AsyncLoop
@@ -77,14 +77,16 @@ class DeployedServer:
 
     Construction checks the run, starts serving, and opens (or resumes) the run in
     ``state_dir``; :meth:`wait_for_clients` then :meth:`run` serve its rounds. ``tls``
-    None serves without TLS (loopback only; clients are not authenticated).
+    None serves without TLS (loopback only; clients are not authenticated). The CRL
+    floor of ``revocations`` is kept in ``state_dir`` (``crl-floor.json``, see
+    :meth:`~fedhive.pki.RevocationList.keep_floor`), so a restart on an older CRL fails.
 
     Attributes:
         transport: the gRPC server transport, serving from construction.
 
     Raises:
-        ConfigError: a run a deployment refuses (nothing is bound then), or unusable
-            TLS material.
+        ConfigError: a run a deployment refuses (nothing is bound then), unusable
+            TLS material, or a CRL older than one a server on ``state_dir`` accepted.
         TransportError: the address cannot be bound.
         StoreError: the state folder cannot be opened.
     """
@@ -106,6 +108,8 @@ class DeployedServer:
             federated_every=deployment.federated_every,
             deployed=True,
         )
+        if revocations is not None:  # before serving: a rolled-back CRL never serves
+            revocations.keep_floor(Path(state_dir) / FLOOR_FILE)
         self._app, self._deployment = app, deployment
         self._finished = self._closed = False
         signer = HeadSigner.from_pem(tls.read()[2]) if tls is not None else None

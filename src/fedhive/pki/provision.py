@@ -172,8 +172,10 @@ def revoke(out: Path | str, client_id: str) -> ClientRecord:
     A server using :class:`~fedhive.pki.RevocationList` on ``server/crl.pem`` refuses the
     client from its next call on; a server on another machine needs the new ``crl.pem``.
     The new CRL also lists every client the registry marks revoked, so revoking after an
-    old ``crl.pem`` was restored puts the lost revocations back. Only clients can be
-    revoked: for the server's certificate, rotate the CA (see :mod:`fedhive.pki.revocation`).
+    old ``crl.pem`` was restored puts the lost revocations back (and gives a server that
+    refuses to start on the restored one, below its ``crl-floor.json``, a newer CRL). Only
+    clients can be revoked: for the server's certificate, rotate the CA (see
+    :mod:`fedhive.pki.revocation`).
 
     Raises:
         ConfigError: not a provisioned folder, unknown or already revoked client.
