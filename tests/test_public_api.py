@@ -112,6 +112,13 @@ PUBLIC = {
         "WeightedMetrics",
         "build_strategy",
         "dispatch_loop",
+        "fedadagrad",
+        "fedadam",
+        "fedavg",
+        "fedbuff",
+        "fedprox",
+        "fedyogi",
+        "scaffold",
     ],
     "fedhive.strategy.robust": ["Bulyan", "CoordinateMedian", "Krum", "NormBound", "TrimmedMean"],
     "fedhive.transport": [

@@ -9,9 +9,24 @@ import pytest
 
 import fedhive
 from fedhive.core.extensions import Proximal
+from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
 from fedhive.simulation.config import parse_config
-from fedhive.strategy import FedBuff, Scaffold, Strategy, dispatch_loop
+from fedhive.strategy import (
+    FedBuff,
+    Scaffold,
+    Strategy,
+    StrategyName,
+    build_strategy,
+    dispatch_loop,
+    fedadagrad,
+    fedadam,
+    fedavg,
+    fedbuff,
+    fedprox,
+    fedyogi,
+    scaffold,
+)
 from fedhive.strategy.compose import WeightedMean
 from fedhive.strategy.fedavg import FedAvg
 from fedhive.strategy.optimizers import ServerAdagrad, ServerAdam, ServerYogi
@@ -24,6 +39,59 @@ def strategy(table: dict[str, object]) -> FedAvg:
     built = parse_config({**RUN, "strategy": table}).strategy
     assert isinstance(built, FedAvg)
     return built
+
+
+FACTORIES = {
+    StrategyName.FEDAVG: fedavg,
+    StrategyName.FEDPROX: fedprox,
+    StrategyName.SCAFFOLD: scaffold,
+    StrategyName.FEDBUFF: fedbuff,
+    StrategyName.FEDADAM: fedadam,
+    StrategyName.FEDYOGI: fedyogi,
+    StrategyName.FEDADAGRAD: fedadagrad,
+}
+
+
+def test_every_config_name_has_a_factory() -> None:
+    assert set(FACTORIES) == set(StrategyName)
+
+
+@pytest.mark.parametrize("name", list(StrategyName))
+def test_a_factory_with_its_defaults_builds_what_the_bare_config_name_builds(
+    name: StrategyName,
+) -> None:
+    assert FACTORIES[name]() == build_strategy(name, {})
+    assert FACTORIES[name]() == parse_config({**RUN, "strategy": {"name": str(name)}}).strategy
+
+
+def test_python_and_toml_build_equal_strategies_from_the_same_settings() -> None:
+    client = ClientConfig(local_epochs=2)
+    slow = ClientConfig(batch_size=4)
+    assert fedprox(
+        mu=0.3, fraction_fit=0.5, client_config=client, per_client={"slow": slow}
+    ) == build_strategy(
+        StrategyName.FEDPROX,
+        {"proximal_mu": 0.3, "fraction_fit": 0.5},
+        client,
+        per_client={"slow": slow},
+    )
+    assert fedadam(server_learning_rate=0.1, beta_2=0.9, aggregator=CoordinateMedian()) == (
+        build_strategy(
+            StrategyName.FEDADAM,
+            {"server_learning_rate": 0.1, "beta_2": 0.9, "aggregator": "median"},
+        )
+    )
+    assert fedbuff(buffer_size=3, server_learning_rate=0.5) == build_strategy(
+        StrategyName.FEDBUFF, {"buffer_size": 3, "server_learning_rate": 0.5}
+    )
+
+
+def test_the_adaptive_factories_default_to_the_configs_server_learning_rate() -> None:
+    for factory, cls in ((fedadam, ServerAdam), (fedyogi, ServerYogi), (fedadagrad, ServerAdagrad)):
+        built = factory()
+        assert built.server_optimizer == cls(learning_rate=0.01)
+        assert built.server_learning_rate == 0.01
+    assert fedadagrad().server_optimizer == ServerAdagrad(learning_rate=0.01, beta_1=0.0)
 
 
 def test_fedavg_is_the_default_with_a_weighted_mean() -> None:

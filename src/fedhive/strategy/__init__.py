@@ -3,11 +3,22 @@
 A strategy composes an aggregator (``WeightedMean``; robust rules in
 ``fedhive.strategy.robust``) and a server optimizer (``ServerSGD``, ``ServerAdam``,
 ``ServerYogi``, ``ServerAdagrad``); ``Scaffold`` wraps a FedAvg with control variates,
-``FedBuff`` with asynchronous buffered aggregation.
+``FedBuff`` with asynchronous buffered aggregation. One factory per config name
+(``fedavg``, ``fedprox``, ``fedadam``, ``fedyogi``, ``fedadagrad``, ``scaffold``,
+``fedbuff``) builds what ``[strategy] name = ...`` builds, with the same defaults.
 """
 
 from fedhive.strategy.accounting import PrivacyReport
 from fedhive.strategy.aggregate import ExactWeightedSum, WeightedMetrics
+from fedhive.strategy.algorithms import (
+    fedadagrad,
+    fedadam,
+    fedavg,
+    fedbuff,
+    fedprox,
+    fedyogi,
+    scaffold,
+)
 from fedhive.strategy.base import Instruction, Strategy, StrategyState
 from fedhive.strategy.compose import (
     Aggregate,
@@ -54,4 +65,11 @@ __all__ = [
     "WeightedMetrics",
     "build_strategy",
     "dispatch_loop",
+    "fedadagrad",
+    "fedadam",
+    "fedavg",
+    "fedbuff",
+    "fedprox",
+    "fedyogi",
+    "scaffold",
 ]

@@ -32,7 +32,15 @@ from fedhive.core.weights import FloatVector, Layout
 from fedhive.errors import ShapeMismatchError, ValidationError
 from fedhive.strategy.base import StrategyState
 
-__all__ = ["M_KEY", "STEP_KEY", "V_KEY", "ServerAdagrad", "ServerAdam", "ServerYogi"]
+__all__ = [
+    "ADAPTIVE_LEARNING_RATE",
+    "M_KEY",
+    "STEP_KEY",
+    "V_KEY",
+    "ServerAdagrad",
+    "ServerAdam",
+    "ServerYogi",
+]
 
 
 M_KEY = "opt.m"
@@ -42,7 +50,8 @@ STEP_KEY = "opt.step"
 # Defaults: β1 = 0.9 and β2 = 0.99 are the values the paper fixes for FedAdam and FedYogi
 # in its experiments; τ = 1e-3 is the adaptivity it recommends from its sweep over τ;
 # β1 = 0 makes FedAdagrad plain Adagrad, the form its convergence theorems assume. The
-# server learning rate has no default: the paper tunes it per task.
+# server learning rate's default, 0.01, is only a starting point: the paper tunes it per task.
+ADAPTIVE_LEARNING_RATE = 0.01
 _BETA_1 = 0.9
 _BETA_2 = 0.99
 _TAU = 1e-3
@@ -103,12 +112,12 @@ class ServerAdagrad:
     """FedAdagrad: each coordinate's step shrinks with its accumulated squared updates.
 
     Args:
-        learning_rate: server learning rate η (> 0); tune it per task.
+        learning_rate: server learning rate η (> 0, default 0.01); tune it per task.
         tau: adaptivity τ (> 0), also the square root of the initial second moment.
         beta_1: first-moment decay β1 in [0, 1); 0 is plain Adagrad.
     """
 
-    learning_rate: float
+    learning_rate: float = ADAPTIVE_LEARNING_RATE
     tau: float = _TAU
     beta_1: float = 0.0
 
@@ -131,7 +140,7 @@ class _Decaying(ABC):
     """What FedYogi and FedAdam share: their settings and their step; a subclass gives
     the second-moment rule ``v_t`` of ``v_{t-1}`` and ``Δ_t²``."""
 
-    learning_rate: float
+    learning_rate: float = ADAPTIVE_LEARNING_RATE
     beta_1: float = _BETA_1
     beta_2: float = _BETA_2
     tau: float = _TAU
@@ -161,7 +170,7 @@ class ServerYogi(_Decaying):
     ``v -= (1-β2) Δ² sign(v - Δ²)``.
 
     Args:
-        learning_rate: server learning rate η (> 0); tune it per task.
+        learning_rate: server learning rate η (> 0, default 0.01); tune it per task.
         beta_1: first-moment decay β1 in [0, 1).
         beta_2: second-moment rate β2 in [0, 1).
         tau: adaptivity τ (> 0), also the square root of the initial second moment.
@@ -178,7 +187,7 @@ class ServerAdam(_Decaying):
     ``v = β2 v + (1-β2) Δ²``.
 
     Args:
-        learning_rate: server learning rate η (> 0); tune it per task.
+        learning_rate: server learning rate η (> 0, default 0.01); tune it per task.
         beta_1: first-moment decay β1 in [0, 1).
         beta_2: second-moment decay β2 in [0, 1).
         tau: adaptivity τ (> 0), also the square root of the initial second moment.

@@ -4,7 +4,7 @@
 [strategy]
 name = "fedadam"            # fedavg | fedprox | scaffold | fedbuff | fedadam | fedyogi | fedadagrad
 server_learning_rate = 0.01 # the server optimizer's learning rate (eta)
-beta_1 = 0.9                # adaptive optimizers only
+beta_1 = 0.9                # adaptive optimizers only (fedadagrad: default 0.0)
 beta_2 = 0.99
 tau = 0.001
 proximal_mu = 0.01          # fedprox only: the proximal term's coefficient
@@ -18,27 +18,41 @@ concurrency = 20            # fedbuff only: clients training at once (C)
 staleness_exponent = 0.5    # fedbuff only: stale updates weigh (1 + staleness)^-a
 max_staleness = 0           # fedbuff only: > 0: discard updates staler than this
 ```
+
+Each name is built by its factory in :mod:`fedhive.strategy.algorithms` (``fedadam(...)``
+for ``"fedadam"``), which holds the defaults.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+import inspect
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 from fedhive.core._compat import StrEnum
 from fedhive.core.config import check_int, check_real, from_table
-from fedhive.core.extensions import Proximal
 from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
+from fedhive.strategy.algorithms import (
+    PROXIMAL_MU,
+    fedadagrad,
+    fedadam,
+    fedavg,
+    fedbuff,
+    fedprox,
+    fedyogi,
+    scaffold,
+)
 from fedhive.strategy.base import Strategy
-from fedhive.strategy.compose import Aggregator, ServerOptimizer, WeightedMean
+from fedhive.strategy.compose import Aggregator, WeightedMean
 from fedhive.strategy.fedavg import FedAvg
 from fedhive.strategy.fedbuff import FedBuff
 from fedhive.strategy.optimizers import ServerAdagrad, ServerAdam, ServerYogi
 from fedhive.strategy.robust import Bulyan, CoordinateMedian, Krum, NormBound, TrimmedMean
-from fedhive.strategy.scaffold import Scaffold
+
+_T = TypeVar("_T")
 
 
 class StrategyName(StrEnum):
@@ -91,108 +105,106 @@ class _AggregatorTable:
 
 
 @dataclass(frozen=True, kw_only=True)
-class _AdaptiveTable:
-    beta_1: float = 0.9
-    beta_2: float = 0.99
-    tau: float = 1e-3
-
-
-@dataclass(frozen=True, kw_only=True)
 class _ProxTable:
-    proximal_mu: float = 0.01
-
-    def __post_init__(self) -> None:
-        check_real("proximal_mu", self.proximal_mu, low=0)
+    proximal_mu: float = PROXIMAL_MU
 
 
-_FEDBUFF_KEYS = ("buffer_size", "concurrency", "staleness_exponent", "max_staleness")
-_BUILT = ("aggregator", "server_optimizer", "client_config", "per_client", "base")
-"""Fields built from other keys or sections, never set in [strategy] itself."""
-_ADAPTIVE_RATE = 0.01
-"""The adaptive optimizers' default server learning rate (FedAvg's is 1.0)."""
-
-_ADAPTIVE = {
+_FACTORIES: dict[StrategyName, Callable[..., Strategy | FedBuff]] = {
+    StrategyName.FEDAVG: fedavg,
+    StrategyName.FEDPROX: fedprox,
+    StrategyName.SCAFFOLD: scaffold,
+    StrategyName.FEDBUFF: fedbuff,
+    StrategyName.FEDADAM: fedadam,
+    StrategyName.FEDYOGI: fedyogi,
+    StrategyName.FEDADAGRAD: fedadagrad,
+}
+_ADAPTIVE: dict[StrategyName, type[Any]] = {
     StrategyName.FEDADAM: ServerAdam,
     StrategyName.FEDYOGI: ServerYogi,
     StrategyName.FEDADAGRAD: ServerAdagrad,
 }
+_FEDBUFF_KEYS = ("buffer_size", "concurrency", "staleness_exponent", "max_staleness")
+_RENAMED = {"mu": "proximal_mu"}
+"""Factory arguments whose config key differs."""
+_BUILT = ("aggregator", "server_optimizer", "client_config", "per_client", "base")
+"""Fields built from other keys or sections, never set in [strategy] itself."""
 
 
-def _split(table: Mapping[str, Any], cls: type[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    names = {f.name for f in dataclasses.fields(cls)}
+def _split(
+    table: Mapping[str, Any], names: Collection[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     return (
         {k: v for k, v in table.items() if k in names},
         {k: v for k, v in table.items() if k not in names},
     )
 
 
-def _wrap_config_error(make: Any, path: str) -> Any:
+def _wrap_config_error(make: Callable[[], _T], path: str) -> _T:
     try:
         return make()
     except ConfigError as exc:
         raise ConfigError(f"{path}.{exc.message}") from None
 
 
+def _own_settings(
+    name: StrategyName, table: Mapping[str, Any], path: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Strategy ``name``'s own keys of ``table``, checked, as its factory's arguments;
+    and the rest of ``table`` (the base FedAvg's keys)."""
+    if name in _ADAPTIVE:
+        if name == StrategyName.FEDADAGRAD and "beta_2" in table:
+            raise ConfigError(f"{path}.beta_2: FedAdagrad has no second-moment decay")
+        cls = _ADAPTIVE[name]
+        own, rest = _split(table, {f.name for f in fields(cls)} - {"learning_rate"})
+        checked = from_table(cls, own, path)
+        return {k: getattr(checked, k) for k in own}, rest
+    if name == StrategyName.FEDPROX:
+        own, rest = _split(table, ("proximal_mu",))
+        prox = from_table(_ProxTable, own, path)
+        check_real(f"{path}.proximal_mu", prox.proximal_mu, low=0)
+        return ({"mu": prox.proximal_mu} if own else {}), rest
+    if name == StrategyName.FEDBUFF:
+        own, rest = _split(table, _FEDBUFF_KEYS)
+        buffered = from_table(FedBuff, own, path)
+        return {k: getattr(buffered, k) for k in own}, rest
+    return {}, dict(table)
+
+
 def build_strategy(
     name: StrategyName,
     table: Mapping[str, Any],
-    client: ClientConfig,
+    client: ClientConfig | None = None,
     *,
-    path: str,
+    path: str = "strategy",
     per_client: Mapping[str, ClientConfig] | None = None,
 ) -> Strategy | FedBuff:
     """Build strategy ``name`` from its config table and the clients' configurations
-    (FedBuff, asynchronous, is driven by its own loop rather than the round loop)."""
+    with the same factory Python code calls (``fedadam(...)`` for ``"fedadam"``), so a
+    table with no keys gives the factory's defaults. (FedBuff, asynchronous, is driven by
+    its own loop rather than the round loop.)"""
     for key, section in (("client_config", "[client]"), ("per_client", "[clients.ID]")):
         if key in table:
             raise ConfigError(f"{path}.{key}: set the clients' training in {section}")
     for key in ("server_optimizer",):
         if key in table:
             raise ConfigError(f'{path}.{key}: choose it with name = "fedadam" (or yogi/adagrad)')
-    aggregation, rest = _split(table, _AggregatorTable)
+    aggregation, rest = _split(table, {f.name for f in fields(_AggregatorTable)})
     rule = from_table(_AggregatorTable, aggregation, path)
     aggregator = _wrap_config_error(rule.build, path)
-    adaptive: dict[str, Any] = {}
-    if name in _ADAPTIVE:
-        adaptive, rest = _split(rest, _AdaptiveTable)
-        if name == StrategyName.FEDADAGRAD and "beta_2" in adaptive:
-            raise ConfigError(f"{path}.beta_2: FedAdagrad has no second-moment decay")
-    if name == StrategyName.FEDPROX:
-        prox, rest = _split(rest, _ProxTable)
-        term = Proximal(mu=from_table(_ProxTable, prox, path).proximal_mu)
-        client = client.with_extensions(term)
-        per_client = {cid: c.with_extensions(term) for cid, c in (per_client or {}).items()}
-    buffered = {k: v for k, v in rest.items() if k in _FEDBUFF_KEYS}
-    if name == StrategyName.FEDBUFF:  # the rest configures its base FedAvg
-        rest = {k: v for k, v in rest.items() if k not in _FEDBUFF_KEYS}
-    if name in _ADAPTIVE:
-        rest = {"server_learning_rate": _ADAPTIVE_RATE, **rest}
-    strategy = from_table(FedAvg, rest, path)
-    optimizer: ServerOptimizer | None = None
-    if name in _ADAPTIVE:
-        cls = _ADAPTIVE[name]
-        accepted = {f.name for f in dataclasses.fields(cls)}
-        settings = dataclasses.asdict(from_table(_AdaptiveTable, adaptive, path))
-        rate = strategy.server_learning_rate
-        optimizer = _wrap_config_error(
-            lambda: cls(learning_rate=rate, **{k: v for k, v in settings.items() if k in accepted}),
-            path,
-        )
-    built = dataclasses.replace(
-        strategy,
-        aggregator=aggregator,
-        server_optimizer=optimizer,
-        client_config=client,
-        per_client=dict(per_client or {}),
+    own, rest = _own_settings(name, rest, path)
+    base = from_table(FedAvg, rest, path)
+    settings = {k: getattr(base, k) for k in rest}
+    factory = _FACTORIES[name]
+    return _wrap_config_error(
+        lambda: factory(
+            **own,
+            **settings,
+            aggregator=aggregator,
+            client_config=client or ClientConfig(),
+            per_client=dict(per_client or {}),
+        ),
+        path,
     )
-    if name == StrategyName.FEDBUFF:
-        fedbuff = from_table(FedBuff, buffered, path)
-        wrapped: FedBuff = _wrap_config_error(lambda: replace(fedbuff, base=built), path)
-        return wrapped
-    return Scaffold(base=built) if name == StrategyName.SCAFFOLD else built
-
-
-_T = TypeVar("_T")
 
 
 def dispatch_loop(
@@ -215,18 +227,12 @@ def resolved_table(name: StrategyName, table: Mapping[str, Any]) -> dict[str, An
     """The ``[strategy]`` table ``table`` (one :func:`build_strategy` accepted) with
     every key strategy ``name`` reads, defaults filled in: it builds the same strategy."""
     defaults = {**_defaults(FedAvg, skip=_BUILT), **_defaults(_AggregatorTable)}
-    if name in _ADAPTIVE:
-        accepted = {f.name for f in dataclasses.fields(_ADAPTIVE[name])}
-        adaptive = _defaults(_AdaptiveTable).items()
-        defaults.update({k: v for k, v in adaptive if k in accepted})
-        defaults["server_learning_rate"] = _ADAPTIVE_RATE
-    if name == StrategyName.FEDPROX:
-        defaults.update(_defaults(_ProxTable))
-    if name == StrategyName.FEDBUFF:
-        defaults.update(_defaults(FedBuff, skip=_BUILT))
+    for arg in inspect.signature(_FACTORIES[name]).parameters.values():
+        if arg.kind is inspect.Parameter.KEYWORD_ONLY:
+            defaults[_RENAMED.get(arg.name, arg.name)] = arg.default
     return {"name": str(name), **defaults, **table}
 
 
 def _defaults(cls: type[Any], *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    fields = [f for f in dataclasses.fields(cls) if f.name not in skip]
-    return {f.name: f.default for f in fields if f.default not in (dataclasses.MISSING, None)}
+    kept = [f for f in fields(cls) if f.name not in skip]
+    return {f.name: f.default for f in kept if f.default not in (dataclasses.MISSING, None)}
