@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import msgspec
 import pytest
 
 import fedhive
@@ -30,6 +32,7 @@ from fedhive.strategy import (
 from fedhive.strategy.compose import WeightedMean
 from fedhive.strategy.fedavg import FedAvg
 from fedhive.strategy.optimizers import ServerAdagrad, ServerAdam, ServerYogi
+from fedhive.strategy.registry import parse_strategy
 from fedhive.strategy.robust import Bulyan, CoordinateMedian, Krum, NormBound, TrimmedMean
 
 RUN = {"run": {"app": "app:build", "rounds": 1}}
@@ -145,9 +148,12 @@ def test_aggregators_by_name(table: dict[str, object], cls: type) -> None:
     [
         ({"aggregator": "mode"}, "^strategy.aggregator: must be one of mean, median"),
         ({"aggregator": "trimmed_mean", "trim_fraction": 0.9}, "^strategy.trim_fraction"),
-        ({"name": "fedadagrad", "beta_2": 0.5}, "^strategy.beta_2: FedAdagrad has no"),
+        ({"name": "fedadagrad", "beta_2": 0.5}, "^strategy.beta_2: unknown key for fedadagrad"),
         ({"name": "fedprox", "proximal_mu": -1.0}, "strategy.proximal_mu"),
-        ({"name": "fedadam", "beta_1": "high"}, "strategy.beta_1: must be a number"),
+        (
+            {"name": "fedadam", "beta_1": "high"},
+            r"strategy.beta_1: must be in \[0, 1\), got 'high'",
+        ),
         ({"beta_1": 0.9}, "strategy.beta_1: unknown key"),
         ({"server_optimizer": "adam"}, "strategy.server_optimizer"),
     ],
@@ -180,3 +186,47 @@ def test_only_the_dispatcher_decides_which_loop_runs_a_strategy() -> None:
     ]
     assert len(deciding) == 1, deciding
     assert deciding[0].startswith("strategy/registry.py:"), deciding
+
+
+def test_a_key_of_another_algorithm_names_the_algorithms_that_accept_it() -> None:
+    with pytest.raises(ConfigError) as raised:
+        strategy({"name": "fedavg", "beta_1": 0.9})
+    assert str(raised.value) == (
+        "strategy.beta_1: unknown key for fedavg; accepted by fedadam, fedyogi, fedadagrad"
+    )
+    with pytest.raises(ConfigError, match=r"^strategy\.buffer_size: .* accepted by fedbuff$"):
+        strategy({"name": "scaffold", "buffer_size": 4})
+
+
+def test_an_unknown_key_lists_exactly_the_keys_its_algorithm_accepts() -> None:
+    with pytest.raises(ConfigError) as raised:
+        strategy({"name": "fedprox", "lr": 0.1})
+    allowed = set(str(raised.value).split("allowed: ")[1].split(", "))
+    assert {"proximal_mu", "trim_fraction", "byzantine", "multi", "fraction_fit"} <= allowed
+    assert not allowed & {"client_config", "per_client", "server_optimizer", "beta_1"}
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"multi": 0}, "strategy.multi: must be an integer >= 1, got 0"),
+        ({"byzantine": True}, "strategy.byzantine: must be an integer >= 0, got True"),
+        ({"fraction_fit": 1.5}, r"strategy.fraction_fit: must be in \(0, 1\], got 1.5"),
+        ({"name": "fedyogi", "tau": 0}, "strategy.tau: must be a finite number > 0, got 0"),
+        ({"name": "fedsgd"}, "strategy.name: must be one of fedavg, fedprox"),
+    ],
+)
+def test_the_sections_constraints_are_checked_before_anything_is_built(
+    table: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        parse_strategy(table)
+
+
+@pytest.mark.parametrize("name", list(StrategyName))
+def test_a_resolved_section_is_strict_json_that_parses_back_to_itself(name: StrategyName) -> None:
+    section = parse_strategy({"name": str(name), "fraction_fit": 1})
+    resolved = json.loads(json.dumps(msgspec.to_builtins(section), allow_nan=False))
+    assert resolved["name"] == str(name)
+    assert parse_strategy(resolved) == section
+    assert section.build() == FACTORIES[name](fraction_fit=1.0)

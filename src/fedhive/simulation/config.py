@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from fedhive.core._compat import StrEnum, tomllib
 from fedhive.core.config import check_int, check_real, convert, from_table, to_table
 from fedhive.core.extensions import from_tables, to_tables
@@ -51,7 +53,7 @@ from fedhive.strategy.fedavg import FedAvg
 from fedhive.strategy.fedbuff import FedBuff
 from fedhive.strategy.privacy_section import PrivacySection
 from fedhive.strategy.private import DpFedAvg
-from fedhive.strategy.registry import StrategyName, build_strategy, resolved_table
+from fedhive.strategy.registry import StrategyName, parse_strategy
 
 
 class Backend(StrEnum):
@@ -277,9 +279,8 @@ def parse_config(data: Mapping[str, Any], *, deployed: bool = False) -> Simulati
         raise ConfigError("run: missing section (it needs at least app and rounds)")
     run = from_table(RunSection, data["run"], "run")
     client, per_client = _clients(data)
-    strategy_table = dict(convert(dict, data.get("strategy", {}), "strategy"))
-    name = convert(StrategyName, strategy_table.pop("name", "fedavg"), "strategy.name")
-    strategy = build_strategy(name, strategy_table, client, path="strategy", per_client=per_client)
+    section = parse_strategy(data.get("strategy", {}), "strategy")
+    strategy = section.build(client, per_client=per_client)
     privacy = None
     if "privacy" in data:
         privacy = from_table(PrivacySection, data["privacy"], "privacy")
@@ -293,9 +294,9 @@ def parse_config(data: Mapping[str, Any], *, deployed: bool = False) -> Simulati
     )
     return SimulationConfig(
         run=run,
-        strategy_name=name,
+        strategy_name=section.strategy_name,
         strategy=strategy,
-        strategy_table=resolved_table(name, strategy_table),
+        strategy_table=msgspec.to_builtins(section),
         simulation=from_table(SimulationSection, data.get("simulation", {}), "simulation"),
         evaluation=evaluation,
         server=from_table(ServerSection, data.get("server", {}), "server"),

@@ -19,20 +19,27 @@ staleness_exponent = 0.5    # fedbuff only: stale updates weigh (1 + staleness)^
 max_staleness = 0           # fedbuff only: > 0: discard updates staler than this
 ```
 
-Each name is built by its factory in :mod:`fedhive.strategy.algorithms` (``fedadam(...)``
-for ``"fedadam"``), which holds the defaults.
+The section is declared once, here, with msgspec: one frozen Struct per algorithm,
+tagged by ``name``, with each key's type and constraints and (taken from the factories
+and components, where they live) its default. A key of another algorithm is refused
+with the algorithms that accept it
+(``strategy.beta_1: unknown key for fedavg; accepted by fedadam, fedyogi, fedadagrad``).
+:func:`parse_strategy` reads a table into its section; ``section.build(...)`` calls the
+algorithm's factory in :mod:`fedhive.strategy.algorithms` (``fedadam(...)`` for
+``"fedadam"``), so Python and TOML build equal strategies; ``msgspec.to_builtins`` of a
+section is the resolved table (every default filled in), which reads back to an equal one.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, fields
-from typing import Any, TypeVar
+import re
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, ClassVar, TypeAlias, TypeVar
+
+import msgspec
+import msgspec.inspect
 
 from fedhive.core._compat import StrEnum
-from fedhive.core.config import check_int, check_real, from_table
 from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
 from fedhive.strategy.algorithms import (
@@ -49,7 +56,7 @@ from fedhive.strategy.base import Strategy
 from fedhive.strategy.compose import Aggregator, WeightedMean
 from fedhive.strategy.fedavg import FedAvg
 from fedhive.strategy.fedbuff import FedBuff
-from fedhive.strategy.optimizers import ServerAdagrad, ServerAdam, ServerYogi
+from fedhive.strategy.optimizers import ADAPTIVE_LEARNING_RATE, ServerAdagrad, ServerAdam
 from fedhive.strategy.robust import Bulyan, CoordinateMedian, Krum, NormBound, TrimmedMean
 
 _T = TypeVar("_T")
@@ -77,20 +84,75 @@ class AggregatorName(StrEnum):
     BULYAN = "bulyan"
 
 
-@dataclass(frozen=True, kw_only=True)
-class _AggregatorTable:
+Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Decay = Annotated[float, msgspec.Meta(ge=0, lt=1)]
+AtLeastOne = Annotated[int, msgspec.Meta(ge=1)]
+AtLeastZero = Annotated[int, msgspec.Meta(ge=0)]
+
+_AGGREGATION = ("aggregator", "trim_fraction", "byzantine", "multi", "max_update_norm")
+_HINTS = {
+    "client_config": "set the clients' training in [client]",
+    "per_client": "set the clients' training in [clients.ID]",
+    "server_optimizer": 'choose it with name = "fedadam" (or fedyogi, fedadagrad)',
+}
+"""FedAvg fields that a config sets elsewhere, and where."""
+
+
+class _Section(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="name"
+):
+    """The keys every algorithm accepts: the base FedAvg's, and its aggregation rule."""
+
+    fraction_fit: Annotated[float, msgspec.Meta(gt=0, le=1)] = FedAvg.fraction_fit
+    fraction_evaluate: Fraction = FedAvg.fraction_evaluate
+    min_fit_clients: AtLeastOne = FedAvg.min_fit_clients
+    min_evaluate_clients: AtLeastOne = FedAvg.min_evaluate_clients
+    min_available_clients: AtLeastOne = FedAvg.min_available_clients
+    server_learning_rate: Positive = FedAvg.server_learning_rate
+    over_selection: Fraction = FedAvg.over_selection
     aggregator: AggregatorName = AggregatorName.MEAN
-    trim_fraction: float = 0.1
-    byzantine: int = 0
-    multi: int = 1
-    max_update_norm: float = 0.0
+    trim_fraction: Annotated[float, msgspec.Meta(ge=0, lt=0.5)] = 0.1
+    byzantine: AtLeastZero = 0
+    multi: AtLeastOne = 1
+    max_update_norm: NonNegative = 0.0
+    """> 0: clip every update to this L2 norm before the rule."""
 
-    def __post_init__(self) -> None:
-        check_real("max_update_norm", self.max_update_norm, low=0)
-        check_int("byzantine", self.byzantine, minimum=0)
-        check_int("multi", self.multi, minimum=1)
+    factory: ClassVar[Any] = staticmethod(fedavg)
 
-    def build(self) -> Aggregator:
+    @property
+    def strategy_name(self) -> StrategyName:
+        """The algorithm, as ``name`` selects it."""
+        return StrategyName(str(self.__struct_config__.tag))
+
+    def _own(self) -> dict[str, Any]:
+        """The factory's arguments from the algorithm's own keys."""
+        return {}
+
+    def build(
+        self,
+        client: ClientConfig | None = None,
+        *,
+        per_client: Mapping[str, ClientConfig] | None = None,
+        path: str = "strategy",
+    ) -> Strategy | FedBuff:
+        """The strategy this section describes, for clients trained as ``client`` (and
+        ``per_client``): what the algorithm's factory builds from the same settings."""
+        base = {k: getattr(self, k) for k in _BASE}
+        try:
+            built: Strategy | FedBuff = self.factory(
+                **base,
+                **self._own(),
+                aggregator=self._aggregator(),
+                client_config=client or ClientConfig(),
+                per_client=dict(per_client or {}),
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"{path}.{exc.message}") from None
+        return built
+
+    def _aggregator(self) -> Aggregator:
         rules: dict[AggregatorName, Any] = {
             AggregatorName.MEAN: WeightedMean,
             AggregatorName.MEDIAN: CoordinateMedian,
@@ -104,70 +166,165 @@ class _AggregatorTable:
         return rule
 
 
-@dataclass(frozen=True, kw_only=True)
-class _ProxTable:
-    proximal_mu: float = PROXIMAL_MU
+_BASE = tuple(f for f in _Section.__struct_fields__ if f not in _AGGREGATION)
 
 
-_FACTORIES: dict[StrategyName, Callable[..., Strategy | FedBuff]] = {
-    StrategyName.FEDAVG: fedavg,
-    StrategyName.FEDPROX: fedprox,
-    StrategyName.SCAFFOLD: scaffold,
-    StrategyName.FEDBUFF: fedbuff,
-    StrategyName.FEDADAM: fedadam,
-    StrategyName.FEDYOGI: fedyogi,
-    StrategyName.FEDADAGRAD: fedadagrad,
+class FedAvgSection(_Section, frozen=True, tag="fedavg"):
+    """``name = "fedavg"``: :func:`fedhive.strategy.fedavg`."""
+
+
+class ScaffoldSection(_Section, frozen=True, tag="scaffold"):
+    """``name = "scaffold"``: :func:`fedhive.strategy.scaffold`."""
+
+    factory: ClassVar[Any] = staticmethod(scaffold)
+
+
+class FedProxSection(_Section, frozen=True, tag="fedprox"):
+    """``name = "fedprox"``: :func:`fedhive.strategy.fedprox`."""
+
+    proximal_mu: NonNegative = PROXIMAL_MU
+    factory: ClassVar[Any] = staticmethod(fedprox)
+
+    def _own(self) -> dict[str, Any]:
+        return {"mu": self.proximal_mu}
+
+
+class _AdaptiveSection(_Section, frozen=True):
+    server_learning_rate: Positive = ADAPTIVE_LEARNING_RATE
+    beta_1: Decay = ServerAdam.beta_1
+    tau: Positive = ServerAdam.tau
+
+    def _own(self) -> dict[str, Any]:
+        return {"beta_1": self.beta_1, "tau": self.tau}
+
+
+class FedAdamSection(_AdaptiveSection, frozen=True, tag="fedadam"):
+    """``name = "fedadam"``: :func:`fedhive.strategy.fedadam`."""
+
+    beta_2: Decay = ServerAdam.beta_2
+    factory: ClassVar[Any] = staticmethod(fedadam)
+
+    def _own(self) -> dict[str, Any]:
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "tau": self.tau}
+
+
+class FedYogiSection(FedAdamSection, frozen=True, tag="fedyogi"):
+    """``name = "fedyogi"``: :func:`fedhive.strategy.fedyogi`."""
+
+    factory: ClassVar[Any] = staticmethod(fedyogi)
+
+
+class FedAdagradSection(_AdaptiveSection, frozen=True, tag="fedadagrad"):
+    """``name = "fedadagrad"``: :func:`fedhive.strategy.fedadagrad` (no ``beta_2``)."""
+
+    beta_1: Decay = ServerAdagrad.beta_1
+    factory: ClassVar[Any] = staticmethod(fedadagrad)
+
+
+class FedBuffSection(_Section, frozen=True, tag="fedbuff"):
+    """``name = "fedbuff"``: :func:`fedhive.strategy.fedbuff`."""
+
+    buffer_size: AtLeastOne = FedBuff.buffer_size
+    concurrency: AtLeastOne = FedBuff.concurrency
+    staleness_exponent: NonNegative = FedBuff.staleness_exponent
+    max_staleness: AtLeastZero = FedBuff.max_staleness
+    factory: ClassVar[Any] = staticmethod(fedbuff)
+
+    def _own(self) -> dict[str, Any]:
+        return {
+            "buffer_size": self.buffer_size,
+            "concurrency": self.concurrency,
+            "staleness_exponent": self.staleness_exponent,
+            "max_staleness": self.max_staleness,
+        }
+
+
+StrategySection: TypeAlias = (
+    FedAvgSection
+    | FedProxSection
+    | ScaffoldSection
+    | FedBuffSection
+    | FedAdamSection
+    | FedYogiSection
+    | FedAdagradSection
+)
+"""The ``[strategy]`` section: one Struct per algorithm, chosen by ``name``."""
+
+SECTIONS: dict[StrategyName, type[_Section]] = {
+    StrategyName.FEDAVG: FedAvgSection,
+    StrategyName.FEDPROX: FedProxSection,
+    StrategyName.SCAFFOLD: ScaffoldSection,
+    StrategyName.FEDBUFF: FedBuffSection,
+    StrategyName.FEDADAM: FedAdamSection,
+    StrategyName.FEDYOGI: FedYogiSection,
+    StrategyName.FEDADAGRAD: FedAdagradSection,
 }
-_ADAPTIVE: dict[StrategyName, type[Any]] = {
-    StrategyName.FEDADAM: ServerAdam,
-    StrategyName.FEDYOGI: ServerYogi,
-    StrategyName.FEDADAGRAD: ServerAdagrad,
-}
-_FEDBUFF_KEYS = ("buffer_size", "concurrency", "staleness_exponent", "max_staleness")
-_RENAMED = {"mu": "proximal_mu"}
-"""Factory arguments whose config key differs."""
-_BUILT = ("aggregator", "server_optimizer", "client_config", "per_client", "base")
-"""Fields built from other keys or sections, never set in [strategy] itself."""
+_LOCATION = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<where>[^`]*)`)?$", re.DOTALL)
 
 
-def _split(
-    table: Mapping[str, Any], names: Collection[str]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    return (
-        {k: v for k, v in table.items() if k in names},
-        {k: v for k, v in table.items() if k not in names},
-    )
+def parse_strategy(table: object, path: str = "strategy") -> StrategySection:
+    """Validate a ``[strategy]`` table (``name`` defaults to ``"fedavg"``).
 
-
-def _wrap_config_error(make: Callable[[], _T], path: str) -> _T:
+    Raises:
+        ConfigError: the first problem, naming its key path; a key of another algorithm
+            names the algorithms that accept it.
+    """
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{path}: must be a table, got {type(table).__name__}")
+    name = table.get("name", str(StrategyName.FEDAVG))
+    if name not in [str(n) for n in StrategyName]:
+        names = ", ".join(StrategyName)
+        raise ConfigError(f"{path}.name: must be one of {names}, got {name!r}")
+    for key in table:
+        if key != "name" and key not in SECTIONS[StrategyName(name)].__struct_fields__:
+            raise ConfigError(f"{path}.{key}: {_refusal(str(key), StrategyName(name))}")
     try:
-        return make()
-    except ConfigError as exc:
-        raise ConfigError(f"{path}.{exc.message}") from None
+        parsed: StrategySection = msgspec.convert({**table, "name": name}, StrategySection)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_located(str(exc), StrategyName(name), table, path)) from None
+    return parsed
 
 
-def _own_settings(
-    name: StrategyName, table: Mapping[str, Any], path: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Strategy ``name``'s own keys of ``table``, checked, as its factory's arguments;
-    and the rest of ``table`` (the base FedAvg's keys)."""
-    if name in _ADAPTIVE:
-        if name == StrategyName.FEDADAGRAD and "beta_2" in table:
-            raise ConfigError(f"{path}.beta_2: FedAdagrad has no second-moment decay")
-        cls = _ADAPTIVE[name]
-        own, rest = _split(table, {f.name for f in fields(cls)} - {"learning_rate"})
-        checked = from_table(cls, own, path)
-        return {k: getattr(checked, k) for k in own}, rest
-    if name == StrategyName.FEDPROX:
-        own, rest = _split(table, ("proximal_mu",))
-        prox = from_table(_ProxTable, own, path)
-        check_real(f"{path}.proximal_mu", prox.proximal_mu, low=0)
-        return ({"mu": prox.proximal_mu} if own else {}), rest
-    if name == StrategyName.FEDBUFF:
-        own, rest = _split(table, _FEDBUFF_KEYS)
-        buffered = from_table(FedBuff, own, path)
-        return {k: getattr(buffered, k) for k in own}, rest
-    return {}, dict(table)
+def _located(error: str, name: StrategyName, table: Mapping[str, Any], path: str) -> str:
+    """msgspec's ``"Expected `int` >= 1 - at `$.multi`"`` as
+    ``"strategy.multi: must be an integer >= 1, got 0"``, from the Struct's declaration."""
+    found = _LOCATION.match(error)
+    assert found is not None  # the pattern matches every string
+    key = (found["where"] or "").lstrip(".")
+    if key not in table:
+        return f"{path}{found['where'] or ''}: {found['message']}"
+    section = msgspec.inspect.type_info(SECTIONS[name])
+    assert isinstance(section, msgspec.inspect.StructType)
+    declared = {f.name: f.type for f in section.fields}
+    return f"{path}.{key}: must be {_expected(declared[key])}, got {table[key]!r}"
+
+
+def _expected(declared: msgspec.inspect.Type) -> str:
+    """What a key declared as ``declared`` accepts, in :func:`check_real`'s words."""
+    if isinstance(declared, msgspec.inspect.EnumType):
+        return f"one of {', '.join(str(m.value) for m in declared.cls)}"
+    assert isinstance(declared, (msgspec.inspect.IntType, msgspec.inspect.FloatType))
+    low = declared.gt if declared.gt is not None else declared.ge
+    high = declared.lt if declared.lt is not None else declared.le
+    if isinstance(declared, msgspec.inspect.IntType):
+        return "an integer" + (f" >= {low}" if low is not None else "")
+    if low is not None and high is not None:
+        opening = "(" if declared.gt is not None else "["
+        closing = ")" if declared.lt is not None else "]"
+        return f"in {opening}{low:g}, {high:g}{closing}"
+    if low is not None:
+        return f"a finite number {'>' if declared.gt is not None else '>='} {low:g}"
+    return "a finite number"
+
+
+def _refusal(key: str, name: StrategyName) -> str:
+    if key in _HINTS:
+        return _HINTS[key]
+    accepting = [str(n) for n, s in SECTIONS.items() if key in s.__struct_fields__]
+    if accepting:
+        return f"unknown key for {name}; accepted by {', '.join(accepting)}"
+    allowed = ", ".join(sorted(SECTIONS[name].__struct_fields__))
+    return f"unknown key; allowed: {allowed}"
 
 
 def build_strategy(
@@ -178,33 +335,11 @@ def build_strategy(
     path: str = "strategy",
     per_client: Mapping[str, ClientConfig] | None = None,
 ) -> Strategy | FedBuff:
-    """Build strategy ``name`` from its config table and the clients' configurations
-    with the same factory Python code calls (``fedadam(...)`` for ``"fedadam"``), so a
-    table with no keys gives the factory's defaults. (FedBuff, asynchronous, is driven by
-    its own loop rather than the round loop.)"""
-    for key, section in (("client_config", "[client]"), ("per_client", "[clients.ID]")):
-        if key in table:
-            raise ConfigError(f"{path}.{key}: set the clients' training in {section}")
-    for key in ("server_optimizer",):
-        if key in table:
-            raise ConfigError(f'{path}.{key}: choose it with name = "fedadam" (or yogi/adagrad)')
-    aggregation, rest = _split(table, {f.name for f in fields(_AggregatorTable)})
-    rule = from_table(_AggregatorTable, aggregation, path)
-    aggregator = _wrap_config_error(rule.build, path)
-    own, rest = _own_settings(name, rest, path)
-    base = from_table(FedAvg, rest, path)
-    settings = {k: getattr(base, k) for k in rest}
-    factory = _FACTORIES[name]
-    return _wrap_config_error(
-        lambda: factory(
-            **own,
-            **settings,
-            aggregator=aggregator,
-            client_config=client or ClientConfig(),
-            per_client=dict(per_client or {}),
-        ),
-        path,
-    )
+    """Strategy ``name`` from its ``[strategy]`` keys ``table`` (without ``name``), for
+    clients trained as ``client`` (and ``per_client``): :func:`parse_strategy`, then
+    the section's factory; an empty table gives the factory's defaults."""
+    section = parse_strategy({**table, "name": str(name)}, path)
+    return section.build(client, per_client=per_client, path=path)
 
 
 def dispatch_loop(
@@ -221,18 +356,3 @@ def dispatch_loop(
     if isinstance(strategy, FedBuff):
         return buffered(strategy)
     return rounds(strategy)
-
-
-def resolved_table(name: StrategyName, table: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``[strategy]`` table ``table`` (one :func:`build_strategy` accepted) with
-    every key strategy ``name`` reads, defaults filled in: it builds the same strategy."""
-    defaults = {**_defaults(FedAvg, skip=_BUILT), **_defaults(_AggregatorTable)}
-    for arg in inspect.signature(_FACTORIES[name]).parameters.values():
-        if arg.kind is inspect.Parameter.KEYWORD_ONLY:
-            defaults[_RENAMED.get(arg.name, arg.name)] = arg.default
-    return {"name": str(name), **defaults, **table}
-
-
-def _defaults(cls: type[Any], *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    kept = [f for f in fields(cls) if f.name not in skip]
-    return {f.name: f.default for f in kept if f.default not in (dataclasses.MISSING, None)}
