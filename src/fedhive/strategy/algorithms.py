@@ -110,7 +110,7 @@ def fedyogi(
 def fedadagrad(
     *,
     server_learning_rate: float = ADAPTIVE_LEARNING_RATE,
-    beta_1: float = ServerAdagrad.beta_1,
+    beta_1: float = ServerAdam.beta_1,
     tau: float = ServerAdagrad.tau,
     **settings: Any,
 ) -> FedAvg:
@@ -118,7 +118,9 @@ def fedadagrad(
 
     Args:
         server_learning_rate: the optimizer's learning rate η (> 0).
-        beta_1: first-moment decay in [0, 1); 0 is plain Adagrad.
+        beta_1: first-moment decay in [0, 1); by default FedAdam's and FedYogi's (the
+            paper's experiments use 0.9 for all three); 0 is plain Adagrad, the
+            :class:`ServerAdagrad` primitive's own default.
         tau: adaptivity (> 0).
         **settings: :class:`FedAvg`'s other fields.
     """

@@ -4,7 +4,7 @@
 [strategy]
 name = "fedadam"            # fedavg | fedprox | scaffold | fedbuff | fedadam | fedyogi | fedadagrad
 server_learning_rate = 0.01 # the server optimizer's learning rate (eta)
-beta_1 = 0.9                # adaptive optimizers only (fedadagrad: default 0.0)
+beta_1 = 0.9                # adaptive optimizers only
 beta_2 = 0.99
 tau = 0.001
 proximal_mu = 0.01          # fedprox only: the proximal term's coefficient
@@ -56,7 +56,7 @@ from fedhive.strategy.base import Strategy
 from fedhive.strategy.compose import Aggregator, WeightedMean
 from fedhive.strategy.fedavg import FedAvg
 from fedhive.strategy.fedbuff import FedBuff
-from fedhive.strategy.optimizers import ADAPTIVE_LEARNING_RATE, ServerAdagrad, ServerAdam
+from fedhive.strategy.optimizers import ADAPTIVE_LEARNING_RATE, ServerAdam
 from fedhive.strategy.robust import Bulyan, CoordinateMedian, Krum, NormBound, TrimmedMean
 
 _T = TypeVar("_T")
@@ -217,7 +217,7 @@ class FedYogiSection(FedAdamSection, frozen=True, tag="fedyogi"):
 class FedAdagradSection(_AdaptiveSection, frozen=True, tag="fedadagrad"):
     """``name = "fedadagrad"``: :func:`fedhive.strategy.fedadagrad` (no ``beta_2``)."""
 
-    beta_1: Decay = ServerAdagrad.beta_1
+    beta_1: Decay = ServerAdam.beta_1  # as fedhive.strategy.fedadagrad
     factory: ClassVar[Any] = staticmethod(fedadagrad)
 
 
