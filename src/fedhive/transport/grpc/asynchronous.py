@@ -15,12 +15,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fedhive.core.failures import FailureKind, Stage
+from fedhive.core.failures import Stage
 from fedhive.core.messages import Failure, FitReply, FitTask
 from fedhive.core.version import ModelVersion
-from fedhive.transport.base import Finished, FitOutcome
-from fedhive.transport.grpc.coordinator import Outcome, Withdrawn
-from fedhive.transport.grpc.server import GrpcServerTransport
+from fedhive.transport.base import Finished
+from fedhive.transport.grpc.coordinator import Withdrawn
+from fedhive.transport.grpc.server import GrpcServerTransport, as_reply
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,9 @@ class GrpcAsyncRunner:
         if got is not None:
             cohort, outcome = got
             dispatch = self._dispatch_of[cohort]
-            task = self._end(dispatch)[0].task
-            return [Finished(dispatch, _as_fit(outcome, task), self._clock())]
+            self._end(dispatch)
+            reply = as_reply(FitReply, outcome, stage=Stage.UPLOAD)
+            return [Finished(dispatch, reply, self._clock())]
         now = time.time()
         expired = sorted(d for d, flight in self._flight.items() if flight.deadline <= now)
         clock = self._clock()
@@ -93,16 +94,3 @@ class GrpcAsyncRunner:
         flight, withdrawn = self._end(dispatch)
         refused = withdrawn[0].refused if withdrawn else None
         return self._transport.unanswered(flight.task, refused)
-
-
-def _as_fit(outcome: Outcome, task: FitTask) -> FitOutcome:
-    """A fit task's outcome; any other kind of result for it is the client's failure."""
-    if isinstance(outcome, (FitReply, Failure)):
-        return outcome
-    return Failure(
-        client_id=task.client_id,
-        round=task.round,
-        stage=Stage.UPLOAD,
-        kind=FailureKind.VALIDATION,
-        message=f"a {type(outcome).__name__} was uploaded for a fit task",
-    )

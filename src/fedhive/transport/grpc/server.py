@@ -155,14 +155,14 @@ class GrpcServerTransport:
         """Publish fit tasks now; stream outcomes until ``quorum`` is met (the round loop
         counts the results it verified; default: all answered) or time runs out."""
         collected = self._collect(tasks, self._publish(tasks, model), quorum)
-        return (_as(FitReply, o) for o in collected)
+        return (as_reply(FitReply, o) for o in collected)
 
     def evaluate(
         self, tasks: Sequence[EvaluateTask], model: ModelVersion
     ) -> Iterator[EvaluateOutcome]:
         """Publish evaluate tasks now; stream their outcomes."""
         collected = self._collect(tasks, self._publish(tasks, model))
-        return (_as(EvaluateReply, o) for o in collected)
+        return (as_reply(EvaluateReply, o) for o in collected)
 
     def close(self, *, linger: float = 0.0, tell_clients: bool = True) -> None:
         """Tell clients the run is over, wait ``linger`` seconds for them to hear it,
@@ -282,15 +282,18 @@ class GrpcServerTransport:
 _Reply = TypeVar("_Reply", FitReply, EvaluateReply)
 
 
-def _as(kind: type[_Reply], outcome: Outcome) -> _Reply | Failure:
+def as_reply(
+    kind: type[_Reply], outcome: Outcome, *, stage: Stage = Stage.VERIFY
+) -> _Reply | Failure:
     """``outcome`` if it is a ``kind`` reply or a failure; any other reply to the task
-    (e.g. an evaluation answering a fit task) is that client's failure, not dropped."""
+    (e.g. an evaluation answering a fit task) is that client's failure at ``stage``, not
+    dropped. (The outcome's client and round come from the task's envelope.)"""
     if isinstance(outcome, (kind, Failure)):
         return outcome
     return Failure(
         client_id=outcome.client_id,
         round=outcome.round,
-        stage=Stage.VERIFY,
+        stage=stage,
         kind=FailureKind.VALIDATION,
         message=f"a {kind.__name__} was due, the client sent a {type(outcome).__name__}",
     )
