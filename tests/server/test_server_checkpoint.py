@@ -36,17 +36,28 @@ from lstsq_app import build
 INITIAL = Weights({"w": np.zeros(3, np.float32)})
 
 
-def open_checkpoint(store: StateStore) -> StoreCheckpoint:
-    checkpoint, _resumed = StoreCheckpoint.open(
+def open_run(
+    store: StateStore,
+    *,
+    new_run_id: str = "run",
+    strategy: str = "fedavg",
+    initial: Weights = INITIAL,
+    initial_state: StrategyState | None = None,
+) -> tuple[StoreCheckpoint, Resumed]:
+    """One server process's start: resume the store's run, or start ``new_run_id``."""
+    return StoreCheckpoint.open(
         store,
-        new_run_id="run",
-        strategy="fedavg",
+        new_run_id=new_run_id,
+        strategy=strategy,
         seed=0,
         config={},
-        initial=INITIAL,
-        initial_state={},
+        initial=initial,
+        initial_state={} if initial_state is None else initial_state,
     )
-    return checkpoint
+
+
+def open_checkpoint(store: StateStore) -> StoreCheckpoint:
+    return open_run(store)[0]
 
 
 def round_weights(rnd: int) -> Weights:
@@ -96,15 +107,7 @@ def test_a_restart_continues_after_an_aborted_round_with_that_rounds_strategy_st
         finish(first, 1, committed=True, state={"events": np.array([1.0])})
         finish(first, 2, committed=False, state={"events": np.array([1.0, 2.0])})
     with StateStore(tmp_path) as store:  # the server crashed before round 3 committed
-        second, resumed = StoreCheckpoint.open(
-            store,
-            new_run_id="other",
-            strategy="fedavg",
-            seed=0,
-            config={},
-            initial=INITIAL,
-            initial_state={},
-        )
+        second, resumed = open_run(store, new_run_id="other")
         assert (resumed.run_id, resumed.round) == ("run", 2)
         assert resumed.state["events"].tolist() == [1.0, 2.0]  # the aborted round's event
         assert model_version(resumed.weights) == model_version(round_weights(1))
@@ -171,12 +174,9 @@ def serve_dp(
 ) -> tuple[Resumed, RunResult]:
     """One server process: open (or resume) the run in ``store``, run to round ``until``."""
     initial = build(CLIENTS).server.initial_weights
-    checkpoint, resumed = StoreCheckpoint.open(
+    checkpoint, resumed = open_run(
         store,
-        new_run_id="run",
         strategy="dp-fedavg",
-        seed=0,
-        config={},
         initial=initial,
         initial_state=DISTRIBUTED_DP.initial_state(initial),
     )
@@ -263,12 +263,9 @@ def test_fedbuff_resumed_after_a_version_that_did_not_commit_numbers_on_after_it
 
     def serve(runner: ScriptedRunner, until: int) -> tuple[Resumed, RunResult]:
         with StateStore(tmp_path) as store:  # one server process
-            checkpoint, resumed = StoreCheckpoint.open(
+            checkpoint, resumed = open_run(
                 store,
-                new_run_id="run",
                 strategy="fedbuff",
-                seed=0,
-                config={},
                 initial=model,
                 initial_state=strategy.initial_state(model),
             )
