@@ -26,6 +26,7 @@ from fedhive.pki.tls import TLSConfig
 from fedhive.server.orchestrator import RoundLoop
 from fedhive.simulation.app import AppSpec
 from fedhive.strategy.fedavg import FedAvg
+from fedhive.transport.base import FitOutcome
 from fedhive.transport.codec import TaskEnvelope
 from fedhive.transport.envelope import ResultClaim
 from fedhive.transport.grpc.connection import GrpcLink
@@ -134,9 +135,11 @@ def test_a_client_cannot_claim_another_id(server: GrpcServerTransport, pki: Path
     impostor.close()
 
 
-def pulled_fit_task(server: GrpcServerTransport, pki: Path) -> tuple[GrpcLink, TaskEnvelope]:
-    """client-0000, registered, and the fit task the server published for it (signed;
-    its outcome is not awaited)."""
+def pulled_fit_task(
+    server: GrpcServerTransport, pki: Path
+) -> tuple[GrpcLink, TaskEnvelope, Iterator[FitOutcome]]:
+    """client-0000, registered, the fit task the server published for it (signed), and
+    the server's outcomes of that cohort (read them to wait for the task's end)."""
     app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
     client = link(server, pki / "ours" / "clients" / "client-0000", "client-0000")
     client.register()
@@ -147,14 +150,14 @@ def pulled_fit_task(server: GrpcServerTransport, pki: Path) -> tuple[GrpcLink, T
         seed=1,
         config=ClientConfig(),
     )
-    server.fit([task], ModelVersion.of(app.server.initial_weights))
+    outcomes = server.fit([task], ModelVersion.of(app.server.initial_weights))
     envelope = client.pull()
     assert isinstance(envelope, TaskEnvelope)
-    return client, envelope
+    return client, envelope, outcomes
 
 
 def test_a_tampered_model_signature_is_refused(server: GrpcServerTransport, pki: Path) -> None:
-    client, envelope = pulled_fit_task(server, pki)
+    client, envelope, _outcomes = pulled_fit_task(server, pki)
     payload = client.download(envelope)
     assert model_version(weights_from_bytes(payload)) == envelope.task.version
     forged = dataclasses.replace(envelope, model_signature=b"\x00" * 64)
@@ -184,7 +187,7 @@ def replace_config(envelope: TaskEnvelope, **changes: Any) -> TaskEnvelope:
 def test_a_task_changed_after_the_server_signed_it_is_refused(
     server: GrpcServerTransport, pki: Path, change: Callable[[TaskEnvelope], TaskEnvelope]
 ) -> None:
-    client, envelope = pulled_fit_task(server, pki)
+    client, envelope, _outcomes = pulled_fit_task(server, pki)
     client.download(envelope)  # as the server signed it
     with pytest.raises(SignatureError, match="signature does not verify"):
         client.download(change(envelope))
@@ -302,25 +305,11 @@ def test_a_result_whose_signature_does_not_match_is_rejected(pki: Path) -> None:
 def test_a_task_whose_upload_was_refused_can_still_be_answered(
     server: GrpcServerTransport, pki: Path
 ) -> None:
-    app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
     folder = pki / "ours" / "clients" / CLIENTS[0]
-    client = link(server, folder, CLIENTS[0])
-    client.register()
-    task = FitTask(
-        round=1,
-        client_id=CLIENTS[0],
-        version=model_version(app.server.initial_weights),
-        seed=1,
-        config=ClientConfig(),
-    )
-    outcomes = server.fit(
-        [task], ModelVersion.of(app.server.initial_weights)
-    )  # published now, read below
-    envelope = client.pull()
-    assert isinstance(envelope, TaskEnvelope)
+    client, envelope, outcomes = pulled_fit_task(server, pki)
     weights = weights_from_bytes(client.download(envelope))
     reply = FitReply(
-        client_id=CLIENTS[0], round=1, version=task.version, update=weights, num_examples=1
+        client_id=CLIENTS[0], round=1, version=envelope.task.version, update=weights, num_examples=1
     )
     signatures = client._signatures
     client._signatures = Forger(TLSConfig.from_dir(folder))
