@@ -6,8 +6,10 @@ least-squares app and compares its ``model_sha256`` with the value recorded in
 produce, and must say so (and re-record with ``FEDHIVE_RECORD_HASHES=1 pytest
 tests/integration/test_model_hashes.py``, which rewrites the file).
 
-The hashes are of this project's machines (x86-64, the pinned torch CPU build, one
-torch thread): floating-point kernels may differ on another processor.
+The hashes are of x86-64 machines with the pinned torch CPU build, one torch thread and
+the AVX2 kernels ``tests/conftest.py`` pins (OpenBLAS, MKL, ATen): unpinned, an AVX-512
+machine sums in another order and gets other models (recorded on 2026-12-03, at the
+commit before the composable-algorithm refactor, once the kernels were pinned).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from conftest import PINNED_KERNELS
 from fedhive.core._compat import tomllib
 from fedhive.core.extensions import Weighting
 from fedhive.core.messages import ClientConfig
@@ -100,6 +103,14 @@ CASES: dict[str, Callable[[], str]] = {
 
 def recorded() -> dict[str, str]:
     return dict(json.loads(HASHES.read_text())) if HASHES.exists() else {}
+
+
+def test_the_suite_runs_on_the_pinned_kernels() -> None:
+    import torch
+
+    for name, value in PINNED_KERNELS.items():
+        assert os.environ.get(name) == value, f"{name} is not pinned"
+    assert torch.backends.cpu.get_cpu_capability() == "AVX2"
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
