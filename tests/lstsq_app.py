@@ -19,7 +19,7 @@ import numpy as np
 from fedhive import ClientConfig, Context, EvaluateResult, FitResult, SimulationApp, Weights
 from fedhive.client import scaffold
 from fedhive.client.app import ClientApp
-from fedhive.client.proximal import proximal_mu
+from fedhive.client.proximal import proximal_coefficient
 from fedhive.server.app import ServerApp
 
 DIM = 4
@@ -43,7 +43,7 @@ class LeastSquaresClient:
             raise RuntimeError("this client always fails")
         w = weights["w"].astype(np.float64)
         control = scaffold.correction(context) if context is not None else None
-        mu = proximal_mu(config)
+        mu = proximal_coefficient(config)
         for _ in range(config.local_epochs):
             grad = self.x.T @ (self.x @ w - self.y) / len(self.y)
             if control is not None:  # SCAFFOLD's drift correction, when the server sends c

@@ -24,7 +24,7 @@ from fedhive import (
 )
 from fedhive.client import scaffold
 from fedhive.client.numpy import NumpyClient
-from fedhive.client.proximal import proximal_mu
+from fedhive.client.proximal import proximal_coefficient
 from fedhive.core import run_stream
 from fedhive.simulation.datasets import Dataset, synthetic
 
@@ -49,7 +49,7 @@ def train(weights: Weights, data: Data, config: ClientConfig, context: Context) 
     strategy sets ``proximal_mu``: Li et al. 2020, eq. 2; and SCAFFOLD's drift correction
     when the strategy sends control variates: Karimireddy et al. 2020, Alg. 1)."""
     x, y = data
-    mu = proximal_mu(config)
+    mu = proximal_coefficient(config)
     control = scaffold.correction(context)  # SCAFFOLD's c - c_i, when the strategy sends c
     w, b = weights["w"].copy(), weights["b"].copy()
     rng = context.numpy_rng()

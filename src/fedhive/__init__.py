@@ -13,18 +13,18 @@ from fedhive.server.app import ServerApp
 from fedhive.server.run import RunResult
 from fedhive.simulation.app import AppContext, SimulationApp
 from fedhive.simulation.engine import run_simulation
-from fedhive.strategy.fedavg import FedAvg
+from fedhive.strategy.algorithm import Algorithm
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Algorithm",
     "AppContext",
     "Client",
     "ClientApp",
     "ClientConfig",
     "Context",
     "EvaluateResult",
-    "FedAvg",
     "FedhiveError",
     "FitResult",
     "PrivacyBudget",

@@ -5,6 +5,7 @@ inherit the builtin exception that fits, so ``except ValueError`` keeps working:
 
     FedhiveError
     ├── ConfigError(ValueError)            a configuration value is not allowed
+    │   └── StateError                      a strategy state does not fit its algorithm
     ├── MissingDependencyError(ImportError) an optional extra is not installed
     ├── SerializationError(ValueError)     bytes that do not decode to what they claim
     ├── ValidationError(ValueError)        a value does not match its reference
@@ -46,6 +47,7 @@ __all__ = [
     "SerializationError",
     "ShapeMismatchError",
     "SignatureError",
+    "StateError",
     "StoreError",
     "TransportError",
     "ValidationError",
@@ -84,6 +86,12 @@ class FedhiveError(Exception):
 
 class ConfigError(FedhiveError, ValueError):
     """A configuration value is not allowed; the message names the key path."""
+
+
+class StateError(ConfigError):
+    """A strategy state does not fit the algorithm that reads it: another component's
+    state, an unknown or newer state version, or arrays of another model's size (a
+    resumed run whose model or algorithm changed). Never silently reset."""
 
 
 class MissingDependencyError(FedhiveError, ImportError):

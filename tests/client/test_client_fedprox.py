@@ -10,7 +10,7 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from fedhive.client.base import Context  # noqa: E402
-from fedhive.client.proximal import max_local_steps, proximal_gradient, proximal_mu  # noqa: E402
+from fedhive.client.proximal import max_local_steps, proximal_coefficient, proximal_gradient  # noqa: E402
 from fedhive.client.torch import TorchClient, weights_from_module  # noqa: E402
 from fedhive.core import ClientConfig, Weights, run_stream  # noqa: E402
 from fedhive.core.extensions import Extension, PartialWork, Proximal  # noqa: E402
@@ -243,8 +243,8 @@ def test_invalid_max_local_steps_is_refused(steps: Scalar) -> None:
 
 
 def test_config_readers() -> None:
-    assert proximal_mu(config()) == 0.0
-    assert proximal_mu(config(mu=2)) == 2.0
+    assert proximal_coefficient(config()) == 0.0
+    assert proximal_coefficient(config(mu=2)) == 2.0
     assert max_local_steps(config()) is None
     assert max_local_steps(config(steps=3)) == 3
 

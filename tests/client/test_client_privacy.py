@@ -238,8 +238,8 @@ def test_a_deployed_context_never_gives_seeded_noise() -> None:
 def test_a_simulated_devices_own_noise_is_reproducible_from_the_run_seed() -> None:
     from fedhive.simulation.app import SimulationApp
     from fedhive.simulation.engine import run_simulation
-    from fedhive.strategy import FedAvg
-    from fedhive.strategy.private import DpFedAvg
+    from fedhive.strategy import Algorithm
+    from fedhive.strategy.private import DifferentialPrivacy
 
     budget = PrivacyBudget(
         epsilon_max=10.0, delta=DELTA, min_noise_multiplier=2.0, clipping_norm=1.0
@@ -249,11 +249,9 @@ def test_a_simulated_devices_own_noise_is_reproducible_from_the_run_seed() -> No
         client=ClientApp(client_fn=lambda cid: FixedClient(1.0)),
         client_ids=["c0", "c1"],
     )
-    strategy = DpFedAvg(
-        base=FedAvg(per_client={"c0": ClientConfig(privacy_budget=budget)}),
-        noise_multiplier=1.0,
-        clipping_norm=1.0,
-        noise_seed=0,
+    strategy = Algorithm(
+        per_client={"c0": ClientConfig(privacy_budget=budget)},
+        transforms=(DifferentialPrivacy(noise_multiplier=1.0, clipping_norm=1.0, noise_seed=0),),
     )
     runs = [run_simulation(app, strategy=strategy, rounds=2, seed=seed) for seed in (3, 3, 4)]
     assert all(sorted(r.history[-1].fit.contributors) == ["c0", "c1"] for r in runs)

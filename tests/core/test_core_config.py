@@ -11,7 +11,7 @@ import pytest
 from fedhive.core.config import from_table
 from fedhive.core.messages import ClientConfig, PrivacyBudget
 from fedhive.errors import ConfigError
-from fedhive.strategy.fedavg import FedAvg
+from fedhive.strategy.algorithm import Algorithm
 
 
 class Color(enum.Enum):
@@ -131,7 +131,7 @@ def test_empty_path_adds_no_leading_dot() -> None:
 
 def test_docstring_example_for_fedavg() -> None:
     with pytest.raises(ConfigError) as info:
-        from_table(FedAvg, {"fraction_fit": 1.5}, "strategy")
+        from_table(Algorithm, {"fraction_fit": 1.5}, "strategy")
     assert str(info.value) == "strategy.fraction_fit: must be in (0, 1], got 1.5"
     assert isinstance(info.value, ValueError)
 

@@ -19,11 +19,13 @@ from fedhive.deployment import (
     serve_server,
 )
 from fedhive.errors import NotEnoughClientsError
-from fedhive.strategy import FedAvg
+from fedhive.strategy import Algorithm
 from lstsq_app import build
 
 CLIENTS = ["c0", "c1", "c2"]
-STRATEGY = FedAvg(client_config=ClientConfig(local_epochs=1, learning_rate=0.1), fraction_fit=1.0)
+STRATEGY = Algorithm(
+    client_config=ClientConfig(local_epochs=1, learning_rate=0.1), fraction_fit=1.0
+)
 
 
 def free_port() -> int:

@@ -25,8 +25,7 @@ from fedhive.core.weights import Weights
 from fedhive.errors import TransportError
 from fedhive.server.asynchronous import AsyncLoop
 from fedhive.simulation.app import AppContext, AppSpec
-from fedhive.strategy.fedavg import FedAvg
-from fedhive.strategy.fedbuff import FedBuff
+from fedhive.strategy import fedbuff
 from fedhive.transport.base import Finished, Wait
 from fedhive.transport.codec import TaskEnvelope
 from fedhive.transport.grpc.asynchronous import GrpcAsyncRunner
@@ -113,7 +112,7 @@ def test_a_stale_update_is_taken_while_fast_clients_keep_training(tmp_path: Path
     clients = {cid: app.client.client_fn(cid) for cid in app.client_ids}
     threads = start_clients(transport.port, clients, stop)
     runner = Watching(transport)
-    strategy = FedBuff(base=FedAvg(min_available_clients=4), buffer_size=2, concurrency=4)
+    strategy = fedbuff(min_available_clients=4, buffer_size=2, concurrency=4)
     try:
         assert transport.wait_for_clients(4, timeout=20)
         loop = AsyncLoop(
@@ -161,7 +160,7 @@ def test_a_vanished_client_fails_at_its_deadline_and_the_run_completes() -> None
         assert transport.wait_for_clients(3, timeout=20)
 
     runner = Watching(transport, on_submit=vanish_then_let_the_others_in)
-    strategy = FedBuff(base=FedAvg(), buffer_size=2, concurrency=3)
+    strategy = fedbuff(buffer_size=2, concurrency=3)
     try:
         ghost.register()
         result = AsyncLoop(strategy=strategy, runner=runner, seed=1).run(

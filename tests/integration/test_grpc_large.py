@@ -14,7 +14,7 @@ from fedhive.core.serde import model_version
 from fedhive.core.version import ModelVersion
 from fedhive.errors import ValidationError
 from fedhive.server.orchestrator import RoundLoop
-from fedhive.strategy.fedavg import FedAvg
+from fedhive.strategy.algorithm import Algorithm
 from fedhive.transport.base import Wait
 from fedhive.transport.grpc.connection import GrpcLink
 from fedhive.transport.grpc.server import GrpcServerTransport, trust_claimed_id
@@ -49,7 +49,7 @@ def test_a_100_mb_model_makes_a_round_trip() -> None:
     thread.start()
     try:
         assert server.wait_for_clients(1, timeout=30)
-        result = RoundLoop(strategy=FedAvg(), transport=server, seed=0).run(weights, 1)
+        result = RoundLoop(strategy=Algorithm(), transport=server, seed=0).run(weights, 1)
     finally:
         stop.set()
         thread.join(timeout=60)
@@ -99,7 +99,9 @@ def test_an_upload_over_the_server_limit_is_rejected_and_counted() -> None:
     thread.start()
     try:
         assert server.wait_for_clients(1, timeout=30)
-        record = RoundLoop(strategy=FedAvg(), transport=server, seed=0).run(weights, 1).history[0]
+        record = (
+            RoundLoop(strategy=Algorithm(), transport=server, seed=0).run(weights, 1).history[0]
+        )
     finally:
         stop.set()
         thread.join(timeout=30)

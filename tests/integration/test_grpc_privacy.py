@@ -12,8 +12,8 @@ from fedhive.core.messages import PrivacyBudget
 from fedhive.privacy import FileLedger
 from fedhive.server.orchestrator import RoundLoop
 from fedhive.simulation.app import AppSpec
-from fedhive.strategy.fedavg import FedAvg
-from fedhive.strategy.private import DpFedAvg
+from fedhive.strategy.algorithm import Algorithm
+from fedhive.strategy.private import DifferentialPrivacy
 from fedhive.transport.grpc.connection import GrpcLink
 from fedhive.transport.grpc.server import GrpcServerTransport, trust_claimed_id
 
@@ -55,7 +55,9 @@ def test_a_device_budget_survives_restarts_and_its_refusal_frees_the_slot(
         )
         thread.start()
         threads.append(thread)
-    strategy = DpFedAvg(base=FedAvg(), noise_multiplier=2.0, clipping_norm=10.0)
+    strategy = Algorithm(
+        transforms=(DifferentialPrivacy(noise_multiplier=2.0, clipping_norm=10.0),)
+    )
     try:
         assert transport.wait_for_clients(3, timeout=20)
         loop = RoundLoop(strategy=strategy, transport=transport, seed=3)

@@ -16,7 +16,7 @@ from fedhive.core.version import ModelVersion
 from fedhive.server.orchestrator import RoundLoop
 from fedhive.simulation.app import AppSpec
 from fedhive.simulation.engine import run_simulation
-from fedhive.strategy.fedavg import FedAvg
+from fedhive.strategy.algorithm import Algorithm
 from fedhive.transport.grpc.connection import GrpcLink
 from fedhive.transport.grpc.server import GrpcServerTransport, trust_claimed_id
 
@@ -54,7 +54,7 @@ def start_clients(port: int, stop: threading.Event) -> list[threading.Thread]:
 
 def test_grpc_rounds_match_the_simulation_bit_for_bit(server: GrpcServerTransport) -> None:
     app = AppSpec("fake_app:build", TESTS).build({"clients": CLIENTS}, 0)
-    strategy = FedAvg(min_available_clients=6, fraction_evaluate=1.0)
+    strategy = Algorithm(min_available_clients=6, fraction_evaluate=1.0)
     stop = threading.Event()
     threads = start_clients(server.port, stop)
     try:
@@ -97,8 +97,8 @@ def test_a_missing_client_fails_at_the_deadline_and_the_round_completes() -> Non
         for thread in threads:
             thread.join(timeout=10)
         transport.coordinator.touch("ghost")
-        loop = RoundLoop(strategy=FedAvg(), transport=transport, seed=1)
-        state = FedAvg().initial_state(app.server.initial_weights)
+        loop = RoundLoop(strategy=Algorithm(), transport=transport, seed=1)
+        state = Algorithm().initial_state(app.server.initial_weights)
         initial = ModelVersion.of(app.server.initial_weights)
         _, model, record = loop.run_round(state, 1, initial)
     finally:
@@ -174,7 +174,7 @@ def test_over_selection_closes_the_round_at_its_quorum(server: GrpcServerTranspo
             )
         )
         threads[-1].start()
-    strategy = FedAvg(fraction_fit=0.75, over_selection=1 / 3, min_available_clients=4)
+    strategy = Algorithm(fraction_fit=0.75, over_selection=1 / 3, min_available_clients=4)
     try:
         assert server.wait_for_clients(4, timeout=20)
         loop = RoundLoop(strategy=strategy, transport=server, seed=2)
@@ -282,7 +282,7 @@ def test_uploads_that_fail_verification_do_not_count_toward_the_quorum(
     answers = {"cheat-0": wrong_kind, "cheat-1": wrong_shape, "honest-0": honest}
     for client_id in answers:
         server.coordinator.touch(client_id)
-    strategy = FedAvg(fraction_fit=2 / 3, over_selection=0.5, min_available_clients=3)
+    strategy = Algorithm(fraction_fit=2 / 3, over_selection=0.5, min_available_clients=3)
     helper = threading.Thread(target=answer_in_order, args=(server, answers))
     helper.start()
     try:

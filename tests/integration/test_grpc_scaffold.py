@@ -9,16 +9,13 @@ from fedhive.client.runner import serve
 from fedhive.core.messages import ClientConfig
 from fedhive.server.orchestrator import RoundLoop
 from fedhive.simulation.engine import run_simulation
-from fedhive.strategy import FedAvg, Scaffold
-from fedhive.strategy.scaffold import STATE_KEY
+from fedhive.strategy import Control, scaffold
 from fedhive.transport.grpc.connection import GrpcLink
 from fedhive.transport.grpc.server import GrpcServerTransport, trust_claimed_id
 from lstsq_app import build
 
-STRATEGY = Scaffold(
-    base=FedAvg(
-        min_available_clients=4, client_config=ClientConfig(local_epochs=3, learning_rate=0.05)
-    )
+STRATEGY = scaffold(
+    min_available_clients=4, client_config=ClientConfig(local_epochs=3, learning_rate=0.05)
 )
 
 
@@ -49,5 +46,5 @@ def test_scaffold_rounds_over_grpc_match_the_simulation() -> None:
     simulated = run_simulation(build(4, shared=False), strategy=STRATEGY, rounds=4, seed=2)
     assert all(r.committed and r.fit.failed == 0 for r in networked.history)
     assert networked.version == simulated.version
-    assert networked.state[STATE_KEY].any()  # the server variate moved
-    assert (networked.state[STATE_KEY] == simulated.state[STATE_KEY]).all()
+    assert networked.state.of(Control).c.any()  # the server variate moved
+    assert (networked.state.of(Control).c == simulated.state.of(Control).c).all()

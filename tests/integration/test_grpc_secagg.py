@@ -24,8 +24,8 @@ from fedhive.server.run import RunResult
 from fedhive.server.secure import SecureAggregation
 from fedhive.simulation.app import AppSpec
 from fedhive.simulation.engine import run_simulation
-from fedhive.strategy.fedavg import FedAvg
-from fedhive.strategy.private import DpFedAvg, DpMode
+from fedhive.strategy.algorithm import Algorithm
+from fedhive.strategy.private import DifferentialPrivacy, DpMode
 from fedhive.transport.codec import TaskEnvelope
 from fedhive.transport.envelope import ResultClaim
 from fedhive.transport.grpc.connection import GrpcLink
@@ -44,14 +44,14 @@ CLIENTS = [f"good-{i}" for i in range(10)]
 SECURE = SecureAggregation(
     dropout_fraction=0.1, security_bits=5, correctness_bits=5, clip_range=16.0
 )
-STRATEGY = FedAvg(min_available_clients=len(CLIENTS))
+STRATEGY = Algorithm(min_available_clients=len(CLIENTS))
 
 
 def run_over_grpc(
     transport: GrpcServerTransport,
     links: dict[str, GrpcLink],
     rounds: int,
-    strategy: FedAvg = STRATEGY,
+    strategy: Algorithm = STRATEGY,
     **serve_kw: Any,
 ) -> RunResult:
     app = AppSpec("fake_app:build", TESTS).build({"clients": CLIENTS}, 0)
@@ -154,7 +154,7 @@ def test_too_few_clients_is_refused_before_anything_is_sent() -> None:
     transport = insecure_server()
     links = dict(list(plain_links(transport).items())[:2])
     record = run_over_grpc(
-        transport, links, rounds=1, strategy=FedAvg(min_available_clients=2)
+        transport, links, rounds=1, strategy=Algorithm(min_available_clients=2)
     ).history[0]
     assert not record.committed
     assert "at least 3 clients" in record.note
@@ -188,13 +188,10 @@ def test_distributed_dp_under_secagg_over_grpc_uses_noise_the_server_cannot_repl
     # noise_seed makes the simulation reproducible; deployed clients ignore it (their
     # noise comes from the OS), so the networked run is not the simulated one.
     pytest.importorskip("dp_accounting")
-    strategy = DpFedAvg(
-        base=STRATEGY,
-        mode=DpMode.DISTRIBUTED,
-        noise_multiplier=0.5,
-        clipping_norm=20.0,
-        noise_seed=9,
+    dp = DifferentialPrivacy(
+        mode=DpMode.DISTRIBUTED, noise_multiplier=0.5, clipping_norm=20.0, noise_seed=9
     )
+    strategy = dataclasses.replace(STRATEGY, transforms=(*STRATEGY.transforms, dp))
     secure = dataclasses.replace(SECURE, weighting=Weighting.UNIFORM)
     transport = insecure_server()
     app = AppSpec("fake_app:build", TESTS).build({"clients": CLIENTS}, 0)

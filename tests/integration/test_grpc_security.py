@@ -25,7 +25,7 @@ from fedhive.pki.revocation import RevocationList
 from fedhive.pki.tls import TLSConfig
 from fedhive.server.orchestrator import RoundLoop
 from fedhive.simulation.app import AppSpec
-from fedhive.strategy.fedavg import FedAvg
+from fedhive.strategy.algorithm import Algorithm
 from fedhive.transport.base import FitOutcome
 from fedhive.transport.codec import TaskEnvelope
 from fedhive.transport.envelope import ResultClaim
@@ -97,7 +97,7 @@ def test_a_signed_round_over_mtls(server: GrpcServerTransport, pki: Path) -> Non
         threads[-1].start()
     try:
         assert server.wait_for_clients(2, timeout=20)
-        loop = RoundLoop(strategy=FedAvg(min_available_clients=2), transport=server, seed=3)
+        loop = RoundLoop(strategy=Algorithm(min_available_clients=2), transport=server, seed=3)
         result = loop.run(app.server.initial_weights, 2)
     finally:
         stop.set()
@@ -288,7 +288,7 @@ def test_a_result_whose_signature_does_not_match_is_rejected(pki: Path) -> None:
         thread.start()
     try:
         assert server.wait_for_clients(2, timeout=20)
-        loop = RoundLoop(strategy=FedAvg(min_available_clients=2), transport=server, seed=3)
+        loop = RoundLoop(strategy=Algorithm(min_available_clients=2), transport=server, seed=3)
         record = loop.run(app.server.initial_weights, 1).history[0]
     finally:
         stop.set()
@@ -366,7 +366,7 @@ def test_sixteen_stalled_uploads_from_one_certificate_do_not_stop_another_client
             time.sleep(0.05)
         thread.start()
         assert server.wait_for_clients(1, timeout=20)
-        loop = RoundLoop(strategy=FedAvg(min_available_clients=1), transport=server, seed=3)
+        loop = RoundLoop(strategy=Algorithm(min_available_clients=1), transport=server, seed=3)
         record = loop.run(app.server.initial_weights, 1).history[0]
         still_open = [f for f in stalled if not f.done()]
     finally:
@@ -476,7 +476,10 @@ def test_a_server_restarted_on_a_rolled_back_crl_does_not_start(pki: Path, tmp_p
     revoke(folder, "client-0000")
     app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
     run = Deployment(
-        strategy=FedAvg(), strategy_name="fedavg", rounds=1, settings=ServerSection(min_clients=1)
+        strategy=Algorithm(),
+        strategy_name="fedavg",
+        rounds=1,
+        settings=ServerSection(min_clients=1),
     )
 
     def start_server() -> DeployedServer:

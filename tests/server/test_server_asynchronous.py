@@ -19,9 +19,7 @@ from fedhive.server.verify import ReplyPolicy
 from fedhive.simulation.backends.local import LocalBackend
 from fedhive.simulation.clock import VirtualClockRunner
 from fedhive.simulation.devices import DeviceDistribution, DeviceModel, DevicesSection
-from fedhive.strategy import FedAvg
-from fedhive.strategy.base import StrategyState
-from fedhive.strategy.fedbuff import VERSION_KEY, FedBuff
+from fedhive.strategy import BufferState, StrategyState, fedbuff
 
 MODEL = Weights({"w": np.zeros(2)})
 
@@ -98,8 +96,8 @@ class Recorder:
         self.events.append(("end", record.round))
 
 
-def loop(runner: object, **fedbuff: object) -> AsyncLoop:
-    strategy = FedBuff(**{"buffer_size": 1, "concurrency": 2, **fedbuff})  # type: ignore[arg-type]
+def loop(runner: object, **settings: object) -> AsyncLoop:
+    strategy = fedbuff(**{"buffer_size": 1, "concurrency": 2, **settings})  # type: ignore[arg-type]
     return AsyncLoop(strategy=strategy, runner=runner, seed=0)  # type: ignore[arg-type]
 
 
@@ -112,7 +110,7 @@ def test_staleness_counts_the_versions_committed_since_the_task_started() -> Non
     assert [r.fit.contributors for r in result.history][2:4] == [["slow"], ["fast"]]
     assert [r.clock for r in result.history] == [1.0, 2.0, 3.0, 3.0, 4.0]
     np.testing.assert_array_equal(result.weights["w"], [5.0, 5.0])  # one +1 per version
-    assert result.state[VERSION_KEY] == 5
+    assert result.state.of(BufferState).version == 5
 
 
 def test_too_stale_updates_are_discarded_and_counted() -> None:
@@ -146,7 +144,7 @@ def test_one_huge_update_fails_its_client_not_the_buffer() -> None:
 @pytest.mark.parametrize(("cap", "committed"), [(2, True), (1, False)])
 def test_the_async_loop_applies_its_policy_cap(cap: int, committed: bool) -> None:
     runner = ScriptedRunner({"a": 1.0, "b": 1.0}, examples=2)
-    strategy = FedBuff(buffer_size=1, concurrency=2)
+    strategy = fedbuff(buffer_size=1, concurrency=2)
     policy = ReplyPolicy(max_examples=cap)
     result = AsyncLoop(strategy=strategy, runner=runner, seed=0, policy=policy).run(MODEL, 1)
     assert result.history[0].committed is committed
@@ -162,7 +160,7 @@ def test_a_run_where_every_task_fails_still_ends() -> None:
 
 def test_too_few_clients_are_recorded_not_raised() -> None:
     runner = ScriptedRunner({"a": 1.0})
-    strategy = FedBuff(base=FedAvg(min_available_clients=3))
+    strategy = fedbuff(min_available_clients=3)
     result = AsyncLoop(strategy=strategy, runner=runner, seed=0).run(MODEL, rounds=2)  # type: ignore[arg-type]
     assert [r.committed for r in result.history] == [False, False]
     assert "needs at least 3" in result.history[0].note
@@ -171,7 +169,7 @@ def test_too_few_clients_are_recorded_not_raised() -> None:
 def test_observer_and_checkpoint_see_every_version() -> None:
     recorder = Recorder()
     runner = ScriptedRunner({"a": 1.0, "b": 2.0})
-    strategy = FedBuff(buffer_size=1, concurrency=2)
+    strategy = fedbuff(buffer_size=1, concurrency=2)
     looped = AsyncLoop(
         strategy=strategy,
         runner=runner,  # type: ignore[arg-type]
@@ -200,7 +198,7 @@ def test_a_resumed_run_continues_from_the_state_version() -> None:
     first = loop(ScriptedRunner({"a": 1.0, "b": 1.0})).run(MODEL, rounds=3)
     second = loop(ScriptedRunner({"a": 1.0, "b": 1.0})).run(first.weights, 2, first.state)
     assert [r.round for r in second.history] == [4, 5]
-    assert second.state[VERSION_KEY] == 5
+    assert second.state.of(BufferState).version == 5
     np.testing.assert_array_equal(second.weights["w"], [5.0, 5.0])
 
 
@@ -240,9 +238,7 @@ def test_the_loop_on_simulated_devices_never_doubles_up_a_client() -> None:
         client_ids=app.client_ids,
         devices=DeviceModel(devices, seed=1),
     )
-    strategy = FedBuff(
-        base=FedAvg(client_config=ClientConfig(learning_rate=0.05)), buffer_size=2, concurrency=6
-    )
+    strategy = fedbuff(client_config=ClientConfig(learning_rate=0.05), buffer_size=2, concurrency=6)
     result = AsyncLoop(strategy=strategy, runner=clock, seed=1).run(app.server.initial_weights, 40)
     assert clock.most == 6
     # 6 to start, then one refill per ended task but the last (the run stops there)

@@ -24,11 +24,18 @@ from fedhive.core.weights import Weights
 from fedhive.server.history import RoundRecord
 from fedhive.server.orchestrator import RoundLoop
 from fedhive.server.verify import ReplyPolicy
+from fedhive.strategy import (
+    Algorithm,
+    Control,
+    DifferentialPrivacy,
+    DpMode,
+    ServerAdagrad,
+    ServerAdam,
+    ServerYogi,
+    StrategyState,
+    scaffold,
+)
 from fedhive.strategy.base import Strategy
-from fedhive.strategy.fedavg import FedAvg
-from fedhive.strategy.optimizers import ServerAdagrad, ServerAdam, ServerYogi
-from fedhive.strategy.private import DpFedAvg, DpMode
-from fedhive.strategy.scaffold import STATE_KEY, Scaffold
 
 MODEL = Weights({"w": np.zeros(3, np.float32)})
 HONEST = [f"h{i}" for i in range(5)]
@@ -90,19 +97,23 @@ class Scripted:
 
 def one_round(
     strategy: Strategy, answers: Mapping[str, Answer], **loop: object
-) -> tuple[RoundRecord, Weights, dict[str, object]]:
+) -> tuple[RoundRecord, Weights, StrategyState]:
     transport = Scripted({**{cid: answer() for cid in HONEST}, **answers})
     result = RoundLoop(strategy=strategy, transport=transport, seed=0, **loop).run(MODEL, 1)  # type: ignore[arg-type]
-    return result.history[0], result.weights, dict(result.state)
+    return result.history[0], result.weights, result.state
 
 
 STRATEGIES = {
-    "fedavg": FedAvg(),
-    "fedprox": FedAvg(),  # FedProx differs on the client only (the proximal term)
-    "fedadam": FedAvg(server_optimizer=ServerAdam(learning_rate=0.1)),
-    "fedyogi": FedAvg(server_optimizer=ServerYogi(learning_rate=0.1)),
-    "fedadagrad": FedAvg(server_optimizer=ServerAdagrad(learning_rate=0.1)),
-    "dp-distributed": DpFedAvg(mode=DpMode.DISTRIBUTED, noise_multiplier=1.0, noise_seed=0),
+    "fedavg": Algorithm(),
+    "fedprox": Algorithm(),  # FedProx differs on the client only (the proximal term)
+    "fedadam": Algorithm(server_optimizer=ServerAdam(learning_rate=0.1)),
+    "fedyogi": Algorithm(server_optimizer=ServerYogi(learning_rate=0.1)),
+    "fedadagrad": Algorithm(server_optimizer=ServerAdagrad(learning_rate=0.1)),
+    "dp-distributed": Algorithm(
+        transforms=(
+            DifferentialPrivacy(mode=DpMode.DISTRIBUTED, noise_multiplier=1.0, noise_seed=0),
+        )
+    ),
 }
 
 
@@ -124,8 +135,8 @@ def test_one_huge_update_fails_its_client_not_the_round(
 
 
 def test_the_mean_of_the_others_is_unchanged_by_the_refused_client() -> None:
-    record, weights, _ = one_round(FedAvg(), {"evil": answer(2.0**31)})
-    alone, reference, _ = one_round(FedAvg(), {})
+    record, weights, _ = one_round(Algorithm(), {"evil": answer(2.0**31)})
+    alone, reference, _ = one_round(Algorithm(), {})
     assert record.committed
     assert alone.committed
     np.testing.assert_array_equal(weights["w"], reference["w"])
@@ -134,7 +145,7 @@ def test_the_mean_of_the_others_is_unchanged_by_the_refused_client() -> None:
 
 def test_a_claim_above_the_cap_fails_its_client() -> None:
     # F02: 2**29 examples with an ordinary update used to take ~100 % of the weight
-    record, weights, _ = one_round(FedAvg(), {"heavy": answer(1.0, 1 << 29)})
+    record, weights, _ = one_round(Algorithm(), {"heavy": answer(1.0, 1 << 29)})
     assert record.committed
     assert dict(record.fit.failures) == {"verify:validation": 1}
     np.testing.assert_allclose(weights["w"], np.full(3, STEP, np.float32), rtol=1e-6)
@@ -142,16 +153,16 @@ def test_a_claim_above_the_cap_fails_its_client() -> None:
 
 def test_the_round_loop_applies_its_policy_cap() -> None:
     policy = ReplyPolicy(max_examples=100)
-    record, _, _ = one_round(FedAvg(), {"big": answer(STEP, 101)}, policy=policy)
+    record, _, _ = one_round(Algorithm(), {"big": answer(STEP, 101)}, policy=policy)
     assert dict(record.fit.failures) == {"verify:validation": 1}
-    record, _, _ = one_round(FedAvg(), {"big": answer(STEP, 100)}, policy=policy)
+    record, _, _ = one_round(Algorithm(), {"big": answer(STEP, 100)}, policy=policy)
     assert record.fit.failed == 0
 
 
 def test_the_cap_bounds_a_clients_weight_in_federated_evaluation() -> None:
     transport = Scripted({cid: answer() for cid in HONEST}, evaluated_examples={"h0": 1 << 29})
     loop = RoundLoop(
-        strategy=FedAvg(fraction_evaluate=1.0), transport=transport, seed=0, federated_every=1
+        strategy=Algorithm(fraction_evaluate=1.0), transport=transport, seed=0, federated_every=1
     )
     record = loop.run(MODEL, 1).history[0]
     assert dict(record.evaluate.failures) == {"verify:validation": 1}
@@ -172,16 +183,16 @@ def test_scaffold_survives_one_huge_control_variate_change() -> None:
             num_examples=reply.num_examples,
         )
 
-    record, _, state = one_round(Scaffold(), {"evil": huge_dc})
+    record, _, state = one_round(scaffold(), {"evil": huge_dc})
     assert record.committed, record.note
     assert dict(record.fit.failures) == {"verify:validation": 1}
-    np.testing.assert_allclose(state[STATE_KEY], np.full(3, STEP), rtol=1e-6)
+    np.testing.assert_allclose(state.of(Control).c, np.full(3, STEP), rtol=1e-6)
 
 
 def test_a_client_dp_metric_never_becomes_the_runs_privacy_report() -> None:
     # F17: a non-DP run reported privacy={'epsilon': 0.5, 'delta': 1e-9}
     liar = answer(metrics={"dp.epsilon": 0.5, "dp.delta": 1e-9})
-    record, _, _ = one_round(FedAvg(), {"liar": liar})
+    record, _, _ = one_round(Algorithm(), {"liar": liar})
     assert record.privacy is None
     assert not any(key.startswith("dp.") or key in {"epsilon", "delta"} for key in record.train)
     assert dict(record.fit.failures) == {"verify:validation": 1}

@@ -16,15 +16,15 @@ from fedhive.errors import ConfigError
 from fedhive.server.rules import check_run
 from fedhive.server.secure import SecureAggregation
 from fedhive.simulation.config import parse_config
-from fedhive.strategy import FedAvg
+from fedhive.strategy import Algorithm
 from fedhive.strategy.compose import WeightedMean
-from fedhive.strategy.fedbuff import FedBuff
-from fedhive.strategy.private import DpFedAvg, DpMode
+from fedhive.strategy.fedbuff import Buffered
+from fedhive.strategy.private import DifferentialPrivacy, DpMode
 from fedhive.strategy.robust import CoordinateMedian, NormBound
 from lstsq_app import build
 
 CLIENT = ClientConfig(local_epochs=1, learning_rate=0.1)
-FEDAVG = FedAvg(client_config=CLIENT)
+FEDAVG = Algorithm(client_config=CLIENT)
 # Settings four clients can run (so a missing check shows as a run that goes ahead).
 UNIFORM = SecureAggregation(
     weighting=Weighting.UNIFORM,
@@ -37,16 +37,21 @@ UNIFORM = SecureAggregation(
 EXAMPLES = dataclasses.replace(UNIFORM, weighting=Weighting.EXAMPLES)
 
 
-def dp(mode: DpMode, *, noise_seed: int | None = None) -> DpFedAvg:
-    return DpFedAvg(base=FEDAVG, mode=mode, noise_seed=noise_seed)
+def dp(mode: DpMode, *, noise_seed: int | None = None) -> Algorithm:
+    private = DifferentialPrivacy(mode=mode, noise_seed=noise_seed)
+    return dataclasses.replace(FEDAVG, transforms=(*FEDAVG.transforms, private))
+
+
+def fedbuff(**settings: Any) -> Algorithm:
+    return dataclasses.replace(FEDAVG, schedule=Buffered(**settings))
 
 
 ARGS = ("strategy", "secure", "federated_every", "names")  # names: what the error names
 REFUSED_EVERYWHERE: list[tuple[Any, SecureAggregation | None, int, str]] = [
     (dp(DpMode.CENTRAL), UNIFORM, 0, r"privacy\.mode.*secagg|secagg.*privacy\.mode"),
     (dp(DpMode.DISTRIBUTED), EXAMPLES, 0, r"secagg\.weighting"),
-    (FedBuff(base=FEDAVG, buffer_size=2), UNIFORM, 0, r"secagg.*fedbuff"),
-    (FedBuff(base=FEDAVG, buffer_size=2), None, 1, r"evaluation\.federated_every.*fedbuff"),
+    (fedbuff(buffer_size=2), UNIFORM, 0, r"secagg.*fedbuff"),
+    (fedbuff(buffer_size=2), None, 1, r"evaluation\.federated_every.*fedbuff"),
     (
         dataclasses.replace(FEDAVG, aggregator=CoordinateMedian()),
         UNIFORM,
@@ -120,14 +125,16 @@ def test_a_deployed_config_draws_dp_noise_from_a_csprng() -> None:
     data = {"run": {"app": "x:y", "rounds": 1, "seed": 3}, "privacy": {}}
     deployed = parse_config(data, deployed=True).strategy
     simulated = parse_config(data).strategy
-    assert isinstance(deployed, DpFedAvg)
-    assert isinstance(simulated, DpFedAvg)
-    assert deployed.noise_seed is None
-    assert simulated.noise_seed == 3  # a simulation stays reproducible
+    assert isinstance(deployed, Algorithm)
+    assert isinstance(simulated, Algorithm)
+    assert deployed.privacy is not None
+    assert simulated.privacy is not None
+    assert deployed.privacy.noise_seed is None
+    assert simulated.privacy.noise_seed == 3  # a simulation stays reproducible
 
 
 def test_a_simulation_may_seed_its_dp_noise_and_pass_the_checks() -> None:
     check_run(dp(DpMode.CENTRAL, noise_seed=0))
     check_run(dp(DpMode.DISTRIBUTED, noise_seed=0), secure=UNIFORM)
-    check_run(FedBuff(base=FEDAVG))
+    check_run(fedbuff())
     check_run(FEDAVG, secure=EXAMPLES, federated_every=2, deployed=True)

@@ -19,7 +19,7 @@ from fedhive.server.orchestrator import RoundLoop
 from fedhive.server.secure import AggregateCheck, SecureAggregation, checked_mean
 from fedhive.simulation.backends.local import LocalBackend
 from fedhive.simulation.secure import SecAggDevices
-from fedhive.strategy import FedAvg
+from fedhive.strategy import Algorithm
 from fedhive.transport.base import SecureOutcome, StageOutcome
 from fedhive.transport.inprocess import InProcessTransport
 from lstsq_app import build
@@ -28,7 +28,7 @@ CLIENTS = 12
 SECURE = SecureAggregation(
     dropout_fraction=0.1, correctness_bits=2, security_bits=10, clip_range=4.0
 )
-STRATEGY = FedAvg(client_config=ClientConfig(local_epochs=1, learning_rate=0.1))
+STRATEGY = Algorithm(client_config=ClientConfig(local_epochs=1, learning_rate=0.1))
 EXAMPLES = sum(10 + 3 * i for i in range(CLIENTS))  # lstsq_app: client c<i> has 10 + 3i rows
 MASK = (1 << 64) - 1
 

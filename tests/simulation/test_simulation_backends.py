@@ -11,7 +11,7 @@ from fedhive.server.orchestrator import RoundLoop
 from fedhive.simulation.app import AppSpec
 from fedhive.simulation.backends.local import LocalBackend
 from fedhive.simulation.backends.process import ProcessBackend, StartMethod
-from fedhive.strategy.fedavg import FedAvg
+from fedhive.strategy.algorithm import Algorithm
 from fedhive.transport.base import CohortRunner
 from fedhive.transport.inprocess import InProcessTransport
 
@@ -40,7 +40,7 @@ def run(kind: str, clients: list[str], rounds: int, federated_every: int = 0) ->
     app = SPEC.build({"clients": clients}, 0)
     transport = InProcessTransport(client_ids=clients, runner=make_runner(kind, clients))
     return RoundLoop(
-        strategy=FedAvg(fraction_evaluate=1.0),
+        strategy=Algorithm(fraction_evaluate=1.0),
         transport=transport,
         seed=3,
         evaluate_fn=app.server.evaluate_fn,

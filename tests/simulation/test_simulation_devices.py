@@ -27,8 +27,7 @@ from fedhive.simulation.devices import (
     synchronous_round_time,
 )
 from fedhive.simulation.engine import Backend, run_simulation
-from fedhive.strategy import FedAvg
-from fedhive.strategy.fedbuff import FedBuff
+from fedhive.strategy import Algorithm, Buffered, fedbuff
 from fedhive.transport.base import FitOutcome
 
 CLIENTS = [f"c{i}" for i in range(2000)]
@@ -131,9 +130,7 @@ class OneAtATime(LocalBackend):
 def test_fedbuff_results_do_not_depend_on_batching() -> None:
     app = lstsq_app.build(10, shared=False)
     devices = DeviceModel(DevicesSection(distribution=DeviceDistribution.LOGNORMAL), seed=3)
-    strategy = FedBuff(
-        base=FedAvg(client_config=ClientConfig(learning_rate=0.05)), buffer_size=2, concurrency=6
-    )
+    strategy = fedbuff(client_config=ClientConfig(learning_rate=0.05), buffer_size=2, concurrency=6)
     results = []
     for backend in (LocalBackend(app.client.client_fn), OneAtATime(app.client.client_fn)):
         clock = VirtualClockRunner(runner=backend, client_ids=app.client_ids, devices=devices)
@@ -147,8 +144,8 @@ def test_fedbuff_results_do_not_depend_on_batching() -> None:
 
 def test_fedbuff_runs_identically_on_the_process_backend() -> None:
     devices = DevicesSection(distribution=DeviceDistribution.LOGNORMAL, sigma=1.0, jitter=0.2)
-    strategy = FedBuff(
-        base=FedAvg(client_config=ClientConfig(local_epochs=2, learning_rate=0.05)),
+    strategy = fedbuff(
+        client_config=ClientConfig(local_epochs=2, learning_rate=0.05),
         buffer_size=3,
         concurrency=5,
     )
@@ -168,7 +165,7 @@ def test_fedbuff_runs_identically_on_the_process_backend() -> None:
 
 def test_synchronous_rounds_last_as_long_as_their_slowest_client() -> None:
     app = lstsq_app.build(10)
-    strategy = FedAvg(fraction_fit=0.3, client_config=ClientConfig(local_epochs=2))
+    strategy = Algorithm(fraction_fit=0.3, client_config=ClientConfig(local_epochs=2))
     devices = DevicesSection(distribution=DeviceDistribution.PARETO, alpha=1.5, jitter=0.1)
     result = run_simulation(app, strategy=strategy, rounds=4, devices=devices, seed=2)
     model = DeviceModel(devices, seed=2)
@@ -195,8 +192,10 @@ def test_config_reads_fedbuff_and_devices() -> None:
             "devices": {"distribution": "lognormal", "sigma": 1.5, "jitter": 0.1},
         }
     )
-    assert isinstance(config.strategy, FedBuff)
-    assert config.strategy.base.client_config.local_epochs == 2
+    assert isinstance(config.strategy, Algorithm)
+    assert isinstance(config.strategy.schedule, Buffered)
+    assert (config.strategy.buffered.buffer_size, config.strategy.buffered.concurrency) == (4, 8)
+    assert config.strategy.client_config.local_epochs == 2
     assert config.devices == DevicesSection(
         distribution=DeviceDistribution.LOGNORMAL, sigma=1.5, jitter=0.1
     )
@@ -235,7 +234,7 @@ def test_devices_errors_name_the_key(devices: dict[str, object], message: str) -
 
 def test_an_over_selected_round_closes_at_its_quorum_in_simulated_time_order() -> None:
     app = lstsq_app.build(8)
-    strategy = FedAvg(fraction_fit=0.75, over_selection=1 / 3)  # 8 selected, quorum 6
+    strategy = Algorithm(fraction_fit=0.75, over_selection=1 / 3)  # 8 selected, quorum 6
     devices = DevicesSection(distribution=DeviceDistribution.LOGNORMAL, sigma=1.0, jitter=0.3)
     result = run_simulation(app, strategy=strategy, rounds=2, devices=devices, seed=4)
     model = DeviceModel(devices, seed=4)

@@ -20,7 +20,7 @@ from fedhive.simulation.backends.local import LocalBackend
 from fedhive.simulation.config import parse_config
 from fedhive.simulation.engine import run_simulation
 from fedhive.simulation.secure import SecAggDevices, SimulatedDropout
-from fedhive.strategy import FedAvg
+from fedhive.strategy import Algorithm
 from fedhive.transport.base import SecureOutcome, StageOutcome
 from fedhive.transport.inprocess import InProcessTransport
 from lstsq_app import build
@@ -31,7 +31,7 @@ CLIENTS = 40
 SECURE = SecureAggregation(
     dropout_fraction=0.3, correctness_bits=2, security_bits=20, clip_range=4.0
 )
-STRATEGY = FedAvg(client_config=ClientConfig(local_epochs=1, learning_rate=0.1))
+STRATEGY = Algorithm(client_config=ClientConfig(local_epochs=1, learning_rate=0.1))
 
 
 def plain_mean(app_clients: Sequence[str]) -> np.ndarray:

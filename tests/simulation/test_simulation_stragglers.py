@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from fedhive import (
+    Algorithm,
     ClientConfig,
     Context,
     EvaluateResult,
-    FedAvg,
     FitResult,
     SimulationApp,
     Weights,
@@ -40,7 +40,7 @@ def app() -> SimulationApp:
 
 
 def run(section: StragglerSection, seed: int = 0) -> tuple[str, list[float], int]:
-    strategy = FedAvg(client_config=ClientConfig(local_epochs=5))
+    strategy = Algorithm(client_config=ClientConfig(local_epochs=5))
     result = run_simulation(with_stragglers(app(), section), strategy=strategy, rounds=3, seed=seed)
     failed = sum(r.fit.failed for r in result.history)
     return result.version, [r.train.get("epochs", 0.0) for r in result.history], failed

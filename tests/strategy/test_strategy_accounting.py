@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fedhive.strategy.accounting import Participation, PrivacyAccounting
-from fedhive.strategy.fedavg import FedAvg
-from fedhive.strategy.private import DpFedAvg
+import numpy as np
+
+from fedhive.core.weights import Weights
+from fedhive.strategy.accounting import Participation, PrivacyAccounting, PrivacyReport
+from fedhive.strategy.algorithm import Algorithm
+from fedhive.strategy.private import DifferentialPrivacy
 
 
 def test_a_participation_rate_is_a_probability() -> None:
@@ -15,5 +18,16 @@ def test_a_participation_rate_is_a_probability() -> None:
 
 
 def test_dp_fedavg_accounts_privacy_and_fedavg_does_not() -> None:
-    assert isinstance(DpFedAvg(), PrivacyAccounting)
-    assert not isinstance(FedAvg(), PrivacyAccounting)
+    # Every algorithm has the accounting steps now; only one with DP reports privacy.
+    private = Algorithm(transforms=(DifferentialPrivacy(),))
+    plain = Algorithm()
+    assert isinstance(private, PrivacyAccounting)
+    assert isinstance(plain, PrivacyAccounting)
+    weights = Weights({"w": np.zeros(3)})
+    participation = Participation(2, 4)
+    state = plain.initial_state(weights)
+    plain.check_budget(state, 1, participation)
+    assert plain.account(state, 1, participation, committed=True) == (state, None)
+    _, report = private.account(private.initial_state(weights), 1, participation, committed=True)
+    assert isinstance(report, PrivacyReport)
+    assert report.epsilon > 0

@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 import lstsq_app
 from fedhive.core.messages import ClientConfig, FitReply
-from fedhive.core.serde import model_version, record_from_bytes, record_to_bytes
+from fedhive.core.serde import model_version
 from fedhive.core.weights import Weights
 from fedhive.errors import ConfigError, NotEnoughClientsError
 from fedhive.simulation.devices import DeviceDistribution, DevicesSection
 from fedhive.simulation.engine import run_simulation
-from fedhive.strategy import FedAvg, ServerAdam, StrategyName, build_strategy
-from fedhive.strategy.fedbuff import VERSION_KEY, FedBuff
-from fedhive.strategy.optimizers import M_KEY, V_KEY
+from fedhive.strategy import (
+    Algorithm,
+    Buffered,
+    BufferState,
+    Moments,
+    ServerAdam,
+    Stateless,
+    StrategyName,
+    StrategyState,
+    build_strategy,
+    fedbuff,
+    state_from_bytes,
+    state_to_bytes,
+)
 from fedhive.strategy.robust import CoordinateMedian
 
 TRAIN = ClientConfig(local_epochs=3, learning_rate=0.05)
@@ -36,19 +48,23 @@ def reply(client: str, update: list[float], examples: int) -> FitReply:
 @pytest.mark.parametrize("optimizer", [None, ServerAdam(learning_rate=0.1)])
 def test_fedbuff_without_staleness_is_fedavg_bit_for_bit(optimizer: ServerAdam | None) -> None:
     app = lstsq_app.build(6, shared=False)  # every client has its own optimum
-    base = FedAvg(client_config=TRAIN, server_optimizer=optimizer)
-    fedavg = run_simulation(app, strategy=base, rounds=4)
-    fedbuff = run_simulation(
-        app, strategy=FedBuff(base=base, buffer_size=6, concurrency=6), rounds=4
-    )
-    assert model_version(fedbuff.weights) == model_version(fedavg.weights)
-    assert fedbuff.state[VERSION_KEY] == 4
-    assert [r.train["staleness_max"] for r in fedbuff.history] == [0.0] * 4
-    assert not np.array_equal(fedbuff.weights["w"], app.server.initial_weights["w"])
+    base = Algorithm(client_config=TRAIN, server_optimizer=optimizer)
+    synchronous = run_simulation(app, strategy=base, rounds=4)
+    buffered = replace(base, schedule=Buffered(buffer_size=6, concurrency=6))
+    asynchronous = run_simulation(app, strategy=buffered, rounds=4)
+    assert model_version(asynchronous.weights) == model_version(synchronous.weights)
+    assert asynchronous.state.of(BufferState).version == 4
+    assert [r.train["staleness_max"] for r in asynchronous.history] == [0.0] * 4
+    assert not np.array_equal(asynchronous.weights["w"], app.server.initial_weights["w"])
+
+
+def sgd_state(version: int) -> StrategyState:
+    """A plain FedBuff's state (server SGD, the buffer) after ``version`` versions."""
+    return StrategyState((Stateless(), BufferState(version)))
 
 
 def test_stale_updates_weigh_one_over_one_plus_staleness() -> None:
-    strategy = FedBuff(staleness_exponent=1.0)  # s(tau) = 1 / (1 + tau)
+    strategy = fedbuff(staleness_exponent=1.0)  # s(tau) = 1 / (1 + tau)
     weights = Weights({"w": np.array([10.0, 10.0])})
     buffered = [
         (reply("a", [1.0, 1.0], 2), 0),  # weight 1 * 2
@@ -58,83 +74,84 @@ def test_stale_updates_weigh_one_over_one_plus_staleness() -> None:
     # (2 * [1, 1] + 1 * [4, 0] + 1 * [-2, 6]) / 4 = [1, 2]
     expected = [11.0, 12.0]
     for order in itertools.permutations(buffered):
-        state, new, metrics = strategy.aggregate_buffer({VERSION_KEY: 7}, weights, list(order))
+        state, new, metrics = strategy.aggregate_buffer(sgd_state(7), weights, list(order))
         np.testing.assert_array_equal(new["w"], expected)
-        assert state[VERSION_KEY] == 8
+        assert state.of(BufferState).version == 8
         assert metrics["staleness_max"] == 3.0
         assert metrics["staleness_mean"] == pytest.approx(4 / 3)
 
 
 def test_the_default_exponent_is_one_over_the_square_root() -> None:
-    strategy = FedBuff()
-    assert strategy.staleness_weight(0) == 1.0
-    assert strategy.staleness_weight(3) == 0.5
+    strategy = fedbuff()
+    assert strategy.buffered.staleness_weight(0) == 1.0
+    assert strategy.buffered.staleness_weight(3) == 0.5
     weights = Weights({"w": np.zeros(1)})
     buffered = [(reply("a", [3.0], 1), 0), (reply("b", [-1.0], 5), 8)]
-    _, new, _ = strategy.aggregate_buffer({}, weights, buffered)
+    _, new, _ = strategy.aggregate_buffer(sgd_state(0), weights, buffered)
     s = 1 / math.sqrt(9)
     assert new["w"][0] == pytest.approx((3.0 - s * 5) / (1 + s * 5), rel=1e-12)
 
 
 def test_updates_staler_than_the_limit_are_left_out() -> None:
-    strategy = FedBuff(max_staleness=2, staleness_exponent=0.0)
-    assert not strategy.too_stale(2)
-    assert strategy.too_stale(3)
-    assert not FedBuff().too_stale(10**6)  # 0: no limit
+    strategy = fedbuff(max_staleness=2, staleness_exponent=0.0)
+    assert not strategy.buffered.too_stale(2)
+    assert strategy.buffered.too_stale(3)
+    assert not fedbuff().buffered.too_stale(10**6)  # 0: no limit
     weights = Weights({"w": np.zeros(1)})
     buffered = [(reply("a", [1.0], 1), 2), (reply("b", [100.0], 1), 3)]
-    _, new, metrics = strategy.aggregate_buffer({}, weights, buffered)
+    _, new, metrics = strategy.aggregate_buffer(sgd_state(0), weights, buffered)
     np.testing.assert_array_equal(new["w"], [1.0])
     assert metrics["staleness_max"] == 2.0
 
 
 def test_a_buffer_without_weight_keeps_the_model_but_counts_the_version() -> None:
     weights = Weights({"w": np.ones(2)})
-    state, new, _ = FedBuff().aggregate_buffer(
-        {VERSION_KEY: 1}, weights, [(reply("a", [5, 5], 0), 0)]
-    )
+    state, new, _ = fedbuff().aggregate_buffer(sgd_state(1), weights, [(reply("a", [5, 5], 0), 0)])
     assert new is weights
-    assert state[VERSION_KEY] == 2
+    assert state.of(BufferState).version == 2
 
 
 def test_state_round_trips_and_resumes_identically() -> None:
-    strategy = FedBuff(base=FedAvg(server_optimizer=ServerAdam(learning_rate=0.1)))
+    strategy = fedbuff(server_optimizer=ServerAdam(learning_rate=0.1))
     weights = Weights({"w": np.zeros(3)})
     state = strategy.initial_state(weights)
     state, weights, _ = strategy.aggregate_buffer(state, weights, [(reply("a", [1, 2, 3], 2), 1)])
-    restored = record_from_bytes(record_to_bytes(state))
-    assert restored[VERSION_KEY] == 1
-    np.testing.assert_array_equal(restored[M_KEY], state[M_KEY])
-    np.testing.assert_array_equal(restored[V_KEY], state[V_KEY])
+    restored = state_from_bytes(state_to_bytes(state))
+    assert restored.of(BufferState).version == 1
+    np.testing.assert_array_equal(restored.of(Moments).m, state.of(Moments).m)
+    np.testing.assert_array_equal(restored.of(Moments).v, state.of(Moments).v)
+    assert restored.of(Moments).step == state.of(Moments).step
     more = [(reply("b", [-1, 0, 4], 3), 0)]
     after, w1, _ = strategy.aggregate_buffer(state, weights, more)
     after_restored, w2, _ = strategy.aggregate_buffer(restored, weights, more)
     assert model_version(w1) == model_version(w2)
-    assert after_restored[VERSION_KEY] == after[VERSION_KEY] == 2
+    assert after_restored.of(BufferState).version == after.of(BufferState).version == 2
 
 
 def test_refills_pick_idle_clients_up_to_the_concurrency() -> None:
-    strategy = FedBuff(base=FedAvg(per_client={"c3": ClientConfig(batch_size=2)}), concurrency=4)
+    strategy = fedbuff(per_client={"c3": ClientConfig(batch_size=2)}, concurrency=4)
     clients = [f"c{i}" for i in range(8)]
     rng = np.random.default_rng(0)
-    chosen = strategy.configure_refill({}, clients, {"c0", "c1"}, rng)
+    chosen = strategy.configure_refill(sgd_state(0), clients, {"c0", "c1"}, rng)
     ids = [i.client_id for i in chosen]
     assert len(ids) == 2
     assert not {"c0", "c1"} & set(ids)
     assert ids == sorted(ids)
-    assert strategy.configure_refill({}, clients, {"c0", "c1", "c2", "c3"}, rng) == []
-    everyone = strategy.configure_refill({}, clients[:3], set(), rng)
+    assert strategy.configure_refill(sgd_state(0), clients, {"c0", "c1", "c2", "c3"}, rng) == []
+    everyone = strategy.configure_refill(sgd_state(0), clients[:3], set(), rng)
     assert [i.client_id for i in everyone] == ["c0", "c1", "c2"]  # fewer clients than C
-    configs = {i.client_id: i.config for i in strategy.configure_refill({}, ["c3"], (), rng)}
+    configs = {
+        i.client_id: i.config for i in strategy.configure_refill(sgd_state(0), ["c3"], (), rng)
+    }
     assert configs["c3"].batch_size == 2
-    needy = FedBuff(base=FedAvg(min_available_clients=5))
+    needy = fedbuff(min_available_clients=5)
     with pytest.raises(NotEnoughClientsError):
-        needy.configure_refill({}, clients[:4], (), rng)
+        needy.configure_refill(sgd_state(0), clients[:4], (), rng)
 
 
 def test_fedbuff_converges_to_the_optimum_with_heterogeneous_devices() -> None:
     devices = DevicesSection(distribution=DeviceDistribution.PARETO, alpha=1.2, jitter=0.3)
-    strategy = FedBuff(base=FedAvg(client_config=TRAIN), buffer_size=3, concurrency=8)
+    strategy = fedbuff(client_config=TRAIN, buffer_size=3, concurrency=8)
     result = run_simulation(lstsq_app.build(20), strategy=strategy, rounds=150, devices=devices)
     assert max(r.train["staleness_max"] for r in result.history) >= 2  # it was asynchronous
     assert result.history[0].centralized["distance"] > 1.0
@@ -160,12 +177,14 @@ def test_config_errors_name_the_key(table: dict[str, object], message: str) -> N
 def test_config_builds_fedbuff_around_its_base() -> None:
     table = {"buffer_size": 5, "concurrency": 12, "max_staleness": 4, "server_learning_rate": 0.5}
     strategy = build_strategy(StrategyName.FEDBUFF, table, TRAIN, path="strategy")
-    assert isinstance(strategy, FedBuff)
-    assert (strategy.buffer_size, strategy.concurrency, strategy.max_staleness) == (5, 12, 4)
-    assert strategy.staleness_exponent == 0.5
-    assert strategy.base.server_learning_rate == 0.5
-    assert strategy.base.client_config == TRAIN
+    assert isinstance(strategy, Algorithm)
+    assert isinstance(strategy.schedule, Buffered)
+    schedule = strategy.buffered
+    assert (schedule.buffer_size, schedule.concurrency, schedule.max_staleness) == (5, 12, 4)
+    assert schedule.staleness_exponent == 0.5
+    assert strategy.server_learning_rate == 0.5
+    assert strategy.client_config == TRAIN
     with pytest.raises(ConfigError, match=r"strategy\.buffer_size: unknown key"):
         build_strategy(StrategyName.FEDAVG, {"buffer_size": 5}, TRAIN, path="strategy")
     with pytest.raises(ConfigError, match="robust rules"):
-        FedBuff(base=FedAvg(aggregator=CoordinateMedian()))
+        fedbuff(aggregator=CoordinateMedian())

@@ -15,22 +15,19 @@ import pytest
 from fedhive.client.app import ClientApp
 from fedhive.core.config import from_table
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitResult
-from fedhive.core.serde import record_from_bytes, record_to_bytes
 from fedhive.core.weights import Layout, Weights
-from fedhive.errors import ConfigError, ShapeMismatchError
+from fedhive.errors import ConfigError, ShapeMismatchError, StateError
 from fedhive.server.app import ServerApp
 from fedhive.simulation.app import SimulationApp
 from fedhive.simulation.engine import run_simulation
-from fedhive.strategy.base import StrategyState
-from fedhive.strategy.fedavg import FedAvg
+from fedhive.strategy.algorithm import Algorithm
 from fedhive.strategy.optimizers import (
-    M_KEY,
-    STEP_KEY,
-    V_KEY,
+    Moments,
     ServerAdagrad,
     ServerAdam,
     ServerYogi,
 )
+from fedhive.strategy.state import StrategyState, state_from_bytes, state_to_bytes
 
 Optimizer = ServerAdagrad | ServerYogi | ServerAdam
 
@@ -82,7 +79,7 @@ def test_first_two_steps_match_algorithm_2(opt: Optimizer, kind: str, b2: float)
     state, x2 = opt.step(state, x1, DELTA_2)
     np.testing.assert_allclose(x1, expected[0], rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(x2, expected[1], rtol=1e-12, atol=1e-15)
-    assert state[STEP_KEY] == 2
+    assert state.step == 2
 
 
 def test_defaults_and_a_hand_computed_first_adam_step() -> None:
@@ -93,8 +90,8 @@ def test_defaults_and_a_hand_computed_first_adam_step() -> None:
         1e-3,
     )
     state = opt.init(Weights({"x": np.zeros(1)}).layout())
-    np.testing.assert_array_equal(state[V_KEY], [1e-6])  # v_0 = tau^2
-    np.testing.assert_array_equal(state[M_KEY], [0.0])
+    np.testing.assert_array_equal(state.v, [1e-6])  # v_0 = tau^2
+    np.testing.assert_array_equal(state.m, [0.0])
     # m = 0.1 * 1; v = 0.99 * 1e-6 + 0.01 * 1 (no bias correction); step = m / (sqrt v + tau)
     _, x = opt.step(state, np.zeros(1), np.ones(1))
     assert x[0] == pytest.approx(0.1 / (math.sqrt(0.01000099) + 0.001), rel=1e-12)
@@ -104,15 +101,15 @@ def test_yogi_moves_v_additively_towards_the_squared_update() -> None:
     yogi = ServerYogi(learning_rate=0.1, beta_2=0.9)
     adam = ServerAdam(learning_rate=0.1, beta_2=0.9)
     # v above, below and equal to the squared update (1.0)
-    state: StrategyState = {M_KEY: np.zeros(3), V_KEY: np.array([4.0, 0.25, 1.0]), STEP_KEY: 0}
+    state = Moments(m=np.zeros(3), v=np.array([4.0, 0.25, 1.0]), step=0)
     new, _ = yogi.step(state, np.zeros(3), np.ones(3))
-    np.testing.assert_allclose(floats(new[V_KEY]), [4.0 - 0.1, 0.25 + 0.1, 1.0], rtol=1e-15)
+    np.testing.assert_allclose(floats(new.v), [4.0 - 0.1, 0.25 + 0.1, 1.0], rtol=1e-15)
     # Adam moves the same v multiplicatively: further down from 4, less far up from 0.25
     adam_new, _ = adam.step(state, np.zeros(3), np.ones(3))
-    np.testing.assert_allclose(floats(adam_new[V_KEY]), [3.7, 0.325, 1.0], rtol=1e-15)
+    np.testing.assert_allclose(floats(adam_new.v), [3.7, 0.325, 1.0], rtol=1e-15)
     # a negative update squares to the same value: the sign is that of v - Δ², not of Δ
     negative, _ = yogi.step(state, np.zeros(3), -np.ones(3))
-    np.testing.assert_array_equal(negative[V_KEY], new[V_KEY])
+    np.testing.assert_array_equal(negative.v, new.v)
 
 
 # --- convergence on a convex quadratic ---------------------------------------------------
@@ -142,7 +139,7 @@ def test_reaches_the_optimum_of_a_least_squares_problem(opt: Optimizer) -> None:
         state, x = opt.step(state, x, -(A.T @ (A @ x - B)))
     assert start > 1.0
     assert np.linalg.norm(x - x_star) < 1e-2
-    assert state[STEP_KEY] == 500
+    assert state.step == 500
 
 
 # --- end to end through FedAvg -----------------------------------------------------------
@@ -194,7 +191,7 @@ def test_fedadam_trains_a_linear_model_through_fedavg() -> None:
     )
     # Server rate 0.03: monotone here for 40 rounds; 0.1 overshoots (beta_1 = 0.9 momentum)
     # and the loss rises again for a while before it falls.
-    strategy = FedAvg(
+    strategy = Algorithm(
         server_optimizer=ServerAdam(learning_rate=0.03),
         client_config=ClientConfig(learning_rate=0.02, local_epochs=5),
     )
@@ -203,7 +200,7 @@ def test_fedadam_trains_a_linear_model_through_fedavg() -> None:
     assert all(r.committed for r in result.history)
     assert all(later < earlier for earlier, later in itertools.pairwise(losses))
     assert losses[-1] < 0.01 * losses[0]
-    assert result.state[STEP_KEY] == 40
+    assert result.state.of(Moments).step == 40
     np.testing.assert_allclose(floats(result.weights["w"]), TRUE_W, atol=0.2)
 
 
@@ -217,51 +214,61 @@ ALL = [
 
 
 @pytest.mark.parametrize("opt", ALL, ids=["adagrad", "yogi", "adam"])
-def test_state_round_trips_through_record_bytes(opt: Optimizer) -> None:
+def test_state_round_trips_through_state_bytes(opt: Optimizer) -> None:
     state = opt.init(LAYOUT)
     state, x = opt.step(state, X0, DELTA_1)
-    restored = record_from_bytes(record_to_bytes(state))
-    assert set(restored) == {M_KEY, V_KEY, STEP_KEY}
-    assert restored[STEP_KEY] == 1
-    for key in (M_KEY, V_KEY):
-        array = restored[key]
+    (restored,) = state_from_bytes(state_to_bytes(StrategyState((state,)))).parts
+    assert isinstance(restored, Moments)
+    assert set(restored.fields()) == {"m", "v", "step"}
+    assert restored.step == 1
+    for name in ("m", "v"):
+        array = getattr(restored, name)
         assert isinstance(array, np.ndarray)
         assert array.dtype == np.float64
         assert array.shape == (LAYOUT.total_size,)
-        np.testing.assert_array_equal(array, state[key])
+        np.testing.assert_array_equal(array, getattr(state, name))
     # resuming from the restored state gives exactly the same next step
     after, x_after = opt.step(state, x, DELTA_2)
     after_restored, x_restored = opt.step(restored, x, DELTA_2)
     np.testing.assert_array_equal(x_after, x_restored)
-    np.testing.assert_array_equal(after[V_KEY], after_restored[V_KEY])
+    np.testing.assert_array_equal(after.v, after_restored.v)
 
 
 @pytest.mark.parametrize("opt", ALL, ids=["adagrad", "yogi", "adam"])
 def test_step_is_pure(opt: Optimizer) -> None:
     state, _ = opt.step(opt.init(LAYOUT), X0, DELTA_1)
-    copies = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in state.items()}
+    copies = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in state.fields().items()}
     weights, update = X0.copy(), DELTA_2.copy()
-    for array in (weights, update, state[M_KEY], state[V_KEY]):
+    for array in (weights, update, state.m, state.v):
         assert isinstance(array, np.ndarray)
         array.setflags(write=False)  # any in-place write would raise
     first = opt.step(state, weights, update)
     second = opt.step(state, weights, update)
     np.testing.assert_array_equal(weights, X0)
     np.testing.assert_array_equal(update, DELTA_2)
-    assert set(state) == set(copies)
+    assert set(state.fields()) == set(copies)
     for key, value in copies.items():
-        np.testing.assert_array_equal(state[key], value)
+        np.testing.assert_array_equal(state.fields()[key], value)
     np.testing.assert_array_equal(first[1], second[1])
-    assert first[0][STEP_KEY] == second[0][STEP_KEY] == 2
+    assert first[0].step == second[0].step == 2
 
 
 def test_state_for_another_model_is_refused() -> None:
     opt = ServerAdam(learning_rate=0.1)
     state = opt.init(Layout(("x",), ((3,),), (np.dtype(np.float64),)))
-    with pytest.raises(ShapeMismatchError, match=r"'opt\.m'"):
+    with pytest.raises(
+        ShapeMismatchError, match=r"moments of shape \(3,\) and \(3,\), weights \(5,\)"
+    ):
         opt.step(state, X0, DELTA_1)
-    with pytest.raises(ShapeMismatchError, match=r"'opt\.v'"):
-        opt.step({M_KEY: np.zeros(5), STEP_KEY: 0}, X0, DELTA_1)
+    with pytest.raises(StateError, match=r"first moment holds 3 values, the model needs 5"):
+        opt.check(state, LAYOUT)
+    short_v = Moments(m=np.zeros(5), v=np.ones(3), step=0)
+    with pytest.raises(
+        ShapeMismatchError, match=r"moments of shape \(5,\) and \(3,\), weights \(5,\)"
+    ):
+        opt.step(short_v, X0, DELTA_1)
+    with pytest.raises(StateError, match=r"second moment holds 3 values, the model needs 5"):
+        opt.check(short_v, LAYOUT)
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,6 @@ from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
 from fedhive.simulation.config import parse_config
 from fedhive.strategy import (
-    FedBuff,
-    Scaffold,
     Strategy,
     StrategyName,
     build_strategy,
@@ -29,8 +27,8 @@ from fedhive.strategy import (
     fedyogi,
     scaffold,
 )
+from fedhive.strategy.algorithm import Algorithm
 from fedhive.strategy.compose import WeightedMean
-from fedhive.strategy.fedavg import FedAvg
 from fedhive.strategy.optimizers import ServerAdagrad, ServerAdam, ServerYogi
 from fedhive.strategy.registry import parse_strategy
 from fedhive.strategy.robust import Bulyan, CoordinateMedian, Krum, NormBound, TrimmedMean
@@ -38,9 +36,9 @@ from fedhive.strategy.robust import Bulyan, CoordinateMedian, Krum, NormBound, T
 RUN = {"run": {"app": "app:build", "rounds": 1}}
 
 
-def strategy(table: dict[str, object]) -> FedAvg:
+def strategy(table: dict[str, object]) -> Algorithm:
     built = parse_config({**RUN, "strategy": table}).strategy
-    assert isinstance(built, FedAvg)
+    assert isinstance(built, Algorithm)
     return built
 
 
@@ -126,7 +124,7 @@ def test_fedprox_puts_mu_into_every_clients_config() -> None:
         }
     )
     s = config.strategy
-    assert isinstance(s, FedAvg)
+    assert isinstance(s, Algorithm)
     assert s.client_config.extension(Proximal) == Proximal(mu=0.5)
     assert s.per_client["slow"].extension(Proximal) == Proximal(mu=0.5)
     assert dict(s.client_config.extra) == {}
@@ -170,25 +168,42 @@ def test_fedbuff_runs_on_the_buffered_loop_every_other_strategy_on_rounds() -> N
     def rounds(strategy: Strategy) -> tuple[str, object]:
         return "rounds", strategy
 
-    def buffered(strategy: FedBuff) -> tuple[str, object]:
+    def buffered(strategy: Algorithm) -> tuple[str, object]:
         return "buffered", strategy
 
-    fedbuff = FedBuff(base=FedAvg())
-    assert dispatch_loop(fedbuff, rounds=rounds, buffered=buffered) == ("buffered", fedbuff)
-    for plain in (FedAvg(), Scaffold(base=FedAvg())):
+    asynchronous = fedbuff()
+    assert dispatch_loop(asynchronous, rounds=rounds, buffered=buffered) == (
+        "buffered",
+        asynchronous,
+    )
+    for plain in (Algorithm(), scaffold()):
         assert dispatch_loop(plain, rounds=rounds, buffered=buffered) == ("rounds", plain)
 
 
 def test_only_the_dispatcher_decides_which_loop_runs_a_strategy() -> None:
+    # A buffered schedule is what makes an algorithm FedBuff. Besides the dispatcher, only
+    # the rules that refuse parts which do not compose with it may look at it: the chain
+    # rules, the Algorithm's `buffered` accessor and the [privacy] section's refusal. No
+    # loop (server, simulation, deployment) decides for itself.
     src = Path(fedhive.__file__).parent
-    deciding = [
-        f"{path.relative_to(src)}:{number}"
+    testing = [
+        (str(path.relative_to(src)), number)
         for path in sorted(src.rglob("*.py"))
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-        if re.search(r"isinstance\([^)]*\bFedBuff\b", line)
+        if re.search(r"isinstance\([^)]*\bBuffered\b", line)
     ]
-    assert len(deciding) == 1, deciding
-    assert deciding[0].startswith("strategy/registry.py:"), deciding
+    files = [name for name, _ in testing]
+    assert files.count("strategy/registry.py") == 1, testing
+    assert set(files) == {
+        "strategy/registry.py",
+        "strategy/chain.py",
+        "strategy/algorithm.py",
+        "strategy/privacy_section.py",
+    }, testing
+    (line,) = [n for name, n in testing if name == "strategy/registry.py"]
+    registry = (src / "strategy" / "registry.py").read_text(encoding="utf-8").splitlines()
+    dispatcher = max(i for i, text in enumerate(registry[:line], 1) if text.startswith("def "))
+    assert registry[dispatcher - 1].startswith("def dispatch_loop("), testing
 
 
 def test_a_key_of_another_algorithm_names_the_algorithms_that_accept_it() -> None:

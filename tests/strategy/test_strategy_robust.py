@@ -21,8 +21,8 @@ from fedhive.errors import AggregationError, ConfigError
 from fedhive.server.app import ServerApp
 from fedhive.simulation.app import SimulationApp
 from fedhive.simulation.engine import run_simulation
+from fedhive.strategy.algorithm import Algorithm
 from fedhive.strategy.compose import Aggregate, Aggregator, WeightedMean
-from fedhive.strategy.fedavg import FedAvg
 from fedhive.strategy.robust import Bulyan, CoordinateMedian, Krum, NormBound, TrimmedMean
 
 
@@ -329,10 +329,10 @@ def step_app() -> SimulationApp:
 
 
 def test_fedavg_with_a_median_runs_in_simulation_and_resists_an_attacker() -> None:
-    robust = run_simulation(step_app(), strategy=FedAvg(aggregator=CoordinateMedian()), rounds=2)
+    robust = run_simulation(step_app(), strategy=Algorithm(aggregator=CoordinateMedian()), rounds=2)
     assert [r.committed for r in robust.history] == [True, True]
     for array in robust.weights.values():
         assert (array == 4).all()  # the median of steps 1, 2, 3, 4, -1e6 is 2, twice
-    plain = run_simulation(step_app(), strategy=FedAvg(), rounds=2)
+    plain = run_simulation(step_app(), strategy=Algorithm(), rounds=2)
     for array in plain.weights.values():
         assert (np.asarray(array, np.float64) < -1e5).all()

@@ -16,14 +16,23 @@ from fedhive.core.messages import ClientConfig, EvaluateResult, FitReply, FitRes
 from fedhive.core.rng import run_stream
 from fedhive.core.serde import model_version, record_from_bytes, record_to_bytes
 from fedhive.core.weights import Weights
-from fedhive.errors import ConfigError
+from fedhive.errors import StateError
 from fedhive.server.app import ServerApp
 from fedhive.simulation.app import SimulationApp
 from fedhive.simulation.engine import Backend, run_simulation
-from fedhive.strategy import FedAvg, Scaffold, StrategyName, build_strategy
+from fedhive.strategy import (
+    Algorithm,
+    Control,
+    ControlVariates,
+    StrategyName,
+    build_strategy,
+    scaffold,
+    state_from_bytes,
+    state_to_bytes,
+)
 from fedhive.strategy.compose import WeightedMean
 from fedhive.strategy.robust import CoordinateMedian, NormBound
-from fedhive.strategy.scaffold import STATE_KEY
+from fedhive.strategy.state import Stateless, StrategyState
 
 # Client drift (Karimireddy et al. 2020, sec. 3): client i minimises
 # f_i(x) = a_i/2 * ||x - b_i||^2. The optimum of the sum is sum(a_i b_i) / sum(a_i);
@@ -82,24 +91,24 @@ def distance_after(strategy: Any, rounds: int, backend: Backend = Backend.LOCAL)
 
 
 def test_scaffold_beats_fedavg_on_client_drift() -> None:
-    fedavg = distance_after(FedAvg(client_config=LOCAL), rounds=120)
-    scaffold = distance_after(Scaffold(base=FedAvg(client_config=LOCAL)), rounds=120)
+    fedavg = distance_after(Algorithm(client_config=LOCAL), rounds=120)
+    corrected = distance_after(scaffold(client_config=LOCAL), rounds=120)
     assert fedavg > 0.5  # FedAvg settles at the drifted point
-    assert scaffold < 1e-3  # SCAFFOLD reaches the optimum of the federation
-    assert scaffold < fedavg / 100
+    assert corrected < 1e-3  # SCAFFOLD reaches the optimum of the federation
+    assert corrected < fedavg / 100
 
 
 def test_scaffold_is_the_same_on_the_process_backend() -> None:
-    strategy = Scaffold(base=FedAvg(client_config=LOCAL))
+    strategy = scaffold(client_config=LOCAL)
     local = run_simulation(quadratic_app(), strategy=strategy, rounds=5)
     forked = run_simulation(quadratic_app(), strategy=strategy, rounds=5, backend=Backend.PROCESS)
     assert model_version(local.weights) == model_version(forked.weights)
-    np.testing.assert_array_equal(local.state[STATE_KEY], forked.state[STATE_KEY])
+    np.testing.assert_array_equal(local.state.of(Control).c, forked.state.of(Control).c)
 
 
 def test_broadcast_adds_a_control_variate_for_each_float_tensor() -> None:
     weights = Weights({"w": np.ones((2, 2), np.float32), "steps": np.array([3], np.int64)})
-    strategy = Scaffold()
+    strategy = scaffold()
     state = strategy.initial_state(weights)
     sent = strategy.broadcast(state, weights)
     assert list(sent) == ["w", "steps", "@scaffold/w"]
@@ -119,36 +128,36 @@ def reply(client: str, update: float, dc: float) -> FitReply:
 
 def test_server_variate_moves_by_the_sampled_fraction_of_the_mean_change() -> None:
     weights = Weights({"w": np.zeros(2)})
-    strategy = Scaffold(base=FedAvg(fraction_fit=0.5))
+    strategy = scaffold(fraction_fit=0.5)
     state = strategy.initial_state(weights)
     replies = [reply("a", 1.0, 2.0), reply("b", 3.0, 4.0)]
     state, new, _ = strategy.aggregate_fit(state, 1, weights, iter(replies))
     np.testing.assert_array_equal(new["w"], [2.0, 2.0])  # FedAvg step on the model part
-    np.testing.assert_array_equal(state[STATE_KEY], [1.5, 1.5])  # 0.5 * mean(2, 4)
-    restored = record_from_bytes(record_to_bytes(state))
-    np.testing.assert_array_equal(restored[STATE_KEY], state[STATE_KEY])
+    np.testing.assert_array_equal(state.of(Control).c, [1.5, 1.5])  # 0.5 * mean(2, 4)
+    restored = state_from_bytes(state_to_bytes(state))
+    np.testing.assert_array_equal(restored.of(Control).c, state.of(Control).c)
 
 
 def test_one_attackers_variate_change_does_not_move_c_under_the_median() -> None:
     # F15: dc_i bypassed the robust rule; one dc of 1e8 moved c to ~1e7 under the median
     weights = Weights({"w": np.zeros(2)})
-    strategy = Scaffold(base=FedAvg(aggregator=CoordinateMedian()))
+    strategy = scaffold(aggregator=CoordinateMedian())
     state = strategy.initial_state(weights)
     replies = [reply(f"h{i}", 0.01, 0.01) for i in range(9)] + [reply("evil", 1e8, 1e8)]
     state, new, _ = strategy.aggregate_fit(state, 1, weights, iter(replies))
     np.testing.assert_array_equal(new["w"], [0.01, 0.01])
-    np.testing.assert_array_equal(state[STATE_KEY], [0.01, 0.01])  # fraction_fit 1 * median
+    np.testing.assert_array_equal(state.of(Control).c, [0.01, 0.01])  # fraction_fit 1 * median
 
 
 def test_the_norm_bound_clips_each_variate_change_as_it_clips_updates() -> None:
     # F15: max_update_norm did not apply to dc_i
     weights = Weights({"w": np.zeros(2)})
-    strategy = Scaffold(base=FedAvg(aggregator=NormBound(inner=WeightedMean(), max_norm=1.0)))
+    strategy = scaffold(aggregator=NormBound(inner=WeightedMean(), max_norm=1.0))
     state = strategy.initial_state(weights)
     replies = [reply("a", 0.0, 0.0), reply("evil", 300.0, 400.0 / np.sqrt(2))]
     state, new, _ = strategy.aggregate_fit(state, 1, weights, iter(replies))
-    assert np.linalg.norm(state[STATE_KEY]) <= 0.5  # the mean of norms 0 and <= 1
-    np.testing.assert_allclose(state[STATE_KEY], np.full(2, 0.5 / np.sqrt(2)), rtol=1e-12)
+    assert np.linalg.norm(state.of(Control).c) <= 0.5  # the mean of norms 0 and <= 1
+    np.testing.assert_allclose(state.of(Control).c, np.full(2, 0.5 / np.sqrt(2)), rtol=1e-12)
     assert np.linalg.norm(new["w"]) <= 0.5
 
 
@@ -161,7 +170,7 @@ def test_a_client_that_ignores_the_control_variates_fails_clearly() -> None:
             raise NotImplementedError
 
     model = Weights({"w": np.zeros(2)})
-    strategy = Scaffold()
+    strategy = scaffold()
     sent = strategy.broadcast(strategy.initial_state(model), model)
     task = FitTask(round=1, client_id="c", version="v", seed=1, config=ClientConfig())
     outcome = run_fit(Plain(), task, sent, {}, origin=TaskOrigin.simulation(task))
@@ -197,9 +206,10 @@ def test_config_name_selects_scaffold_around_the_configured_aggregator() -> None
         ClientConfig(),
         path="strategy",
     )
-    assert isinstance(strategy, Scaffold)
-    assert strategy.base.fraction_fit == 0.5
-    assert type(strategy.base.aggregator).__name__ == "CoordinateMedian"
+    assert isinstance(strategy, Algorithm)
+    assert strategy.transforms == (ControlVariates(),)
+    assert strategy.fraction_fit == 0.5
+    assert type(strategy.aggregator).__name__ == "CoordinateMedian"
 
 
 def test_model_names_with_the_reserved_prefix_are_refused() -> None:
@@ -211,21 +221,46 @@ def test_model_names_with_the_reserved_prefix_are_refused() -> None:
         client_ids=["c0"],
     )
     with pytest.raises(ConfigError, match="may not start with"):
-        run_simulation(app, strategy=FedAvg(), rounds=1)
+        run_simulation(app, strategy=Algorithm(), rounds=1)
 
 
-@pytest.mark.parametrize("control", [None, np.zeros(5), "c"], ids=["missing", "long", "text"])
-def test_a_state_without_a_variate_of_the_models_size_is_an_error(control: Any) -> None:
+def text_control_state() -> bytes:
+    """A stored SCAFFOLD state whose c is a string (a corrupted or hand-edited store)."""
+    weights = Weights({"w": np.zeros(2)})
+    record = record_from_bytes(state_to_bytes(scaffold().initial_state(weights)))
+    (key,) = [k for k, v in record.items() if isinstance(v, np.ndarray)]  # c, the one array
+    record[key] = "c"
+    return record_to_bytes(record)
+
+
+@pytest.mark.parametrize(
+    ("control", "message"),
+    [
+        (None, r"component 1 holds 'none' state, the algorithm expects 'control_variate'"),
+        (np.zeros(5), r"control variate c holds 5 values, the model needs 2"),
+    ],
+    ids=["missing", "long"],
+)
+def test_a_state_without_a_variate_of_the_models_size_is_an_error(
+    control: Any, message: str
+) -> None:
     # Before: a resumed run whose state held no (or a wrong-shaped) c restarted from c = 0
     # without a word.
     weights = Weights({"w": np.zeros(2)})
-    strategy = Scaffold(base=FedAvg())
-    state = dict(strategy.initial_state(weights))
-    if control is None:
-        del state[STATE_KEY]
+    strategy = scaffold()
+    if control is None:  # FedAvg's state (no control variate) given to SCAFFOLD
+        parts = Algorithm().initial_state(weights).parts
+        state = StrategyState((parts[0], Stateless(), parts[-1]))
     else:
-        state[STATE_KEY] = control
-    with pytest.raises(ConfigError, match=r"scaffold\.c must be a vector of 2 values"):
+        state = strategy.initial_state(weights).replace_part(1, Control(control))
+    with pytest.raises(StateError, match=message):
+        strategy.check_state(state, weights)
+    with pytest.raises(StateError, match=message):
         strategy.broadcast(state, weights)
-    with pytest.raises(ConfigError, match=r"scaffold\.c must be a vector of 2 values"):
+    with pytest.raises(StateError, match=message):
         strategy.aggregate_fit(state, 1, weights, iter([reply("a", 1.0, 2.0)]))
+
+
+def test_a_stored_variate_that_is_not_a_vector_is_an_error() -> None:
+    with pytest.raises(StateError, match=r"control_variate state: c must be a float vector"):
+        state_from_bytes(text_control_state())

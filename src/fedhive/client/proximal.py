@@ -11,7 +11,7 @@ The server asks for both by typed extensions of the client config:
   (absent: no cap).
 
 ``TorchClient`` applies both. A ``NumpyClient``'s ``train`` function adds the term
-itself: read ``mu`` with :func:`proximal_mu` and add :func:`proximal_gradient` to its
+itself: read ``mu`` with :func:`proximal_coefficient` and add :func:`proximal_gradient` to its
 data-loss gradient at every step.
 """
 
@@ -24,10 +24,10 @@ from fedhive.core.extensions import PartialWork, Proximal
 from fedhive.core.messages import ClientConfig
 from fedhive.core.weights import Array, Weights
 
-__all__ = ["max_local_steps", "proximal_gradient", "proximal_mu"]
+__all__ = ["max_local_steps", "proximal_coefficient", "proximal_gradient"]
 
 
-def proximal_mu(config: ClientConfig) -> float:
+def proximal_coefficient(config: ClientConfig) -> float:
     """The proximal coefficient ``mu`` the config asks for (0.0 without :class:`Proximal`)."""
     proximal = config.extension(Proximal)
     return 0.0 if proximal is None else float(proximal.mu)

@@ -17,7 +17,7 @@ import numpy as np
 
 from fedhive.client import dpsgd, scaffold
 from fedhive.client.base import Context
-from fedhive.client.proximal import max_local_steps, proximal_mu
+from fedhive.client.proximal import max_local_steps, proximal_coefficient
 from fedhive.client.torch_terms import Correction, GradientTerm, Proximal
 from fedhive.core.extensions import DpSgd
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitResult
@@ -226,7 +226,7 @@ class TorchClient:
 
     def fit(self, weights: Weights, config: ClientConfig, context: Context) -> FitResult:
         """Load ``weights``, train ``config.local_epochs`` epochs, return the new weights."""
-        mu = proximal_mu(config)
+        mu = proximal_coefficient(config)
         model = self.model
         slots = _slots(model)
         _write(slots, weights)

@@ -35,8 +35,8 @@ from fedhive.server.run import Observers, RunObserver, RunResult
 from fedhive.server.secure import SecureAggregation
 from fedhive.server.settings import ServerSection
 from fedhive.server.store import HeadSigner, RunTotals, StateStore
+from fedhive.strategy.algorithm import Algorithm
 from fedhive.strategy.base import Strategy
-from fedhive.strategy.fedbuff import FedBuff
 from fedhive.strategy.registry import dispatch_loop
 from fedhive.transport.grpc.asynchronous import GrpcAsyncRunner
 from fedhive.transport.grpc.limits import PeerLimits
@@ -50,7 +50,7 @@ class Deployment:
     which settings; ``config`` is the run's configuration as JSON data, recorded with
     the run (a resumed run keeps the one it was created with)."""
 
-    strategy: Strategy | FedBuff
+    strategy: Strategy
     strategy_name: str
     rounds: int
     seed: int = 0
@@ -268,7 +268,7 @@ def _run_rounds(
     evaluate_fn = app.evaluate_fn if deployment.centralized else None
     policy = deployment.settings.policy()
 
-    def run_buffered(fedbuff: FedBuff) -> RunResult:
+    def run_buffered(fedbuff: Algorithm) -> RunResult:
         runner = GrpcAsyncRunner(transport)
         buffered = AsyncLoop(
             strategy=fedbuff,

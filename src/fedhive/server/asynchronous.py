@@ -43,8 +43,8 @@ from fedhive.server.run import (
 )
 from fedhive.server.tasks import rejected
 from fedhive.server.verify import DEFAULT_POLICY, ReplyPolicy, verify_fit_reply
-from fedhive.strategy.base import StrategyState
-from fedhive.strategy.fedbuff import FedBuff, version_of
+from fedhive.strategy.algorithm import Algorithm
+from fedhive.strategy.state import StrategyState
 from fedhive.transport.base import AsyncRunner, Finished
 
 __all__ = ["AsyncLoop", "AsyncRunner", "Finished"]  # the runner interface lives in transport
@@ -52,9 +52,10 @@ __all__ = ["AsyncLoop", "AsyncRunner", "Finished"]  # the runner interface lives
 
 @dataclass(frozen=True, kw_only=True)
 class AsyncLoop:
-    """Runs FedBuff over an asynchronous runner, from a seed."""
+    """Runs an algorithm on a buffered schedule (FedBuff) over an asynchronous runner,
+    from a seed."""
 
-    strategy: FedBuff
+    strategy: Algorithm
     runner: AsyncRunner
     seed: int
     evaluate_fn: EvaluateFn | None = None
@@ -80,7 +81,8 @@ class AsyncLoop:
         """
         check_parameter_names(weights)
         state = self.strategy.initial_state(weights) if state is None else state
-        last = version_of(state) if first_round is None else first_round - 1
+        self.strategy.check_state(state, weights)
+        last = self.strategy.version(state) if first_round is None else first_round - 1
         return _Run(self, weights, state, last).go(last + rounds)
 
 
@@ -91,6 +93,7 @@ class _Run:
         self, loop: AsyncLoop, weights: Weights, state: StrategyState, last_round: int
     ) -> None:
         self.loop, self.strategy = loop, loop.strategy
+        self.schedule = loop.strategy.buffered
         self.stream = run_stream(loop.seed).child("async")
         self.model, self.state = ModelVersion.of(weights), state
         self.round = last_round  # the last recorded round
@@ -114,8 +117,8 @@ class _Run:
             for finished in self._next():
                 self.clock = max(self.clock, finished.clock)
                 self._receive(finished)
-                give_up = self.strategy.concurrency + self.strategy.buffer_size
-                if len(self.buffer) >= self.strategy.buffer_size:
+                give_up = self.schedule.concurrency + self.schedule.buffer_size
+                if len(self.buffer) >= self.schedule.buffer_size:
                     self._commit()
                 elif self.failed_in_row >= give_up:
                     note = f"version not committed: {give_up} tasks in a row failed"
@@ -132,7 +135,7 @@ class _Run:
         if self.loop.checkpoint is not None:
             self.loop.checkpoint.begin(self.round + 1)
         if self.loop.observer is not None:
-            self.loop.observer.round_started(self.round + 1, self.strategy.buffer_size)
+            self.loop.observer.round_started(self.round + 1, self.schedule.buffer_size)
 
     def _refill(self) -> str:
         """Dispatch tasks to free slots; returns why none could be, if so."""
@@ -143,7 +146,7 @@ class _Run:
             instructions = self.strategy.configure_refill(self.state, clients, busy, rng)
         except NotEnoughClientsError as exc:
             return f"version not committed: {exc}"
-        version = version_of(self.state)
+        version = self.strategy.version(self.state)
         for instruction in instructions:
             dispatch, self.dispatched = self.dispatched, self.dispatched + 1
             task = FitTask(
@@ -175,14 +178,14 @@ class _Run:
         if task is None:
             return  # not ours, or answered twice: the runner's fault, not a client's
         outcome = finished.outcome
-        staleness = version_of(self.state) - task.round
+        staleness = self.strategy.version(self.state) - task.round
         if isinstance(outcome, FitReply):
             try:
                 verify_fit_reply(outcome, task, self.published.weights.layout(), self.loop.policy)
             except (FedhiveError, KeyError) as exc:
                 outcome = rejected(task.client_id, task.round, exc)
-        if isinstance(outcome, FitReply) and self.strategy.too_stale(staleness):
-            message = f"staleness {staleness} > max_staleness {self.strategy.max_staleness}"
+        if isinstance(outcome, FitReply) and self.schedule.too_stale(staleness):
+            message = f"staleness {staleness} > max_staleness {self.schedule.max_staleness}"
             outcome = _failure(task, Stage.BUFFER, FailureKind.STALE, message)
         if self.loop.observer is not None:
             self.loop.observer.client_finished(self.round + 1, isinstance(outcome, FitReply))

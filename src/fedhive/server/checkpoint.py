@@ -22,12 +22,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fedhive.core.serde import record_from_bytes, record_to_bytes, weights_from_bytes
+from fedhive.core.serde import weights_from_bytes
 from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
 from fedhive.server.history import RoundRecord
 from fedhive.server.store import RoundTraffic, RunTotals, StateStore
-from fedhive.strategy.base import StrategyState
+from fedhive.strategy.state import StrategyState, state_from_bytes, state_to_bytes
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class StoreCheckpoint:
             self.run_id,
             point.round,
             weights_from_bytes(point.weights_bytes),
-            dict(record_from_bytes(point.strategy_state)),
+            state_from_bytes(point.strategy_state),
         )
 
     def begin(self, round: int) -> None:
@@ -97,7 +97,7 @@ class StoreCheckpoint:
 
     def accounted(self, round: int, state: StrategyState) -> None:
         """Keep the state the open round accounted its release in, before it closes."""
-        self._store.account_round(self.run_id, round, strategy_state=record_to_bytes(state))
+        self._store.account_round(self.run_id, round, strategy_state=state_to_bytes(state))
 
     def end(self, record: RoundRecord, model: ModelVersion, state: StrategyState) -> None:
         """Commit the round's model (the bytes the loop made) and state, or keep its
@@ -112,7 +112,7 @@ class StoreCheckpoint:
                 self.run_id,
                 record.round,
                 reason=record.note or "aborted",
-                strategy_state=record_to_bytes(state),
+                strategy_state=state_to_bytes(state),
                 traffic=traffic,
             )
             return
@@ -146,7 +146,7 @@ class StoreCheckpoint:
             round_,
             weights_bytes=model.data,
             parent_version=self._version,
-            strategy_state=record_to_bytes(state),
+            strategy_state=state_to_bytes(state),
             strategy=self._strategy,
             contributors=contributors,
             metrics=metrics,

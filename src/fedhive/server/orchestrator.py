@@ -34,7 +34,8 @@ from fedhive.server.verify import (
     verify_fit_reply,
 )
 from fedhive.strategy.accounting import Participation, PrivacyAccounting, PrivacyReport
-from fedhive.strategy.base import Strategy, StrategyState
+from fedhive.strategy.base import Strategy
+from fedhive.strategy.state import StrategyState
 from fedhive.transport.base import Quorum, SecureTransport, Transport
 
 
@@ -67,9 +68,11 @@ class RoundLoop:
         Raises:
             ConfigError: a parameter name starts with ``@`` (reserved for auxiliary
                 tensors such as SCAFFOLD's control variates).
+            StateError: ``state`` (a resumed one) is not the strategy's for this model.
         """
         check_parameter_names(weights)
         state = self.strategy.initial_state(weights) if state is None else state
+        self.strategy.check_state(state, weights)
         model = ModelVersion.of(weights)
         history: list[RoundRecord] = []
         exhausted: set[str] = set()  # devices that refused for their privacy budget

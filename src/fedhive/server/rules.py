@@ -13,17 +13,15 @@ from __future__ import annotations
 from fedhive.core.extensions import Weighting
 from fedhive.errors import ConfigError
 from fedhive.server.secure import SecureAggregation
+from fedhive.strategy.algorithm import Algorithm
 from fedhive.strategy.base import Strategy
-from fedhive.strategy.compose import WeightedMean
-from fedhive.strategy.fedavg import FedAvg
-from fedhive.strategy.fedbuff import FedBuff
-from fedhive.strategy.private import DpFedAvg, DpMode
+from fedhive.strategy.compose import is_mean
+from fedhive.strategy.private import DifferentialPrivacy, DpMode
 from fedhive.strategy.registry import dispatch_loop
-from fedhive.strategy.wrapper import AroundFedAvg
 
 
 def check_run(
-    strategy: Strategy | FedBuff,
+    strategy: Strategy,
     *,
     secure: SecureAggregation | None = None,
     federated_every: int = 0,
@@ -59,8 +57,9 @@ def _check_buffered(*, secure: SecureAggregation | None, federated_every: int) -
 
 
 def _check_rounds(strategy: Strategy, *, secure: SecureAggregation | None, deployed: bool) -> None:
-    if isinstance(strategy, DpFedAvg):
-        _check_dp(strategy, secure=secure, deployed=deployed)
+    dp = strategy.privacy if isinstance(strategy, Algorithm) else None
+    if dp is not None:
+        _check_dp(dp, secure=secure, deployed=deployed)
     if secure is not None and not _aggregates_the_mean(strategy):
         raise ConfigError(
             "strategy.aggregator, strategy.max_update_norm: secagg needs the mean aggregator "
@@ -68,7 +67,9 @@ def _check_rounds(strategy: Strategy, *, secure: SecureAggregation | None, deplo
         )
 
 
-def _check_dp(strategy: DpFedAvg, *, secure: SecureAggregation | None, deployed: bool) -> None:
+def _check_dp(
+    strategy: DifferentialPrivacy, *, secure: SecureAggregation | None, deployed: bool
+) -> None:
     if deployed and strategy.noise_seed is not None:
         raise ConfigError(
             "privacy.secure_noise: a deployed server draws DP noise from a CSPRNG; "
@@ -89,8 +90,6 @@ def _check_dp(strategy: DpFedAvg, *, secure: SecureAggregation | None, deployed:
 
 
 def _aggregates_the_mean(strategy: object) -> bool:
-    """Whether the FedAvg (inside a wrapper: SCAFFOLD, DP) aggregates with the mean;
-    True for a strategy of another kind (it is handed the sum as one reply)."""
-    while isinstance(strategy, AroundFedAvg):
-        strategy = strategy.base
-    return not isinstance(strategy, FedAvg) or isinstance(strategy.aggregator, WeightedMean)
+    """Whether the algorithm aggregates with the mean; True for a strategy of another
+    kind (it is handed the sum as one reply)."""
+    return not isinstance(strategy, Algorithm) or is_mean(strategy.aggregator)

@@ -11,7 +11,7 @@ from fedhive.core.version import ModelVersion
 from fedhive.core.weights import AUX_PREFIX, Weights
 from fedhive.errors import ConfigError
 from fedhive.server.history import RoundRecord
-from fedhive.strategy.base import StrategyState
+from fedhive.strategy.state import StrategyState
 
 EvaluateFn = Callable[[Weights], Mapping[str, float]]
 """Centralised evaluation on a server-side test set: weights → metrics (``loss``, …)."""

@@ -48,11 +48,9 @@ from fedhive.simulation.backends.process import StartMethod
 from fedhive.simulation.devices import DevicesSection
 from fedhive.simulation.secure import SimulatedDropout, parse_secagg
 from fedhive.simulation.stragglers import StragglerSection
+from fedhive.strategy.algorithm import Algorithm
 from fedhive.strategy.base import Strategy
-from fedhive.strategy.fedavg import FedAvg
-from fedhive.strategy.fedbuff import FedBuff
 from fedhive.strategy.privacy_section import PrivacySection
-from fedhive.strategy.private import DpFedAvg
 from fedhive.strategy.registry import StrategyName, parse_strategy
 
 
@@ -145,7 +143,7 @@ class SimulationConfig:
 
     run: RunSection
     strategy_name: StrategyName
-    strategy: Strategy | FedBuff
+    strategy: Strategy
     strategy_table: Mapping[str, Any]
     """The resolved ``[strategy]`` table (name and every default) that built ``strategy``."""
     simulation: SimulationSection = field(default_factory=SimulationSection)
@@ -171,8 +169,12 @@ class SimulationConfig:
         if seed is not None:
             run = from_table(RunSection, {**dataclasses.asdict(self.run), "seed": seed}, "run")
             strategy = self.strategy
-            if isinstance(strategy, DpFedAvg) and strategy.noise_seed is not None:
-                strategy = dataclasses.replace(strategy, noise_seed=seed)
+            dp = strategy.privacy if isinstance(strategy, Algorithm) else None
+            if isinstance(strategy, Algorithm) and dp is not None and dp.noise_seed is not None:
+                reseeded = dataclasses.replace(dp, noise_seed=seed)
+                strategy = dataclasses.replace(
+                    strategy, transforms=(*strategy.transforms[:-1], reseeded)
+                )
             config = dataclasses.replace(config, run=run, strategy=strategy)
         if backend is not None:
             sim = dataclasses.replace(
@@ -185,8 +187,6 @@ class SimulationConfig:
         """The resolved configuration (every default filled in) as strict JSON data:
         :func:`parse_config` reads it back as this config (``deployed`` as it was)."""
         base: Any = self.strategy
-        while not isinstance(base, FedAvg):  # unwrap: SCAFFOLD, DP, the async buffer
-            base = base.base
         sections: dict[str, Any] = {
             "run": self.run,
             "strategy": self.strategy_table,

@@ -31,8 +31,8 @@ from fedhive.simulation.config import Backend, SimulationConfig
 from fedhive.simulation.devices import DeviceModel, DevicesSection
 from fedhive.simulation.secure import SecAggDevices, SimulatedDropout
 from fedhive.simulation.stragglers import with_stragglers
+from fedhive.strategy.algorithm import Algorithm
 from fedhive.strategy.base import Strategy
-from fedhive.strategy.fedbuff import FedBuff
 from fedhive.strategy.registry import dispatch_loop
 from fedhive.transport.base import CohortRunner
 from fedhive.transport.inprocess import InProcessTransport
@@ -41,7 +41,7 @@ from fedhive.transport.inprocess import InProcessTransport
 def run_simulation(
     app: SimulationApp,
     *,
-    strategy: Strategy | FedBuff,
+    strategy: Strategy,
     rounds: int,
     seed: int = 0,
     backend: Backend = Backend.LOCAL,
@@ -136,7 +136,7 @@ def _run(
     app: SimulationApp,
     runner: CohortRunner,
     *,
-    strategy: Strategy | FedBuff,
+    strategy: Strategy,
     rounds: int,
     seed: int,
     federated_every: int,
@@ -231,7 +231,7 @@ def _run_async(
     app: SimulationApp,
     runner: CohortRunner,
     *,
-    strategy: FedBuff,
+    strategy: Algorithm,
     rounds: int,
     seed: int,
     evaluate_fn: EvaluateFn | None,

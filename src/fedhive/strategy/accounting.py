@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from fedhive.privacy import GaussianEvent
-from fedhive.strategy.base import StrategyState
+from fedhive.strategy.state import StrategyState
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,7 +83,7 @@ class Participation:
 
 @runtime_checkable
 class PrivacyAccounting(Protocol):
-    """A strategy that accounts each round's privacy loss (DP-FedAvg)."""
+    """A strategy that accounts each round's privacy loss (an algorithm with DP)."""
 
     def check_budget(self, state: StrategyState, round: int, participation: Participation) -> None:
         """Refuse a round that, at ``participation``, would exceed the run's budget.
@@ -100,7 +100,8 @@ class PrivacyAccounting(Protocol):
         participation: Participation,
         *,
         committed: bool,
-    ) -> tuple[StrategyState, PrivacyReport]:
+    ) -> tuple[StrategyState, PrivacyReport | None]:
         """``state`` with the round's privacy event if the round released anything (a
-        committed round always did; a failed one may have), and the round's report."""
+        committed round always did; a failed one may have), and the round's report
+        (None: the strategy accounts no privacy)."""
         ...

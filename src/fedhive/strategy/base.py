@@ -15,11 +15,8 @@ from typing import Protocol
 import numpy as np
 
 from fedhive.core.messages import ClientConfig, EvaluateReply, FitReply
-from fedhive.core.serde import RecordValue
 from fedhive.core.weights import Weights
-
-StrategyState = dict[str, RecordValue]
-"""A strategy's round-to-round state: arrays and scalars (see ``record_to_bytes``)."""
+from fedhive.strategy.state import StrategyState
 
 
 @dataclass(frozen=True)
@@ -35,6 +32,14 @@ class Strategy(Protocol):
 
     def initial_state(self, weights: Weights) -> StrategyState:
         """The state before round 1, for the initial global ``weights``."""
+        ...
+
+    def check_state(self, state: StrategyState, weights: Weights) -> None:
+        """Refuse a (resumed) state that is not this strategy's for ``weights``.
+
+        Raises:
+            StateError: a component's state is missing, another's, or of another size.
+        """
         ...
 
     def configure_fit(

@@ -1,20 +1,21 @@
-"""The ``[privacy]`` config section: DP-FedAvg around the configured strategy."""
+"""The ``[privacy]`` config section: a DP transform added to the configured algorithm."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fedhive.core.config import check_real
 from fedhive.errors import ConfigError
 from fedhive.privacy import AccountantKind, AdaptiveClipping
-from fedhive.strategy.fedavg import FedAvg
-from fedhive.strategy.private import DpFedAvg, DpMode
+from fedhive.strategy.algorithm import Algorithm
+from fedhive.strategy.fedbuff import Buffered
+from fedhive.strategy.private import DifferentialPrivacy, DpMode
 
 
 @dataclass(frozen=True, kw_only=True)
 class PrivacySection:
-    """The ``[privacy]`` config section: DP-FedAvg around the configured strategy.
+    """The ``[privacy]`` config section: DP as the configured algorithm's last transform.
 
     ```toml
     [privacy]
@@ -54,17 +55,19 @@ class PrivacySection:
         if not self.target_epsilon > 0:
             raise ConfigError(f"target_epsilon: must be > 0, got {self.target_epsilon}")
 
-    def wrap(self, strategy: object, *, seed: int | None) -> DpFedAvg:
-        """``strategy`` (a FedAvg) with DP; noise seeded by ``seed`` unless
-        ``secure_noise`` or ``seed`` is None (then from a CSPRNG).
+    def wrap(self, strategy: object, *, seed: int | None) -> Algorithm:
+        """``strategy`` (an algorithm with synchronous rounds) with a
+        :class:`DifferentialPrivacy` transform after its own; noise seeded by ``seed``
+        unless ``secure_noise`` or ``seed`` is None (then from a CSPRNG).
 
         Raises:
-            ConfigError: the strategy is not a FedAvg, or a value is out of range.
+            ConfigError: the strategy is not such an algorithm, its parts do not compose
+                with DP, or a value is out of range.
         """
-        if not isinstance(strategy, FedAvg):
+        if not isinstance(strategy, Algorithm) or isinstance(strategy.schedule, Buffered):
             raise ConfigError(
-                "privacy: DP-FedAvg wraps fedavg, fedprox, fedadam, fedyogi or fedadagrad, "
-                f"not {type(strategy).__name__}"
+                "privacy: DP needs an algorithm with synchronous rounds (fedavg, fedprox, "
+                f"scaffold, fedadam, fedyogi, fedadagrad), not {_named(strategy)}"
             )
         adaptive = None
         if self.adaptive:
@@ -74,8 +77,7 @@ class PrivacySection:
                 learning_rate=self.clipping_learning_rate,
                 count_noise_multiplier=self.count_noise_multiplier,
             )
-        return DpFedAvg(
-            base=strategy,
+        dp = DifferentialPrivacy(
             noise_multiplier=self.noise_multiplier,
             clipping_norm=self.clipping_norm,
             adaptive=adaptive,
@@ -85,3 +87,10 @@ class PrivacySection:
             accountant=self.accountant,
             noise_seed=None if self.secure_noise else seed,
         )
+        return replace(strategy, transforms=(*strategy.transforms, dp))
+
+
+def _named(strategy: object) -> str:
+    if isinstance(strategy, Algorithm):
+        return "fedbuff (asynchronous)"
+    return type(strategy).__name__

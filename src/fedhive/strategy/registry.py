@@ -42,6 +42,7 @@ import msgspec.inspect
 from fedhive.core._compat import StrEnum
 from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
+from fedhive.strategy.algorithm import Algorithm
 from fedhive.strategy.algorithms import (
     PROXIMAL_MU,
     fedadagrad,
@@ -54,8 +55,7 @@ from fedhive.strategy.algorithms import (
 )
 from fedhive.strategy.base import Strategy
 from fedhive.strategy.compose import Aggregator, WeightedMean
-from fedhive.strategy.fedavg import FedAvg
-from fedhive.strategy.fedbuff import FedBuff
+from fedhive.strategy.fedbuff import Buffered
 from fedhive.strategy.optimizers import ADAPTIVE_LEARNING_RATE, ServerAdam
 from fedhive.strategy.robust import Bulyan, CoordinateMedian, Krum, NormBound, TrimmedMean
 
@@ -96,8 +96,10 @@ _HINTS = {
     "client_config": "set the clients' training in [client]",
     "per_client": "set the clients' training in [clients.ID]",
     "server_optimizer": 'choose it with name = "fedadam" (or fedyogi, fedadagrad)',
+    "transforms": 'choose them with name = "scaffold" and a [privacy] section',
+    "schedule": 'choose it with name = "fedbuff"',
 }
-"""FedAvg fields that a config sets elsewhere, and where."""
+"""Algorithm fields that a config sets elsewhere, and where."""
 
 
 class _Section(
@@ -105,13 +107,13 @@ class _Section(
 ):
     """The keys every algorithm accepts: the base FedAvg's, and its aggregation rule."""
 
-    fraction_fit: Annotated[float, msgspec.Meta(gt=0, le=1)] = FedAvg.fraction_fit
-    fraction_evaluate: Fraction = FedAvg.fraction_evaluate
-    min_fit_clients: AtLeastOne = FedAvg.min_fit_clients
-    min_evaluate_clients: AtLeastOne = FedAvg.min_evaluate_clients
-    min_available_clients: AtLeastOne = FedAvg.min_available_clients
-    server_learning_rate: Positive = FedAvg.server_learning_rate
-    over_selection: Fraction = FedAvg.over_selection
+    fraction_fit: Annotated[float, msgspec.Meta(gt=0, le=1)] = Algorithm.fraction_fit
+    fraction_evaluate: Fraction = Algorithm.fraction_evaluate
+    min_fit_clients: AtLeastOne = Algorithm.min_fit_clients
+    min_evaluate_clients: AtLeastOne = Algorithm.min_evaluate_clients
+    min_available_clients: AtLeastOne = Algorithm.min_available_clients
+    server_learning_rate: Positive = Algorithm.server_learning_rate
+    over_selection: Fraction = Algorithm.over_selection
     aggregator: AggregatorName = AggregatorName.MEAN
     trim_fraction: Annotated[float, msgspec.Meta(ge=0, lt=0.5)] = 0.1
     byzantine: AtLeastZero = 0
@@ -136,12 +138,12 @@ class _Section(
         *,
         per_client: Mapping[str, ClientConfig] | None = None,
         path: str = "strategy",
-    ) -> Strategy | FedBuff:
+    ) -> Algorithm:
         """The strategy this section describes, for clients trained as ``client`` (and
         ``per_client``): what the algorithm's factory builds from the same settings."""
         base = {k: getattr(self, k) for k in _BASE}
         try:
-            built: Strategy | FedBuff = self.factory(
+            built: Algorithm = self.factory(
                 **base,
                 **self._own(),
                 aggregator=self._aggregator(),
@@ -224,10 +226,10 @@ class FedAdagradSection(_AdaptiveSection, frozen=True, tag="fedadagrad"):
 class FedBuffSection(_Section, frozen=True, tag="fedbuff"):
     """``name = "fedbuff"``: :func:`fedhive.strategy.fedbuff`."""
 
-    buffer_size: AtLeastOne = FedBuff.buffer_size
-    concurrency: AtLeastOne = FedBuff.concurrency
-    staleness_exponent: NonNegative = FedBuff.staleness_exponent
-    max_staleness: AtLeastZero = FedBuff.max_staleness
+    buffer_size: AtLeastOne = Buffered.buffer_size
+    concurrency: AtLeastOne = Buffered.concurrency
+    staleness_exponent: NonNegative = Buffered.staleness_exponent
+    max_staleness: AtLeastZero = Buffered.max_staleness
     factory: ClassVar[Any] = staticmethod(fedbuff)
 
     def _own(self) -> dict[str, Any]:
@@ -334,7 +336,7 @@ def build_strategy(
     *,
     path: str = "strategy",
     per_client: Mapping[str, ClientConfig] | None = None,
-) -> Strategy | FedBuff:
+) -> Algorithm:
     """Strategy ``name`` from its ``[strategy]`` keys ``table`` (without ``name``), for
     clients trained as ``client`` (and ``per_client``): :func:`parse_strategy`, then
     the section's factory; an empty table gives the factory's defaults."""
@@ -343,16 +345,17 @@ def build_strategy(
 
 
 def dispatch_loop(
-    strategy: Strategy | FedBuff,
+    strategy: Strategy,
     *,
     rounds: Callable[[Strategy], _T],
-    buffered: Callable[[FedBuff], _T],
+    buffered: Callable[[Algorithm], _T],
 ) -> _T:
-    """Hand ``strategy`` to the loop that runs it: FedBuff (asynchronous) to
-    ``buffered``, every other strategy to ``rounds`` (the synchronous round loop).
+    """Hand ``strategy`` to the loop that runs it: an algorithm on a buffered schedule
+    (FedBuff, asynchronous) to ``buffered``, every other strategy to ``rounds`` (the
+    synchronous round loop).
 
     The one place that decides it, for simulation, deployment and the run rules alike.
     """
-    if isinstance(strategy, FedBuff):
+    if isinstance(strategy, Algorithm) and isinstance(strategy.schedule, Buffered):
         return buffered(strategy)
     return rounds(strategy)

@@ -3,146 +3,107 @@
 Client drift on non-IID data is corrected with control variates: the server's ``c``
 travels with the model (auxiliary tensors ``@scaffold/<parameter>``), each client keeps
 its own ``c_i`` (see :mod:`fedhive.client.scaffold`) and returns ``dc_i`` with its
-update. The server steps the model with its base strategy (any aggregator and server
-optimizer: Alg. 1 line 16 is FedAvg with a server learning rate) and the variate with
-``c <- c + (|S|/N) * mean_{i in S} dc_i`` (line 17), where ``|S|/N`` is the sampled
-fraction ``fraction_fit`` (exact under full participation). ``c`` is a float64 vector in
-the strategy state (``scaffold.c``), so crash-resume restores it.
+update. :class:`ControlVariates` is an update transform: it splits each reply into the
+model update, which goes on down the chain (any aggregator and server optimizer: Alg. 1
+line 16 is FedAvg with a server learning rate), and ``dc_i``, which goes into a second
+fold of the same chain, each client weighing 1; then ``c <- c + (|S|/N) * mean dc_i``
+(line 17), where ``|S|/N`` is the sampled fraction ``fraction_fit`` (exact under full
+participation). ``c`` is its typed state (:class:`Control`, a float64 vector), so
+crash-resume restores it, and a ``c`` of another model's size is refused.
 
-Control variates cover the model's floating-point tensors. ``dc_i`` goes through the
-base aggregator's norm bound and rule like the model update, each client weighing 1 (the
-mean of line 17): a coordinate median of the ``dc_i`` under ``aggregator = "median"``,
-and so on. Under the mean (with or without ``max_update_norm``) the ``dc_i`` are summed
-as they arrive (O(model) memory); a robust rule holds them all, as it holds the updates.
+Control variates cover the model's floating-point tensors. ``dc_i`` goes through what
+follows in the chain like the model update: the norm bound and the rule (a coordinate
+median of the ``dc_i`` under ``aggregator = "median"``), and a later DP transform, which
+clips and noises the ``dc_i`` sum as a second release of the round. Under the mean (with
+or without ``max_update_norm``) the ``dc_i`` are summed as they arrive (O(model)
+memory); a robust rule holds them all, as it holds the updates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 
 from fedhive.core.messages import FitReply
+from fedhive.core.serde import RecordValue
 from fedhive.core.weights import SCAFFOLD_PREFIX, FloatVector, Layout, Weights
-from fedhive.errors import ConfigError
-from fedhive.strategy.aggregate import ExactWeightedSum
-from fedhive.strategy.base import StrategyState
-from fedhive.strategy.compose import Aggregator, WeightedMean
-from fedhive.strategy.robust import NormBound
-from fedhive.strategy.robust.norm_bound import clip_update
-from fedhive.strategy.wrapper import AroundFedAvg
-
-STATE_KEY = "scaffold.c"
+from fedhive.strategy.compose import Aggregate, Fold
+from fedhive.strategy.state import ComponentState, check_size, vector_field
+from fedhive.strategy.transform import Opener, Passthrough, RoundContext
 
 
-@dataclass(frozen=True, kw_only=True)
-class Scaffold(AroundFedAvg):
-    """SCAFFOLD around a base FedAvg (its sampling, aggregator and server optimizer)."""
+@dataclass(frozen=True)
+class Control(ComponentState):
+    """SCAFFOLD's server control variate ``c`` over the model's float parameters."""
 
-    def initial_state(self, weights: Weights) -> StrategyState:
-        """The base strategy's state and a zero server control variate."""
-        state = dict(self.base.initial_state(weights))
-        state[STATE_KEY] = np.zeros(_controlled(weights).total_size, dtype=np.float64)
-        return state
+    KIND: ClassVar[str] = "control_variate"
 
-    def broadcast(self, state: StrategyState, weights: Weights) -> Weights:
+    c: FloatVector
+
+    def fields(self) -> dict[str, RecordValue]:
+        """``c``."""
+        return {"c": self.c}
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, RecordValue]) -> Control:
+        """``c``, a float vector."""
+        return cls(vector_field(fields, "c", cls.KIND))
+
+
+@dataclass(frozen=True)
+class ControlVariates(Passthrough):
+    """SCAFFOLD's control variates, as an update transform (see the module docs)."""
+
+    STATE: ClassVar[type[Control]] = Control
+    fanout: ClassVar[int] = 2
+
+    def init(self, weights: Weights) -> Control:
+        """A zero server control variate."""
+        return Control(np.zeros(controlled(weights).total_size, dtype=np.float64))
+
+    def check(self, state: Control, weights: Weights) -> None:
+        """Refuse a ``c`` of another model's size.
+
+        Raises:
+            StateError: ``c`` does not hold one value per floating-point parameter.
+        """
+        check_size(state.c, controlled(weights).total_size, "SCAFFOLD's control variate c")
+
+    def broadcast(self, state: Control, weights: Weights) -> Weights:
         """The model followed by ``c`` (in each parameter's dtype), ``@scaffold/<name>``."""
-        layout = _controlled(weights)
-        control = layout.unflatten(_control(state, layout))
+        self.check(state, weights)
+        control = controlled(weights).unflatten(state.c)
         return weights.join({SCAFFOLD_PREFIX + name: value for name, value in control.items()})
 
-    def aggregate_fit(
-        self,
-        state: StrategyState,
-        round: int,
-        weights: Weights,
-        replies: Iterable[FitReply],
-    ) -> tuple[StrategyState, Weights, dict[str, float]]:
-        """Step the model with the base strategy and ``c`` with the mean ``dc_i``."""
-        layout = _controlled(weights)
-        changes = _Changes(self.base.aggregator, layout)
-        model_replies = _split_replies(replies, layout, changes)
-        new_state, new_weights, metrics = self.base.aggregate_fit(
-            state, round, weights, model_replies
-        )
-        for _ in model_replies:  # the base may stop early: count every dc_i
-            pass
-        control = _control(state, layout)
-        step = changes.aggregate()
-        if step is not None:
-            control = control + self.base.fraction_fit * step
-        return {**new_state, STATE_KEY: control}, new_weights, metrics
+    def open(
+        self, state: Control, context: RoundContext, layout: Layout, inner: Opener, index: int
+    ) -> _ControlFold:
+        """Split each reply: the model update into one inner fold, ``dc_i`` another."""
+        self.check(state, context.weights)
+        return _ControlFold(state, context, inner)
+
+    def settle(self, state: Control, folds: Sequence[_ControlFold]) -> Control:
+        """``c`` moved by the round's mean ``dc`` (unchanged when no client sent one)."""
+        for fold in folds:
+            state = fold.moved(state)
+        return state
 
 
-class _Changes:
-    """The clients' ``dc_i``, each weighing 1, through the base aggregator's norm bounds
-    and rule: summed on arrival under the mean, held for a robust rule."""
-
-    def __init__(self, aggregator: Aggregator, layout: Layout) -> None:
-        self.aggregator, self.layout = aggregator, layout
-        self.bounds = _streaming_bounds(aggregator)
-        self.sum = ExactWeightedSum(layout.total_size)
-        self.held: list[FitReply] = []
+class _ControlFold:
+    def __init__(self, state: Control, context: RoundContext, inner: Opener) -> None:
+        self.layout = controlled(context.weights)
+        self.fraction = context.fraction_fit
+        self.model: Fold = inner(context.weights.layout())
+        self.changes: Fold = inner(self.layout)
+        self.step: FloatVector | None = None
 
     def add(self, reply: FitReply) -> None:
-        """Take one client's ``dc_i`` (``reply.update`` in the controlled layout)."""
-        if self.bounds is None:
-            self.held.append(reply)
-            return
-        dc = reply.update
-        for max_norm in self.bounds:
-            clipped = clip_update(self.layout, dc, max_norm)
-            dc = dc if clipped is None else clipped
-        self.sum.add(self.layout.flatten(dc), 1)
-
-    def aggregate(self) -> FloatVector | None:
-        """The aggregated ``dc`` (None: no client sent one)."""
-        if self.bounds is not None:
-            return self.sum.total() / self.sum.count if self.sum.count else None
-        return self.aggregator(self.layout, self.held).update
-
-
-def _streaming_bounds(aggregator: Aggregator) -> Sequence[float] | None:
-    """The norm bounds, outermost first, around a mean; None for a rule that holds all."""
-    if isinstance(aggregator, WeightedMean):
-        return ()
-    if isinstance(aggregator, NormBound):
-        inner = _streaming_bounds(aggregator.inner)
-        return None if inner is None else (aggregator.max_norm, *inner)
-    return None
-
-
-def _controlled(weights: Weights) -> Layout:
-    """The layout of the tensors that get control variates: the floating-point ones."""
-    return Weights({k: v for k, v in weights.items() if v.dtype.kind == "f"}).layout()
-
-
-def _control(state: StrategyState, layout: Layout) -> FloatVector:
-    """The server variate ``c`` from ``state``.
-
-    Raises:
-        ConfigError: the state holds no variate of the model's size (e.g. a resumed run
-            whose model changed): never silently restarted from zero.
-    """
-    value = state.get(STATE_KEY)
-    if not isinstance(value, np.ndarray) or value.shape != (layout.total_size,):
-        shape = value.shape if isinstance(value, np.ndarray) else type(value).__name__
-        raise ConfigError(
-            f"strategy state: {STATE_KEY} must be a vector of {layout.total_size} values "
-            f"(the model's floating-point parameters), got {shape}"
-        )
-    return value.astype(np.float64, copy=False)
-
-
-def _split_replies(
-    replies: Iterable[FitReply], layout: Layout, changes: _Changes
-) -> Iterator[FitReply]:
-    """Each reply with its model update only; its ``dc_i`` goes into ``changes``."""
-    for reply in replies:
         model, aux = reply.update.split_aux()
-        dc = Weights({name: aux[SCAFFOLD_PREFIX + name] for name in layout.names})
-        changes.add(
+        dc = Weights({name: aux[SCAFFOLD_PREFIX + name] for name in self.layout.names})
+        self.changes.add(
             FitReply(
                 client_id=reply.client_id,
                 round=reply.round,
@@ -151,11 +112,19 @@ def _split_replies(
                 num_examples=1,
             )
         )
-        yield FitReply(
-            client_id=reply.client_id,
-            round=reply.round,
-            version=reply.version,
-            update=model,
-            num_examples=reply.num_examples,
-            metrics=reply.metrics,
-        )
+        self.model.add(replace(reply, update=model))
+
+    def close(self) -> Aggregate:
+        result = self.model.close()
+        self.step = self.changes.close().update
+        return result
+
+    def moved(self, state: Control) -> Control:
+        if self.step is None:
+            return state
+        return Control(state.c + self.fraction * self.step)
+
+
+def controlled(weights: Weights) -> Layout:
+    """The layout of the tensors that get control variates: the floating-point ones."""
+    return Weights({k: v for k, v in weights.items() if v.dtype.kind == "f"}).layout()

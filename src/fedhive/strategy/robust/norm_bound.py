@@ -15,7 +15,7 @@ from fedhive.core.config import check_real
 from fedhive.core.messages import FitReply
 from fedhive.core.weights import Array, Layout, Weights
 from fedhive.errors import ConfigError
-from fedhive.strategy.compose import Aggregate, Aggregator
+from fedhive.strategy.compose import Aggregate, Aggregator, Fold, fold_of
 from fedhive.strategy.robust.stack import FloatArray
 
 
@@ -78,7 +78,23 @@ class NormBound:
         """Aggregate the clipped replies with ``inner``."""
         return self.inner(layout, self._clipped(layout, replies))
 
+    def fold(self, layout: Layout) -> Fold:
+        """A fold that clips each reply on arrival into ``inner``'s fold."""
+        return _ClippingFold(self.max_norm, layout, fold_of(self.inner, layout))
+
     def _clipped(self, layout: Layout, replies: Iterable[FitReply]) -> Iterator[FitReply]:
         for reply in replies:
             clipped = clip_update(layout, reply.update, self.max_norm)
             yield reply if clipped is None else replace(reply, update=clipped)
+
+
+class _ClippingFold:
+    def __init__(self, max_norm: float, layout: Layout, inner: Fold) -> None:
+        self.max_norm, self.layout, self.inner = max_norm, layout, inner
+
+    def add(self, reply: FitReply) -> None:
+        clipped = clip_update(self.layout, reply.update, self.max_norm)
+        self.inner.add(reply if clipped is None else replace(reply, update=clipped))
+
+    def close(self) -> Aggregate:
+        return self.inner.close()

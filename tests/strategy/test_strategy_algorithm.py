@@ -15,11 +15,14 @@ from hypothesis.extra import numpy as hnp
 from fedhive.core.messages import ClientConfig, EvaluateReply, FitReply
 from fedhive.core.weights import Weights
 from fedhive.errors import ConfigError, NotEnoughClientsError
+from fedhive.strategy.algorithm import Algorithm
 from fedhive.strategy.base import Instruction
-from fedhive.strategy.fedavg import FedAvg
 from fedhive.strategy.registry import StrategyName, build_strategy
+from fedhive.strategy.state import Stateless, StrategyState
 
 SHAPES = {"w": (3, 2), "b": (2,)}
+STATE = StrategyState((Stateless(), Stateless()))
+"""FedAvg's state: server SGD's and the synchronous schedule's, both stateless."""
 
 
 def global_model() -> Weights:
@@ -65,8 +68,8 @@ def test_rate_one_gives_the_weighted_mean_of_client_models(
 ) -> None:
     base = global_model()
     replies = [reply(f"c{i}", delta(m, base), n) for i, (m, n) in enumerate(models)]
-    state, new, _ = FedAvg().aggregate_fit({}, 1, base, iter(replies))
-    assert state == {}
+    state, new, _ = Algorithm().aggregate_fit(STATE, 1, base, iter(replies))
+    assert state == STATE
     assert list(new) == list(base)
     total = sum(n for _, n in models)
     for name in base:
@@ -106,7 +109,7 @@ def test_float64_model_step_matches_batch_weighted_mean(
         reply(f"c{i}", Weights({k: v.astype(np.float64) for k, v in m.items()}), n)
         for i, (m, n) in enumerate(models)
     ]
-    _, new, _ = FedAvg().aggregate_fit({}, 1, base, replies)
+    _, new, _ = Algorithm().aggregate_fit(STATE, 1, base, replies)
     for name in base:
         updates = np.stack([r.update[name] for r in replies])
         batch = base[name] + np.average(updates, axis=0, weights=[n for _, n in models])
@@ -121,7 +124,7 @@ def test_weighted_mean_small_exact_case() -> None:
         reply("a", Weights({"x": models[0] - base["x"]}), 1),
         reply("b", Weights({"x": models[1] - base["x"]}), 3),
     ]
-    _, new, _ = FedAvg().aggregate_fit({}, 1, base, replies)
+    _, new, _ = Algorithm().aggregate_fit(STATE, 1, base, replies)
     np.testing.assert_array_equal(new["x"], [3.5, 6.0])  # (2 + 3*4)/4, (0 + 3*8)/4
 
 
@@ -131,8 +134,8 @@ def test_server_learning_rate_half_halves_the_step() -> None:
         reply("a", Weights({"x": np.array([0.3, 1.25, -4.0])}), 7),
         reply("b", Weights({"x": np.array([-0.1, 0.75, 2.0])}), 5),
     ]
-    _, full, _ = FedAvg().aggregate_fit({}, 1, base, replies)
-    _, half, _ = FedAvg(server_learning_rate=0.5).aggregate_fit({}, 1, base, replies)
+    _, full, _ = Algorithm().aggregate_fit(STATE, 1, base, replies)
+    _, half, _ = Algorithm(server_learning_rate=0.5).aggregate_fit(STATE, 1, base, replies)
     full_step = full["x"] - base["x"]
     half_step = half["x"] - base["x"]
     np.testing.assert_allclose(half_step, 0.5 * full_step, rtol=0, atol=1e-12)
@@ -150,7 +153,7 @@ def test_integer_tensors_get_the_rounded_mean_step() -> None:
         reply("a", Weights({"steps": np.array([1, 3], np.int64)}), 1),
         reply("b", Weights({"steps": np.array([4, 3], np.int64)}), 2),
     ]
-    _, new, _ = FedAvg().aggregate_fit({}, 1, base, replies)
+    _, new, _ = Algorithm().aggregate_fit(STATE, 1, base, replies)
     assert new["steps"].dtype == np.int64
     np.testing.assert_array_equal(new["steps"], [13, 3])
 
@@ -165,8 +168,8 @@ def test_result_is_bit_identical_under_any_arrival_order(
         reply(f"c{i}", delta(m, base), n, {"acc": float(i) / 7}) for i, (m, n) in enumerate(models)
     ]
     shuffled = data.draw(st.permutations(replies))
-    _, first, metrics_first = FedAvg().aggregate_fit({}, 1, base, replies)
-    _, second, metrics_second = FedAvg().aggregate_fit({}, 1, base, shuffled)
+    _, first, metrics_first = Algorithm().aggregate_fit(STATE, 1, base, replies)
+    _, second, metrics_second = Algorithm().aggregate_fit(STATE, 1, base, shuffled)
     for name in base:
         assert first[name].tobytes() == second[name].tobytes()
     assert metrics_first == metrics_second
@@ -176,16 +179,16 @@ def test_fit_metrics_are_example_weighted() -> None:
     base = global_model()
     zero = Weights({k: np.zeros_like(v) for k, v in base.items()})
     replies = [reply("a", zero, 10, {"acc": 0.5}), reply("b", zero, 30, {"acc": 0.9, "x": 1})]
-    _, _, metrics = FedAvg().aggregate_fit({}, 1, base, replies)
+    _, _, metrics = Algorithm().aggregate_fit(STATE, 1, base, replies)
     assert metrics == {"acc": pytest.approx(0.8, abs=1e-15), "x": 1.0}
 
 
 def test_too_few_replies_raise_with_round_and_stage() -> None:
     base = global_model()
     zero = Weights({k: np.zeros_like(v) for k, v in base.items()})
-    strategy = FedAvg(min_fit_clients=3)
+    strategy = Algorithm(min_fit_clients=3)
     with pytest.raises(NotEnoughClientsError) as info:
-        strategy.aggregate_fit({}, 4, base, [reply("a", zero, 1), reply("b", zero, 1)])
+        strategy.aggregate_fit(STATE, 4, base, [reply("a", zero, 1), reply("b", zero, 1)])
     assert info.value.round == 4
     assert info.value.stage == "aggregate"
     assert "2 clients succeeded, min_fit_clients is 3" in str(info.value)
@@ -193,17 +196,17 @@ def test_too_few_replies_raise_with_round_and_stage() -> None:
 
 def test_no_replies_raise() -> None:
     with pytest.raises(NotEnoughClientsError):
-        FedAvg().aggregate_fit({}, 1, global_model(), [])
+        Algorithm().aggregate_fit(STATE, 1, global_model(), [])
 
 
 def test_zero_total_examples_keeps_the_weights() -> None:
     base = global_model()
     big = Weights({k: np.full_like(v, 50.0) for k, v in base.items()})
-    state = {"kept": 1}
-    out_state, new, metrics = FedAvg().aggregate_fit(
+    state = StrategyState((Stateless(), Stateless()))
+    out_state, new, metrics = Algorithm().aggregate_fit(
         state, 1, base, [reply("a", big, 0, {"acc": 1.0}), reply("b", big, 0)]
     )
-    assert out_state is state
+    assert out_state == state
     for name in base:
         np.testing.assert_array_equal(new[name], base[name])
     assert metrics == {}
@@ -219,7 +222,7 @@ def test_replies_are_streamed_once() -> None:
             seen.append(cid)
             yield reply(cid, zero, 1)
 
-    FedAvg(min_fit_clients=3).aggregate_fit({}, 1, base, stream())
+    Algorithm(min_fit_clients=3).aggregate_fit(STATE, 1, base, stream())
     assert seen == ["a", "b", "c"]
 
 
@@ -232,27 +235,27 @@ def ids(n: int) -> list[str]:
 
 def test_configure_fit_samples_and_hands_out_the_client_config() -> None:
     config = ClientConfig(local_epochs=3, learning_rate=0.5)
-    strategy = FedAvg(fraction_fit=0.25, client_config=config)
-    chosen = strategy.configure_fit({}, 1, global_model(), ids(20), np.random.default_rng(3))
+    strategy = Algorithm(fraction_fit=0.25, client_config=config)
+    chosen = strategy.configure_fit(STATE, 1, global_model(), ids(20), np.random.default_rng(3))
     assert len(chosen) == 5
     assert all(isinstance(i, Instruction) and i.config == config for i in chosen)
     names = [i.client_id for i in chosen]
     assert names == sorted(set(names))
-    again = strategy.configure_fit({}, 1, global_model(), ids(20), np.random.default_rng(3))
+    again = strategy.configure_fit(STATE, 1, global_model(), ids(20), np.random.default_rng(3))
     assert again == chosen
 
 
 def test_configure_fit_needs_min_available_clients() -> None:
-    strategy = FedAvg(min_available_clients=5)
+    strategy = Algorithm(min_available_clients=5)
     with pytest.raises(NotEnoughClientsError):
-        strategy.configure_fit({}, 1, global_model(), ids(4), np.random.default_rng(0))
+        strategy.configure_fit(STATE, 1, global_model(), ids(4), np.random.default_rng(0))
 
 
 def test_configure_evaluate_is_empty_when_fraction_is_zero() -> None:
     rng = np.random.default_rng(0)
-    assert FedAvg().configure_evaluate({}, 1, global_model(), ids(10), rng) == []
-    chosen = FedAvg(fraction_evaluate=0.5, min_evaluate_clients=7).configure_evaluate(
-        {}, 1, global_model(), ids(10), rng
+    assert Algorithm().configure_evaluate(STATE, 1, global_model(), ids(10), rng) == []
+    chosen = Algorithm(fraction_evaluate=0.5, min_evaluate_clients=7).configure_evaluate(
+        STATE, 1, global_model(), ids(10), rng
     )
     assert len(chosen) == 7
 
@@ -262,8 +265,8 @@ def test_aggregate_evaluate_weights_loss_and_metrics_by_examples() -> None:
         EvaluateReply(client_id="a", round=2, loss=1.0, num_examples=1, metrics={"acc": 0.0}),
         EvaluateReply(client_id="b", round=2, loss=3.0, num_examples=3, metrics={"acc": 1.0}),
     ]
-    state, metrics = FedAvg().aggregate_evaluate({}, 2, replies)
-    assert state == {}
+    state, metrics = Algorithm().aggregate_evaluate(STATE, 2, replies)
+    assert state == STATE
     assert metrics == {"acc": 0.75, "loss": 2.5}
 
 
@@ -289,17 +292,17 @@ def test_aggregate_evaluate_weights_loss_and_metrics_by_examples() -> None:
 )
 def test_bad_config_is_refused_naming_the_field(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError, match=rf"^{field}: must be"):
-        FedAvg(**kwargs)  # type: ignore[arg-type]
+        Algorithm(**kwargs)  # type: ignore[arg-type]
 
 
 def test_fraction_fit_error_message() -> None:
     with pytest.raises(ValueError, match=r"^fraction_fit: must be in \(0, 1\], got 1.5$"):
-        FedAvg(fraction_fit=1.5)
+        Algorithm(fraction_fit=1.5)
 
 
 def test_boundary_values_are_accepted() -> None:
-    FedAvg(fraction_fit=1.0, fraction_evaluate=0.0)
-    FedAvg(fraction_fit=1e-9, fraction_evaluate=1.0, server_learning_rate=1e-9)
+    Algorithm(fraction_fit=1.0, fraction_evaluate=0.0)
+    Algorithm(fraction_fit=1e-9, fraction_evaluate=1.0, server_learning_rate=1e-9)
 
 
 # --- registry ---------------------------------------------------------------------------
@@ -310,7 +313,7 @@ def test_build_strategy_uses_the_table_and_the_client_config() -> None:
     strategy = build_strategy(
         StrategyName.FEDAVG, {"fraction_fit": 0.5, "min_fit_clients": 2}, client, path="strategy"
     )
-    assert strategy == FedAvg(fraction_fit=0.5, min_fit_clients=2, client_config=client)
+    assert strategy == Algorithm(fraction_fit=0.5, min_fit_clients=2, client_config=client)
 
 
 def test_build_strategy_rejects_client_config_in_the_table() -> None:
