@@ -8,6 +8,7 @@ inherit the builtin exception that fits, so ``except ValueError`` keeps working:
     │   └── StateError                      a strategy state does not fit its algorithm
     ├── MissingDependencyError(ImportError) an optional extra is not installed
     ├── SerializationError(ValueError)     bytes that do not decode to what they claim
+    │   └── CodecError                      a compressed update's payload is refused
     ├── ValidationError(ValueError)        a value does not match its reference
     │   ├── NameMismatchError               tensor names differ from the model's
     │   ├── ShapeMismatchError              a tensor's shape differs
@@ -34,6 +35,7 @@ __all__ = [
     "AggregateCheckError",
     "AggregationError",
     "ClientError",
+    "CodecError",
     "ConfigError",
     "DTypeMismatchError",
     "FedhiveError",
@@ -100,6 +102,13 @@ class MissingDependencyError(FedhiveError, ImportError):
 
 class SerializationError(FedhiveError, ValueError):
     """Bytes that do not decode to the structure they claim to hold."""
+
+
+class CodecError(SerializationError):
+    """A compressed update (:mod:`fedhive.compression`) that cannot be decoded: an
+    unknown codec or format version, corrupted or truncated bytes, a header made for
+    another model layout, out-of-range indices, non-finite values, or a zstd body that
+    would decompress beyond what the layout allows."""
 
 
 class ValidationError(FedhiveError, ValueError):

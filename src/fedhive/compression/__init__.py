@@ -1,0 +1,36 @@
+"""Update compression (the codec library): quantize, sparsify and zstd a client update.
+
+What exists (the first part of issue 14; wiring into configs, the client pipeline, the
+engines and bandwidth accounting comes next):
+
+* specs (:mod:`~fedhive.compression.specs`): :class:`StochasticQuantization` (8 or 4
+  bits, per tensor or per block; QSGD's unbiased min-max rounding), :class:`TopK` and
+  :class:`RandomK` sparsification, :class:`Zstd`, composed by :class:`Pipeline` (at most
+  one lossy stage, then optionally zstd);
+* :func:`encode` and :func:`decode` (:mod:`~fedhive.compression.codec`), pure functions:
+  ``encode(update, pipeline, rng=..., residual=...)`` gives an :class:`Encoded` (the
+  payload and the new error-feedback residual), ``decode(payload, layout)`` the weights;
+* the payload frame (:mod:`~fedhive.compression.wire`): magic, format version, the
+  pipeline spec, a digest of the layout it was made for, the body, and a SHA-256 of it
+  all. Decoding untrusted bytes raises :class:`~fedhive.errors.CodecError` and nothing
+  else: for an unknown codec, corruption, truncation, another layout, out-of-range
+  indices, non-finite values or a zstd bomb.
+
+Only float tensors are compressed; integer and boolean tensors travel exactly.
+"""
+
+from __future__ import annotations
+
+from fedhive.compression.codec import Encoded, decode, encode
+from fedhive.compression.specs import Pipeline, RandomK, StochasticQuantization, TopK, Zstd
+
+__all__ = [
+    "Encoded",
+    "Pipeline",
+    "RandomK",
+    "StochasticQuantization",
+    "TopK",
+    "Zstd",
+    "decode",
+    "encode",
+]
