@@ -55,6 +55,16 @@ PUBLIC = {
         "weights_from_bytes",
         "weights_to_bytes",
     ],
+    "fedhive.compression": [
+        "Encoded",
+        "Pipeline",
+        "RandomK",
+        "StochasticQuantization",
+        "TopK",
+        "Zstd",
+        "decode",
+        "encode",
+    ],
     "fedhive.core.extensions": [
         "TABLES",
         "ClipAndNoise",

@@ -8,8 +8,10 @@ a value ``x`` has position ``t = (x - lo) / s`` in ``[0, L]`` and is sent as the
 one step ``s`` away from it. A constant block (``hi == lo``) decodes exactly.
 
 ``lo`` and ``hi`` travel as float32, rounded outward (down and up) so that the block
-still lies within them; the codes are one byte each (8 bits) or two to a byte (4 bits,
-low nibble first, a zero nibble padding an odd count). Body: all ``lo``, all ``hi``,
+still lies within them (for a float64 tensor the step is then that of the rounded bounds:
+wider by at most one float32 ulp of each, or its smallest subnormal); the codes are one
+byte each (8 bits) or two to a byte (4 bits, low nibble first, a zero nibble padding an
+odd count). Body: all ``lo``, all ``hi``,
 then the codes.
 """
 

@@ -1,0 +1,83 @@
+"""Codec specs: validated on construction, and read back from a header strictly."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedhive.compression.specs import (
+    Pipeline,
+    RandomK,
+    StochasticQuantization,
+    TopK,
+    Zstd,
+)
+from fedhive.errors import CodecError, ConfigError
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: StochasticQuantization(bits=2),
+        lambda: StochasticQuantization(bits=8.0),  # type: ignore[arg-type]
+        lambda: StochasticQuantization(bits=True),  # type: ignore[arg-type]
+        lambda: StochasticQuantization(block_size=0),
+        lambda: StochasticQuantization(block_size=True),  # type: ignore[arg-type]
+        lambda: TopK(0.0),
+        lambda: TopK(1.5),
+        lambda: TopK(float("nan")),
+        lambda: TopK(True),
+        lambda: RandomK(-0.1),
+        lambda: RandomK(0.1, error_feedback=1),  # type: ignore[arg-type]
+        lambda: Zstd(0),
+        lambda: Zstd(23),
+        lambda: Pipeline((TopK(0.1), StochasticQuantization())),
+        lambda: Pipeline((Zstd(), TopK(0.1))),
+        lambda: Pipeline((Zstd(), Zstd())),
+        lambda: Pipeline(("zstd",)),  # type: ignore[arg-type]
+        lambda: Pipeline([Zstd()]),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_values_are_config_errors(build: object) -> None:
+    with pytest.raises(ConfigError):
+        build()  # type: ignore[operator]
+
+
+def test_error_feedback_only_for_the_biased_sparsifiers() -> None:
+    assert Pipeline((TopK(0.01), Zstd())).error_feedback
+    assert Pipeline((RandomK(0.1, error_feedback=True),)).error_feedback
+    assert not Pipeline((RandomK(0.1),)).error_feedback
+    assert not Pipeline((StochasticQuantization(4, 64), Zstd())).error_feedback
+    assert not Pipeline((Zstd(),)).error_feedback
+    assert not Pipeline().error_feedback
+
+
+@pytest.mark.parametrize(
+    "pipeline",
+    [
+        Pipeline(),
+        Pipeline((Zstd(9),)),
+        Pipeline((StochasticQuantization(4, 32), Zstd(1))),
+        Pipeline((TopK(0.013),)),
+        Pipeline((RandomK(0.25, error_feedback=True), Zstd())),
+    ],
+)
+def test_json_round_trip(pipeline: Pipeline) -> None:
+    assert Pipeline.from_json(pipeline.to_json()) == pipeline
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"codec": "zstd"},
+        [{"codec": "lz4"}],
+        [{"level": 3}],
+        ["zstd"],
+        [{"codec": "zstd", "level": 3, "extra": 1}],
+        [{"codec": "topk"}],
+        [{"codec": "quantize", "bits": 3, "block_size": None}],
+        [{"codec": "zstd", "level": 3}, {"codec": "topk", "fraction": 0.1}],
+    ],
+)
+def test_unknown_or_invalid_header_specs_are_codec_errors(value: object) -> None:
+    with pytest.raises(CodecError):
+        Pipeline.from_json(value)
