@@ -60,7 +60,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(strategy: dict[str, Any], rounds: int, setup: dict[str, Any], seed: int) -> dict[str, Any]:
     """One simulation: its accuracy and simulated clock after every round/version."""
-    from fedhive.simulation.config import parse_config
+    from fedhive.config import parse_config
     from fedhive.simulation.engine import simulate
 
     config = parse_config(

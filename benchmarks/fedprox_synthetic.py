@@ -42,7 +42,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 def curve(setting: dict[str, Any], rounds: int) -> list[float]:
     """Global training loss after each round."""
-    from fedhive.simulation.config import parse_config
+    from fedhive.config import parse_config
     from fedhive.simulation.engine import simulate
 
     config = parse_config(

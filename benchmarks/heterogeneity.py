@@ -33,7 +33,7 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 
 def curve(strategy: dict[str, Any], rounds: int) -> list[float]:
     """Centralised accuracy after each round."""
-    from fedhive.simulation.config import parse_config
+    from fedhive.config import parse_config
     from fedhive.simulation.engine import simulate
 
     config = parse_config(

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fedhive.config import parse_config
 from fedhive.core._compat import tomllib
-from fedhive.simulation.config import parse_config
 from fedhive.simulation.engine import simulate
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "digits-mlp"

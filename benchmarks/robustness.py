@@ -35,7 +35,7 @@ FRACTIONS = (0.0, 0.1, 0.2, 0.3)
 
 def run(rule: dict[str, Any], attack: dict[str, Any], fraction: float, args: Any) -> float:
     """Final centralised accuracy of one configuration."""
-    from fedhive.simulation.config import parse_config
+    from fedhive.config import parse_config
     from fedhive.simulation.engine import simulate
 
     data: dict[str, Any] = {

@@ -38,7 +38,7 @@ SEED = 0
 
 def fedhive_run(w: dict[str, Any], backend: str) -> tuple[float, float]:
     """Time one fedhive simulation of workload ``w``; return (seconds, accuracy)."""
-    from fedhive.simulation.config import parse_config
+    from fedhive.config import parse_config
     from fedhive.simulation.engine import simulate
 
     config = parse_config(

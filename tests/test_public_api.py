@@ -74,8 +74,6 @@ PUBLIC = {
         "Proximal",
         "SecAggWeighting",
         "Weighting",
-        "from_tables",
-        "to_tables",
     ],
     "fedhive.client": [
         "Client",
@@ -195,13 +193,11 @@ PUBLIC = {
         "update_noise_multiplier",
         "would_exceed",
     ],
+    "fedhive.config": ["Document", "RunConfig", "load_config", "parse_config"],
     "fedhive.simulation": [
         "AppContext",
         "AppSpec",
         "SimulationApp",
-        "SimulationConfig",
-        "load_config",
-        "parse_config",
         "run_simulation",
         "simulate",
     ],

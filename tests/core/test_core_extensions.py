@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hypothesis import given
 
-from extension_strategies import extensions
 from fedhive.core.extensions import (
     TABLES,
     ClipAndNoise,
@@ -20,8 +17,6 @@ from fedhive.core.extensions import (
     Proximal,
     SecAggWeighting,
     Weighting,
-    from_tables,
-    to_tables,
 )
 from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
@@ -95,17 +90,3 @@ def test_an_invalid_instruction_cannot_be_built(case: tuple[Any, dict[str, Any],
 
 def test_every_instruction_type_has_a_table_name() -> None:
     assert set(TABLES.values()) == set(Extension.__subclasses__()) - {Homemade}
-
-
-@given(extensions())
-def test_tables_round_trip_through_json(values: tuple[Extension, ...]) -> None:
-    config = ClientConfig(extensions=values)
-    data = json.loads(json.dumps(to_tables(config.extensions), allow_nan=False))
-    assert ClientConfig(extensions=from_tables(data, "extensions")) == config
-
-
-def test_a_table_name_that_is_not_allowed_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"client\.proximal: unknown key; allowed: dpsgd"):
-        from_tables({"proximal": {"mu": 1.0}}, "client", allowed=["dpsgd"])
-    with pytest.raises(ConfigError, match=r"x\.dpsgd\.max_grad_norm: missing required key"):
-        from_tables({"dpsgd": {"noise_multiplier": 1.0}}, "x")

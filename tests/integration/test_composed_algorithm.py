@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from test_deployment import CLIENTS, free_port, start_client, start_server, stop_all, write_config
 
+from fedhive.config import parse_config
 from fedhive.core._compat import tomllib
 from fedhive.core.messages import ClientConfig
 from fedhive.pki.provision import provision
 from fedhive.privacy import GaussianEvent, epsilon
-from fedhive.simulation.config import parse_config
 from fedhive.simulation.engine import run_simulation, simulate
 from fedhive.strategy import Control, DifferentialPrivacy, scaffold
 from fedhive.strategy.robust import TrimmedMean

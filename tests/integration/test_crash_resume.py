@@ -15,9 +15,9 @@ import pytest
 from test_deployment import free_port, start_client, start_server, stop_all, write_config
 
 from fedhive.cli.main import main
+from fedhive.config import parse_config
 from fedhive.core._compat import tomllib
 from fedhive.pki.provision import provision
-from fedhive.simulation.config import parse_config
 from fedhive.simulation.engine import simulate
 
 CLIENTS = [f"client-{i:04d}" for i in range(3)]

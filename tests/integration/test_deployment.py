@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from fedhive.config import parse_config
 from fedhive.core._compat import tomllib
 from fedhive.pki.provision import provision
-from fedhive.simulation.config import parse_config
 from fedhive.simulation.engine import simulate
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits-mlp"

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from fedhive.config import parse_config
 from fedhive.core._compat import tomllib
 from fedhive.server.run import RunResult
-from fedhive.simulation.config import parse_config
 from fedhive.simulation.engine import simulate
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

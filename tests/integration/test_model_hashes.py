@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 
 from conftest import PINNED_KERNELS
+from fedhive.config import parse_config
 from fedhive.core._compat import tomllib
 from fedhive.core.extensions import Weighting
 from fedhive.core.messages import ClientConfig
 from fedhive.server.secure import SecureAggregation
-from fedhive.simulation.config import parse_config
 from fedhive.simulation.engine import run_simulation, simulate
 from fedhive.strategy import StrategyName, build_strategy
 from fedhive.strategy.privacy_section import PrivacySection

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fedhive.config import parse_config
 from fedhive.deployment import server_transport
 from fedhive.server.settings import ServerSection
-from fedhive.simulation.config import parse_config
 from fedhive.transport.grpc.limits import PeerLimits
 from fedhive.transport.grpc.server import GrpcServerTransport
 

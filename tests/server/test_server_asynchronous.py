@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import lstsq_app
+from fedhive.config.simulated import DeviceDistribution, DevicesSection
 from fedhive.core.messages import ClientConfig, FitReply, FitTask
 from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
@@ -18,7 +19,7 @@ from fedhive.server.history import RoundRecord
 from fedhive.server.verify import ReplyPolicy
 from fedhive.simulation.backends.local import LocalBackend
 from fedhive.simulation.clock import VirtualClockRunner
-from fedhive.simulation.devices import DeviceDistribution, DeviceModel, DevicesSection
+from fedhive.simulation.devices import DeviceModel
 from fedhive.strategy import BufferState, StrategyState, fedbuff
 
 MODEL = Weights({"w": np.zeros(2)})

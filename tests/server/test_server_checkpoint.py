@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from test_server_asynchronous import ScriptedRunner
 
+from fedhive.config.secagg import SimulatedDropout
 from fedhive.core.serde import model_version
 from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
@@ -26,7 +27,7 @@ from fedhive.server.run import EvaluateFn
 from fedhive.server.secure import SecureAggregation
 from fedhive.server.store import StateStore, verify_state
 from fedhive.simulation.backends.local import LocalBackend
-from fedhive.simulation.secure import SecAggDevices, SimulatedDropout
+from fedhive.simulation.secure import SecAggDevices
 from fedhive.strategy import (
     Algorithm,
     BufferState,

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from fedhive import run_simulation
+from fedhive.config import parse_config
 from fedhive.core.extensions import Weighting
 from fedhive.core.messages import ClientConfig
 from fedhive.deployment import DeployedServer, Deployment, ServerApp
 from fedhive.errors import ConfigError
 from fedhive.server.rules import check_run
 from fedhive.server.secure import SecureAggregation
-from fedhive.simulation.config import parse_config
 from fedhive.strategy import Algorithm
 from fedhive.strategy.compose import WeightedMean
 from fedhive.strategy.fedbuff import Buffered

@@ -16,6 +16,8 @@ from torch.utils.data import TensorDataset  # noqa: E402
 from fedhive.client.app import ClientApp  # noqa: E402
 from fedhive.client.base import Client, Context  # noqa: E402
 from fedhive.client.torch import TorchClient, load_into_module  # noqa: E402
+from fedhive.config import RunConfig, parse_config  # noqa: E402
+from fedhive.config.simulated import AttackKind, AttackSection  # noqa: E402
 from fedhive.core import ClientConfig, EvaluateResult, FitResult, Weights, run_stream  # noqa: E402
 from fedhive.core._compat import tomllib  # noqa: E402
 from fedhive.errors import ConfigError  # noqa: E402
@@ -24,14 +26,12 @@ from fedhive.server.run import RunResult  # noqa: E402
 from fedhive.simulation import attacks  # noqa: E402
 from fedhive.simulation.app import SimulationApp, load_callable  # noqa: E402
 from fedhive.simulation.attacks import (  # noqa: E402
-    AttackKind,
     attack_client,
     backdoor_test_set,
     malicious_ids,
     poison_data,
     with_attack,
 )
-from fedhive.simulation.config import AttackSection, SimulationConfig, parse_config  # noqa: E402
 from fedhive.simulation.datasets import load_digits  # noqa: E402
 from fedhive.simulation.engine import simulate  # noqa: E402
 
@@ -299,7 +299,7 @@ def test_spawned_workers_cannot_carry_an_attack(tmp_path: Path) -> None:
 # --- end to end on digits-mlp ------------------------------------------------------
 
 
-def digits_config(attack: dict[str, Any] | None = None, **sections: Any) -> SimulationConfig:
+def digits_config(attack: dict[str, Any] | None = None, **sections: Any) -> RunConfig:
     data = tomllib.loads((DIGITS / "config.toml").read_text())
     data["run"].update(rounds=5, seed=0)
     # Near-IID shards: the median's guarantee assumes honest updates alike (Yin et al. 2018).

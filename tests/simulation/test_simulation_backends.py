@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fedhive.config.simulated import StartMethod
 from fedhive.server.orchestrator import RoundLoop
 from fedhive.simulation.app import AppSpec
 from fedhive.simulation.backends.local import LocalBackend
-from fedhive.simulation.backends.process import ProcessBackend, StartMethod
+from fedhive.simulation.backends.process import ProcessBackend
 from fedhive.strategy.algorithm import Algorithm
 from fedhive.transport.base import CohortRunner
 from fedhive.transport.inprocess import InProcessTransport

@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fedhive.config import RunConfig, load_config, parse_config
 from fedhive.core import Weights
 from fedhive.core.canonical import canonical_json
 from fedhive.core.extensions import DpSgd, PartialWork
 from fedhive.errors import ConfigError
 from fedhive.server.verify import ReplyPolicy
-from fedhive.simulation.config import SimulationConfig, load_config, parse_config
 from fedhive.simulation.engine import simulate
 from fedhive.simulation.output import RunWriter
 from fedhive.strategy.algorithm import Algorithm
@@ -123,6 +123,7 @@ def test_server_section_defaults_and_checks() -> None:
         ("streams_per_client", 0, r"server\.streams_per_client: must be an integer >= 1"),
         ("concurrent_uploads", 0, r"server\.concurrent_uploads: must be an integer >= 1"),
         ("max_concurrent_rpcs", 0, r"server\.max_concurrent_rpcs: must be an integer >= 1"),
+        ("round_timeout", math.inf, r"server\.round_timeout: must be a finite number > 0"),
     ],
 )
 def test_server_limits_that_would_refuse_everyone_are_refused(
@@ -188,7 +189,7 @@ def strict_json(text: str) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
-def written_config(config: SimulationConfig, folder: Path) -> Any:
+def written_config(config: RunConfig, folder: Path) -> Any:
     """What a run writes as config.json, read back as strict JSON."""
     RunWriter(folder, config.to_json())
     return strict_json((folder / "config.json").read_text(encoding="utf-8"))
@@ -266,3 +267,16 @@ def test_a_simulation_refuses_claims_above_its_max_examples() -> None:
     assert record.committed
     assert dict(record.fit.failures) == {"verify:validation": 1}
     assert sorted(record.fit.contributors) == ["good-0", "good-1"]
+
+
+def test_a_check_between_keys_of_a_section_names_the_section() -> None:
+    attack = {"kind": "label_flip", "source_label": 2, "target_label": 2}
+    with pytest.raises(ConfigError, match=r"^attack\.source_label: must differ from target_label"):
+        parse_config({**BASE, "attack": attack})
+
+
+def test_a_section_of_the_wrong_shape_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"^evaluation: must be a table, got int$"):
+        parse_config({**BASE, "evaluation": 3})
+    with pytest.raises(ConfigError, match=r"^run\.rounds: missing required key$"):
+        parse_config({"run": {"app": "app:build"}})

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import statistics
 from collections.abc import Iterator, Sequence
 
+import msgspec
 import numpy as np
 import pytest
 
 import lstsq_app
+from fedhive.config import parse_config
+from fedhive.config.simulated import Backend, DeviceDistribution, DevicesSection
 from fedhive.core.messages import ClientConfig, FitTask
 from fedhive.core.serde import model_version
 from fedhive.core.version import ModelVersion
@@ -19,14 +21,8 @@ from fedhive.errors import ConfigError
 from fedhive.server.asynchronous import AsyncLoop
 from fedhive.simulation.backends.local import LocalBackend
 from fedhive.simulation.clock import VirtualClockRunner
-from fedhive.simulation.config import parse_config
-from fedhive.simulation.devices import (
-    DeviceDistribution,
-    DeviceModel,
-    DevicesSection,
-    synchronous_round_time,
-)
-from fedhive.simulation.engine import Backend, run_simulation
+from fedhive.simulation.devices import DeviceModel, synchronous_round_time
+from fedhive.simulation.engine import run_simulation
 from fedhive.strategy import Algorithm, Buffered, fedbuff
 from fedhive.transport.base import FitOutcome
 
@@ -63,7 +59,7 @@ def test_pareto_devices_have_a_heavy_tail_of_slow_ones() -> None:
 
 def test_durations_scale_with_epochs_and_the_seconds_per_epoch() -> None:
     model = DeviceModel(PARETO, seed=3)
-    slower = DeviceModel(dataclasses.replace(PARETO, seconds_per_epoch=2.5), seed=3)
+    slower = DeviceModel(msgspec.structs.replace(PARETO, seconds_per_epoch=2.5), seed=3)
     for client in CLIENTS[:20]:
         one = model.duration(client, ONE_EPOCH, 0)
         assert model.duration(client, ClientConfig(local_epochs=3), 0) == pytest.approx(3 * one)
@@ -224,7 +220,7 @@ def test_scaffold_config_to_json_flattens_its_base() -> None:
         ({"sigma": -1.0}, r"devices\.sigma: must be a finite number >= 0"),
         ({"seconds_per_epoch": 0}, r"devices\.seconds_per_epoch: must be a finite number > 0"),
         ({"speed": 2}, r"devices\.speed: unknown key"),
-        ({"jitter": "a lot"}, r"devices\.jitter: must be a number"),
+        ({"jitter": "a lot"}, r"devices\.jitter: must be a finite number >= 0, got 'a lot'"),
     ],
 )
 def test_devices_errors_name_the_key(devices: dict[str, object], message: str) -> None:

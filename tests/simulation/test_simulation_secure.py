@@ -8,6 +8,8 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 import pytest
 
+from fedhive.config import parse_config
+from fedhive.config.secagg import SimulatedDropout
 from fedhive.core.messages import ClientConfig, FitTask, SecAggReply
 from fedhive.core.version import ModelVersion
 from fedhive.errors import ConfigError
@@ -17,9 +19,8 @@ from fedhive.secagg.weighting import Weighting
 from fedhive.server.orchestrator import RoundLoop
 from fedhive.server.secure import SecureAggregation
 from fedhive.simulation.backends.local import LocalBackend
-from fedhive.simulation.config import parse_config
 from fedhive.simulation.engine import run_simulation
-from fedhive.simulation.secure import SecAggDevices, SimulatedDropout
+from fedhive.simulation.secure import SecAggDevices
 from fedhive.strategy import Algorithm
 from fedhive.transport.base import SecureOutcome, StageOutcome
 from fedhive.transport.inprocess import InProcessTransport

@@ -15,11 +15,12 @@ from fedhive import (
     Weights,
 )
 from fedhive.client.app import ClientApp
+from fedhive.config import parse_config
+from fedhive.config.simulated import StragglerSection
 from fedhive.errors import ConfigError
 from fedhive.server.app import ServerApp
-from fedhive.simulation.config import parse_config
 from fedhive.simulation.engine import run_simulation
-from fedhive.simulation.stragglers import StragglerSection, with_stragglers
+from fedhive.simulation.stragglers import with_stragglers
 
 
 class EpochCounter:

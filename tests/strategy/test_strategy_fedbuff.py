@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import lstsq_app
+from fedhive.config.simulated import DeviceDistribution, DevicesSection
 from fedhive.core.messages import ClientConfig, FitReply
 from fedhive.core.serde import model_version
 from fedhive.core.weights import Weights
 from fedhive.errors import ConfigError, NotEnoughClientsError
-from fedhive.simulation.devices import DeviceDistribution, DevicesSection
 from fedhive.simulation.engine import run_simulation
 from fedhive.strategy import (
     Algorithm,

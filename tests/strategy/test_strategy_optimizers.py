@@ -13,7 +13,6 @@ import numpy.typing as npt
 import pytest
 
 from fedhive.client.app import ClientApp
-from fedhive.core.config import from_table
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitResult
 from fedhive.core.weights import Layout, Weights
 from fedhive.errors import ConfigError, ShapeMismatchError, StateError
@@ -27,6 +26,7 @@ from fedhive.strategy.optimizers import (
     ServerAdam,
     ServerYogi,
 )
+from fedhive.strategy.registry import StrategyName, build_strategy
 from fedhive.strategy.state import StrategyState, state_from_bytes, state_to_bytes
 
 Optimizer = ServerAdagrad | ServerYogi | ServerAdam
@@ -295,7 +295,7 @@ def test_bad_values_raise_config_error_naming_the_field(
 
 
 def test_config_tables_map_onto_the_optimizers() -> None:
-    opt = from_table(ServerYogi, {"learning_rate": 1, "tau": 0.01}, "strategy.server_optimizer")
-    assert opt == ServerYogi(learning_rate=1.0, tau=0.01)
-    with pytest.raises(ConfigError, match=r"^strategy\.server_optimizer\.beta_2: must be in"):
-        from_table(ServerAdam, {"learning_rate": 0.1, "beta_2": 1.0}, "strategy.server_optimizer")
+    built = build_strategy(StrategyName.FEDYOGI, {"server_learning_rate": 1, "tau": 0.01})
+    assert built.server_optimizer == ServerYogi(learning_rate=1.0, tau=0.01)
+    with pytest.raises(ConfigError, match=r"^strategy\.beta_2: must be in \[0, 1\)"):
+        build_strategy(StrategyName.FEDADAM, {"beta_2": 1.0})

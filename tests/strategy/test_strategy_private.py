@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from fedhive.client.app import ClientApp
 from fedhive.client.base import Context
 from fedhive.client.privacy import LEDGER_KEY, privatize
+from fedhive.config import parse_config
 from fedhive.core.extensions import ClipAndNoise
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitReply, FitResult, PrivacyBudget
 from fedhive.core.rng import run_stream
@@ -24,7 +25,6 @@ from fedhive.errors import ConfigError, PrivacyBudgetError, StateError
 from fedhive.privacy import GaussianEvent, clip_l2, epsilon, gaussian_noise
 from fedhive.server.app import ServerApp
 from fedhive.simulation.app import SimulationApp
-from fedhive.simulation.config import parse_config
 from fedhive.simulation.engine import run_simulation
 from fedhive.strategy import Algorithm
 from fedhive.strategy.accounting import Participation, PrivacyReport
@@ -357,11 +357,12 @@ class Checkpoints:
 
 
 def test_a_failed_distributed_round_whose_sum_was_unmasked_is_accounted() -> None:
+    from fedhive.config.secagg import SimulatedDropout
     from fedhive.secagg import Stage
     from fedhive.server.orchestrator import RoundLoop
     from fedhive.server.secure import SecureAggregation
     from fedhive.simulation.backends.local import LocalBackend
-    from fedhive.simulation.secure import SecAggDevices, SimulatedDropout
+    from fedhive.simulation.secure import SecAggDevices
     from fedhive.transport.inprocess import InProcessTransport
     from lstsq_app import build
 

@@ -10,10 +10,10 @@ import msgspec
 import pytest
 
 import fedhive
+from fedhive.config import parse_config
 from fedhive.core.extensions import Proximal
 from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
-from fedhive.simulation.config import parse_config
 from fedhive.strategy import (
     Strategy,
     StrategyName,

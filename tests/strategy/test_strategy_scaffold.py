@@ -11,6 +11,7 @@ from fedhive.client import scaffold as client_scaffold
 from fedhive.client.app import ClientApp
 from fedhive.client.base import Context, TaskOrigin
 from fedhive.client.pipeline import run_fit
+from fedhive.config.simulated import Backend
 from fedhive.core.failures import FailureKind
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitReply, FitResult, FitTask
 from fedhive.core.rng import run_stream
@@ -19,7 +20,7 @@ from fedhive.core.weights import Weights
 from fedhive.errors import StateError
 from fedhive.server.app import ServerApp
 from fedhive.simulation.app import SimulationApp
-from fedhive.simulation.engine import Backend, run_simulation
+from fedhive.simulation.engine import run_simulation
 from fedhive.strategy import (
     Algorithm,
     Control,

@@ -24,6 +24,7 @@ from rich.console import Console
 
 from fedhive.cli.progress import ProgressDisplay
 from fedhive.client.app import ClientApp
+from fedhive.config import RunConfig, load_config
 from fedhive.core.messages import PrivacyBudget
 from fedhive.deployment import DeployedServer, Deployment, serve_client
 from fedhive.errors import ConfigError
@@ -34,7 +35,6 @@ from fedhive.server.app import ServerApp
 from fedhive.server.run import Observers
 from fedhive.server.store import RunTotals
 from fedhive.simulation.app import AppContext, load_app
-from fedhive.simulation.config import SimulationConfig, load_config
 from fedhive.simulation.output import RunWriter
 from fedhive.transport.grpc.connection import GrpcLink
 from fedhive.transport.grpc.security import channel_credentials
@@ -114,7 +114,7 @@ def _tls(args: argparse.Namespace, console: Console, command: str) -> TLSConfig 
     return TLSConfig.from_dir(args.certs)
 
 
-def _server_app(config: SimulationConfig, base_dir: Path) -> ServerApp:
+def _server_app(config: RunConfig, base_dir: Path) -> ServerApp:
     """The server's half of the app, as ``[server] app`` names it."""
     if config.server.app is None:
         raise ConfigError(

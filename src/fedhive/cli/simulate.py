@@ -11,8 +11,8 @@ from typing import Any
 from rich.console import Console
 
 from fedhive.cli.progress import ProgressDisplay
+from fedhive.config import load_config
 from fedhive.server.run import Observers
-from fedhive.simulation.config import load_config
 from fedhive.simulation.engine import simulate
 from fedhive.simulation.output import RunWriter
 

@@ -16,12 +16,10 @@ holding one holds a valid instruction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from fedhive.core._compat import StrEnum
-from fedhive.core.config import check_int, check_real, from_table, to_table
+from fedhive.core.config import check_int, check_real
 from fedhive.errors import ConfigError
 
 __all__ = [
@@ -33,8 +31,6 @@ __all__ = [
     "Proximal",
     "SecAggWeighting",
     "Weighting",
-    "from_tables",
-    "to_tables",
 ]
 
 
@@ -140,27 +136,5 @@ TABLES: dict[str, type[Extension]] = {
     "proximal": Proximal,
     "secagg_weighting": SecAggWeighting,
 }
-"""Each instruction's name in a table (config files, the process backend's JSON) and on
+"""Each instruction's name in a config table and on
 the wire (``fedhive.proto``'s ``Extensions``)."""
-_NAMES = {cls: name for name, cls in TABLES.items()}
-
-
-def to_tables(extensions: Iterable[Extension]) -> dict[str, Any]:
-    """``extensions`` as JSON data, one table per instruction under its name."""
-    return {_NAMES[type(value)]: to_table(value) for value in extensions}
-
-
-def from_tables(
-    data: Mapping[str, object], path: str, *, allowed: Iterable[str] = TABLES
-) -> tuple[Extension, ...]:
-    """The instructions of tables under their ``allowed`` names (:func:`to_tables`).
-
-    Raises:
-        ConfigError: a name not allowed, or a table that does not build its instruction
-            (the message starts with the key path).
-    """
-    allowed = sorted(allowed)
-    for name in data:
-        if name not in allowed:
-            raise ConfigError(f"{path}.{name}: unknown key; allowed: {', '.join(allowed)}")
-    return tuple(from_table(TABLES[name], table, f"{path}.{name}") for name, table in data.items())

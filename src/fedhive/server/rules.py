@@ -3,7 +3,7 @@ evaluation and noise source may run together.
 
 Each object checks its own values; :func:`check_run` checks what none of them sees
 alone. Every entry point calls it before anything runs: the TOML parser
-(:func:`fedhive.simulation.config.parse_config`), the simulation engine (so the Python
+(:func:`fedhive.config.parse_config`), the simulation engine (so the Python
 API :func:`fedhive.run_simulation` too) and the deployed server's loop. Errors name
 the config keys involved.
 """

@@ -29,23 +29,20 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from fedhive.client.app import ClientApp
 from fedhive.client.base import Client, Context
-from fedhive.core._compat import StrEnum
+from fedhive.config.simulated import AttackKind, AttackSection
 from fedhive.core.config import check_real
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitResult
 from fedhive.core.rng import run_stream
 from fedhive.core.weights import Array, Weights
 from fedhive.errors import ClientError, ConfigError
 from fedhive.simulation.app import SimulationApp
-
-if TYPE_CHECKING:
-    from fedhive.simulation.config import AttackSection
 
 __all__ = [
     "AttackKind",
@@ -59,17 +56,6 @@ __all__ = [
     "stamp_trigger",
     "with_attack",
 ]
-
-
-class AttackKind(StrEnum):
-    """What a malicious client does."""
-
-    NONE = "none"
-    SIGN_FLIP = "sign_flip"  # send -delta
-    SCALING = "scaling"  # send scale * delta (model replacement)
-    GAUSSIAN = "gaussian"  # send N(0, noise_std^2) noise
-    LABEL_FLIP = "label_flip"  # train with source_label relabelled target_label
-    BACKDOOR = "backdoor"  # train with a trigger stamped on samples relabelled target_label
 
 
 _DATA_ATTACKS = frozenset({AttackKind.LABEL_FLIP, AttackKind.BACKDOOR})

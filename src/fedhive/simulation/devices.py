@@ -31,35 +31,9 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fedhive.core._compat import StrEnum
-from fedhive.core.config import check_real
+from fedhive.config.simulated import DeviceDistribution, DevicesSection
 from fedhive.core.messages import ClientConfig, FitTask
 from fedhive.core.rng import SeedStream, run_stream
-
-
-class DeviceDistribution(StrEnum):
-    """How device speeds are spread."""
-
-    CONSTANT = "constant"
-    LOGNORMAL = "lognormal"
-    PARETO = "pareto"
-
-
-@dataclass(frozen=True, kw_only=True)
-class DevicesSection:
-    """The ``[devices]`` section: the speed distribution and the time of an epoch."""
-
-    distribution: DeviceDistribution = DeviceDistribution.CONSTANT
-    sigma: float = 1.0
-    alpha: float = 1.5
-    seconds_per_epoch: float = 1.0
-    jitter: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_real("sigma", self.sigma, low=0)
-        check_real("alpha", self.alpha, low=0, low_open=True)
-        check_real("seconds_per_epoch", self.seconds_per_epoch, low=0, low_open=True)
-        check_real("jitter", self.jitter, low=0)
 
 
 @dataclass(frozen=True)

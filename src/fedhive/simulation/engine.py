@@ -15,6 +15,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from fedhive.config.run import RunConfig
+from fedhive.config.secagg import SimulatedDropout
+from fedhive.config.simulated import AttackKind, Backend, DevicesSection, StartMethod
 from fedhive.errors import ConfigError
 from fedhive.server.asynchronous import AsyncLoop
 from fedhive.server.orchestrator import RoundLoop
@@ -23,13 +26,12 @@ from fedhive.server.run import EvaluateFn, RunObserver, RunResult
 from fedhive.server.secure import SecureAggregation
 from fedhive.server.verify import DEFAULT_POLICY, ReplyPolicy
 from fedhive.simulation.app import AppSpec, SimulationApp
-from fedhive.simulation.attacks import AttackKind, with_attack
+from fedhive.simulation.attacks import with_attack
 from fedhive.simulation.backends.local import LocalBackend
-from fedhive.simulation.backends.process import ProcessBackend, StartMethod
+from fedhive.simulation.backends.process import ProcessBackend
 from fedhive.simulation.clock import ClockObserver, RoundTimer, VirtualClockRunner
-from fedhive.simulation.config import Backend, SimulationConfig
-from fedhive.simulation.devices import DeviceModel, DevicesSection
-from fedhive.simulation.secure import SecAggDevices, SimulatedDropout
+from fedhive.simulation.devices import DeviceModel
+from fedhive.simulation.secure import SecAggDevices
 from fedhive.simulation.stragglers import with_stragglers
 from fedhive.strategy.algorithm import Algorithm
 from fedhive.strategy.base import Strategy
@@ -85,7 +87,7 @@ def run_simulation(
 
 
 def simulate(
-    config: SimulationConfig, *, base_dir: Path, observer: RunObserver | None = None
+    config: RunConfig, *, base_dir: Path, observer: RunObserver | None = None
 ) -> RunResult:
     """Run the simulation a config describes, on the backend it names."""
     check_run(

@@ -17,19 +17,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 
 from fedhive.client.secure import SecAggSession
+from fedhive.config.secagg import SimulatedDropout
 from fedhive.core import failures
-from fedhive.core.config import check_real, convert, from_table
-from fedhive.core.extensions import Weighting
 from fedhive.core.messages import EvaluateTask, Failure, FitTask, SecAggTask
-from fedhive.core.rng import run_stream
 from fedhive.core.version import ModelVersion
 from fedhive.errors import FedhiveError, SecAggError
 from fedhive.secagg import MaskedInputRequest, NeighbourKeys, Stage, UnmaskRequest, decode_message
-from fedhive.server.secure import SecureAggregation
-from fedhive.strategy.privacy_section import PrivacySection
 from fedhive.transport.base import (
     EvaluateOutcome,
     FitOutcome,
@@ -44,25 +39,6 @@ _ANSWERS = {  # the server message a device receives → the stage its answer be
     MaskedInputRequest: Stage.MASKED_INPUT,
     UnmaskRequest: Stage.UNMASKING,
 }
-
-
-@dataclass(frozen=True, kw_only=True)
-class SimulatedDropout:
-    """A seeded ``fraction`` of each round's devices vanish at ``stage`` (simulation)."""
-
-    fraction: float = 0.0
-    stage: Stage = Stage.MASKED_INPUT
-
-    def __post_init__(self) -> None:
-        check_real("simulated_dropout", self.fraction, low=0, high=1, high_open=True)
-
-    def dropped(self, seed: int, round: int, cohort: Sequence[str]) -> frozenset[str]:
-        """The devices of ``cohort`` that vanish this round."""
-        count = int(self.fraction * len(cohort))
-        if count == 0:
-            return frozenset()
-        rng = run_stream(seed).child("secagg-dropout").child(round).numpy()
-        return frozenset(rng.choice(sorted(cohort), size=count, replace=False).tolist())
 
 
 class SecAggDevices:
@@ -170,28 +146,3 @@ def _dropped(client_id: str, round: int, stage: Stage) -> Failure:
         kind=failures.FailureKind.DROPOUT,
         message=f"the simulated device vanished at {stage}",
     )
-
-
-def parse_secagg(
-    table: Mapping[str, object], *, privacy: PrivacySection | None
-) -> tuple[SecureAggregation, SimulatedDropout]:
-    """The ``[secagg]`` section: protocol settings, and the simulated dropout.
-
-    With a ``[privacy]`` section, ``weighting`` defaults to ``"uniform"`` (what
-    distributed DP needs; :func:`fedhive.server.rules.check_run` checks it).
-
-    Raises:
-        ConfigError: a bad value, naming its key.
-    """
-    values = dict(convert(dict, table, "secagg"))
-    dropout = from_table(
-        SimulatedDropout,
-        {
-            "fraction": values.pop("simulated_dropout", 0.0),
-            "stage": values.pop("simulated_dropout_stage", str(Stage.MASKED_INPUT)),
-        },
-        "secagg.simulated_dropout",
-    )
-    if privacy is not None:
-        values.setdefault("weighting", str(Weighting.UNIFORM))
-    return from_table(SecureAggregation, values, "secagg"), dropout

@@ -10,26 +10,14 @@ so a run is reproducible and a client straggles in some rounds and not in others
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 from fedhive.client.app import ClientApp
 from fedhive.client.base import Client, Context
-from fedhive.core.config import check_real
+from fedhive.config.simulated import StragglerSection
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitResult
 from fedhive.core.weights import Weights
 from fedhive.errors import ClientError
 from fedhive.simulation.app import SimulationApp
-
-
-@dataclass(frozen=True, kw_only=True)
-class StragglerSection:
-    """``fraction`` of the selected clients straggle each round; ``drop``: discard them."""
-
-    fraction: float = 0.0
-    drop: bool = False
-
-    def __post_init__(self) -> None:
-        check_real("fraction", self.fraction, low=0, high=1)
 
 
 class StragglingClient:

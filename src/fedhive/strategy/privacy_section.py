@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import Annotated
 
-from fedhive.core.config import check_real
+import msgspec
+
+from fedhive.core.decode import FiniteNonNegative, FinitePositive
 from fedhive.errors import ConfigError
 from fedhive.privacy import AccountantKind, AdaptiveClipping
 from fedhive.strategy.algorithm import Algorithm
@@ -13,8 +16,7 @@ from fedhive.strategy.fedbuff import Buffered
 from fedhive.strategy.private import DifferentialPrivacy, DpMode
 
 
-@dataclass(frozen=True, kw_only=True)
-class PrivacySection:
+class PrivacySection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The ``[privacy]`` config section: DP as the configured algorithm's last transform.
 
     ```toml
@@ -34,26 +36,16 @@ class PrivacySection:
     """
 
     mode: DpMode = DpMode.CENTRAL
-    noise_multiplier: float = 1.0
-    clipping_norm: float = 1.0
+    noise_multiplier: FinitePositive = 1.0
+    clipping_norm: FinitePositive = 1.0
     adaptive: bool = False
-    target_quantile: float = 0.5
-    clipping_learning_rate: float = 0.2
-    count_noise_multiplier: float = 0.0
-    target_epsilon: float = math.inf
-    target_delta: float = 1e-5
+    target_quantile: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
+    clipping_learning_rate: FinitePositive = 0.2
+    count_noise_multiplier: FiniteNonNegative = 0.0
+    target_epsilon: Annotated[float, msgspec.Meta(gt=0)] = math.inf
+    target_delta: Annotated[float, msgspec.Meta(gt=0, le=1)] = 1e-5
     accountant: AccountantKind = AccountantKind.RDP
     secure_noise: bool = False
-
-    def __post_init__(self) -> None:
-        check_real("noise_multiplier", self.noise_multiplier, low=0, low_open=True)
-        check_real("clipping_norm", self.clipping_norm, low=0, low_open=True)
-        check_real("target_quantile", self.target_quantile, low=0, high=1, low_open=True)
-        check_real("clipping_learning_rate", self.clipping_learning_rate, low=0, low_open=True)
-        check_real("count_noise_multiplier", self.count_noise_multiplier, low=0)
-        check_real("target_delta", self.target_delta, low=0, high=1, low_open=True)
-        if not self.target_epsilon > 0:
-            raise ConfigError(f"target_epsilon: must be > 0, got {self.target_epsilon}")
 
     def wrap(self, strategy: object, *, seed: int | None) -> Algorithm:
         """``strategy`` (an algorithm with synchronous rounds) with a

@@ -32,14 +32,20 @@ section is the resolved table (every default filled in), which reads back to an 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar, TypeAlias, TypeVar
 
 import msgspec
-import msgspec.inspect
 
 from fedhive.core._compat import StrEnum
+from fedhive.core.decode import (
+    AtLeastOne,
+    AtLeastZero,
+    FiniteNonNegative,
+    FinitePositive,
+    Fraction,
+    decode,
+)
 from fedhive.core.messages import ClientConfig
 from fedhive.errors import ConfigError
 from fedhive.strategy.algorithm import Algorithm
@@ -84,12 +90,9 @@ class AggregatorName(StrEnum):
     BULYAN = "bulyan"
 
 
-Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
-Positive = Annotated[float, msgspec.Meta(gt=0)]
-NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Positive = FinitePositive
+NonNegative = FiniteNonNegative
 Decay = Annotated[float, msgspec.Meta(ge=0, lt=1)]
-AtLeastOne = Annotated[int, msgspec.Meta(ge=1)]
-AtLeastZero = Annotated[int, msgspec.Meta(ge=0)]
 
 _AGGREGATION = ("aggregator", "trim_fraction", "byzantine", "multi", "max_update_norm")
 _HINTS = {
@@ -261,7 +264,6 @@ SECTIONS: dict[StrategyName, type[_Section]] = {
     StrategyName.FEDYOGI: FedYogiSection,
     StrategyName.FEDADAGRAD: FedAdagradSection,
 }
-_LOCATION = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<where>[^`]*)`)?$", re.DOTALL)
 
 
 def parse_strategy(table: object, path: str = "strategy") -> StrategySection:
@@ -270,6 +272,18 @@ def parse_strategy(table: object, path: str = "strategy") -> StrategySection:
     Raises:
         ConfigError: the first problem, naming its key path; a key of another algorithm
             names the algorithms that accept it.
+    """
+    parsed: StrategySection = decode(StrategySection, tagged(table, path), path)
+    return parsed
+
+
+def tagged(table: object, path: str = "strategy") -> dict[str, Any]:
+    """A ``[strategy]`` table with its ``name`` (default ``"fedavg"``), ready for msgspec
+    to decode as :data:`StrategySection`.
+
+    Raises:
+        ConfigError: not a table, an unknown name, or a key the named algorithm does not
+            take (naming the algorithms that do, or where the setting lives).
     """
     if not isinstance(table, Mapping):
         raise ConfigError(f"{path}: must be a table, got {type(table).__name__}")
@@ -280,43 +294,7 @@ def parse_strategy(table: object, path: str = "strategy") -> StrategySection:
     for key in table:
         if key != "name" and key not in SECTIONS[StrategyName(name)].__struct_fields__:
             raise ConfigError(f"{path}.{key}: {_refusal(str(key), StrategyName(name))}")
-    try:
-        parsed: StrategySection = msgspec.convert({**table, "name": name}, StrategySection)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(_located(str(exc), StrategyName(name), table, path)) from None
-    return parsed
-
-
-def _located(error: str, name: StrategyName, table: Mapping[str, Any], path: str) -> str:
-    """msgspec's ``"Expected `int` >= 1 - at `$.multi`"`` as
-    ``"strategy.multi: must be an integer >= 1, got 0"``, from the Struct's declaration."""
-    found = _LOCATION.match(error)
-    assert found is not None  # the pattern matches every string
-    key = (found["where"] or "").lstrip(".")
-    if key not in table:
-        return f"{path}{found['where'] or ''}: {found['message']}"
-    section = msgspec.inspect.type_info(SECTIONS[name])
-    assert isinstance(section, msgspec.inspect.StructType)
-    declared = {f.name: f.type for f in section.fields}
-    return f"{path}.{key}: must be {_expected(declared[key])}, got {table[key]!r}"
-
-
-def _expected(declared: msgspec.inspect.Type) -> str:
-    """What a key declared as ``declared`` accepts, in :func:`check_real`'s words."""
-    if isinstance(declared, msgspec.inspect.EnumType):
-        return f"one of {', '.join(str(m.value) for m in declared.cls)}"
-    assert isinstance(declared, (msgspec.inspect.IntType, msgspec.inspect.FloatType))
-    low = declared.gt if declared.gt is not None else declared.ge
-    high = declared.lt if declared.lt is not None else declared.le
-    if isinstance(declared, msgspec.inspect.IntType):
-        return "an integer" + (f" >= {low}" if low is not None else "")
-    if low is not None and high is not None:
-        opening = "(" if declared.gt is not None else "["
-        closing = ")" if declared.lt is not None else "]"
-        return f"in {opening}{low:g}, {high:g}{closing}"
-    if low is not None:
-        return f"a finite number {'>' if declared.gt is not None else '>='} {low:g}"
-    return "a finite number"
+    return {**table, "name": name}
 
 
 def _refusal(key: str, name: StrategyName) -> str:

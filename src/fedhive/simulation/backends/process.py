@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fedhive.core._compat import StrEnum
+from fedhive.config.simulated import StartMethod
 from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
 from fedhive.core.serde import weights_to_bytes
@@ -47,13 +47,6 @@ _Task = FitTask | EvaluateTask
 _Event = tuple["_Proc", Header | None, list[bytes]]
 _CHUNKS_PER_WORKER = 4
 _READ_SIZE = 1 << 20
-
-
-class StartMethod(StrEnum):
-    """How worker processes start."""
-
-    FORK = "fork"  # inherit the driver's built app (fast; POSIX only)
-    SPAWN = "spawn"  # a fresh interpreter that builds the app from its spec
 
 
 @dataclass
