@@ -56,8 +56,8 @@ class BlobStore:
 
         Raises:
             StoreError: the blob cannot be written (disk full, permissions), or a blob
-                of another size is already filed under ``digest`` (it is not these
-                bytes' digest).
+                of another size is already filed under the digest (``digest`` is not
+                these bytes', or the stored blob was truncated).
             SerializationError: ``digest`` is not a lowercase hex SHA-256.
         """
         if digest is None:
@@ -72,8 +72,8 @@ class BlobStore:
         if stored is not None:
             if stored != len(data):
                 raise StoreError(
-                    f"blob store: {len(data)} bytes given as blob {digest}, which holds "
-                    f"{stored}: that digest is not theirs"
+                    f"blob store: blob {digest} holds {stored} bytes, not the {len(data)} "
+                    "given: that digest is not theirs, or the stored blob is damaged"
                 )
             return digest
         try:
