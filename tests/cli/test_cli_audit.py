@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fedhive.cli.main import main
+from fedhive.core.serde import sha256_hex
 from fedhive.pki.provision import provision
 from fedhive.server.store import DATABASE_NAME, StateStore
 from fedhive.server.store.anchor import HeadSigner
@@ -78,6 +79,7 @@ def commit_rounds(folder: Path, rounds: int) -> None:
                 "run",
                 rnd,
                 weights_bytes=bytes([rnd]) * 8,
+                version=sha256_hex(bytes([rnd]) * 8),
                 parent_version=parent,
                 strategy_state=b"s",
                 strategy="fedavg",

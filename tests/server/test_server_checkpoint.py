@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -309,41 +308,6 @@ def test_fedbuff_resumed_after_a_version_that_did_not_commit_numbers_on_after_it
     assert result.state.of(BufferState).version == 3  # records 1, 3 and 4 committed; 2 did not
     np.testing.assert_array_equal(result.weights["w"], [3.0, 3.0])
     assert verify_state(tmp_path).ok
-
-
-def test_a_checkpointed_round_serialises_its_new_model_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """One ModelVersion per model: the tasks' version, federated evaluation, the record
-    and the store's commit all share one serialisation (it used to be three a round)."""
-    from fedhive.core import serde
-
-    encoded: list[int] = []
-    encode = serde._encode
-
-    def counting(arrays: Any, meta: dict[str, Any]) -> bytes:
-        if meta.get("format") == "weights/1":
-            encoded.append(len(arrays))
-        return encode(arrays, meta)
-
-    monkeypatch.setattr(serde, "_encode", counting)
-    app = build(4)
-    rounds = 3
-    with StateStore(tmp_path) as store:
-        checkpoint = open_checkpoint(store)
-        encoded.clear()  # the initial model's commit
-        loop = RoundLoop(
-            strategy=Algorithm(fraction_evaluate=1.0),
-            transport=InProcessTransport(
-                client_ids=app.client_ids, runner=LocalBackend(app.client.client_fn)
-            ),
-            seed=0,
-            checkpoint=checkpoint,
-            federated_every=1,
-        )
-        result = loop.run(app.server.initial_weights, rounds)
-    assert all(record.committed for record in result.history)
-    assert len(encoded) == 1 + rounds  # the run's start, then one per new model
 
 
 class Watched:

@@ -39,6 +39,41 @@ def test_putting_the_same_content_again_is_a_no_op(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == [digest[2:]]  # no temp file left
 
 
+def test_a_known_digest_files_the_bytes_without_hashing_them_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = BlobStore(tmp_path)
+    data = b"a model the caller already hashed"
+    digest = hashlib.sha256(data).hexdigest()
+    hashed: list[bytes] = []
+    sha256 = hashlib.sha256
+    monkeypatch.setattr(hashlib, "sha256", lambda d=b"": hashed.append(d) or sha256(d))
+    assert store.put(data, digest=digest) == digest
+    assert hashed == []
+    monkeypatch.undo()
+    assert store.get(digest) == data
+
+
+def test_a_known_digest_naming_a_stored_blob_of_another_size_is_refused(
+    tmp_path: Path,
+) -> None:
+    store = BlobStore(tmp_path)
+    digest = store.put(b"the stored blob")
+    with pytest.raises(StoreError, match="not theirs"):
+        store.put(b"other bytes, given that blob's digest", digest=digest)
+    assert store.get(digest) == b"the stored blob"
+
+
+def test_a_wrong_known_digest_for_a_new_blob_is_caught_on_read(tmp_path: Path) -> None:
+    """Taken on trust when new (checking it is hashing again), never served: every read
+    rehashes."""
+    store = BlobStore(tmp_path)
+    wrong = hashlib.sha256(b"something else").hexdigest()
+    store.put(b"these bytes", digest=wrong)
+    with pytest.raises(SerializationError, match="corrupt"):
+        store.get(wrong)
+
+
 def test_empty_bytes_are_a_blob_too(tmp_path: Path) -> None:
     store = BlobStore(tmp_path)
     assert store.get(store.put(b"")) == b""

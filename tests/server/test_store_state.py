@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedhive.core.serde import model_version, record_from_bytes, record_to_bytes, weights_to_bytes
+from fedhive.core.serde import (
+    model_version,
+    record_from_bytes,
+    record_to_bytes,
+    sha256_hex,
+    weights_to_bytes,
+)
 from fedhive.core.weights import Weights
 from fedhive.errors import SerializationError, StoreError
 from fedhive.server.store import (
@@ -54,6 +60,7 @@ def commit_bytes(
         RUN,
         rnd,
         weights_bytes=weights_bytes,
+        version=sha256_hex(weights_bytes),
         parent_version=parent,
         strategy_state=state,
         strategy="fedavg",
@@ -270,10 +277,12 @@ def test_totals_cover_every_closed_round_and_every_start(store: StateStore) -> N
     v0 = commit(store, 0, 0.0, None)
     traffic = RoundTraffic(bytes_up=10, bytes_down=20, clients_failed=1)
     store.open_round(RUN, 1)
+    model = weights_to_bytes(weights(1.0))
     v1 = store.commit_round(
         RUN,
         1,
-        weights_bytes=weights_to_bytes(weights(1.0)),
+        weights_bytes=model,
+        version=sha256_hex(model),
         parent_version=v0,
         strategy_state=b"s",
         strategy="fedavg",
@@ -311,12 +320,13 @@ def test_a_closed_store_raises_store_errors(store: StateStore) -> None:
 # The child reopens the store and commits round 2, but is killed at a chosen point.
 _CRASHING_COMMIT = textwrap.dedent(
     """
-    import os, signal, sys
+    import hashlib, os, signal, sys
     from contextlib import contextmanager
     from pathlib import Path
     from fedhive.server.store import StateStore, rounds, state
 
     state_dir, point, weights_path, parent = sys.argv[1:]
+    model = Path(weights_path).read_bytes()
 
     def die(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
@@ -349,7 +359,8 @@ _CRASHING_COMMIT = textwrap.dedent(
     store = StateStore(state_dir)
     store._conn.execute("PRAGMA cache_size = 1")  # spill uncommitted pages to the WAL
     store.commit_round(
-        "run-1", 2, weights_bytes=Path(weights_path).read_bytes(), parent_version=parent,
+        "run-1", 2, weights_bytes=model, version=hashlib.sha256(model).hexdigest(),
+        parent_version=parent,
         strategy_state=b"state after round 2", strategy="fedavg", contributors=["c"],
         metrics={"loss": 0.1},
     )

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from cryptography.x509 import Certificate
 
-from fedhive.core.serde import weights_to_bytes
+from fedhive.core.serde import sha256_hex, weights_to_bytes
 from fedhive.core.weights import Weights
 from fedhive.pki.identity import load_certificate
 from fedhive.pki.provision import provision
@@ -47,10 +47,12 @@ def state(tmp_path: Path, server_certs: Path) -> Path:
         parent = None
         for rnd in range(4):
             store.open_round(RUN, rnd)
+            model = weights_to_bytes(Weights({"w": np.full(3, rnd, np.float32)}))
             parent = store.commit_round(
                 RUN,
                 rnd,
-                weights_bytes=weights_to_bytes(Weights({"w": np.full(3, rnd, np.float32)})),
+                weights_bytes=model,
+                version=sha256_hex(model),
                 parent_version=parent,
                 strategy_state=b"s",
                 strategy="fedavg",

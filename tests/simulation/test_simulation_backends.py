@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -103,3 +104,42 @@ def test_a_crashed_worker_fails_its_tasks_and_is_replaced(kind: str) -> None:
         assert record.committed
         assert record.fit.failures["transport:transport"] >= 1
         assert record.fit.succeeded >= 1
+
+
+def test_the_process_backend_sends_each_model_version_without_encoding_it_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two workers, fit and federated evaluation each round: the workers get the bytes
+    the loop's ModelVersion made, one model frame per version (it used to encode the
+    model again for every cohort)."""
+    from fedhive.core import serde
+    from fedhive.simulation.backends import process
+
+    encoded: list[int] = []
+    encode = serde._encode
+
+    def counting(arrays: Any, meta: dict[str, Any]) -> bytes:
+        if meta.get("format") == "weights/1":
+            encoded.append(len(arrays))  # in the driver only: a worker's count is its own
+        return encode(arrays, meta)
+
+    model_frames: list[str] = []
+    frame = process.encode_frame
+
+    def watching(header: dict[str, Any], blobs: list[bytes] | None = None) -> bytes:
+        if header.get("type") == "model":
+            model_frames.append(header["version"])
+        return frame(header, blobs)
+
+    monkeypatch.setattr(serde, "_encode", counting)
+    monkeypatch.setattr(process, "encode_frame", watching)
+    rounds = 3
+    loop, app = run("fork", ["good-0", "good-1", "good-2", "good-3"], rounds, federated_every=1)
+    try:
+        result = loop.run(app.server.initial_weights, rounds)
+    finally:
+        loop.transport.close()
+    assert all(r.evaluate.succeeded == 4 for r in result.history)
+    assert len(encoded) == 1 + rounds  # the loop's: the initial model, then one per round
+    assert model_frames[1:] == [r.version for r in result.history]  # each new one, once
+    assert len(set(model_frames)) == len(model_frames) == 1 + rounds

@@ -84,9 +84,9 @@ class CountingBackend(LocalBackend):
         super().__init__(lstsq_app.build(8).client.client_fn)
         self.cohorts: list[int] = []
 
-    def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
+    def fit(self, tasks: Sequence[FitTask], model: ModelVersion) -> Iterator[FitOutcome]:
         self.cohorts.append(len(tasks))
-        return super().fit(tasks, weights)
+        return super().fit(tasks, model)
 
 
 def task(client: str, version: str, epochs: int = 1) -> FitTask:
@@ -118,9 +118,9 @@ def test_the_virtual_clock_ends_tasks_in_time_order_and_computes_them_in_batches
 class OneAtATime(LocalBackend):
     """A local backend that runs every cohort one task at a time, in reverse order."""
 
-    def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
+    def fit(self, tasks: Sequence[FitTask], model: ModelVersion) -> Iterator[FitOutcome]:
         for task in reversed(tasks):
-            yield from super().fit([task], weights)
+            yield from super().fit([task], model)
 
 
 def test_fedbuff_results_do_not_depend_on_batching() -> None:

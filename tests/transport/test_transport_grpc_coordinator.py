@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +12,8 @@ import pytest
 from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import ClientConfig, Failure, FitReply, FitTask
 from fedhive.core.weights import Weights
+from fedhive.errors import StateError
+from fedhive.transport.grpc import coordinator
 from fedhive.transport.grpc.coordinator import Coordinator, UploadRefusedError
 
 
@@ -146,3 +150,70 @@ def test_closed_cohorts_are_forgotten_but_their_tasks_stay_refused() -> None:
             coord.claim(task_id, client_id)
         statuses.append(refused.value.status)
     assert statuses == ["duplicate", "round_closed", "rejected"]  # forgotten: unknown
+
+
+def test_published_status_is_what_status_reads_and_a_copy() -> None:
+    coord = Coordinator(run_id="r")
+    metrics = {"central_loss": 0.5}
+    coord.publish_status(version="v1", metrics=metrics)
+    metrics["central_loss"] = 9.0  # the caller's dict is not the coordinator's
+    status = coord.status()
+    assert (status.run_id, status.latest_version) == ("r", "v1")
+    assert dict(status.latest_metrics) == {"central_loss": 0.5}
+
+
+def test_a_run_is_renamed_only_before_any_task_names_it() -> None:
+    coord = Coordinator(run_id="fresh")
+    coord.name_run("resumed")
+    assert coord.run_id == coord.status().run_id == "resumed"
+    coord.publish([task("a", "v")], b"m", deadline=time.time() + 60)
+    with pytest.raises(StateError, match="keeps its id"):
+        coord.name_run("other")
+    assert coord.pull("a") is not None
+    assert coord.run_id == "resumed"
+
+
+_STATUS_FIELDS = {"run_id", "latest_version", "latest_metrics"}
+
+
+def _status_writes(tree: ast.AST) -> list[int]:
+    """Lines that assign a coordinator's run id or status field (``x.run_id = ...``,
+    ``x._latest_metrics = ...``, setattr) on anything but a bare ``self``."""
+    lines = []
+    for node in ast.walk(tree):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        for target in targets:
+            if (
+                isinstance(target, ast.Attribute)
+                and target.attr.lstrip("_") in _STATUS_FIELDS
+                and not (isinstance(target.value, ast.Name) and target.value.id == "self")
+            ):
+                lines.append(node.lineno)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "setattr"
+            and len(node.args) > 1
+            and isinstance(node.args[1], ast.Constant)
+            and str(node.args[1].value).lstrip("_") in _STATUS_FIELDS
+        ):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_no_module_but_the_coordinator_writes_its_run_id_or_status() -> None:
+    """The servicer threads read them under the coordinator's lock, so they change only
+    through name_run and publish_status (the deployment used to assign them)."""
+    src = Path(coordinator.__file__).resolve().parents[3]
+    writes = {
+        str(path.relative_to(src)): lines
+        for path in sorted(src.rglob("*.py"))
+        if path.name != "coordinator.py" and "proto" not in path.parts
+        if (lines := _status_writes(ast.parse(path.read_text(), str(path))))
+    }
+    assert writes == {}
+    assert _status_writes(ast.parse("server.coordinator.run_id = 'x'")) == [1]  # it sees one

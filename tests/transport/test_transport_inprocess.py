@@ -70,7 +70,7 @@ class FakeRunner:
         self.fail_after = fail_after
         self.fail_on_call = fail_on_call
         self.closed = 0
-        self.calls: list[tuple[int, Weights]] = []
+        self.calls: list[tuple[int, ModelVersion]] = []
 
     def _run(self, tasks: Sequence, reply: Callable) -> Iterator:
         for count, index in enumerate(self.plan(len(tasks))):
@@ -78,16 +78,16 @@ class FakeRunner:
                 raise RuntimeError("worker 3 died")
             yield reply(tasks[index])
 
-    def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
-        self.calls.append((len(tasks), weights))
+    def fit(self, tasks: Sequence[FitTask], model: ModelVersion) -> Iterator[FitOutcome]:
+        self.calls.append((len(tasks), model))
         if self.fail_on_call:
             raise OSError("cannot start workers")
         return self._run(tasks, fit_reply)
 
     def evaluate(
-        self, tasks: Sequence[EvaluateTask], weights: Weights
+        self, tasks: Sequence[EvaluateTask], model: ModelVersion
     ) -> Iterator[EvaluateOutcome]:
-        self.calls.append((len(tasks), weights))
+        self.calls.append((len(tasks), model))
         return self._run(tasks, eval_reply)
 
     def close(self) -> None:
@@ -109,7 +109,7 @@ def test_exactly_one_outcome_per_task_passed_through_in_completion_order() -> No
     assert [o.client_id for o in outcomes] == ["c", "a", "d", "b"]
     assert all(isinstance(o, FitReply) for o in outcomes)
     assert outcomes[0] == fit_reply(tasks[2])
-    assert runner.calls == [(4, MODEL)]
+    assert runner.calls == [(4, VERSION)]
 
 
 def test_skipped_task_becomes_a_transport_failure() -> None:
@@ -155,9 +155,9 @@ def test_runner_raising_at_once_fails_every_task() -> None:
 
 def test_replies_for_unknown_clients_are_dropped() -> None:
     class Stranger(FakeRunner):
-        def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
+        def fit(self, tasks: Sequence[FitTask], model: ModelVersion) -> Iterator[FitOutcome]:
             yield fit_reply(fit_tasks(["zz"])[0])
-            yield from super().fit(tasks, weights)
+            yield from super().fit(tasks, model)
 
     outcomes = list(transport(Stranger()).fit(fit_tasks(), VERSION))
     assert sorted(o.client_id for o in outcomes) == list(CLIENTS)
@@ -165,7 +165,7 @@ def test_replies_for_unknown_clients_are_dropped() -> None:
 
 def test_runner_failures_pass_through_as_the_outcome() -> None:
     class Failing(FakeRunner):
-        def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
+        def fit(self, tasks: Sequence[FitTask], model: ModelVersion) -> Iterator[FitOutcome]:
             for task in tasks:
                 yield Failure(
                     client_id=task.client_id,

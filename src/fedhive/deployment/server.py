@@ -130,7 +130,7 @@ class DeployedServer:
         except BaseException:
             self.transport.close(tell_clients=False)
             raise
-        self.transport.coordinator.run_id = self._checkpoint.run_id
+        self.transport.coordinator.name_run(self._checkpoint.run_id)
 
     @property
     def run_id(self) -> str:
@@ -320,8 +320,10 @@ class _StatusBoard:
 
     def round_finished(self, record: RoundRecord) -> None:
         """Publish the new version and its metrics."""
-        self._coordinator.latest_version = record.version
-        self._coordinator.latest_metrics = {
-            **{f"central_{k}": v for k, v in record.centralized.items()},
-            **{f"federated_{k}": v for k, v in record.federated.items()},
-        }
+        self._coordinator.publish_status(
+            version=record.version,
+            metrics={
+                **{f"central_{k}": v for k, v in record.centralized.items()},
+                **{f"federated_{k}": v for k, v in record.federated.items()},
+            },
+        )

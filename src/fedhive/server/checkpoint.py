@@ -145,6 +145,7 @@ class StoreCheckpoint:
             self.run_id,
             round_,
             weights_bytes=model.data,
+            version=model.digest,
             parent_version=self._version,
             strategy_state=state_to_bytes(state),
             strategy=self._strategy,

@@ -22,7 +22,6 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from fedhive.core.messages import EvaluateTask, FitTask
 from fedhive.core.version import ModelVersion
-from fedhive.core.weights import Weights
 from fedhive.server.asynchronous import Finished
 from fedhive.server.history import RoundRecord
 from fedhive.server.run import RunObserver
@@ -113,19 +112,19 @@ class RoundTimer:
         self._devices = devices
         self.round_seconds: dict[int, float] = {}
 
-    def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
+    def fit(self, tasks: Sequence[FitTask], model: ModelVersion) -> Iterator[FitOutcome]:
         """Time the cohort (its slowest task; task index = round), then run it."""
         for task in tasks:
             seconds = self._devices.fit_seconds(task)
             previous = self.round_seconds.get(task.round, 0.0)
             self.round_seconds[task.round] = synchronous_round_time((previous, seconds))
-        return self._runner.fit(tasks, weights)
+        return self._runner.fit(tasks, model)
 
     def evaluate(
-        self, tasks: Sequence[EvaluateTask], weights: Weights
+        self, tasks: Sequence[EvaluateTask], model: ModelVersion
     ) -> Iterator[EvaluateOutcome]:
         """Evaluation is not timed."""
-        return self._runner.evaluate(tasks, weights)
+        return self._runner.evaluate(tasks, model)
 
     def close(self) -> None:
         """Close the wrapped runner."""

@@ -25,7 +25,6 @@ from fedhive.core.messages import (
     SecAggReply,
 )
 from fedhive.core.version import ModelVersion
-from fedhive.core.weights import Weights
 from fedhive.transport.codec import TaskEnvelope, UploadStatus
 
 FitOutcome = Union[FitReply, Failure]  # noqa: UP007 - runtime alias, 3.10-safe
@@ -35,14 +34,15 @@ EvaluateOutcome = Union[EvaluateReply, Failure]  # noqa: UP007
 class CohortRunner(Protocol):
     """Runs a cohort of client tasks and yields one outcome per task as each completes."""
 
-    def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
-        """Run fit tasks against ``weights`` (the version the tasks name)."""
+    def fit(self, tasks: Sequence[FitTask], model: ModelVersion) -> Iterator[FitOutcome]:
+        """Run fit tasks against ``model`` (the version the tasks name): its weights in
+        this process, its bytes (made once by the round loop) for another."""
         ...
 
     def evaluate(
-        self, tasks: Sequence[EvaluateTask], weights: Weights
+        self, tasks: Sequence[EvaluateTask], model: ModelVersion
     ) -> Iterator[EvaluateOutcome]:
-        """Run evaluate tasks against ``weights``."""
+        """Run evaluate tasks against ``model``."""
         ...
 
     def close(self) -> None:

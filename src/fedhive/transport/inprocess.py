@@ -57,7 +57,7 @@ class InProcessTransport:
     ) -> Iterator[FitOutcome]:
         """Run fit tasks through the runner; when the quorum misses fewer results than
         there are tasks, close the cohort in simulated-time order once it is met."""
-        outcomes = _one_per_task(tasks, lambda: self._runner.fit(tasks, model.weights))
+        outcomes = _one_per_task(tasks, lambda: self._runner.fit(tasks, model))
         if quorum is None or quorum.missing >= len(tasks):
             return outcomes
         when = {task.client_id: (self._arrival(task), task.seed, i) for i, task in enumerate(tasks)}
@@ -86,7 +86,7 @@ class InProcessTransport:
         self, tasks: Sequence[EvaluateTask], model: ModelVersion
     ) -> Iterator[EvaluateOutcome]:
         """Run evaluate tasks through the runner."""
-        return _one_per_task(tasks, lambda: self._runner.evaluate(tasks, model.weights))
+        return _one_per_task(tasks, lambda: self._runner.evaluate(tasks, model))
 
     def close(self) -> None:
         """Close the runner."""

@@ -6,6 +6,16 @@ file in the same folder, flushed and fsync'd, then renamed onto its final name w
 half-written blob under a final name, and a blob that a later database commit refers to
 survives a power loss. Temporary files a crash leaves behind (``.tmp-*``) are never
 read as blobs.
+
+A caller that already holds the bytes' digest (the round loop's
+:class:`~fedhive.core.version.ModelVersion`, made once per model by hashing its bytes)
+passes it to :meth:`BlobStore.put`, which then does not hash a second time. The digest
+is taken on trust when the blob is new: checking it would mean hashing again. A wrong one
+would still never be served: :meth:`BlobStore.get` rehashes every blob it reads (a
+mismatch is reported as corruption), and so does ``fedhive audit``. What ``put`` checks
+cheaply is that the digest is a well-formed SHA-256 and that a blob already filed under
+it has the same size (one stat), so a wrong digest naming an existing blob is refused
+rather than silently taken as "already stored".
 """
 
 from __future__ import annotations
@@ -36,15 +46,35 @@ class BlobStore:
         except OSError as exc:
             raise StoreError(f"blob store: cannot create {self.root}: {exc}") from exc
 
-    def put(self, data: bytes) -> str:
+    def put(self, data: bytes, *, digest: str | None = None) -> str:
         """Store ``data`` durably and return its hex SHA-256 (a no-op if already stored).
 
+        Args:
+            data: the bytes.
+            digest: their hex SHA-256 when the caller already has it (taken on trust,
+                not recomputed; see the module); None: hash ``data`` here.
+
         Raises:
-            StoreError: the blob cannot be written (disk full, permissions).
+            StoreError: the blob cannot be written (disk full, permissions), or a blob
+                of another size is already filed under the digest (``digest`` is not
+                these bytes', or the stored blob was truncated).
+            SerializationError: ``digest`` is not a lowercase hex SHA-256.
         """
-        digest = hashlib.sha256(data).hexdigest()
+        if digest is None:
+            digest = hashlib.sha256(data).hexdigest()
         path = self._path(digest)
-        if path.is_file():
+        try:
+            stored = path.stat().st_size
+        except FileNotFoundError:
+            stored = None
+        except OSError as exc:
+            raise StoreError(f"blob store: cannot read blob {digest}: {exc}") from exc
+        if stored is not None:
+            if stored != len(data):
+                raise StoreError(
+                    f"blob store: blob {digest} holds {stored} bytes, not the {len(data)} "
+                    "given: that digest is not theirs, or the stored blob is damaged"
+                )
             return digest
         try:
             _write_atomically(path, bytes(data))

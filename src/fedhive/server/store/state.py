@@ -240,6 +240,7 @@ class StateStore:
         round: int,
         *,
         weights_bytes: bytes,
+        version: str,
         parent_version: str | None,
         strategy_state: bytes,
         strategy: str,
@@ -255,8 +256,10 @@ class StateStore:
         Args:
             run_id: the run.
             round: the open round that produced the model.
-            weights_bytes: the model's canonical bytes (``weights_to_bytes``); their
-                SHA-256 is the version.
+            weights_bytes: the model's canonical bytes (``weights_to_bytes``).
+            version: their hex SHA-256, as the caller made it once for the model
+                (``ModelVersion.digest``): not hashed again here (see
+                :meth:`BlobStore.put` for what is checked instead).
             parent_version: the version the round started from (None for the initial
                 model, committed as round 0).
             strategy_state: the strategy's state after the round (``record_to_bytes``).
@@ -266,12 +269,14 @@ class StateStore:
             traffic: what the round's fit cohort moved and lost (for the run's totals).
 
         Raises:
-            StoreError: the round is not open, the parent is not a known version, or the
-                database cannot be written (then nothing of the round is visible).
+            StoreError: the round is not open, the parent is not a known version, a
+                stored blob of another size has ``version``, or the database cannot be
+                written (then nothing of the round is visible).
+            SerializationError: ``version`` is not a lowercase hex SHA-256.
         """
         clients = sorted(contributors)
         metrics_json = json.dumps({str(k): float(v) for k, v in metrics.items()})
-        version = self.blobs.put(weights_bytes)
+        self.blobs.put(weights_bytes, digest=version)
         state_digest = self.blobs.put(strategy_state)
         now = self._clock()
         with self._write(f"commit round {round} of run {run_id!r}") as conn:

@@ -9,7 +9,7 @@ from fedhive.client.pipeline import run_evaluate, run_fit
 from fedhive.core.failures import Stage
 from fedhive.core.messages import EvaluateTask, Failure, FitTask
 from fedhive.core.serde import RecordValue
-from fedhive.core.weights import Weights
+from fedhive.core.version import ModelVersion
 from fedhive.transport.base import EvaluateOutcome, FitOutcome
 
 
@@ -24,18 +24,19 @@ class LocalBackend:
         self._client_fn = client_fn
         self._states: dict[str, dict[str, RecordValue]] = {}
 
-    def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
-        """Run each fit task in turn."""
+    def fit(self, tasks: Sequence[FitTask], model: ModelVersion) -> Iterator[FitOutcome]:
+        """Run each fit task in turn, on ``model``'s weights (never serialised here)."""
         for task in tasks:
             client = self._build(task.client_id, task.round)
             if isinstance(client, Failure):
                 yield client
                 continue
             state = self._states.setdefault(task.client_id, {})
-            yield run_fit(client, task, weights, state, origin=TaskOrigin.simulation(task))
+            origin = TaskOrigin.simulation(task)
+            yield run_fit(client, task, model.weights, state, origin=origin)
 
     def evaluate(
-        self, tasks: Sequence[EvaluateTask], weights: Weights
+        self, tasks: Sequence[EvaluateTask], model: ModelVersion
     ) -> Iterator[EvaluateOutcome]:
         """Run each evaluate task in turn."""
         for task in tasks:
@@ -44,7 +45,7 @@ class LocalBackend:
                 yield client
                 continue
             state = self._states.setdefault(task.client_id, {})
-            yield run_evaluate(client, task, weights, state)
+            yield run_evaluate(client, task, model.weights, state)
 
     def close(self) -> None:
         """Drop the clients' states."""

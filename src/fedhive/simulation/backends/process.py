@@ -4,12 +4,13 @@ Workers are forked from the driver (they inherit the built app: nothing to reloa
 with ``start_method="spawn"``, started as fresh interpreters that load the app from its
 spec. Tasks and outcomes cross the process boundary as the gRPC wire's protobuf
 messages, weights and client state as safetensors bytes, in frames (see
-:mod:`fedhive.simulation.wire`), never pickled. The global model
-goes to each worker once per version; tasks go in chunks to whichever worker is free,
-and replies stream back as they complete. One thread drives every pipe through a
-selector with non-blocking writes, so a large frame can never deadlock a worker that
-is itself writing. A worker that dies fails only its in-flight tasks and is replaced
-for the next cohort.
+:mod:`fedhive.simulation.wire`), never pickled. The global model goes to each worker
+once per version, as the bytes the round loop's
+:class:`~fedhive.core.version.ModelVersion` made (never re-encoded here); tasks go in
+chunks to whichever worker is free, and replies stream back as they complete. One
+thread drives every pipe through a selector with non-blocking writes, so a large frame
+can never deadlock a worker that is itself writing. A worker that dies fails only its
+in-flight tasks and is replaced for the next cohort.
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ from typing import Any
 from fedhive.config.simulated import StartMethod
 from fedhive.core.failures import FailureKind, Stage
 from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
-from fedhive.core.serde import weights_to_bytes
-from fedhive.core.weights import Weights
+from fedhive.core.version import ModelVersion
 from fedhive.errors import ConfigError, SerializationError, TransportError
 from fedhive.simulation.app import AppSpec, SimulationApp
 from fedhive.simulation.wire import (
@@ -107,18 +107,18 @@ class ProcessBackend:
         self._cohort = 0
         self._next_index = 0
 
-    def fit(self, tasks: Sequence[FitTask], weights: Weights) -> Iterator[FitOutcome]:
+    def fit(self, tasks: Sequence[FitTask], model: ModelVersion) -> Iterator[FitOutcome]:
         """Run fit tasks across the workers; outcomes stream back as they finish."""
-        for outcome in self._run("fit", tasks, weights):
+        for outcome in self._run("fit", tasks, model):
             if isinstance(outcome, EvaluateReply):
                 raise TransportError("a worker answered a fit task with an evaluation")
             yield outcome
 
     def evaluate(
-        self, tasks: Sequence[EvaluateTask], weights: Weights
+        self, tasks: Sequence[EvaluateTask], model: ModelVersion
     ) -> Iterator[EvaluateOutcome]:
         """Run evaluate tasks across the workers."""
-        for outcome in self._run("evaluate", tasks, weights):
+        for outcome in self._run("evaluate", tasks, model):
             if isinstance(outcome, FitReply):
                 raise TransportError("a worker answered an evaluate task with a fit")
             yield outcome
@@ -133,14 +133,14 @@ class ProcessBackend:
         self._selector.close()
 
     def _run(
-        self, kind: str, tasks: Sequence[_Task], weights: Weights
+        self, kind: str, tasks: Sequence[_Task], model: ModelVersion
     ) -> Iterator[FitReply | EvaluateReply | Failure]:
         if not tasks:
             return
         self._ensure_workers()
         self._cohort += 1
         cohort = self._cohort
-        self._send_model(tasks[0].version, weights)
+        self._send_model(model)
         size = max(1, math.ceil(len(tasks) / (len(self._procs) * _CHUNKS_PER_WORKER)))
         pending = [list(tasks[i : i + size]) for i in range(0, len(tasks), size)][::-1]
         for proc in self._procs.values():  # forget anything an abandoned cohort left
@@ -191,12 +191,16 @@ class ProcessBackend:
         for client_id, round_ in proc.in_flight.items():
             yield _lost_task(client_id, round_, reason)
 
-    def _send_model(self, version: str, weights: Weights) -> None:
-        frame = encode_frame({"type": "model", "version": version}, [weights_to_bytes(weights)])
-        for proc in self._procs.values():
-            if proc.version != version:
-                self._send(proc, frame)
-                proc.version = version
+    def _send_model(self, model: ModelVersion) -> None:
+        """Send ``model``'s bytes to each worker that does not hold it yet (the frame is
+        made only when one needs it)."""
+        behind = [proc for proc in self._procs.values() if proc.version != model.digest]
+        if not behind:
+            return
+        frame = encode_frame({"type": "model", "version": model.digest}, [model.data])
+        for proc in behind:
+            self._send(proc, frame)
+            proc.version = model.digest
 
     def _send(self, proc: _Proc, frame: bytes) -> None:
         proc.outbox += frame

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from fedhive.core.messages import (
     EvaluateReply,
@@ -36,6 +36,7 @@ from fedhive.core.messages import (
     SecAggReply,
     SecAggTask,
 )
+from fedhive.errors import StateError
 from fedhive.transport.codec import TaskEnvelope, UploadStatus
 
 Outcome = FitReply | EvaluateReply | SecAggReply | SecAggAnswer | Failure
@@ -65,34 +66,83 @@ class Withdrawn:
     refused: Failure | None
 
 
-@dataclass
-class Coordinator:
-    """Shared state between the servicer threads and the round loop."""
+@dataclass(frozen=True)
+class RunStatus:
+    """What the Status RPC answers: the run, its round, the last version and metrics."""
 
     run_id: str
-    heartbeat_timeout: float = 30.0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _seen: dict[str, float] = field(default_factory=dict)
-    _pending: dict[str, deque[TaskEnvelope]] = field(default_factory=dict)
-    _issued: dict[str, _Issued] = field(default_factory=dict)
-    remember_tasks: int = 10_000
-    """Ids of closed cohorts' tasks kept for their refusal's reason (the newest cohort's
-    always)."""
-    _cohort_tasks: dict[int, list[str]] = field(default_factory=dict)  # open cohorts
-    _refusals: dict[str, UploadStatus] = field(default_factory=dict)  # task id -> verdict
-    _retired: deque[list[str]] = field(default_factory=deque)  # closed cohorts' ids
-    _models: dict[str, bytes] = field(default_factory=dict)
-    # Bounded: an upload handler waits (holding its one update) while the round loop is
-    # behind, so memory grows with the server's worker threads, not with the clients.
-    _outcomes: queue.Queue[tuple[int, Outcome]] = field(
-        default_factory=lambda: queue.Queue(maxsize=8)
-    )
-    _open_cohorts: set[int] = field(default_factory=set)
-    _cohort: int = 0
-    round: int = 0
-    finished: bool = False
-    latest_version: str = ""
-    latest_metrics: dict[str, float] = field(default_factory=dict)
+    round: int
+    latest_version: str
+    latest_metrics: Mapping[str, float]
+
+
+class Coordinator:
+    """Shared state between the servicer threads and the round loop.
+
+    The run's id and the status it shows change only through :meth:`name_run` and
+    :meth:`publish_status`, under the lock the servicer threads read them with.
+    """
+
+    def __init__(
+        self, run_id: str, *, heartbeat_timeout: float = 30.0, remember_tasks: int = 10_000
+    ) -> None:
+        self.heartbeat_timeout = heartbeat_timeout
+        self.remember_tasks = remember_tasks
+        """Ids of closed cohorts' tasks kept for their refusal's reason (the newest
+        cohort's always)."""
+        self._lock = threading.Lock()
+        self._run_id = run_id
+        self._seen: dict[str, float] = {}
+        self._pending: dict[str, deque[TaskEnvelope]] = {}
+        self._issued: dict[str, _Issued] = {}
+        self._cohort_tasks: dict[int, list[str]] = {}  # open cohorts
+        self._refusals: dict[str, UploadStatus] = {}  # task id -> verdict
+        self._retired: deque[list[str]] = deque()  # closed cohorts' ids
+        self._models: dict[str, bytes] = {}
+        # Bounded: an upload handler waits (holding its one update) while the round loop
+        # is behind, so memory grows with the server's worker threads, not the clients.
+        self._outcomes: queue.Queue[tuple[int, Outcome]] = queue.Queue(maxsize=8)
+        self._open_cohorts: set[int] = set()
+        self._cohort = 0
+        self.round = 0
+        self.finished = False
+        self._latest_version = ""
+        self._latest_metrics: dict[str, float] = {}
+
+    @property
+    def run_id(self) -> str:
+        """The run the tasks and the Status answer name."""
+        with self._lock:
+            return self._run_id
+
+    def name_run(self, run_id: str) -> None:
+        """Serve the run ``run_id`` (a resumed run keeps its id), before any task names
+        the one this coordinator was made with.
+
+        Raises:
+            StateError: a cohort was published already (its tasks name the old id).
+        """
+        with self._lock:
+            if self._cohort:
+                raise StateError(f"run {self._run_id!r}: tasks were issued; it keeps its id")
+            self._run_id = run_id
+
+    def publish_status(self, *, version: str, metrics: Mapping[str, float]) -> None:
+        """Show ``version`` (the model the last round made) and its ``metrics`` in the
+        Status answer."""
+        with self._lock:
+            self._latest_version = version
+            self._latest_metrics = dict(metrics)
+
+    def status(self) -> RunStatus:
+        """The Status answer's run, round, latest version and metrics, read together."""
+        with self._lock:
+            return RunStatus(
+                run_id=self._run_id,
+                round=self.round,
+                latest_version=self._latest_version,
+                latest_metrics=dict(self._latest_metrics),
+            )
 
     def touch(self, client_id: str) -> None:
         """Record that ``client_id`` is alive (registration, heartbeat, any call)."""
@@ -141,7 +191,7 @@ class Coordinator:
             envelope = TaskEnvelope(
                 task=task,
                 task_id=uuid.uuid4().hex,
-                run_id=self.run_id,
+                run_id=self._run_id,
                 deadline_unix=deadline,
                 model_size=len(payload),
                 secagg=(secagg or {}).get(task.client_id, b""),

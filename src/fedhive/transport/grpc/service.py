@@ -211,12 +211,13 @@ class Servicer:
     def status(self, request: Any, context: grpc.ServicerContext) -> Any:
         """The run, its round and who is connected."""
         self._caller(context, request, "Status")
+        status = self._coord.status()
         return pb.StatusReply(
-            run_id=self._coord.run_id,
-            round=self._coord.round,
+            run_id=status.run_id,
+            round=status.round,
             connected_nodes=len(self._coord.live_clients()),
-            latest_version=self._coord.latest_version,
-            latest_metrics=self._coord.latest_metrics,
+            latest_version=status.latest_version,
+            latest_metrics=status.latest_metrics,
         )
 
     def _caller(self, context: grpc.ServicerContext, request: Any, method: str) -> str:
