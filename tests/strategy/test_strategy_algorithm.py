@@ -18,6 +18,7 @@ from fedhive.errors import ConfigError, NotEnoughClientsError
 from fedhive.strategy.algorithm import Algorithm
 from fedhive.strategy.base import Instruction
 from fedhive.strategy.registry import StrategyName, build_strategy
+from fedhive.strategy.sampling import sample_clients
 from fedhive.strategy.state import Stateless, StrategyState
 
 SHAPES = {"w": (3, 2), "b": (2,)}
@@ -336,3 +337,37 @@ def test_build_strategy_errors_name_the_key_path() -> None:
 def test_strategy_names_parse_from_config_strings() -> None:
     assert StrategyName("fedavg") is StrategyName.FEDAVG
     assert str(StrategyName.FEDAVG) == "fedavg"
+
+
+class FirstClients:
+    """A sampler that takes the lowest ids: a stand-in for availability-aware sampling."""
+
+    def sample(
+        self,
+        clients: list[str],
+        *,
+        fraction: float,
+        min_clients: int,
+        min_available: int,
+        rng: np.random.Generator,
+    ) -> list[str]:
+        count = max(min_clients, round(fraction * len(clients)))
+        return sorted(clients)[:count]
+
+
+def test_the_sampler_part_chooses_the_clients_for_fit_and_evaluation() -> None:
+    strategy = Algorithm(fraction_fit=0.3, fraction_evaluate=0.2, sampler=FirstClients())
+    rng = np.random.default_rng(0)
+    fit = strategy.configure_fit(STATE, 1, global_model(), ids(10), rng)
+    evaluate = strategy.configure_evaluate(STATE, 1, global_model(), ids(10), rng)
+    assert [i.client_id for i in fit] == sorted(ids(10))[:3]
+    assert [i.client_id for i in evaluate] == sorted(ids(10))[:2]
+
+
+def test_the_default_sampler_is_uniform_sampling() -> None:
+    strategy = Algorithm(fraction_fit=0.3)
+    chosen = strategy.configure_fit(STATE, 1, global_model(), ids(20), np.random.default_rng(3))
+    expected = sample_clients(
+        ids(20), fraction=0.3, min_clients=1, min_available=1, rng=np.random.default_rng(3)
+    )
+    assert [i.client_id for i in chosen] == expected

@@ -41,6 +41,7 @@ from fedhive.strategy.registry import (
     build_strategy,
     dispatch_loop,
 )
+from fedhive.strategy.sampling import ClientSampler, UniformSampler
 from fedhive.strategy.scaffold import Control, ControlVariates
 from fedhive.strategy.state import (
     ComponentState,
@@ -58,6 +59,7 @@ __all__ = [
     "Algorithm",
     "BufferState",
     "Buffered",
+    "ClientSampler",
     "ComponentState",
     "Control",
     "ControlVariates",
@@ -80,6 +82,7 @@ __all__ = [
     "Strategy",
     "StrategyName",
     "StrategyState",
+    "UniformSampler",
     "UpdateTransform",
     "WeightedMean",
     "WeightedMetrics",

@@ -11,12 +11,13 @@ default :class:`Algorithm`; every other algorithm is the same object with other 
               aggregator=TrimmedMean(trim_fraction=0.2))             #   + a robust rule
     Algorithm(schedule=Buffered(buffer_size=10))                     # FedBuff
 
-A round: ``configure_fit`` samples the clients, and each transform adds its client
-extension (``instruct``); ``broadcast`` adds the transforms' auxiliary tensors to the
-model; ``aggregate_fit`` pushes each verified reply through the transforms' folds down
-to the aggregator, then the server optimizer steps the model, and each transform settles
-its state. The state is a typed :class:`~fedhive.strategy.state.StrategyState`: the
-optimizer's, each transform's, then the schedule's.
+A round: ``configure_fit`` samples the clients (``sampler``: uniformly by default), and
+each transform adds its client extension (``instruct``); ``broadcast`` adds the
+transforms' auxiliary tensors to the model; ``aggregate_fit`` pushes each verified reply
+through the transforms' folds down to the aggregator, then the server optimizer steps
+the model, and each transform settles its state. The state is a typed
+:class:`~fedhive.strategy.state.StrategyState`: the optimizer's, each transform's, then
+the schedule's.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from fedhive.strategy.compose import (
 )
 from fedhive.strategy.fedbuff import Buffered, BufferState, Rounds, Schedule
 from fedhive.strategy.private import DifferentialPrivacy, PrivacyState
-from fedhive.strategy.sampling import sample_clients
+from fedhive.strategy.sampling import ClientSampler, UniformSampler
 from fedhive.strategy.state import StrategyState
 from fedhive.strategy.transform import RoundContext, UpdateTransform
 
@@ -64,6 +65,8 @@ class Algorithm:
     over_selection: float = 0.0
     """Select this fraction more clients than needed; a deployed round closes once the
     needed number of results arrived (stragglers are told the round has closed)."""
+    sampler: ClientSampler = field(default_factory=UniformSampler)
+    """Which clients a round selects (the fractions above say how many)."""
     client_config: ClientConfig = field(default_factory=ClientConfig)
     per_client: Mapping[str, ClientConfig] = field(default_factory=dict)
     """Clients whose training differs from ``client_config`` (a device's own batch
@@ -365,7 +368,7 @@ class Algorithm:
         self, clients: Sequence[str], fraction: float, minimum: int, rng: np.random.Generator
     ) -> list[Instruction]:
         """Sampled clients, each with its own configuration or the common one."""
-        chosen = sample_clients(
+        chosen = self.sampler.sample(
             clients,
             fraction=fraction,
             min_clients=minimum,

@@ -101,6 +101,7 @@ _HINTS = {
     "server_optimizer": 'choose it with name = "fedadam" (or fedyogi, fedadagrad)',
     "transforms": 'choose them with name = "scaffold" and a [privacy] section',
     "schedule": 'choose it with name = "fedbuff"',
+    "sampler": "a custom client sampler is set from Python (Algorithm(sampler=...))",
 }
 """Algorithm fields that a config sets elsewhere, and where."""
 

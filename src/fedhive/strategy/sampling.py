@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -36,3 +38,49 @@ def sample_clients(
         return available
     chosen = rng.choice(len(available), size=count, replace=False)
     return [available[i] for i in sorted(chosen.tolist())]
+
+
+class ClientSampler(Protocol):
+    """Which clients a round selects, once the algorithm decided how many: the sampling
+    part of an :class:`~fedhive.strategy.algorithm.Algorithm` (training and federated
+    evaluation alike)."""
+
+    def sample(
+        self,
+        clients: Sequence[str],
+        *,
+        fraction: float,
+        min_clients: int,
+        min_available: int,
+        rng: np.random.Generator,
+    ) -> list[str]:
+        """``max(min_clients, ceil(fraction * n))`` distinct clients of ``clients``.
+
+        Raises:
+            NotEnoughClientsError: fewer than ``min_available`` (or ``min_clients``).
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class UniformSampler:
+    """Uniformly without replacement, sorted by id (:func:`sample_clients`): every
+    available client equally likely, the rate the DP accountant assumes."""
+
+    def sample(
+        self,
+        clients: Sequence[str],
+        *,
+        fraction: float,
+        min_clients: int,
+        min_available: int,
+        rng: np.random.Generator,
+    ) -> list[str]:
+        """:func:`sample_clients` of ``clients``."""
+        return sample_clients(
+            clients,
+            fraction=fraction,
+            min_clients=min_clients,
+            min_available=min_available,
+            rng=rng,
+        )
