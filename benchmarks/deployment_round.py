@@ -109,7 +109,7 @@ def serve_round(pki: Path, clients: int, params: int) -> None:
     from fedhive.pki.revocation import RevocationList
     from fedhive.pki.tls import TLSConfig
     from fedhive.server.orchestrator import RoundLoop
-    from fedhive.strategy.fedavg import FedAvg
+    from fedhive.strategy import fedavg
     from fedhive.transport.grpc.security import (
         CertificateIdentity,
         Signatures,
@@ -133,7 +133,7 @@ def serve_round(pki: Path, clients: int, params: int) -> None:
             raise SystemExit(f"server: only {len(transport.client_ids())} of {clients} came")
         weights = model(params)
         loop = RoundLoop(
-            strategy=FedAvg(min_available_clients=clients), transport=transport, seed=0
+            strategy=fedavg(min_available_clients=clients), transport=transport, seed=0
         )
         sent0, received0 = socket_bytes(transport.port)
         cpu0, wall0 = time.process_time(), time.perf_counter()

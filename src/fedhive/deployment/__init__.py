@@ -7,7 +7,7 @@ clients' half (:class:`~fedhive.client.app.ClientApp`). ``fedhive server`` and
 ``fedhive client`` only parse a config and flags into these and render the run.
 
 ```python
-served = serve_server(ServerApp(initial_weights=w0), Deployment(strategy=FedAvg(),
+served = serve_server(ServerApp(initial_weights=w0), Deployment(strategy=fedavg(),
                       strategy_name="fedavg", rounds=10), state_dir=Path("state"),
                       tls=TLSConfig.from_dir("pki/server"))
 serve_client(ClientApp(client_fn=make_client), client_id="client-0000",

@@ -1,7 +1,7 @@
 """Byzantine-robust aggregators: rules that bound what a few malicious clients can do.
 
 Each is an :class:`~fedhive.strategy.compose.Aggregator`, so a strategy takes one as its
-``aggregator`` (``FedAvg(aggregator=Krum(byzantine=2))``).
+``aggregator`` (``fedavg(aggregator=Krum(byzantine=2))``).
 
 Unlike :class:`~fedhive.strategy.compose.WeightedMean`, the rules here need every update
 at once and hold them all: O(n·d) float64 memory for n replies of d parameters (8·n·d
