@@ -3,7 +3,7 @@
 What exists (the first part of issue 14; wiring into configs, the client pipeline, the
 engines and bandwidth accounting comes next):
 
-* specs (:mod:`~fedhive.compression.specs`): :class:`StochasticQuantization` (8 or 4
+* specs (:mod:`~fedhive.core.codecs`): :class:`StochasticQuantization` (8 or 4
   bits, per tensor or per block; QSGD's unbiased min-max rounding), :class:`TopK` and
   :class:`RandomK` sparsification, :class:`Zstd`, composed by :class:`Pipeline` (at most
   one lossy stage, then optionally zstd);
@@ -21,8 +21,8 @@ Only float tensors are compressed; integer and boolean tensors travel exactly.
 
 from __future__ import annotations
 
-from fedhive.compression.codec import Encoded, decode, encode
-from fedhive.compression.specs import Pipeline, RandomK, StochasticQuantization, TopK, Zstd
+from fedhive.compression.codec import Encoded, decode, encode, residual_layout
+from fedhive.core.codecs import Pipeline, RandomK, StochasticQuantization, TopK, Zstd
 
 __all__ = [
     "Encoded",
@@ -33,4 +33,5 @@ __all__ = [
     "Zstd",
     "decode",
     "encode",
+    "residual_layout",
 ]
