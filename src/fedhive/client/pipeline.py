@@ -6,13 +6,13 @@ off the model → train (``Client.fit``) → update = w_local - v_k → clip →
 tensors → compress (the task's ``Compression``, :mod:`fedhive.client.compress`: the
 reply then carries the payload, not the update) → charge the budget (what the device's
 clipping and noise, and DP-SGD, cost) → reply. The task's
-:class:`~fedhive.client.base.TaskOrigin` names the release in the device's ledger and says whether noise may be seeded (simulation only).
+:class:`~fedhive.client.base.TaskOrigin` names the release in the device's ledger and
+says whether noise may be seeded (simulation only).
 Masking under secure aggregation (:class:`~fedhive.client.secure.SecAggSession`) and
 signing (the transport) take the reply from here. Every stage that refuses returns a
 :class:`~fedhive.core.messages.Failure` naming its :class:`~fedhive.core.failures.Stage`
 (``budget``, ``fit``, ``privacy`` for the device's clipping and noise, ``compress``,
-``evaluate``), so
-a bad client is one failed task, never a crashed run.
+``evaluate``), so a bad client is one failed task, never a crashed run.
 """
 
 from __future__ import annotations
