@@ -1,7 +1,9 @@
 """Update compression (the codec library): quantize, sparsify and zstd a client update.
 
-What exists (the first part of issue 14; wiring into configs, the client pipeline, the
-engines and bandwidth accounting comes next):
+A client runs these when its config carries the
+:class:`~fedhive.core.extensions.Compression` instruction
+(:mod:`fedhive.client.compress`; the server decodes in
+:func:`fedhive.server.verify.accept_fit_reply`). The library:
 
 * specs (:mod:`~fedhive.core.codecs`): :class:`StochasticQuantization` (8 or 4
   bits, per tensor or per block; QSGD's unbiased min-max rounding), :class:`TopK` and
@@ -9,7 +11,8 @@ engines and bandwidth accounting comes next):
   one lossy stage, then optionally zstd);
 * :func:`encode` and :func:`decode` (:mod:`~fedhive.compression.codec`), pure functions:
   ``encode(update, pipeline, rng=..., residual=...)`` gives an :class:`Encoded` (the
-  payload and the new error-feedback residual), ``decode(payload, layout)`` the weights;
+  payload and the new error-feedback residual), ``decode(payload, layout)`` the weights,
+  :func:`residual_layout` the residual's layout;
 * the payload frame (:mod:`~fedhive.compression.wire`): magic, format version, the
   pipeline spec, a digest of the layout it was made for, the body, and a SHA-256 of it
   all. Decoding untrusted bytes raises :class:`~fedhive.errors.CodecError` and nothing
