@@ -10,11 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from extension_strategies import compressions, extensions, one_of_each
-from fedhive.core.codecs import Pipeline, Zstd
+from extension_strategies import extensions, one_of_each
 from fedhive.core.extensions import (
     ClipAndNoise,
-    Compression,
     DpSgd,
     Extension,
     PartialWork,
@@ -370,29 +368,6 @@ def test_every_instruction_type_travels_in_its_own_typed_field(data: st.DataObje
         assert len(message.extensions.ListFields()) == 1
         assert dict(message.extra) == {}
         assert config_from_proto(message).extension(type(value)) == value
-
-
-@given(compressions(), extensions())
-def test_a_compression_instruction_travels_in_its_own_typed_message(
-    ask: Compression, others: tuple[Extension, ...]
-) -> None:
-    config = ClientConfig(extensions=(*others, ask))
-    message = config_to_proto(config)
-    assert message.extensions.HasField("compression")
-    assert dict(message.extra) == {}
-    assert config_from_proto(message) == config
-
-
-def test_a_compression_stage_naming_no_codec_is_refused() -> None:
-    config = ClientConfig(extensions=(Compression(pipeline=Pipeline((Zstd(),))),))
-    message = config_to_proto(config)
-    message.extensions.compression.stages.add()  # an empty oneof
-    with pytest.raises(ValidationError, match="names no codec"):
-        config_from_proto(message)
-    message = config_to_proto(config)
-    message.extensions.compression.stages[0].zstd.level = 99
-    with pytest.raises(ValidationError, match=r"zstd\.level"):
-        config_from_proto(message)
 
 
 WIRE_REFUSALS = {
