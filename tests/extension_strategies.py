@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from fedhive.core.codecs import Pipeline, RandomK, StochasticQuantization, TopK, Zstd
 from fedhive.core.extensions import (
     ClipAndNoise,
+    Compression,
     DpSgd,
     Extension,
     PartialWork,
@@ -48,3 +50,28 @@ def extensions(draw: st.DrawFn) -> tuple[Extension, ...]:
     """Any subset of the instruction types, one valid value of each."""
     chosen = draw(st.lists(st.sampled_from(range(len(one_of_each))), unique=True))
     return tuple(draw(one_of_each[i]) for i in chosen)
+
+
+fractions = st.floats(min_value=1e-9, max_value=1.0)
+lossy_stages = st.one_of(
+    st.builds(
+        StochasticQuantization,
+        bits=st.sampled_from([4, 8]),
+        block_size=st.none() | st.integers(1, 2**31),
+    ),
+    st.builds(TopK, fraction=fractions),
+    st.builds(RandomK, fraction=fractions, error_feedback=st.booleans()),
+)
+
+
+@st.composite
+def compressions(draw: st.DrawFn) -> Compression:
+    """A :class:`Compression` of any valid pipeline. Not in :data:`one_of_each` yet: it
+    travels on the wire, but its ``[client] compression`` table comes with the config
+    rewrite."""
+    stages: list[object] = []
+    if draw(st.booleans()):
+        stages.append(draw(lossy_stages))
+    if draw(st.booleans()):
+        stages.append(Zstd(level=draw(st.integers(1, 22))))
+    return Compression(pipeline=Pipeline(tuple(stages)))  # type: ignore[arg-type]

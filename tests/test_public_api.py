@@ -64,10 +64,12 @@ PUBLIC = {
         "Zstd",
         "decode",
         "encode",
+        "residual_layout",
     ],
     "fedhive.core.extensions": [
         "TABLES",
         "ClipAndNoise",
+        "Compression",
         "DpSgd",
         "Extension",
         "PartialWork",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fedhive.compression.specs import (
+from fedhive.core.codecs import (
     Pipeline,
     RandomK,
     StochasticQuantization,

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedhive.compression import wire
-from fedhive.compression.specs import Pipeline, TopK, Zstd
 from fedhive.core.canonical import canonical_json
+from fedhive.core.codecs import Pipeline, TopK, Zstd
 from fedhive.core.weights import Layout, Weights
 from fedhive.errors import CodecError
 

@@ -63,4 +63,5 @@ def test_a_fedhive_error_needs_no_detail_beside_its_kind() -> None:
 
 
 def test_a_client_reports_only_its_own_stages() -> None:
-    assert {Stage.FIT, Stage.EVALUATE, Stage.BUDGET, Stage.PRIVACY, Stage.SECAGG} == CLIENT_STAGES
+    own = {Stage.FIT, Stage.EVALUATE, Stage.BUDGET, Stage.PRIVACY, Stage.COMPRESS, Stage.SECAGG}
+    assert own == CLIENT_STAGES

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from fedhive import run_simulation
+from fedhive.compression import Pipeline, RandomK, StochasticQuantization, TopK, Zstd
 from fedhive.config import parse_config
-from fedhive.core.extensions import Weighting
+from fedhive.core.extensions import Compression, Weighting
 from fedhive.core.messages import ClientConfig
 from fedhive.deployment import DeployedServer, Deployment, ServerApp
 from fedhive.errors import ConfigError
@@ -138,3 +139,36 @@ def test_a_simulation_may_seed_its_dp_noise_and_pass_the_checks() -> None:
     check_run(dp(DpMode.DISTRIBUTED, noise_seed=0), secure=UNIFORM)
     check_run(fedbuff())
     check_run(FEDAVG, secure=EXAMPLES, federated_every=2, deployed=True)
+
+
+def compressed(*stages: Any) -> Algorithm:
+    ask = Compression(pipeline=Pipeline(stages))
+    return dataclasses.replace(FEDAVG, client_config=CLIENT.with_extensions(ask))
+
+
+@pytest.mark.parametrize(
+    "sparsifier", [TopK(0.1), RandomK(0.1), RandomK(0.1, error_feedback=True)], ids=repr
+)
+def test_sparsifying_compression_under_secagg_is_refused_everywhere(
+    sparsifier: Any, tmp_path: Path
+) -> None:
+    strategy = compressed(sparsifier, Zstd())
+    names = r"client\.compression.*secagg.*masks are dense"
+    with pytest.raises(ConfigError, match=names):
+        check_run(strategy, secure=UNIFORM)
+    with pytest.raises(ConfigError, match=names):
+        run_simulation(build(4), strategy=strategy, rounds=1, secure=UNIFORM)
+    with pytest.raises(ConfigError, match=names):
+        deploy(strategy, tmp_path / "state", secure=UNIFORM)
+    per_client = dataclasses.replace(
+        FEDAVG,
+        per_client={"c1": CLIENT.with_extensions(Compression(pipeline=Pipeline((sparsifier,))))},
+    )
+    with pytest.raises(ConfigError, match=names):
+        check_run(per_client, secure=UNIFORM)
+    check_run(strategy)  # without secure aggregation a sparsifier is fine
+
+
+def test_quantization_and_zstd_under_secagg_pass_the_checks() -> None:
+    check_run(compressed(StochasticQuantization(bits=8), Zstd()), secure=UNIFORM)
+    check_run(compressed(Zstd()), secure=EXAMPLES, deployed=True)

@@ -226,6 +226,7 @@ HEADER_CHANGES = {
     "loss": {"loss": 0.1},
     "payload_size": {"payload_size": 11},
     "secagg": {"secagg": True},
+    "compressed": {"compressed": True},
     "failure_stage": {"failure_stage": "fit"},
     "failure_error": {"failure_error": "OSError"},
     "failure_message": {"failure_message": "disk"},

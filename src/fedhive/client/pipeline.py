@@ -3,14 +3,16 @@
 ``fit``: check the device's privacy budget → split the auxiliary tensors (``@`` names)
 off the model → train (``Client.fit``) → update = w_local - v_k → clip → noise (DP,
 :mod:`fedhive.client.privacy`), followed by the client's answer to the auxiliary
-tensors → charge the budget (what the device's clipping and noise, and DP-SGD, cost)
-→ reply. The task's :class:`~fedhive.client.base.TaskOrigin` names the release in the
-device's ledger and says whether noise may be seeded (simulation only).
+tensors → compress (the task's ``Compression``, :mod:`fedhive.client.compress`: the
+reply then carries the payload, not the update) → charge the budget (what the device's
+clipping and noise, and DP-SGD, cost) → reply. The task's
+:class:`~fedhive.client.base.TaskOrigin` names the release in the device's ledger and
+says whether noise may be seeded (simulation only).
 Masking under secure aggregation (:class:`~fedhive.client.secure.SecAggSession`) and
 signing (the transport) take the reply from here. Every stage that refuses returns a
 :class:`~fedhive.core.messages.Failure` naming its :class:`~fedhive.core.failures.Stage`
-(``budget``, ``fit``, ``privacy`` for the device's clipping and noise, ``evaluate``), so
-a bad client is one failed task, never a crashed run.
+(``budget``, ``fit``, ``privacy`` for the device's clipping and noise, ``compress``,
+``evaluate``), so a bad client is one failed task, never a crashed run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 from fedhive.client.base import Client, Context, TaskOrigin
+from fedhive.client.compress import Compressed, compress, keep_residual
 from fedhive.client.privacy import LEDGER_KEY, charge_budget, check_budget, privatize
+from fedhive.core.extensions import Compression
 from fedhive.core.failures import Stage
 from fedhive.core.messages import (
     EvaluateReply,
@@ -76,19 +80,29 @@ def run_fit(
         update = privatize(update, task.config, context).join(answer)
     except Exception as exc:
         return Failure.of(task.client_id, task.round, Stage.PRIVACY, exc)
+    ask = task.config.extension(Compression)
+    compressed: Compressed | None = None
+    if ask is not None:
+        try:
+            compressed = compress(update, ask, task, state)
+        except Exception as exc:
+            return Failure.of(task.client_id, task.round, Stage.COMPRESS, exc)
     try:
         charged = charge_budget(task, state, origin=origin, events=[*planned, *context.released])
     except PrivacyBudgetError as exc:
         return Failure.of(task.client_id, task.round, Stage.BUDGET, exc)
     if charged is not None:  # released: the charge is recorded
         state[LEDGER_KEY] = charged.to_bytes().decode("ascii")
+    if compressed is not None:
+        keep_residual(state, compressed)
     return FitReply(
         client_id=task.client_id,
         round=task.round,
         version=task.version,
-        update=update,
+        update=update if compressed is None else Weights(),
         num_examples=result.num_examples,
         metrics=metrics,
+        payload=None if compressed is None else compressed.payload,
     )
 
 

@@ -1,6 +1,7 @@
 """The client's side of secure aggregation: mask the update, answer each stage.
 
-Masking is the pipeline's last stage (after clipping and DP noise): the update a fit
+Masking is the pipeline's last stage (after clipping, DP noise and compression, whose
+payload is decoded here: the masked vector is dense): the update a fit
 produced never leaves the device; :class:`SecAggSession` feeds it to the SecAgg+ client
 state machine (:mod:`fedhive.secagg`) and answers the server's stage requests with the
 machine's messages. The session is the device's memory of its open rounds.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fedhive.compression import decode
 from fedhive.core.extensions import SecAggWeighting, Weighting
 from fedhive.core.failures import Stage
 from fedhive.core.messages import (
@@ -21,7 +23,7 @@ from fedhive.core.messages import (
     SecAggTask,
 )
 from fedhive.core.rng import SeedStream
-from fedhive.core.weights import Layout
+from fedhive.core.weights import Layout, Weights
 from fedhive.errors import FedhiveError, SecAggError
 from fedhive.secagg import ClientState, RoundSetup, client_handle, client_start, decode_message
 from fedhive.secagg.weighting import client_weight
@@ -30,6 +32,12 @@ from fedhive.secagg.weighting import client_weight
 def quantization_rng(seed: int) -> SeedStream:
     """The stream of a client's (non-secret) stochastic rounding, from its task seed."""
     return SeedStream(seed).child("secagg-quantize")
+
+
+def _plain_update(reply: FitReply, layout: Layout) -> Weights:
+    """The update to mask: a compressed reply's payload decoded (compress, then mask:
+    the masked vector is dense, so only quantization changes what is summed)."""
+    return reply.update if reply.payload is None else decode(reply.payload, layout)
 
 
 @dataclass
@@ -53,7 +61,7 @@ class SecAggSession:
             state, message = client_start(
                 round_setup,
                 client_id=task.client_id,
-                vector=layout.flatten(reply.update),
+                vector=layout.flatten(_plain_update(reply, layout)),
                 weight=weight,
                 rng=quantization_rng(task.seed).numpy(),
             )

@@ -1,15 +1,18 @@
 """Update compression (the codec library): quantize, sparsify and zstd a client update.
 
-What exists (the first part of issue 14; wiring into configs, the client pipeline, the
-engines and bandwidth accounting comes next):
+A client runs these when its config carries the
+:class:`~fedhive.core.extensions.Compression` instruction
+(:mod:`fedhive.client.compress`; the server decodes in
+:func:`fedhive.server.verify.accept_fit_reply`). The library:
 
-* specs (:mod:`~fedhive.compression.specs`): :class:`StochasticQuantization` (8 or 4
+* specs (:mod:`~fedhive.core.codecs`): :class:`StochasticQuantization` (8 or 4
   bits, per tensor or per block; QSGD's unbiased min-max rounding), :class:`TopK` and
   :class:`RandomK` sparsification, :class:`Zstd`, composed by :class:`Pipeline` (at most
   one lossy stage, then optionally zstd);
 * :func:`encode` and :func:`decode` (:mod:`~fedhive.compression.codec`), pure functions:
   ``encode(update, pipeline, rng=..., residual=...)`` gives an :class:`Encoded` (the
-  payload and the new error-feedback residual), ``decode(payload, layout)`` the weights;
+  payload and the new error-feedback residual), ``decode(payload, layout)`` the weights,
+  :func:`residual_layout` the residual's layout;
 * the payload frame (:mod:`~fedhive.compression.wire`): magic, format version, the
   pipeline spec, a digest of the layout it was made for, the body, and a SHA-256 of it
   all. Decoding untrusted bytes raises :class:`~fedhive.errors.CodecError` and nothing
@@ -21,8 +24,8 @@ Only float tensors are compressed; integer and boolean tensors travel exactly.
 
 from __future__ import annotations
 
-from fedhive.compression.codec import Encoded, decode, encode
-from fedhive.compression.specs import Pipeline, RandomK, StochasticQuantization, TopK, Zstd
+from fedhive.compression.codec import Encoded, decode, encode, residual_layout
+from fedhive.core.codecs import Pipeline, RandomK, StochasticQuantization, TopK, Zstd
 
 __all__ = [
     "Encoded",
@@ -33,4 +36,5 @@ __all__ = [
     "Zstd",
     "decode",
     "encode",
+    "residual_layout",
 ]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedhive.compression import lossless, quantize, sparsify, wire
-from fedhive.compression.specs import (
+from fedhive.core.codecs import (
     Lossy,
     Pipeline,
     StochasticQuantization,
@@ -111,6 +111,12 @@ def decode(payload: bytes, layout: Layout) -> Weights:
     return Weights(
         {name: (decoded[name] if name in decoded else exact[name]) for name in layout.names}
     )
+
+
+def residual_layout(layout: Layout) -> Layout:
+    """The layout of the error-feedback residual of updates of ``layout``: its float
+    tensors (names and shapes), as float64."""
+    return _residual_layout(_float_layout(layout))
 
 
 def _is_float(dtype: np.dtype[np.generic]) -> bool:

@@ -22,8 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from fedhive.compression.specs import Pipeline
 from fedhive.core.canonical import canonical_json
+from fedhive.core.codecs import Pipeline
 from fedhive.core.weights import Layout
 from fedhive.errors import CodecError
 

@@ -12,6 +12,7 @@ holding one holds a valid instruction.
   distributed mode the clipping norm and noise std the device applies itself.
 - :class:`SecAggWeighting`: how the client weighs its update inside the masked sum.
 - :class:`DpSgd`: sample-level DP-SGD (per-sample clipping and noise on every step).
+- :class:`Compression`: encode the update with a codec pipeline before it leaves.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fedhive.core._compat import StrEnum
+from fedhive.core.codecs import Pipeline
 from fedhive.core.config import check_int, check_real
 from fedhive.errors import ConfigError
 
 __all__ = [
     "TABLES",
     "ClipAndNoise",
+    "Compression",
     "DpSgd",
     "Extension",
     "PartialWork",
@@ -129,8 +132,28 @@ class DpSgd(Extension):
         check_real("delta", self.delta, low=0, high=1, low_open=True, high_open=True)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Compression(Extension):
+    """Send the update encoded with ``pipeline`` (:mod:`fedhive.compression`).
+
+    The client compresses after clipping and noise (post-processing: it costs no
+    privacy) and before SecAgg's masking; the server decodes the payload with the
+    published model's layout before it verifies the update. A biased sparsifier keeps
+    its error-feedback residual in the client's persistent state.
+    """
+
+    pipeline: Pipeline
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pipeline, Pipeline):
+            raise ConfigError(
+                f"pipeline: must be a fedhive.compression.Pipeline, got {self.pipeline!r}"
+            )
+
+
 TABLES: dict[str, type[Extension]] = {
     "clip_and_noise": ClipAndNoise,
+    "compression": Compression,
     "dpsgd": DpSgd,
     "partial_work": PartialWork,
     "proximal": Proximal,

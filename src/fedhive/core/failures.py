@@ -13,6 +13,7 @@ from __future__ import annotations
 from fedhive.core._compat import StrEnum
 from fedhive.errors import (
     ClientError,
+    CodecError,
     ConfigError,
     DTypeMismatchError,
     NameMismatchError,
@@ -41,6 +42,8 @@ class Stage(StrEnum):
     """The device's privacy budget (checked before training, charged after)."""
     PRIVACY = "privacy"
     """The device's DP stage: the task's clipping and noise instructions and applying them."""
+    COMPRESS = "compress"
+    """The device's compression of its update (the task's ``Compression`` instruction)."""
     SECAGG = "secagg"
     """Secure aggregation: a protocol message, or the protocol's verdict on a client."""
     UPLOAD = "upload"
@@ -53,7 +56,9 @@ class Stage(StrEnum):
     """Asynchronous rounds: the buffer refused the update (too stale)."""
 
 
-CLIENT_STAGES = frozenset({Stage.FIT, Stage.EVALUATE, Stage.BUDGET, Stage.PRIVACY, Stage.SECAGG})
+CLIENT_STAGES = frozenset(
+    {Stage.FIT, Stage.EVALUATE, Stage.BUDGET, Stage.PRIVACY, Stage.COMPRESS, Stage.SECAGG}
+)
 """The stages a client may report a failure at (the server's own are not among them)."""
 
 
@@ -65,6 +70,8 @@ class FailureKind(StrEnum):
     """The user's code raised or returned something unusable (``detail``: the type)."""
     CONFIG = "config"
     SERIALIZATION = "serialization"
+    CODEC = "codec"
+    """A compressed update's payload does not decode (or an update cannot be encoded)."""
     VALIDATION = "validation"
     NAME_MISMATCH = "name_mismatch"
     SHAPE_MISMATCH = "shape_mismatch"
@@ -96,6 +103,7 @@ _KIND_OF_ERROR: dict[type[BaseException], FailureKind] = {
     ClientError: FailureKind.CLIENT_ERROR,
     ConfigError: FailureKind.CONFIG,
     SerializationError: FailureKind.SERIALIZATION,
+    CodecError: FailureKind.CODEC,
     ValidationError: FailureKind.VALIDATION,
     NameMismatchError: FailureKind.NAME_MISMATCH,
     ShapeMismatchError: FailureKind.SHAPE_MISMATCH,

@@ -16,7 +16,7 @@ from fedhive.core.extensions import TABLES, Extension
 from fedhive.core.failures import FailureKind, Stage, kind_of
 from fedhive.core.serde import Scalar
 from fedhive.core.weights import Weights
-from fedhive.errors import ClientError, ConfigError
+from fedhive.errors import ClientError, ConfigError, ValidationError
 
 E = TypeVar("E", bound=Extension)
 
@@ -219,6 +219,19 @@ class FitReply:
     num_examples: int
     metrics: Metrics = field(default_factory=dict)
     contributors: tuple[str, ...] = ()
+    payload: bytes | None = field(default=None, repr=False)
+    """The update as a :mod:`fedhive.compression` payload, when the task asked for
+    :class:`~fedhive.core.extensions.Compression`: ``update`` is then empty until the
+    server decodes the payload with the published model's layout."""
+    upload_bytes: int | None = field(default=None, compare=False)
+    """The bytes the reply's payload took on the uplink, as the transport that carried
+    it counted them (gRPC: the upload stream's data chunks; the process backend: the
+    payload blob). None: it crossed no wire (the local backend). A measurement, not
+    content: two replies that differ only in it are equal."""
+
+    def __post_init__(self) -> None:
+        if self.payload is not None and len(self.update):
+            raise ValidationError("a compressed reply carries its update only as the payload")
 
     @property
     def clients(self) -> int:

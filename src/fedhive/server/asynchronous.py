@@ -42,7 +42,12 @@ from fedhive.server.run import (
     check_parameter_names,
 )
 from fedhive.server.tasks import rejected
-from fedhive.server.verify import DEFAULT_POLICY, ReplyPolicy, verify_fit_reply
+from fedhive.server.verify import (
+    DEFAULT_POLICY,
+    ReplyPolicy,
+    accept_fit_reply,
+    uplink_bytes,
+)
 from fedhive.strategy.algorithm import Algorithm
 from fedhive.strategy.state import StrategyState
 from fedhive.transport.base import AsyncRunner, Finished
@@ -181,7 +186,8 @@ class _Run:
         staleness = self.strategy.version(self.state) - task.round
         if isinstance(outcome, FitReply):
             try:
-                verify_fit_reply(outcome, task, self.published.weights.layout(), self.loop.policy)
+                layout = self.published.weights.layout()
+                outcome = accept_fit_reply(outcome, task, layout, self.loop.policy)
             except (FedhiveError, KeyError) as exc:
                 outcome = rejected(task.client_id, task.round, exc)
         if isinstance(outcome, FitReply) and self.schedule.too_stale(staleness):
@@ -195,7 +201,7 @@ class _Run:
             return
         self.failed_in_row = 0
         self.stats.succeeded += 1
-        self.stats.bytes_up += len(self.published.data)
+        self.stats.bytes_up += uplink_bytes(outcome, len(self.published.data))
         self.stats.contributors.append(outcome.client_id)
         self.buffer.append((outcome, staleness))
 

@@ -30,8 +30,9 @@ from fedhive.server.tasks import counted, make_tasks, marking_refusals, rejected
 from fedhive.server.verify import (
     DEFAULT_POLICY,
     ReplyPolicy,
+    accept_fit_reply,
+    uplink_bytes,
     verify_evaluate_reply,
-    verify_fit_reply,
 )
 from fedhive.strategy.accounting import Participation, PrivacyAccounting, PrivacyReport
 from fedhive.strategy.base import Strategy
@@ -303,7 +304,8 @@ class RoundLoop:
             outcome = received
             if isinstance(received, FitReply):
                 try:
-                    verify_fit_reply(received, tasks[received.client_id], layout, self.policy)
+                    task = tasks[received.client_id]
+                    outcome = accept_fit_reply(received, task, layout, self.policy)
                 except (FedhiveError, KeyError) as exc:
                     outcome = rejected(received.client_id, received.round, exc)
             if self.observer is not None:
@@ -312,7 +314,7 @@ class RoundLoop:
                 stats.record_failure(outcome)
                 continue
             stats.succeeded += 1
-            stats.bytes_up += reply_bytes
+            stats.bytes_up += uplink_bytes(outcome, reply_bytes)
             stats.contributors.append(outcome.client_id)
             yield outcome
 

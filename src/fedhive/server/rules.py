@@ -10,7 +10,8 @@ the config keys involved.
 
 from __future__ import annotations
 
-from fedhive.core.extensions import Weighting
+from fedhive.core.codecs import StochasticQuantization
+from fedhive.core.extensions import Compression, Weighting
 from fedhive.errors import ConfigError
 from fedhive.server.secure import SecureAggregation
 from fedhive.strategy.algorithm import Algorithm
@@ -32,7 +33,9 @@ def check_run(
     - under secure aggregation (``secure``): no central DP (the server would need each
       update to clip it), distributed DP with uniform weighting (the noise is sized for
       a sum of equally weighted updates), the mean aggregator (a robust rule or a norm
-      bound needs each update), no FedBuff;
+      bound needs each update), no FedBuff, no sparsifying ``client.compression``
+      (top-k or random-k: the pairwise masks are dense, so a sparse update saves
+      nothing once masked, and its error feedback would hide what the sum lacks);
     - FedBuff: no federated evaluation;
     - ``deployed``: DP noise from a CSPRNG, never from a seed the run's config holds.
 
@@ -60,11 +63,27 @@ def _check_rounds(strategy: Strategy, *, secure: SecureAggregation | None, deplo
     dp = strategy.privacy if isinstance(strategy, Algorithm) else None
     if dp is not None:
         _check_dp(dp, secure=secure, deployed=deployed)
+    if secure is not None and isinstance(strategy, Algorithm):
+        _check_compression(strategy)
     if secure is not None and not _aggregates_the_mean(strategy):
         raise ConfigError(
             "strategy.aggregator, strategy.max_update_norm: secagg needs the mean aggregator "
             "(the server sees only the sum, never an update to rank or clip)"
         )
+
+
+def _check_compression(strategy: Algorithm) -> None:
+    configs = [strategy.client_config, *strategy.per_client.values()]
+    for config in configs:
+        ask = config.extension(Compression)
+        lossy = None if ask is None else ask.pipeline.lossy
+        if lossy is not None and not isinstance(lossy, StochasticQuantization):
+            raise ConfigError(
+                f"client.compression, secagg: {type(lossy).__name__} sparsification cannot "
+                "run under secure aggregation (the pairwise masks are dense: the masked "
+                "update is as large as the model); ask only for quantization and zstd, "
+                "which the client applies before masking"
+            )
 
 
 def _check_dp(

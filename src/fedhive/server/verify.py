@@ -4,15 +4,18 @@ Checks that a reply answers the task it claims (client, round, model version), t
 its example count is within the server's :class:`ReplyPolicy`, that its update matches
 the model's layout (names, shapes, dtypes), holds only finite values and stays inside
 the exact accumulator's range at its weight, and that its metrics are finite numbers
-outside the reserved ``dp.*`` prefix. A reply that fails is its client's failure
-(stage ``verify``); the round goes on with the others.
+outside the reserved ``dp.*`` prefix. A compressed reply's payload is decoded with the
+published model's layout first (:func:`accept_fit_reply`), and its update verified like
+any other; a payload that does not decode is a ``verify:codec`` failure. A reply that
+fails is its client's failure (stage ``verify``); the round goes on with the others.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from fedhive.compression import decode
 from fedhive.core.config import check_int
 from fedhive.core.messages import (
     EvaluateReply,
@@ -56,6 +59,32 @@ class ReplyPolicy:
 
 
 DEFAULT_POLICY = ReplyPolicy()
+
+
+def accept_fit_reply(
+    reply: FitReply, task: FitTask, layout: Layout, policy: ReplyPolicy = DEFAULT_POLICY
+) -> FitReply:
+    """``reply`` with its compressed payload decoded with ``layout``, verified.
+
+    A decoded reply keeps what it took on the uplink as ``upload_bytes`` (the
+    transport's count, else the payload's size); see :func:`uplink_bytes`.
+
+    Raises:
+        CodecError: the payload does not decode (corrupted, another layout, ...).
+        ValidationError, ClientError: as :func:`verify_fit_reply`.
+    """
+    if reply.payload is not None:
+        sent = reply.upload_bytes if reply.upload_bytes is not None else len(reply.payload)
+        update = decode(reply.payload, layout)
+        reply = replace(reply, update=update, payload=None, upload_bytes=sent)
+    verify_fit_reply(reply, task, layout, policy)
+    return reply
+
+
+def uplink_bytes(reply: FitReply, plain_size: int) -> int:
+    """The bytes ``reply`` took on the uplink: what its transport or payload measured,
+    else ``plain_size`` (the safetensors size of an update of the model's layout)."""
+    return plain_size if reply.upload_bytes is None else reply.upload_bytes
 
 
 def verify_fit_reply(

@@ -35,6 +35,7 @@ from fedhive.core.messages import (
     SecAggTask,
 )
 from fedhive.core.serde import Scalar, weights_from_bytes, weights_to_bytes
+from fedhive.core.weights import Weights
 from fedhive.errors import ConfigError, SerializationError, ValidationError
 from fedhive.transport.extensions import extensions_from_proto, extensions_to_proto
 from fedhive.transport.proto import pb
@@ -223,7 +224,8 @@ Outcome = FitReply | EvaluateReply | SecAggReply | SecAggAnswer | Failure
 def result_header(outcome: Outcome) -> tuple[pb.ResultHeader, bytes]:
     """The result header's outcome fields (kind, counts, metrics, loss, SecAgg flag or
     failure fields, payload size and hash) for ``outcome``, and its payload: an update's
-    safetensors bytes, or a SecAgg message. The caller adds whose result it is."""
+    safetensors bytes, a compressed update's payload (flagged ``compressed``), or a
+    SecAgg message. The caller adds whose result it is."""
     header, payload = pb.ResultHeader(), b""
     if isinstance(outcome, Failure):
         header.failure_stage = outcome.stage
@@ -242,6 +244,8 @@ def result_header(outcome: Outcome) -> tuple[pb.ResultHeader, bytes]:
             header.loss = outcome.loss
         elif isinstance(outcome, SecAggReply):  # a fit answered under secure aggregation
             payload, header.secagg = outcome.message, True
+        elif outcome.payload is not None:  # a compressed update: sent as it is
+            payload, header.compressed = outcome.payload, True
         else:
             payload = weights_to_bytes(outcome.update)
     header.payload_size = len(payload)
@@ -253,7 +257,10 @@ def reply_from_header(
     header: pb.ResultHeader, payload: bytes, *, client_id: str
 ) -> FitReply | EvaluateReply:
     """The plaintext reply a result header (of kind fit or evaluate) and its payload hold,
-    from ``client_id``: checked metrics and loss, the update decoded from ``payload``.
+    from ``client_id``: checked metrics and loss, the update decoded from ``payload``
+    (a compressed one is kept as its payload, for the server to decode with the model's
+    layout). ``upload_bytes`` is the payload's size: the bytes of the data chunks it was
+    reassembled from.
 
     Raises:
         ValidationError: metrics or a loss that are not allowed.
@@ -272,9 +279,11 @@ def reply_from_header(
         client_id=client_id,
         round=header.round,
         version=header.model_version,
-        update=weights_from_bytes(payload),
+        update=Weights() if header.compressed else weights_from_bytes(payload),
         num_examples=header.num_examples,
         metrics=metrics,
+        payload=payload if header.compressed else None,
+        upload_bytes=len(payload),
     )
 
 

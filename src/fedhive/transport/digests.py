@@ -86,9 +86,9 @@ def _fields(message: Message) -> dict[str, object]:
 
 def header_sha256(header: pb.ResultHeader) -> str:
     """The hash a result signature binds the rest of its header by: kind, example
-    count, metrics, loss, payload size, SecAgg flag and failure fields (run, round,
-    task, client, model and payload hash are in the claim itself). Reals are written
-    as ``float.hex``."""
+    count, metrics, loss, payload size, SecAgg and compression flags and failure
+    fields (run, round, task, client, model and payload hash are in the claim itself).
+    Reals are written as ``float.hex``."""
     fields = {
         "kind": int(header.kind),
         "num_examples": header.num_examples,
@@ -100,4 +100,6 @@ def header_sha256(header: pb.ResultHeader) -> str:
         "failure_error": header.failure_error,
         "failure_message": header.failure_message,
     }
+    if header.compressed:  # only when set: the digests of plain results are unchanged
+        fields["compressed"] = True
     return _digest(HEADER_DOMAIN, fields)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from fedhive.core.codecs import Pipeline, RandomK, Stage, StochasticQuantization, TopK, Zstd
 from fedhive.core.extensions import (
     ClipAndNoise,
+    Compression,
     DpSgd,
     Extension,
     PartialWork,
@@ -49,6 +51,10 @@ def extensions_to_proto(extensions: Iterable[Extension]) -> pb.Extensions:
                 message.dpsgd.noise_multiplier = value.noise_multiplier
                 message.dpsgd.max_grad_norm = value.max_grad_norm
                 message.dpsgd.delta = value.delta
+            case Compression():
+                message.compression.stages.extend(
+                    _stage_to_proto(stage) for stage in value.pipeline.stages
+                )
             case _:
                 raise SerializationError(f"no wire form for {type(value).__name__}")
     return message
@@ -58,7 +64,7 @@ def extensions_from_proto(message: pb.Extensions) -> tuple[Extension, ...]:
     """The typed instructions of their protobuf message, each checked as it is built.
 
     Raises:
-        ValidationError: an unknown weighting.
+        ValidationError: an unknown weighting, an empty codec stage.
         ConfigError: an instruction's value is out of range.
     """
     out: list[Extension] = []
@@ -85,4 +91,40 @@ def extensions_from_proto(message: pb.Extensions) -> tuple[Extension, ...]:
         dp = message.dpsgd
         z, norm, delta = dp.noise_multiplier, dp.max_grad_norm, dp.delta
         out.append(DpSgd(noise_multiplier=z, max_grad_norm=norm, delta=delta))
+    if message.HasField("compression"):
+        stages = tuple(_stage_from_proto(stage) for stage in message.compression.stages)
+        out.append(Compression(pipeline=Pipeline(stages)))
     return tuple(out)
+
+
+def _stage_to_proto(stage: Stage) -> pb.CodecStage:
+    message = pb.CodecStage()
+    match stage:
+        case StochasticQuantization():
+            message.quantize.bits = stage.bits
+            if stage.block_size is not None:
+                message.quantize.block_size = stage.block_size
+        case TopK():
+            message.topk.fraction = stage.fraction
+        case RandomK():
+            message.randomk.fraction = stage.fraction
+            message.randomk.error_feedback = stage.error_feedback
+        case Zstd():
+            message.zstd.level = stage.level
+    return message
+
+
+def _stage_from_proto(message: pb.CodecStage) -> Stage:
+    codec = message.WhichOneof("codec")
+    if codec == "quantize":
+        q = message.quantize
+        block = q.block_size if q.HasField("block_size") else None
+        return StochasticQuantization(bits=q.bits, block_size=block)
+    if codec == "topk":
+        return TopK(fraction=message.topk.fraction)
+    if codec == "randomk":
+        r = message.randomk
+        return RandomK(fraction=r.fraction, error_feedback=r.error_feedback)
+    if codec == "zstd":
+        return Zstd(level=message.zstd.level)
+    raise ValidationError("a compression stage names no codec", stage="decode")

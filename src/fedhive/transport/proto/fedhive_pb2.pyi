@@ -2,7 +2,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -64,18 +64,20 @@ class ClientConfig(_message.Message):
     def __init__(self, local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., privacy_budget: _Optional[_Union[PrivacyBudget, _Mapping]] = ..., extra: _Optional[_Mapping[str, Scalar]] = ..., extensions: _Optional[_Union[Extensions, _Mapping]] = ...) -> None: ...
 
 class Extensions(_message.Message):
-    __slots__ = ("proximal", "partial_work", "clip_and_noise", "secagg_weighting", "dpsgd")
+    __slots__ = ("proximal", "partial_work", "clip_and_noise", "secagg_weighting", "dpsgd", "compression")
     PROXIMAL_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_WORK_FIELD_NUMBER: _ClassVar[int]
     CLIP_AND_NOISE_FIELD_NUMBER: _ClassVar[int]
     SECAGG_WEIGHTING_FIELD_NUMBER: _ClassVar[int]
     DPSGD_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     proximal: Proximal
     partial_work: PartialWork
     clip_and_noise: ClipAndNoise
     secagg_weighting: SecAggWeighting
     dpsgd: DpSgd
-    def __init__(self, proximal: _Optional[_Union[Proximal, _Mapping]] = ..., partial_work: _Optional[_Union[PartialWork, _Mapping]] = ..., clip_and_noise: _Optional[_Union[ClipAndNoise, _Mapping]] = ..., secagg_weighting: _Optional[_Union[SecAggWeighting, _Mapping]] = ..., dpsgd: _Optional[_Union[DpSgd, _Mapping]] = ...) -> None: ...
+    compression: Compression
+    def __init__(self, proximal: _Optional[_Union[Proximal, _Mapping]] = ..., partial_work: _Optional[_Union[PartialWork, _Mapping]] = ..., clip_and_noise: _Optional[_Union[ClipAndNoise, _Mapping]] = ..., secagg_weighting: _Optional[_Union[SecAggWeighting, _Mapping]] = ..., dpsgd: _Optional[_Union[DpSgd, _Mapping]] = ..., compression: _Optional[_Union[Compression, _Mapping]] = ...) -> None: ...
 
 class Proximal(_message.Message):
     __slots__ = ("mu",)
@@ -116,6 +118,52 @@ class DpSgd(_message.Message):
     max_grad_norm: float
     delta: float
     def __init__(self, noise_multiplier: _Optional[float] = ..., max_grad_norm: _Optional[float] = ..., delta: _Optional[float] = ...) -> None: ...
+
+class Compression(_message.Message):
+    __slots__ = ("stages",)
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    stages: _containers.RepeatedCompositeFieldContainer[CodecStage]
+    def __init__(self, stages: _Optional[_Iterable[_Union[CodecStage, _Mapping]]] = ...) -> None: ...
+
+class CodecStage(_message.Message):
+    __slots__ = ("quantize", "topk", "randomk", "zstd")
+    QUANTIZE_FIELD_NUMBER: _ClassVar[int]
+    TOPK_FIELD_NUMBER: _ClassVar[int]
+    RANDOMK_FIELD_NUMBER: _ClassVar[int]
+    ZSTD_FIELD_NUMBER: _ClassVar[int]
+    quantize: Quantize
+    topk: TopK
+    randomk: RandomK
+    zstd: Zstd
+    def __init__(self, quantize: _Optional[_Union[Quantize, _Mapping]] = ..., topk: _Optional[_Union[TopK, _Mapping]] = ..., randomk: _Optional[_Union[RandomK, _Mapping]] = ..., zstd: _Optional[_Union[Zstd, _Mapping]] = ...) -> None: ...
+
+class Quantize(_message.Message):
+    __slots__ = ("bits", "block_size")
+    BITS_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    bits: int
+    block_size: int
+    def __init__(self, bits: _Optional[int] = ..., block_size: _Optional[int] = ...) -> None: ...
+
+class TopK(_message.Message):
+    __slots__ = ("fraction",)
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    fraction: float
+    def __init__(self, fraction: _Optional[float] = ...) -> None: ...
+
+class RandomK(_message.Message):
+    __slots__ = ("fraction", "error_feedback")
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FEEDBACK_FIELD_NUMBER: _ClassVar[int]
+    fraction: float
+    error_feedback: bool
+    def __init__(self, fraction: _Optional[float] = ..., error_feedback: _Optional[bool] = ...) -> None: ...
+
+class Zstd(_message.Message):
+    __slots__ = ("level",)
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    level: int
+    def __init__(self, level: _Optional[int] = ...) -> None: ...
 
 class PrivacyBudget(_message.Message):
     __slots__ = ("epsilon_max", "delta", "min_noise_multiplier", "clipping_norm")
@@ -244,7 +292,7 @@ class ModelChunk(_message.Message):
     def __init__(self, model_version: _Optional[str] = ..., offset: _Optional[int] = ..., total_size: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class ResultHeader(_message.Message):
-    __slots__ = ("task_id", "client_id", "run_id", "round", "kind", "model_version", "num_examples", "metrics", "loss", "payload_size", "payload_sha256", "signature", "failure_stage", "failure_error", "failure_message", "secagg")
+    __slots__ = ("task_id", "client_id", "run_id", "round", "kind", "model_version", "num_examples", "metrics", "loss", "payload_size", "payload_sha256", "signature", "failure_stage", "failure_error", "failure_message", "secagg", "compressed")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -268,6 +316,7 @@ class ResultHeader(_message.Message):
     FAILURE_ERROR_FIELD_NUMBER: _ClassVar[int]
     FAILURE_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     SECAGG_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSED_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     client_id: str
     run_id: str
@@ -284,7 +333,8 @@ class ResultHeader(_message.Message):
     failure_error: str
     failure_message: str
     secagg: bool
-    def __init__(self, task_id: _Optional[str] = ..., client_id: _Optional[str] = ..., run_id: _Optional[str] = ..., round: _Optional[int] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., model_version: _Optional[str] = ..., num_examples: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., loss: _Optional[float] = ..., payload_size: _Optional[int] = ..., payload_sha256: _Optional[str] = ..., signature: _Optional[bytes] = ..., failure_stage: _Optional[str] = ..., failure_error: _Optional[str] = ..., failure_message: _Optional[str] = ..., secagg: _Optional[bool] = ...) -> None: ...
+    compressed: bool
+    def __init__(self, task_id: _Optional[str] = ..., client_id: _Optional[str] = ..., run_id: _Optional[str] = ..., round: _Optional[int] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., model_version: _Optional[str] = ..., num_examples: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., loss: _Optional[float] = ..., payload_size: _Optional[int] = ..., payload_sha256: _Optional[str] = ..., signature: _Optional[bytes] = ..., failure_stage: _Optional[str] = ..., failure_error: _Optional[str] = ..., failure_message: _Optional[str] = ..., secagg: _Optional[bool] = ..., compressed: _Optional[bool] = ...) -> None: ...
 
 class ResultChunk(_message.Message):
     __slots__ = ("header", "data")

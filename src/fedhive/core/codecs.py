@@ -5,6 +5,11 @@ A spec is data, not behaviour: it is written into every payload's header (as the
 told out of band. Construction checks every value (:class:`~fedhive.errors.ConfigError`),
 and :meth:`Pipeline.from_json` reads a header's spec back strictly
 (:class:`~fedhive.errors.CodecError` for anything unknown).
+
+The specs live in :mod:`fedhive.core` (the codecs themselves in
+:mod:`fedhive.compression`) because a client config carries one: the
+:class:`~fedhive.core.extensions.Compression` instruction names the pipeline a client
+encodes its update with.
 """
 
 from __future__ import annotations
