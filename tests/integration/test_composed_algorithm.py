@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_deployment import CLIENTS, free_port, start_client, start_server, stop_all, write_config
+from test_deployment import deploy, free_port, write_config
 
 from fedhive.config import parse_config
 from fedhive.core._compat import tomllib
 from fedhive.core.messages import ClientConfig
-from fedhive.pki.provision import provision
 from fedhive.privacy import GaussianEvent, epsilon
 from fedhive.simulation.engine import run_simulation, simulate
 from fedhive.strategy import Control, DifferentialPrivacy, scaffold
@@ -101,19 +100,7 @@ def test_dp_scaffold_and_a_trimmed_mean_over_mtls(tmp_path: Path) -> None:
         'name = "fedavg"', 'name = "scaffold"\naggregator = "trimmed_mean"\ntrim_fraction = 0.1'
     )
     config.write_text(text + PRIVATE_SCAFFOLD)
-    pki = tmp_path / "pki"
-    provision(pki, clients=CLIENTS)
-    state = tmp_path / "state"
-    server = start_server(config, state, pki / "server")
-    clients = [start_client(config, pki, port, cid) for cid in CLIENTS]
-    try:
-        out, _ = server.communicate(timeout=400)
-        assert server.returncode == 0, out
-        for proc in clients:
-            proc.wait(timeout=60)
-            assert proc.returncode == 0
-    finally:
-        stop_all([server, *clients])
+    state = deploy(tmp_path, config, port)
     summary = json.loads((state / "summary.json").read_text())
     assert summary["committed_rounds"] == summary["rounds"] == 3
     assert summary["clients_failed"] == 0

@@ -107,12 +107,9 @@ def test_secure_aggregation_over_mtls_matches_the_simulation(tmp_path: Path) -> 
     )
 
 
-def deploy_and_compare(tmp_path: Path, extra: str = "") -> None:
-    """Run the digits-mlp config as server and 10 client processes; the final model
-    must be the simulation's, bit for bit."""
-    port = free_port()
-    config = write_config(tmp_path, port)
-    config.write_text(config.read_text() + extra)
+def deploy(tmp_path: Path, config: Path, port: int) -> Path:
+    """Provision, then run ``config`` as `fedhive server` and 10 `fedhive client`
+    processes to the end; the server's state folder."""
     pki = tmp_path / "pki"
     provision(pki, clients=CLIENTS)
     state = tmp_path / "state"
@@ -126,6 +123,16 @@ def deploy_and_compare(tmp_path: Path, extra: str = "") -> None:
             assert proc.returncode == 0
     finally:
         stop_all([server, *clients])
+    return state
+
+
+def deploy_and_compare(tmp_path: Path, extra: str = "") -> None:
+    """Run the digits-mlp config as server and 10 client processes; the final model
+    must be the simulation's, bit for bit."""
+    port = free_port()
+    config = write_config(tmp_path, port)
+    config.write_text(config.read_text() + extra)
+    state = deploy(tmp_path, config, port)
     summary = json.loads((state / "summary.json").read_text())
     simulated = simulate(parse_config(tomllib.loads(config.read_text())), base_dir=tmp_path)
     assert summary["rounds"] == 3
