@@ -9,6 +9,7 @@ of the plain bytes; a client whose payload does not decode fails alone (``verify
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -23,7 +24,7 @@ from fedhive.core.weights import Weights
 from fedhive.server.history import RoundRecord
 from fedhive.server.orchestrator import RoundLoop
 from fedhive.strategy.algorithm import Algorithm
-from fedhive.transport.codec import Outcome, TaskEnvelope, UploadStatus
+from fedhive.transport.codec import Outcome, TaskEnvelope, UploadStatus, result_header
 from fedhive.transport.grpc.connection import GrpcLink
 from fedhive.transport.grpc.server import GrpcServerTransport, trust_claimed_id
 
@@ -129,3 +130,36 @@ def test_a_payload_that_does_not_decode_fails_its_client_alone(
     assert record.committed
     assert dict(record.fit.failures) == {"verify:codec": 1}
     assert sorted(record.fit.contributors) == ["c0", "c2", "c3"]
+
+
+SEEN: dict[str, dict[str, int]] = {}
+
+
+class CountingLink(GrpcLink):
+    """A client's link that notes the model bytes it received and the payload it sent."""
+
+    def download(self, envelope: TaskEnvelope) -> bytes:
+        data = super().download(envelope)
+        SEEN.setdefault(self.client_id, {})["down"] = len(data)
+        return data
+
+    def upload(self, envelope: TaskEnvelope, outcome: Outcome) -> UploadStatus:  # type: ignore[override]
+        _header, payload = result_header(outcome)
+        SEEN.setdefault(self.client_id, {})["up"] = len(payload)
+        return super().upload(envelope, outcome)
+
+
+@pytest.mark.parametrize("config", [ClientConfig(), ClientConfig(extensions=(EIGHT_BIT,))])
+def test_each_clients_bytes_are_the_model_streamed_to_it_and_the_chunks_it_uploaded(
+    server: GrpcServerTransport, config: ClientConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    SEEN.clear()
+    monkeypatch.setattr(sys.modules[__name__], "GrpcLink", CountingLink)
+    record = one_round(server, config)
+    assert record.committed
+    traffic = {cid: (t.bytes_up, t.bytes_down) for cid, t in record.fit.traffic.items()}
+    assert traffic == {cid: (seen["up"], seen["down"]) for cid, seen in SEEN.items()}
+    assert sorted(traffic) == ["c0", "c1", "c2"]
+    assert record.fit.bytes_down == sum(seen["down"] for seen in SEEN.values())
+    assert record.fit.bytes_up == sum(seen["up"] for seen in SEEN.values())
+    assert all(seen["down"] > SIZE * 4 for seen in SEEN.values())  # the whole float32 model

@@ -1,4 +1,5 @@
-"""Live progress of a run: rounds, clients done in the round, latest metrics, ETA."""
+"""Live progress of a run: rounds, clients done in the round, latest metrics, the round's
+bytes up and down, ETA."""
 
 from __future__ import annotations
 
@@ -29,10 +30,23 @@ def describe(record: RoundRecord) -> str:
     parts.append(f"clients {fit.succeeded}/{fit.selected} ok")
     if fit.failed:
         parts.append(f"{fit.failed} failed ({', '.join(sorted(fit.failures))})")
+    parts.append(f"↑{size(fit.bytes_up)} ↓{size(fit.bytes_down)}")
     if not record.committed:
         parts.append(record.note)
     parts.append(f"{record.seconds:.2f}s")
     return " | ".join(parts)
+
+
+def size(count: int) -> str:
+    """A byte count in decimal units: ``999 B``, ``1.2 kB``, ``3.4 MB``, ``5.0 GB``."""
+    if count < 1000:
+        return f"{count} B"
+    value = float(count)
+    for unit in ("kB", "MB", "GB"):
+        value /= 1000
+        if round(value, 1) < 1000 or unit == "GB":
+            break
+    return f"{value:.1f} {unit}"
 
 
 class ProgressDisplay:

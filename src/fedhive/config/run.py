@@ -5,7 +5,8 @@
 [strategy]    name = "fedavg", fraction_fit = 0.1, ... (the algorithm's own keys)
 [client]      local_epochs = 5, batch_size = 16, learning_rate = 0.1, extra = {...} (the
               app's own scalars), dpsgd = { noise_multiplier = 1.1, max_grad_norm = 1.0 },
-              partial_work = { max_local_steps = 20 }
+              partial_work = { max_local_steps = 20 },
+              compression = { quantize = { bits = 8 }, zstd = { level = 3 } }
 [clients.ID]  any [client] key, for client ID only (its own batch size, budget, ...)
 [simulation]  backend = "local" | "process", workers = 2
 [evaluation]  centralized = true, federated_every = 0 (0: never)

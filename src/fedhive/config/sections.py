@@ -4,7 +4,7 @@ free-form ``[app]`` and ``[client] extra`` tables.
 Each is a msgspec Struct: frozen, every key declared with its type, constraint and
 default; a config decodes it with :func:`fedhive.core.decode.decode`. ``[client]``
 builds the :class:`~fedhive.core.messages.ClientConfig` the strategy sends, with its
-typed instructions (``dpsgd``, ``partial_work``).
+typed instructions (``dpsgd``, ``partial_work``, ``compression``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Annotated, Any
 
 import msgspec
 
+from fedhive.config.compression import CompressionSection, compression_section
 from fedhive.core.decode import AtLeastOne, AtLeastZero, FinitePositive
-from fedhive.core.extensions import DpSgd, Extension, PartialWork
+from fedhive.core.extensions import Compression, DpSgd, Extension, PartialWork
 from fedhive.core.messages import ClientConfig, PrivacyBudget
 from fedhive.errors import ConfigError
 
@@ -82,6 +83,8 @@ class ClientSection(_Section, frozen=True):
     """The app's own free-form scalars."""
     dpsgd: DpSgdSection | None = None
     partial_work: PartialWorkSection | None = None
+    compression: CompressionSection | None = None
+    """The update's codecs (:mod:`fedhive.config.compression`); None: sent as it is."""
 
     def build(self, path: str) -> ClientConfig:
         """The :class:`ClientConfig` this section describes."""
@@ -94,6 +97,8 @@ class ClientSection(_Section, frozen=True):
             extensions.append(DpSgd(**msgspec.structs.asdict(self.dpsgd)))
         if self.partial_work is not None:
             extensions.append(PartialWork(max_local_steps=self.partial_work.max_local_steps))
+        if self.compression is not None:
+            extensions.append(self.compression.build())
         return ClientConfig(
             local_epochs=self.local_epochs,
             batch_size=self.batch_size,
@@ -110,6 +115,7 @@ def client_section(config: ClientConfig) -> ClientSection:
     budget = config.privacy_budget
     dpsgd = config.extension(DpSgd)
     partial = config.extension(PartialWork)
+    compression = config.extension(Compression)
     return ClientSection(
         local_epochs=config.local_epochs,
         batch_size=config.batch_size,
@@ -118,6 +124,7 @@ def client_section(config: ClientConfig) -> ClientSection:
         extra=dict(config.extra),
         dpsgd=None if dpsgd is None else DpSgdSection(**dataclasses.asdict(dpsgd)),
         partial_work=None if partial is None else PartialWorkSection(**dataclasses.asdict(partial)),
+        compression=None if compression is None else compression_section(compression),
     )
 
 

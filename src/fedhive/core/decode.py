@@ -138,6 +138,8 @@ def expected(declared: mi.Type) -> str:
     """What a field declared as ``declared`` accepts, in :func:`check_real`'s words."""
     if isinstance(declared, mi.EnumType):
         return f"one of {', '.join(str(m.value) for m in declared.cls)}"
+    if isinstance(declared, mi.LiteralType):
+        return f"one of {', '.join(str(v) for v in declared.values)}"
     if isinstance(declared, mi.BoolType):
         return "true or false"
     if isinstance(declared, mi.StrType):

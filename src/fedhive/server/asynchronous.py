@@ -164,7 +164,7 @@ class _Run:
             self.tasks[dispatch] = task
             self.loop.runner.submit(dispatch, task, self.published)
             self.stats.selected += 1
-            self.stats.bytes_down += len(self.published.data)
+            self.stats.downloaded(task.client_id, len(self.published.data))
         return ""
 
     def _next(self) -> Sequence[Finished]:
@@ -201,7 +201,7 @@ class _Run:
             return
         self.failed_in_row = 0
         self.stats.succeeded += 1
-        self.stats.bytes_up += uplink_bytes(outcome, len(self.published.data))
+        self.stats.uploaded(outcome.client_id, uplink_bytes(outcome, len(self.published.data)))
         self.stats.contributors.append(outcome.client_id)
         self.buffer.append((outcome, staleness))
 

@@ -11,8 +11,25 @@ from fedhive.strategy.accounting import PrivacyReport
 
 
 @dataclass
+class Traffic:
+    """What one client's task moved in a round: its accepted update's bytes up, the
+    bytes of the model sent down to it (see :class:`CohortStats`)."""
+
+    bytes_up: int = 0
+    bytes_down: int = 0
+
+
+@dataclass
 class CohortStats:
-    """Outcomes of one cohort of tasks (fit or evaluate) in a round."""
+    """Outcomes of one cohort of tasks (fit or evaluate) in a round.
+
+    ``bytes_up`` / ``bytes_down`` are the cohort's totals, ``traffic`` the same per
+    client. Up: each accepted update's bytes as its transport received them (the payload's
+    data chunks over gRPC; the encoded payload, or the plain update's safetensors size,
+    in simulation). Down: the model bytes the transport sent each task's client (over
+    gRPC, the data of the download stream it served; in simulation, the published
+    model's size per task).
+    """
 
     selected: int = 0
     succeeded: int = 0
@@ -21,6 +38,17 @@ class CohortStats:
     bytes_down: int = 0
     bytes_up: int = 0
     contributors: list[str] = field(default_factory=list)
+    traffic: dict[str, Traffic] = field(default_factory=dict)
+
+    def uploaded(self, client_id: str, size: int) -> None:
+        """Count ``size`` bytes received from ``client_id``."""
+        self.bytes_up += size
+        self.traffic.setdefault(client_id, Traffic()).bytes_up += size
+
+    def downloaded(self, client_id: str, size: int) -> None:
+        """Count ``size`` bytes sent to ``client_id``."""
+        self.bytes_down += size
+        self.traffic.setdefault(client_id, Traffic()).bytes_down += size
 
     def record_failure(self, failure: Failure) -> None:
         """Count a failed task under its ``stage:kind`` key."""

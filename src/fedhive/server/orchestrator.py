@@ -37,7 +37,7 @@ from fedhive.server.verify import (
 from fedhive.strategy.accounting import Participation, PrivacyAccounting, PrivacyReport
 from fedhive.strategy.base import Strategy
 from fedhive.strategy.state import StrategyState
-from fedhive.transport.base import Quorum, SecureTransport, Transport
+from fedhive.transport.base import MeasuresDownlink, Quorum, SecureTransport, Transport
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,11 +167,13 @@ class RoundLoop:
         published = model.derived(self.strategy.broadcast(state, weights))
         tasks = make_tasks(FitTask, instructions, rnd, published.digest, stream)
         stats.selected = len(tasks)
-        stats.bytes_down = len(published.data) * len(tasks)
         if self.observer is not None:
             self.observer.round_started(rnd, len(tasks))
         if self.secure is not None:
-            reply = self._secure_reply(tasks, published, stream, stats)
+            try:
+                reply = self._secure_reply(tasks, published, stream, stats)
+            finally:
+                self._count_downlink(tasks.values(), published, stats)
             return self.strategy.aggregate_fit(state, rnd, weights, iter([reply]))
         quorum = Quorum(self.strategy.fit_quorum(len(tasks)))
         outcomes = self._replacing_refusals(
@@ -200,6 +202,19 @@ class RoundLoop:
         finally:
             for _ in verified:  # drain what the strategy did not read
                 pass
+            self._count_downlink(tasks.values(), published, stats)
+
+    def _count_downlink(
+        self, tasks: Iterable[FitTask], published: ModelVersion, stats: CohortStats
+    ) -> None:
+        """Count each ended task's download: what the transport measured it sent, else
+        the published model, whole (in-process: the payload each task was given)."""
+        measured = self.transport if isinstance(self.transport, MeasuresDownlink) else None
+        for task in tasks:
+            size = (
+                None if measured is None else measured.downloaded(task.client_id, published.digest)
+            )
+            stats.downloaded(task.client_id, len(published.data) if size is None else size)
 
     def _replacing_refusals(
         self,
@@ -236,7 +251,6 @@ class RoundLoop:
             return
         tasks.update(extra)
         stats.selected += len(extra)
-        stats.bytes_down += len(published.data) * len(extra)
         wave = self.transport.fit(list(extra.values()), published, quorum=quorum)
         yield from marking_refusals(wave, exhausted)
 
@@ -314,7 +328,7 @@ class RoundLoop:
                 stats.record_failure(outcome)
                 continue
             stats.succeeded += 1
-            stats.bytes_up += uplink_bytes(outcome, reply_bytes)
+            stats.uploaded(outcome.client_id, uplink_bytes(outcome, reply_bytes))
             stats.contributors.append(outcome.client_id)
             yield outcome
 

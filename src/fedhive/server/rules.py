@@ -73,13 +73,14 @@ def _check_rounds(strategy: Strategy, *, secure: SecureAggregation | None, deplo
 
 
 def _check_compression(strategy: Algorithm) -> None:
-    configs = [strategy.client_config, *strategy.per_client.values()]
-    for config in configs:
+    configs = {"client": strategy.client_config}
+    configs.update({f"clients.{cid}": c for cid, c in strategy.per_client.items()})
+    for path, config in configs.items():
         ask = config.extension(Compression)
         lossy = None if ask is None else ask.pipeline.lossy
         if lossy is not None and not isinstance(lossy, StochasticQuantization):
             raise ConfigError(
-                f"client.compression, secagg: {type(lossy).__name__} sparsification cannot "
+                f"{path}.compression, secagg: {type(lossy).__name__} sparsification cannot "
                 "run under secure aggregation (the pairwise masks are dense: the masked "
                 "update is as large as the model); ask only for quantization and zstd, "
                 "which the client applies before masking"

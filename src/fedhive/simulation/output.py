@@ -8,7 +8,7 @@ round is appended to ``metrics.jsonl`` at once (a crashed run keeps what it did)
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +76,27 @@ def summarize(result: RunResult, *, seed: int, wall_seconds: float) -> dict[str,
         "clients_failed": sum(r.fit.failed for r in result.history),
         "bytes_up": sum(r.fit.bytes_up for r in result.history),
         "bytes_down": sum(r.fit.bytes_down for r in result.history),
+        "client_round_bytes": client_round_bytes(result.history),
         "simulated_seconds": last.clock if last else None,
         "privacy": last.privacy.to_json() if last and last.privacy else {},
         "stop_reason": result.stop_reason,
     }
+
+
+def client_round_bytes(history: Sequence[RoundRecord]) -> dict[str, dict[str, float]]:
+    """The mean and the largest bytes one client moved in one round's fit, up and down
+    (over every client of every round: what a device's link must carry)."""
+    figures = [t for r in history for t in r.fit.traffic.values()]
+    up = [t.bytes_up for t in figures]
+    down = [t.bytes_down for t in figures]
+    return {
+        "up": {"mean": _mean(up), "max": max(up, default=0)},
+        "down": {"mean": _mean(down), "max": max(down, default=0)},
+    }
+
+
+def _mean(values: Sequence[int]) -> float:
+    return round(sum(values) / len(values), 1) if values else 0.0
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -116,6 +116,19 @@ class Transport(Protocol):
         ...
 
 
+@runtime_checkable
+class MeasuresDownlink(Protocol):
+    """A transport that counts the model bytes it actually sent each client (gRPC: the
+    data of the download streams it served). The round loop asks it once a cohort has
+    ended; a transport without it sent each task the published model, whole."""
+
+    def downloaded(self, client_id: str, version: str) -> int | None:
+        """Model bytes of ``version`` sent to ``client_id`` since that version was
+        published for the client's current cohort (0: it downloaded nothing; None: not
+        measured, e.g. an insecure server cannot tell who downloads)."""
+        ...
+
+
 SecureOutcome = Union[SecAggReply, Failure]  # noqa: UP007
 StageOutcome = Union[tuple[str, bytes], Failure]  # noqa: UP007
 

@@ -99,6 +99,7 @@ class Coordinator:
         self._refusals: dict[str, UploadStatus] = {}  # task id -> verdict
         self._retired: deque[list[str]] = deque()  # closed cohorts' ids
         self._models: dict[str, bytes] = {}
+        self._downloads: dict[tuple[str, str], int] = {}  # (client, version) -> bytes sent
         # Bounded: an upload handler waits (holding its one update) while the round loop
         # is behind, so memory grows with the server's worker threads, not the clients.
         self._outcomes: queue.Queue[tuple[int, Outcome]] = queue.Queue(maxsize=8)
@@ -204,9 +205,13 @@ class Coordinator:
             cohort = self._cohort
             self._open_cohorts.add(cohort)
             if tasks and not isinstance(tasks[0], SecAggTask):
+                version = tasks[0].version
                 if not keep:
                     self._models = {}
-                self._models[tasks[0].version] = payload
+                    self._downloads = {k: n for k, n in self._downloads.items() if k[1] == version}
+                self._models[version] = payload
+                for task in tasks:  # a new task counts its client's download afresh
+                    self._downloads.pop((task.client_id, version), None)
                 self.round = tasks[0].round
             for envelope in envelopes:
                 self._pending.setdefault(envelope.task.client_id, deque()).append(envelope)
@@ -214,6 +219,17 @@ class Coordinator:
             ids = {envelope.task_id: envelope.task.client_id for envelope in envelopes}
             self._cohort_tasks[cohort] = list(ids)
             return cohort, ids
+
+    def count_download(self, client_id: str, version: str, size: int) -> None:
+        """Note ``size`` bytes of model ``version`` sent to ``client_id``."""
+        with self._lock:
+            key = (client_id, version)
+            self._downloads[key] = self._downloads.get(key, 0) + size
+
+    def downloaded(self, client_id: str, version: str) -> int:
+        """Bytes of model ``version`` sent to ``client_id`` since its task was published."""
+        with self._lock:
+            return self._downloads.get((client_id, version), 0)
 
     @property
     def remembered_tasks(self) -> int:
@@ -226,6 +242,7 @@ class Coordinator:
         with self._lock:
             if any(i.envelope.task.version == version for i in self._issued.values()):
                 return False
+            self._downloads = {k: v for k, v in self._downloads.items() if k[1] != version}
             return self._models.pop(version, None) is not None
 
     def pull(self, client_id: str) -> TaskEnvelope | None:

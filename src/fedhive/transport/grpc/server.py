@@ -112,6 +112,7 @@ class GrpcServerTransport:
             options=options,
             maximum_concurrent_rpcs=max_concurrent_rpcs,
         )
+        self._identified = credentials is not None
         self._servicer = Servicer(
             self.coordinator,
             identify=identify,
@@ -139,6 +140,14 @@ class GrpcServerTransport:
     def client_ids(self) -> Sequence[str]:
         """Clients heard from recently."""
         return self.coordinator.live_clients()
+
+    def downloaded(self, client_id: str, version: str) -> int | None:
+        """Model bytes of ``version`` the download streams sent ``client_id`` (see
+        :class:`~fedhive.transport.base.MeasuresDownlink`); None without TLS, whose
+        downloads name no client (a DownloadModel request carries no client id)."""
+        if not self._identified:
+            return None
+        return self.coordinator.downloaded(client_id, version)
 
     def wait_for_clients(self, count: int, timeout: float) -> bool:
         """Block until ``count`` clients are live, or ``timeout`` seconds pass."""

@@ -140,7 +140,8 @@ class Servicer:
 
     def download_model(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         """Stream the published model in chunks, from ``offset``; a reader that takes
-        no chunk for ``stall_timeout`` seconds is cut off."""
+        no chunk for ``stall_timeout`` seconds is cut off. Each chunk's data is counted
+        as sent to the caller once gRPC has written it (the round's ``bytes_down``)."""
         client_id = self._caller(context, request, "DownloadModel")
         self._streams.admit(context, client_id, "DownloadModel")
         payload = self._coord.model(request.model_version)
@@ -161,6 +162,8 @@ class Servicer:
                 context, stall, f"DownloadModel to {client_id}: a chunk not read in {stall:g}s"
             ):
                 yield chunk
+            # gRPC asks for the next chunk once it has written this one: count it as sent
+            self._coord.count_download(client_id, request.model_version, len(data))
 
     def upload_result(self, chunks: Iterator[Any], context: grpc.ServicerContext) -> Any:
         """Receive one task's result: header first, then its payload; verify, hand over.
