@@ -27,6 +27,7 @@ from fedhive.strategy.algorithm import Algorithm
 from fedhive.transport.codec import Outcome, TaskEnvelope, UploadStatus, result_header
 from fedhive.transport.grpc.connection import GrpcLink
 from fedhive.transport.grpc.server import GrpcServerTransport, trust_claimed_id
+from grpc_loopback import loopback_server
 
 SIZE = 10_000
 MODEL = Weights({"w": np.zeros(SIZE, np.float32)})
@@ -49,17 +50,8 @@ class Smooth:
 
 @pytest.fixture
 def server() -> Iterator[GrpcServerTransport]:
-    transport = GrpcServerTransport(
-        address="127.0.0.1:0",
-        credentials=None,
-        insecure=True,
-        identify=trust_claimed_id,
-        round_timeout=20.0,
-    )
-    try:
+    with loopback_server() as transport:
         yield transport
-    finally:
-        transport.close()
 
 
 class CorruptingLink(GrpcLink):

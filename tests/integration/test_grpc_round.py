@@ -19,6 +19,7 @@ from fedhive.simulation.engine import run_simulation
 from fedhive.strategy.algorithm import Algorithm
 from fedhive.transport.grpc.connection import GrpcLink
 from fedhive.transport.grpc.server import GrpcServerTransport, trust_claimed_id
+from grpc_loopback import loopback_server
 
 TESTS = Path(__file__).resolve().parents[1]
 CLIENTS = ["good-0", "good-1", "good-2", "raise-0", "nan-0", "shape-0"]
@@ -26,17 +27,8 @@ CLIENTS = ["good-0", "good-1", "good-2", "raise-0", "nan-0", "shape-0"]
 
 @pytest.fixture
 def server() -> Iterator[GrpcServerTransport]:
-    transport = GrpcServerTransport(
-        address="127.0.0.1:0",
-        credentials=None,
-        insecure=True,
-        identify=trust_claimed_id,
-        round_timeout=20.0,
-    )
-    try:
+    with loopback_server() as transport:
         yield transport
-    finally:
-        transport.close()
 
 
 def start_clients(port: int, stop: threading.Event) -> list[threading.Thread]:

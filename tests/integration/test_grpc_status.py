@@ -7,25 +7,16 @@ from collections.abc import Iterator
 import pytest
 
 from fedhive.transport.grpc.connection import GrpcLink
-from fedhive.transport.grpc.server import GrpcServerTransport, trust_claimed_id
+from fedhive.transport.grpc.server import GrpcServerTransport
+from grpc_loopback import loopback_server
 
 VERSION = "ab" * 32
 
 
 @pytest.fixture
 def server() -> Iterator[GrpcServerTransport]:
-    transport = GrpcServerTransport(
-        address="127.0.0.1:0",
-        credentials=None,
-        insecure=True,
-        identify=trust_claimed_id,
-        round_timeout=20.0,
-        run_id="fresh",
-    )
-    try:
+    with loopback_server(run_id="fresh") as transport:
         yield transport
-    finally:
-        transport.close()
 
 
 def test_a_client_reads_the_run_and_status_the_server_published(
