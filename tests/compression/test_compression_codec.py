@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -21,7 +19,7 @@ from fedhive.compression import (
     lossless,
     wire,
 )
-from fedhive.core.weights import Weights
+from fedhive.core.weights import Layout, Weights
 from fedhive.errors import CodecError, ConfigError, NonFiniteError, ShapeMismatchError
 
 RNG = np.random.default_rng
@@ -228,15 +226,14 @@ def test_flipped_or_truncated_payloads_are_codec_errors(
         decode(bytes(data), SMALL.layout())
 
 
-def reseal(payload: bytes, body: bytes) -> bytes:
-    """``payload``'s frame around another body, with a matching digest."""
-    header_len = int.from_bytes(payload[5:7], "little")
-    framed = payload[: 7 + header_len] + body
-    return framed + hashlib.sha256(framed).digest()
+def reseal(payload: bytes, body: bytes, layout: Layout | None = None) -> bytes:
+    """``payload``'s frame around another body, with a matching checksum."""
+    layout = SMALL.layout() if layout is None else layout
+    return wire.pack(wire.unpack(payload, layout)[0], layout, body)
 
 
 def body_of(payload: bytes) -> bytes:
-    return payload[7 + int.from_bytes(payload[5:7], "little") : -32]
+    return wire.unpack(payload, SMALL.layout())[1]
 
 
 @settings(max_examples=400, deadline=None)
@@ -288,7 +285,7 @@ def test_a_boolean_tensor_holding_other_bytes_is_a_codec_error() -> None:
     update = Weights({"m": np.array([True, False])})
     payload = encode(update, Pipeline(), rng=RNG(0), residual=None).payload
     with pytest.raises(CodecError, match="boolean"):
-        decode(reseal(payload, b"\x01\x02"), update.layout())
+        decode(reseal(payload, b"\x01\x02", update.layout()), update.layout())
 
 
 def test_the_header_names_the_pipeline_and_layout() -> None:

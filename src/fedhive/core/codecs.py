@@ -1,10 +1,10 @@
 """Codec specs: what a pipeline does to an update, as small validated frozen values.
 
-A spec is data, not behaviour: it is written into every payload's header (as the JSON
-:meth:`Pipeline.to_json` gives) so that the decoder knows what was done without being
-told out of band. Construction checks every value (:class:`~fedhive.errors.ConfigError`),
-and :meth:`Pipeline.from_json` reads a header's spec back strictly
-(:class:`~fedhive.errors.CodecError` for anything unknown).
+A spec is data, not behaviour: it is written into every payload's frame (in the compact
+form of :mod:`fedhive.compression.spec_bytes`) so that the decoder knows what was done
+without being told out of band. Construction checks every value
+(:class:`~fedhive.errors.ConfigError`); reading a frame's spec back builds it through
+these constructors, so the same checks apply to untrusted bytes.
 
 The specs live in :mod:`fedhive.core` (the codecs themselves in
 :mod:`fedhive.compression`) because a client config carries one: the
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Union
 
-from fedhive.errors import CodecError, ConfigError
+from fedhive.errors import ConfigError
 
 MAX_ZSTD_LEVEL = 22
 """zstd's highest compression level (``zstandard.MAX_COMPRESSION_LEVEL``)."""
@@ -130,13 +130,7 @@ class Zstd:
 Lossy = Union[StochasticQuantization, TopK, RandomK]  # noqa: UP007 - a runtime alias
 Stage = Union[StochasticQuantization, TopK, RandomK, Zstd]  # noqa: UP007
 _LOSSY = (StochasticQuantization, TopK, RandomK)
-_NAMES: dict[type[Any], str] = {
-    StochasticQuantization: "quantize",
-    TopK: "topk",
-    RandomK: "randomk",
-    Zstd: "zstd",
-}
-_BY_NAME = {name: cls for cls, name in _NAMES.items()}
+_STAGES = (StochasticQuantization, TopK, RandomK, Zstd)
 
 
 @dataclass(frozen=True)
@@ -156,7 +150,7 @@ class Pipeline:
         if not isinstance(self.stages, tuple):
             raise ConfigError(f"pipeline.stages: must be a tuple, got {type(self.stages).__name__}")
         for i, stage in enumerate(self.stages):
-            if type(stage) not in _NAMES:
+            if type(stage) not in _STAGES:
                 raise ConfigError(f"pipeline.stages[{i}]: not a codec spec: {stage!r}")
         lossy = [i for i, s in enumerate(self.stages) if isinstance(s, _LOSSY)]
         zstd = [i for i, s in enumerate(self.stages) if isinstance(s, Zstd)]
@@ -184,34 +178,3 @@ class Pipeline:
         """Whether :func:`~fedhive.compression.encode` keeps a residual for this pipeline."""
         lossy = self.lossy
         return lossy is not None and lossy.error_feedback
-
-    def to_json(self) -> list[dict[str, Any]]:
-        """The stages as JSON objects: ``{"codec": name, <field>: value, ...}``."""
-        return [{"codec": _NAMES[type(s)], **vars(s)} for s in self.stages]
-
-    @classmethod
-    def from_json(cls, value: object) -> Pipeline:
-        """Read :meth:`to_json`'s form back, strictly.
-
-        Raises:
-            CodecError: an unknown codec, unknown or missing fields, or invalid values.
-        """
-        if not isinstance(value, list):
-            raise CodecError("payload header: the pipeline is not a list")
-        stages: list[Stage] = []
-        for item in value:
-            if not isinstance(item, dict) or not isinstance(item.get("codec"), str):
-                raise CodecError(f"payload header: a stage is not a codec object: {item!r}")
-            fields = dict(item)
-            name = fields.pop("codec")
-            stage_cls = _BY_NAME.get(name)
-            if stage_cls is None:
-                raise CodecError(f"payload header: unknown codec {name!r}")
-            try:
-                stages.append(stage_cls(**fields))
-            except (TypeError, ConfigError) as exc:
-                raise CodecError(f"payload header: invalid {name!r} stage: {exc}") from None
-        try:
-            return cls(tuple(stages))
-        except ConfigError as exc:
-            raise CodecError(f"payload header: {exc}") from None
