@@ -13,8 +13,9 @@ A client runs these when its config carries the
   ``encode(update, pipeline, rng=..., residual=...)`` gives an :class:`Encoded` (the
   payload and the new error-feedback residual), ``decode(payload, layout)`` the weights,
   :func:`residual_layout` the residual's layout;
-* the payload frame (:mod:`~fedhive.compression.wire`): magic, format version, the
-  pipeline spec, a digest of the layout it was made for, the body, and a SHA-256 of it
+* the payload frame (:mod:`~fedhive.compression.wire`), binary and 56 bytes for 8-bit:
+  magic, format version, the pipeline spec (:mod:`~fedhive.compression.spec_bytes`),
+  the counts and a digest of the layout it was made for, the body, and a checksum of it
   all. Decoding untrusted bytes raises :class:`~fedhive.errors.CodecError` and nothing
   else: for an unknown codec, corruption, truncation, another layout, out-of-range
   indices, non-finite values or a zstd bomb.
