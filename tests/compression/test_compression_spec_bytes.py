@@ -14,7 +14,7 @@ from fedhive.core.codecs import Pipeline, RandomK, StochasticQuantization, TopK,
 from fedhive.errors import CodecError
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(pipeline=pipelines(), trailing=st.binary(max_size=8))
 def test_every_pipeline_round_trips_and_says_how_long_it_is(
     pipeline: Pipeline, trailing: bytes
@@ -77,7 +77,7 @@ def test_malformed_specs_are_codec_errors(raw: bytes, message: str) -> None:
         read_pipeline(raw)
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(raw=st.binary(max_size=24))
 def test_any_bytes_read_as_a_codec_error_or_the_one_encoding_of_a_pipeline(raw: bytes) -> None:
     """Never another exception; and what reads is canonical (no two spellings of a spec)."""
