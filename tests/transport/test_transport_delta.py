@@ -41,7 +41,8 @@ def test_the_delta_rebuilds_the_target_exactly_and_is_smaller() -> None:
 def test_no_change_costs_almost_nothing() -> None:
     base = _model(0)
     delta = encode_delta(base, base)
-    assert delta is not None and len(delta) < 200
+    assert delta is not None
+    assert len(delta) < 200
     assert apply_delta(base, delta, max_size=len(base)) == base
 
 
@@ -95,7 +96,8 @@ def test_a_target_over_the_limit_is_refused_before_decompressing() -> None:
 def test_malformed_deltas_are_codec_errors(mangle: object, match: str) -> None:
     base, target = _model(0), _model(0, step=1e-3)
     delta = encode_delta(base, target)
-    assert delta is not None and callable(mangle)
+    assert delta is not None
+    assert callable(mangle)
     with pytest.raises(CodecError, match=match):
         apply_delta(base, mangle(delta), max_size=len(target))
 
@@ -125,4 +127,5 @@ def test_any_flipped_byte_is_a_codec_error_or_a_different_model(data: st.DataObj
         rebuilt = apply_delta(base, bytes(flipped), max_size=len(target))
     except CodecError:
         return
-    assert at >= 45 and len(rebuilt) == len(target)
+    assert at >= 45
+    assert len(rebuilt) == len(target)

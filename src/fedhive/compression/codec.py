@@ -21,13 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedhive.compression import quantize, sparsify, wire
+from fedhive.core import zstd as lossless
 from fedhive.core.codecs import (
     Lossy,
     Pipeline,
     StochasticQuantization,
     TopK,
 )
-from fedhive.core import zstd as lossless
 from fedhive.core.weights import Array, FloatVector, Layout, Weights
 from fedhive.errors import CodecError, ConfigError
 

@@ -35,8 +35,7 @@ def decompress(frame: bytes, expected_size: int) -> bytes:
         raise CodecError(f"zstd body: not a zstd frame: {exc}") from None
     if declared != expected_size:
         raise CodecError(
-            f"zstd body declares {declared} bytes (-1: unknown), expected "
-            f"exactly {expected_size}"
+            f"zstd body declares {declared} bytes (-1: unknown), expected exactly {expected_size}"
         )
     reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(frame), read_across_frames=False)
     chunks: list[bytes] = []

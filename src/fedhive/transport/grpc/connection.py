@@ -81,6 +81,8 @@ class GrpcLink:
         self.client_id = client_id
         self._max_model = max_model_mib * _MiB
         self._held: tuple[str, bytes] | None = None  # the last model checked: a delta base
+        self.last_download_bytes = 0
+        """The data bytes the last :meth:`download` streamed (0: it held the model)."""
         self._timeout = timeout
 
     def register(self) -> str:
@@ -115,6 +117,7 @@ class GrpcLink:
                 stage="download",
             )
         held = self._held
+        self.last_download_bytes = 0
         if held is not None and held[0] == version:
             data = held[1]
         else:
@@ -173,6 +176,7 @@ class GrpcLink:
             if not chunk.delta and chunk.total_size != envelope.model_size:
                 raise ValidationError("the server streamed another model", stage="download")
             payload.add(chunk.offset, chunk.data)
+            self.last_download_bytes += len(chunk.data)
         data = payload.finish()
         if stream is None or not stream[0] or held is None:
             return data
