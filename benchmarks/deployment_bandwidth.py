@@ -165,7 +165,7 @@ def run_variant(pki: Path, variant: str, args: argparse.Namespace) -> dict[str, 
                     timeout=ROUND_TIMEOUT_S,
                 )
             )
-        list(pool.map(lambda link: link.register(), links))
+        list(pool.map(register, links))
         futures = [
             pool.submit(serve, link, StepClient(i), stop=stop, max_tasks=args.rounds)
             for i, link in enumerate(links)
@@ -185,6 +185,22 @@ def run_variant(pki: Path, variant: str, args: argparse.Namespace) -> dict[str, 
             link.close()
     report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return _row(variant, report, args)
+
+
+def register(link: Any, attempts: int = 5) -> None:
+    """Register, retrying: hundreds of TLS handshakes at once on two cores can time out."""
+    from fedhive.errors import PeerRejectedError, TransportError
+
+    for attempt in range(attempts):
+        try:
+            link.register()
+            return
+        except PeerRejectedError:
+            raise
+        except TransportError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1.0 + attempt)
 
 
 def _row(variant: str, report: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
