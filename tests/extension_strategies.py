@@ -31,27 +31,6 @@ def clip_and_noise(draw: st.DrawFn) -> ClipAndNoise:
     )
 
 
-one_of_each: list[st.SearchStrategy[Extension]] = [
-    st.builds(Proximal, mu=non_negative),
-    st.builds(PartialWork, max_local_steps=st.integers(1, 2**32 - 1)),
-    clip_and_noise(),
-    st.builds(SecAggWeighting, weighting=st.sampled_from(Weighting)),
-    st.builds(
-        DpSgd,
-        noise_multiplier=positive,
-        max_grad_norm=positive,
-        delta=st.floats(min_value=1e-300, max_value=1.0, exclude_max=True),
-    ),
-]
-
-
-@st.composite
-def extensions(draw: st.DrawFn) -> tuple[Extension, ...]:
-    """Any subset of the instruction types, one valid value of each."""
-    chosen = draw(st.lists(st.sampled_from(range(len(one_of_each))), unique=True))
-    return tuple(draw(one_of_each[i]) for i in chosen)
-
-
 fractions = st.floats(min_value=1e-9, max_value=1.0)
 lossy_stages = st.one_of(
     st.builds(
@@ -66,12 +45,32 @@ lossy_stages = st.one_of(
 
 @st.composite
 def compressions(draw: st.DrawFn) -> Compression:
-    """A :class:`Compression` of any valid pipeline. Not in :data:`one_of_each` yet: it
-    travels on the wire, but its ``[client] compression`` table comes with the config
-    rewrite."""
+    """A :class:`Compression` of any valid pipeline."""
     stages: list[object] = []
     if draw(st.booleans()):
         stages.append(draw(lossy_stages))
     if draw(st.booleans()):
         stages.append(Zstd(level=draw(st.integers(1, 22))))
     return Compression(pipeline=Pipeline(tuple(stages)))  # type: ignore[arg-type]
+
+
+one_of_each: list[st.SearchStrategy[Extension]] = [
+    st.builds(Proximal, mu=non_negative),
+    st.builds(PartialWork, max_local_steps=st.integers(1, 2**32 - 1)),
+    clip_and_noise(),
+    st.builds(SecAggWeighting, weighting=st.sampled_from(Weighting)),
+    st.builds(
+        DpSgd,
+        noise_multiplier=positive,
+        max_grad_norm=positive,
+        delta=st.floats(min_value=1e-300, max_value=1.0, exclude_max=True),
+    ),
+    compressions(),
+]
+
+
+@st.composite
+def extensions(draw: st.DrawFn) -> tuple[Extension, ...]:
+    """Any subset of the instruction types, one valid value of each."""
+    chosen = draw(st.lists(st.sampled_from(range(len(one_of_each))), unique=True))
+    return tuple(draw(one_of_each[i]) for i in chosen)

@@ -16,9 +16,9 @@ from fedhive.compression import (
     Zstd,
     decode,
     encode,
-    lossless,
     wire,
 )
+from fedhive.core import zstd as lossless
 from fedhive.core.weights import Layout, Weights
 from fedhive.errors import CodecError, ConfigError, NonFiniteError, ShapeMismatchError
 

@@ -48,23 +48,27 @@ def test_three_clients_traffic_is_the_payloads_they_were_given_and_sent(
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     model_size = len(weights_to_bytes(result.weights))  # the model's layout never changes
     plain_update = model_size  # a plain update is a safetensors of the model's layout
-    ups = []
+    ups, downs = [], []
     for line in lines:
         fit = line["fit"]
         assert sorted(fit["traffic"]) == ["client-0000", "client-0001", "client-0002"]
         for figures in fit["traffic"].values():
-            assert figures["bytes_down"] == model_size
+            downs.append(figures["bytes_down"])
             ups.append(figures["bytes_up"])
-        assert fit["bytes_down"] == 3 * model_size
+        assert fit["bytes_down"] == sum(t["bytes_down"] for t in fit["traffic"].values())
         assert fit["bytes_up"] == sum(t["bytes_up"] for t in fit["traffic"].values())
+    assert downs[:3] == [model_size] * 3  # round 1: every client gets the whole model
     if config == "config.toml":
         assert ups == [plain_update] * 6
+        assert downs[3:] == [model_size] * 3
     else:  # 8-bit codes and a few scales, then zstd: about a quarter
         assert all(up < plain_update / 3.5 for up in ups), (ups, plain_update)
+        # [server] delta_downlink: round 2 sends the delta against round 1's model
+        assert all(0 < down < 0.9 * model_size for down in downs[3:]), (downs, model_size)
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["bytes_down"] == 6 * model_size
+    assert summary["bytes_down"] == sum(downs)
     assert summary["bytes_up"] == sum(ups)
     assert summary["client_round_bytes"] == {
         "up": {"mean": round(sum(ups) / 6, 1), "max": max(ups)},
-        "down": {"mean": float(model_size), "max": model_size},
+        "down": {"mean": round(sum(downs) / 6, 1), "max": max(downs)},
     }

@@ -11,8 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from extension_strategies import extensions, one_of_each
+from fedhive.core.codecs import Pipeline, StochasticQuantization, TopK, Zstd
 from fedhive.core.extensions import (
     ClipAndNoise,
+    Compression,
     DpSgd,
     Extension,
     PartialWork,
@@ -178,6 +180,7 @@ TASK_CHANGES = {
     "extension_unset": {"task": changed_extension(clipping_norm=None, noise_std=0.0)},
     "extension_false": {"task": changed_extension(seeded=False)},
     "extension_added": {"task": with_extension(Proximal(mu=0.0))},
+    "compression_added": {"task": with_extension(Compression(pipeline=Pipeline((TopK(0.1),))))},
     "extensions_removed": {"task": changed_config(extensions=())},
     "task_id": {"task_id": "u"},
     "run_id": {"run_id": "s"},
@@ -190,6 +193,22 @@ TASK_CHANGES = {
 @pytest.mark.parametrize("changes", TASK_CHANGES.values(), ids=TASK_CHANGES.keys())
 def test_every_field_of_a_task_changes_its_hash(changes: dict[str, object]) -> None:
     assert task_sha256(replace(ENVELOPE, **changes)) != task_sha256(ENVELOPE)  # type: ignore[arg-type]
+
+
+def test_a_tasks_hash_binds_its_compression_pipeline() -> None:
+    """(It once failed to hash at all: the pipeline's stages are a repeated field.)"""
+    pipelines = [
+        Pipeline((TopK(0.1),)),
+        Pipeline((TopK(0.2),)),
+        Pipeline((TopK(0.1), Zstd(3))),
+        Pipeline((StochasticQuantization(8),)),
+        Pipeline((StochasticQuantization(8, block_size=256),)),
+    ]
+    hashes = {
+        task_sha256(replace(ENVELOPE, task=with_extension(Compression(pipeline=pipeline))))
+        for pipeline in pipelines
+    }
+    assert len(hashes) == len(pipelines)
 
 
 @pytest.mark.parametrize("field", ["min_noise_multiplier", "clipping_norm"])

@@ -21,6 +21,7 @@ from fedhive.core.messages import (
 from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Weights
 from fedhive.transport.base import EvaluateOutcome, FitOutcome, Quorum
+from fedhive.transport.downlink import Downlink
 from fedhive.transport.inprocess import InProcessTransport
 
 MODEL = Weights({"w": np.zeros(2, np.float32)})
@@ -248,3 +249,29 @@ def test_a_later_wave_closes_once_the_rounds_quorum_is_met() -> None:
             quorum.count()
     assert sum(isinstance(o, FitReply) for o in handed) == 1
     assert [o.kind for o in handed if isinstance(o, Failure)] == [FailureKind.ROUND_CLOSED] * 3
+
+
+def test_with_deltas_a_clients_download_is_what_a_deployed_server_would_send() -> None:
+    """First round: the whole model; next: the delta against the last model it got;
+    the same version again (an evaluation, then a fit): nothing."""
+    rng = np.random.default_rng(0)
+    first = ModelVersion.of(Weights({"w": rng.normal(size=500).astype(np.float32)}))
+    step = (first.weights["w"] + 1e-3 * rng.normal(size=500)).astype(np.float32)
+    second = ModelVersion.of(Weights({"w": step}))
+    transport = InProcessTransport(
+        client_ids=CLIENTS, runner=FakeRunner(), downlink=Downlink(delta=True)
+    )
+    list(transport.fit(fit_tasks(["a", "b"]), first))
+    assert [transport.downloaded(c, first.digest) for c in "ab"] == [len(first.data)] * 2
+    list(transport.evaluate(eval_tasks(["a"]), second))  # a now holds the second
+    list(transport.fit(fit_tasks(["a", "b", "c"]), second))
+    sizes = [transport.downloaded(c, second.digest) for c in "abc"]
+    assert sizes[0] == 0  # held it already
+    assert 0 < sizes[1] < 0.9 * len(second.data)  # the delta from the first
+    assert sizes[2] == len(second.data)  # new: the whole model
+
+
+def test_without_deltas_the_transport_measures_nothing() -> None:
+    transport = InProcessTransport(client_ids=CLIENTS, runner=FakeRunner())
+    list(transport.fit(fit_tasks(), VERSION))
+    assert transport.downloaded("a", VERSION.digest) is None

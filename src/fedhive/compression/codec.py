@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedhive.compression import lossless, quantize, sparsify, wire
+from fedhive.compression import quantize, sparsify, wire
+from fedhive.core import zstd as lossless
 from fedhive.core.codecs import (
     Lossy,
     Pipeline,

@@ -250,6 +250,7 @@ def server_transport(
         max_concurrent_rpcs=settings.max_concurrent_rpcs,
         signatures=Signatures(tls) if tls is not None else None,
         limits=limits,
+        downlink=settings.downlink(),
     )
 
 

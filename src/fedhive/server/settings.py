@@ -14,6 +14,7 @@ import msgspec
 
 from fedhive.core.decode import AtLeastOne, FiniteNonNegative, FinitePositive
 from fedhive.server.verify import DEFAULT_MAX_EXAMPLES, MAX_EXAMPLES, ReplyPolicy
+from fedhive.transport.downlink import Downlink
 
 
 class ServerSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -40,6 +41,13 @@ class ServerSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """Uploads received at once (the server's memory follows this number)."""
     max_concurrent_rpcs: AtLeastOne = 256
     """Calls admitted at once (running or queued); more are refused."""
+    delta_downlink: bool = False
+    """Send a client that holds an earlier model the lossless delta against it when that
+    is smaller than the model (``fedhive.transport.delta``; simulation: count its size)."""
+
+    def downlink(self) -> Downlink:
+        """What downloads send: the model, or with ``delta_downlink`` its delta."""
+        return Downlink(delta=self.delta_downlink)
 
     def policy(self) -> ReplyPolicy:
         """What the server accepts from one reply."""

@@ -37,6 +37,7 @@ from fedhive.strategy.algorithm import Algorithm
 from fedhive.strategy.base import Strategy
 from fedhive.strategy.registry import dispatch_loop
 from fedhive.transport.base import CohortRunner
+from fedhive.transport.downlink import Downlink
 from fedhive.transport.inprocess import InProcessTransport
 
 
@@ -53,6 +54,7 @@ def run_simulation(
     devices: DevicesSection | None = None,
     secure: SecureAggregation | None = None,
     dropout: SimulatedDropout | None = None,
+    downlink: Downlink | None = None,
 ) -> RunResult:
     """Run ``rounds`` rounds of ``app``: in this process, or in forked worker processes.
 
@@ -61,6 +63,9 @@ def run_simulation(
 
     ``devices``: simulated device speeds (records get a ``clock``); FedBuff runs
     asynchronously on them (default: equal speeds), counting versions as rounds.
+
+    ``downlink``: with deltas, each round's ``bytes_down`` counts what a deployed
+    server would send (see :class:`~fedhive.transport.inprocess.InProcessTransport`).
 
     Raises:
         ConfigError: a combination :func:`~fedhive.server.rules.check_run` refuses.
@@ -83,6 +88,7 @@ def run_simulation(
         devices=devices,
         secure=secure,
         dropout=dropout,
+        downlink=downlink,
     )
 
 
@@ -131,6 +137,7 @@ def simulate(
         secure=config.secagg,
         dropout=config.secagg_dropout,
         policy=config.server.policy(),
+        downlink=config.server.downlink(),
     )
 
 
@@ -148,6 +155,7 @@ def _run(
     secure: SecureAggregation | None = None,
     dropout: SimulatedDropout | None = None,
     policy: ReplyPolicy = DEFAULT_POLICY,
+    downlink: Downlink | None = None,
 ) -> RunResult:
     model = DeviceModel(devices or DevicesSection(), seed)
     evaluate_fn = app.server.evaluate_fn if centralized else None
@@ -167,6 +175,7 @@ def _run(
             secure=secure,
             dropout=dropout,
             policy=policy,
+            downlink=downlink,
         ),
         buffered=lambda fedbuff: _run_async(
             app,
@@ -197,13 +206,17 @@ def _run_rounds(
     secure: SecureAggregation | None,
     dropout: SimulatedDropout | None,
     policy: ReplyPolicy,
+    downlink: Downlink | None,
 ) -> RunResult:
     """A synchronous strategy: the server's round loop (``timed``: on the virtual clock
     of ``devices``, each round's arrivals in simulated time)."""
     clocked = None
     timer = RoundTimer(runner, devices) if timed else None
     inprocess = InProcessTransport(
-        client_ids=app.client_ids, runner=timer or runner, arrival=devices.fit_seconds
+        client_ids=app.client_ids,
+        runner=timer or runner,
+        arrival=devices.fit_seconds,
+        downlink=downlink,
     )
     if timer is not None:
         observer = clocked = ClockObserver(observer, timer, closed_at=inprocess.closed_at)

@@ -73,15 +73,22 @@ def task_sha256(envelope: TaskEnvelope) -> str:
 
 
 def _fields(message: Message) -> dict[str, object]:
-    """The fields set in ``message``, by name, nested messages as dicts and reals as
-    ``float.hex`` (an unset optional field is absent, a set one present even if 0)."""
-    out: dict[str, object] = {}
-    for descriptor, value in message.ListFields():
-        if isinstance(value, Message):
-            out[descriptor.name] = _fields(value)
-        else:
-            out[descriptor.name] = float.hex(value) if isinstance(value, float) else value
-    return out
+    """The fields set in ``message``, by name, nested messages as dicts, repeated
+    fields (a compression pipeline's stages) as lists, and reals as ``float.hex`` (an
+    unset optional field is absent, a set one present even if 0)."""
+    return {descriptor.name: _value(value) for descriptor, value in message.ListFields()}
+
+
+def _value(value: object) -> object:
+    if isinstance(value, Message):
+        return _fields(value)
+    if isinstance(value, float):
+        return float.hex(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, (bool, int, str)):
+        return value
+    return [_value(item) for item in value]  # type: ignore[attr-defined]
 
 
 def header_sha256(header: pb.ResultHeader) -> str:

@@ -15,6 +15,7 @@ from fedhive.transport.base import (
     Quorum,
     round_closed,
 )
+from fedhive.transport.downlink import Downlink
 
 _Reply = TypeVar("_Reply", FitReply, EvaluateReply)
 
@@ -33,6 +34,12 @@ class InProcessTransport:
     round loop has counted its quorum of verified results: the rest fail as
     ``transport:RoundClosed``. So a simulation aggregates the set a deployment with those
     device speeds would.
+
+    With a ``downlink`` that sends deltas, it counts each fit task's download as a
+    deployed client's would be: nothing if the client holds the task's version already,
+    the delta against the version it last received when the server still keeps that
+    base and the delta is smaller, else the whole model (``downloaded``). The clients
+    are still handed the model itself: the delta is exact.
     """
 
     def __init__(
@@ -41,8 +48,12 @@ class InProcessTransport:
         client_ids: Sequence[str],
         runner: CohortRunner,
         arrival: Callable[[FitTask], float] | None = None,
+        downlink: Downlink | None = None,
     ) -> None:
         self._client_ids = tuple(client_ids)
+        self._downlink = downlink if downlink is not None and downlink.delta else None
+        self._held: dict[str, str] = {}  # client -> the version it last received
+        self._sent: dict[tuple[str, str], int] = {}  # (client, version) -> bytes
         self._runner = runner
         self._arrival = arrival or (lambda task: 0.0)
         self.closed_at: dict[int, float] = {}
@@ -57,6 +68,7 @@ class InProcessTransport:
     ) -> Iterator[FitOutcome]:
         """Run fit tasks through the runner; when the quorum misses fewer results than
         there are tasks, close the cohort in simulated-time order once it is met."""
+        self._deliver(tasks, model, count=True)
         outcomes = _one_per_task(tasks, lambda: self._runner.fit(tasks, model))
         if quorum is None or quorum.missing >= len(tasks):
             return outcomes
@@ -86,7 +98,32 @@ class InProcessTransport:
         self, tasks: Sequence[EvaluateTask], model: ModelVersion
     ) -> Iterator[EvaluateOutcome]:
         """Run evaluate tasks through the runner."""
+        self._deliver(tasks, model, count=False)
         return _one_per_task(tasks, lambda: self._runner.evaluate(tasks, model))
+
+    def downloaded(self, client_id: str, version: str) -> int | None:
+        """The bytes ``client_id``'s fit task on ``version`` would have downloaded (see
+        :class:`~fedhive.transport.base.MeasuresDownlink`); None without deltas (the
+        round loop then counts the whole model)."""
+        if self._downlink is None:
+            return None
+        return self._sent.pop((client_id, version), None)
+
+    def _deliver(
+        self, tasks: Sequence[FitTask] | Sequence[EvaluateTask], model: ModelVersion, *, count: bool
+    ) -> None:
+        """Note what each task's client receives (and, for ``count``, its size)."""
+        if self._downlink is None:
+            return
+        self._downlink.published(model.digest, model.data)
+        for task in tasks:
+            held = self._held.get(task.client_id, "")
+            if count:
+                sent = self._downlink.download(model.digest, model.data, held)
+                self._sent[(task.client_id, model.digest)] = (
+                    0 if held == model.digest else len(sent.data)
+                )
+            self._held[task.client_id] = model.digest
 
     def close(self) -> None:
         """Close the runner."""

@@ -12,6 +12,7 @@ its last attempt, so a restarted server is found within about a second.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -19,7 +20,8 @@ import grpc
 from google.protobuf.message import Message
 
 from fedhive.core.messages import EvaluateReply, Failure, FitReply, SecAggAnswer, SecAggReply
-from fedhive.errors import PeerRejectedError, TransportError, ValidationError
+from fedhive.core.serde import sha256_hex
+from fedhive.errors import CodecError, PeerRejectedError, TransportError, ValidationError
 from fedhive.transport.base import Wait
 from fedhive.transport.chunks import DEFAULT_CHUNK_BYTES, Reassembler, split
 from fedhive.transport.codec import (
@@ -31,12 +33,14 @@ from fedhive.transport.codec import (
     task_from_proto,
     upload_status,
 )
+from fedhive.transport.delta import apply_delta
 from fedhive.transport.digests import header_sha256, task_sha256
 from fedhive.transport.envelope import ModelClaim, ResultClaim
 from fedhive.transport.grpc.security import ClientSignatures
 from fedhive.transport.grpc.service import FINISHED, SERVICE
 from fedhive.transport.proto import SCHEMA_VERSION, pb
 
+log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _M = TypeVar("_M", bound=Message)
 _MiB = 1 << 20
@@ -76,6 +80,9 @@ class GrpcLink:
         )
         self.client_id = client_id
         self._max_model = max_model_mib * _MiB
+        self._held: tuple[str, bytes] | None = None  # the last model checked: a delta base
+        self.last_download_bytes = 0
+        """The data bytes the last :meth:`download` streamed (0: it held the model)."""
         self._timeout = timeout
 
     def register(self) -> str:
@@ -97,24 +104,30 @@ class GrpcLink:
 
     def download(self, envelope: TaskEnvelope) -> bytes:
         """The task's model, reassembled and checked against its version (SHA-256) and,
-        with signatures, against the server's signature over the model and the task."""
+        with signatures, against the server's signature over the model and the task.
+
+        The link keeps the last model it checked: a task on that same version downloads
+        nothing, and one on another asks for a delta against it (the server sends one
+        when it still holds that base and the delta is smaller). A delta that does not
+        rebuild the task's version is dropped and the whole model downloaded instead."""
         version = envelope.task.version
-        payload = Reassembler(
-            declared_size=envelope.model_size, max_size=self._max_model, sha256=version
-        )
-        call = self._channel.unary_stream(
-            f"/{SERVICE}/DownloadModel",
-            request_serializer=_serialize,
-            response_deserializer=lambda data: decode(pb.ModelChunk, data),
-        )
-        chunks: Iterator[Any] = self._call(
-            lambda: call(pb.ModelRequest(model_version=version), timeout=self._timeout)
-        )
-        for chunk in _guard(chunks):
-            if chunk.model_version != version or chunk.total_size != envelope.model_size:
-                raise ValidationError("the server streamed another model", stage="download")
-            payload.add(chunk.offset, chunk.data)
-        data = payload.finish()
+        if not 0 <= envelope.model_size <= self._max_model:
+            raise ValidationError(
+                f"a model of {envelope.model_size} bytes, the limit is {self._max_model}",
+                stage="download",
+            )
+        held = self._held
+        self.last_download_bytes = 0
+        if held is not None and held[0] == version:
+            data = held[1]
+        else:
+            try:
+                data = self._fetch(envelope, held)
+            except (CodecError, ValidationError):
+                if held is None:
+                    raise
+                log.warning("the model delta against %s failed; downloading it whole", held[0])
+                data = self._fetch(envelope, None)
         if self._signatures is not None:
             claim = ModelClaim(
                 run_id=envelope.run_id,
@@ -126,7 +139,51 @@ class GrpcLink:
             self._signatures.verify_model(
                 claim, envelope.model_signature, data, self._server_certificate
             )
+        self._held = (version, data)
         return data
+
+    def _fetch(self, envelope: TaskEnvelope, held: tuple[str, bytes] | None) -> bytes:
+        """Stream the task's model (or its delta against ``held``) and rebuild it."""
+        version = envelope.task.version
+        call = self._channel.unary_stream(
+            f"/{SERVICE}/DownloadModel",
+            request_serializer=_serialize,
+            response_deserializer=lambda data: decode(pb.ModelChunk, data),
+        )
+        request = pb.ModelRequest(
+            model_version=version,
+            base_version=held[0] if held else "",
+            client_id=self.client_id,
+        )
+        chunks: Iterator[Any] = self._call(lambda: call(request, timeout=self._timeout))
+        stream: tuple[bool, int] | None = None
+        payload = Reassembler(
+            declared_size=envelope.model_size, max_size=self._max_model, sha256=version
+        )
+        for chunk in _guard(chunks):
+            if stream is None:
+                stream = (chunk.delta, chunk.total_size)
+                if chunk.delta and held is None:
+                    raise ValidationError(
+                        "the server streamed a delta to no model", stage="download"
+                    )
+                if chunk.delta:  # never larger than the model: the server sends it only then
+                    payload = Reassembler(
+                        declared_size=chunk.total_size, max_size=envelope.model_size
+                    )
+            if chunk.model_version != version or (chunk.delta, chunk.total_size) != stream:
+                raise ValidationError("the server streamed another model", stage="download")
+            if not chunk.delta and chunk.total_size != envelope.model_size:
+                raise ValidationError("the server streamed another model", stage="download")
+            payload.add(chunk.offset, chunk.data)
+            self.last_download_bytes += len(chunk.data)
+        data = payload.finish()
+        if stream is None or not stream[0] or held is None:
+            return data
+        model = apply_delta(held[1], data, max_size=envelope.model_size)
+        if len(model) != envelope.model_size or sha256_hex(model) != version:
+            raise ValidationError("the model delta rebuilt another model", stage="download")
+        return model
 
     def upload(
         self,

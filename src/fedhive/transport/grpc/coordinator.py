@@ -38,6 +38,7 @@ from fedhive.core.messages import (
 )
 from fedhive.errors import StateError
 from fedhive.transport.codec import TaskEnvelope, UploadStatus
+from fedhive.transport.downlink import Downlink, Download
 
 Outcome = FitReply | EvaluateReply | SecAggReply | SecAggAnswer | Failure
 
@@ -84,8 +85,15 @@ class Coordinator:
     """
 
     def __init__(
-        self, run_id: str, *, heartbeat_timeout: float = 30.0, remember_tasks: int = 10_000
+        self,
+        run_id: str,
+        *,
+        heartbeat_timeout: float = 30.0,
+        remember_tasks: int = 10_000,
+        downlink: Downlink | None = None,
     ) -> None:
+        self.downlink = downlink or Downlink(delta=False)
+        """What a download streams: the model, or a delta against the client's."""
         self.heartbeat_timeout = heartbeat_timeout
         self.remember_tasks = remember_tasks
         """Ids of closed cohorts' tasks kept for their refusal's reason (the newest
@@ -166,6 +174,14 @@ class Coordinator:
         with self._lock:
             return self._models.get(version)
 
+    def download(self, version: str, base: str) -> Download | None:
+        """What to stream a client that asks for ``version`` holding ``base`` ("": no
+        model): see :class:`~fedhive.transport.downlink.Downlink`. None if ``version``
+        is not published."""
+        with self._lock:
+            model = self._models.get(version)
+        return None if model is None else self.downlink.download(version, model, base)
+
     def versions(self) -> list[str]:
         """The versions whose models are published now, sorted."""
         with self._lock:
@@ -210,6 +226,7 @@ class Coordinator:
                     self._models = {}
                     self._downloads = {k: n for k, n in self._downloads.items() if k[1] == version}
                 self._models[version] = payload
+                self.downlink.published(version, payload)
                 for task in tasks:  # a new task counts its client's download afresh
                     self._downloads.pop((task.client_id, version), None)
                 self.round = tasks[0].round

@@ -40,6 +40,7 @@ from fedhive.transport.base import (
     StageOutcome,
     round_closed,
 )
+from fedhive.transport.downlink import Downlink
 from fedhive.transport.grpc.coordinator import Coordinator, Outcome
 from fedhive.transport.grpc.limits import PeerLimits
 from fedhive.transport.grpc.security import Signatures
@@ -70,6 +71,8 @@ class GrpcServerTransport:
         limits: how many streams one client may hold, and for how long it may stall
             (without TLS, callers are not identified, and streams are not counted per
             client: the timeouts still apply).
+        downlink: what a download streams (default: always the full model; see
+            :class:`~fedhive.transport.downlink.Downlink` for deltas).
 
     Attributes:
         limits: the limits in force (``limits``, or the defaults).
@@ -90,6 +93,7 @@ class GrpcServerTransport:
         max_concurrent_rpcs: int = 256,
         signatures: Signatures | None = None,
         limits: PeerLimits | None = None,
+        downlink: Downlink | None = None,
     ) -> None:
         host = address.rsplit(":", 1)[0].strip("[]")
         if credentials is None and not insecure:
@@ -101,7 +105,7 @@ class GrpcServerTransport:
         self._signatures = signatures
         self.limits = limits or PeerLimits()
         self.max_concurrent_rpcs = max_concurrent_rpcs
-        self.coordinator = Coordinator(run_id=run_id or uuid.uuid4().hex[:12])
+        self.coordinator = Coordinator(run_id=run_id or uuid.uuid4().hex[:12], downlink=downlink)
         self._round_timeout = round_timeout
         options = [
             ("grpc.max_receive_message_length", 16 * _MiB),
@@ -112,7 +116,6 @@ class GrpcServerTransport:
             options=options,
             maximum_concurrent_rpcs=max_concurrent_rpcs,
         )
-        self._identified = credentials is not None
         self._servicer = Servicer(
             self.coordinator,
             identify=identify,
@@ -143,10 +146,8 @@ class GrpcServerTransport:
 
     def downloaded(self, client_id: str, version: str) -> int | None:
         """Model bytes of ``version`` the download streams sent ``client_id`` (see
-        :class:`~fedhive.transport.base.MeasuresDownlink`); None without TLS, whose
-        downloads name no client (a DownloadModel request carries no client id)."""
-        if not self._identified:
-            return None
+        :class:`~fedhive.transport.base.MeasuresDownlink`): the caller's certificate
+        names it under TLS, its ``ModelRequest`` without (insecure, loopback only)."""
         return self.coordinator.downloaded(client_id, version)
 
     def wait_for_clients(self, count: int, timeout: float) -> bool:

@@ -139,15 +139,18 @@ class Servicer:
         return pb.PullTaskReply(task=task_to_proto(envelope))
 
     def download_model(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        """Stream the published model in chunks, from ``offset``; a reader that takes
-        no chunk for ``stall_timeout`` seconds is cut off. Each chunk's data is counted
-        as sent to the caller once gRPC has written it (the round's ``bytes_down``)."""
+        """Stream the published model, or its delta against the caller's ``base_version``
+        when the server keeps that base and the delta is smaller, in chunks, from
+        ``offset``; a reader that takes no chunk for ``stall_timeout`` seconds is cut off.
+        Each chunk's data is counted as sent to the caller once gRPC has written it (the
+        round's ``bytes_down``)."""
         client_id = self._caller(context, request, "DownloadModel")
         self._streams.admit(context, client_id, "DownloadModel")
-        payload = self._coord.model(request.model_version)
-        if payload is None:
+        download = self._coord.download(request.model_version, request.base_version)
+        if download is None:
             context.abort(grpc.StatusCode.NOT_FOUND, "that model version is not published")
-        assert payload is not None
+        assert download is not None
+        payload = download.data
         if request.offset > len(payload):
             context.abort(grpc.StatusCode.OUT_OF_RANGE, "offset beyond the model's size")
         stall = self._limits.stall_timeout
@@ -157,6 +160,7 @@ class Servicer:
                 offset=offset,
                 total_size=len(payload),
                 data=data,
+                delta=download.delta,
             )
             with self._watchdog.within(
                 context, stall, f"DownloadModel to {client_id}: a chunk not read in {stall:g}s"

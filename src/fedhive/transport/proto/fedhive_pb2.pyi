@@ -272,24 +272,30 @@ class PullTaskReply(_message.Message):
     def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., wait: _Optional[_Union[Wait, _Mapping]] = ...) -> None: ...
 
 class ModelRequest(_message.Message):
-    __slots__ = ("model_version", "offset")
+    __slots__ = ("model_version", "offset", "base_version", "client_id")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     offset: int
-    def __init__(self, model_version: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+    base_version: str
+    client_id: str
+    def __init__(self, model_version: _Optional[str] = ..., offset: _Optional[int] = ..., base_version: _Optional[str] = ..., client_id: _Optional[str] = ...) -> None: ...
 
 class ModelChunk(_message.Message):
-    __slots__ = ("model_version", "offset", "total_size", "data")
+    __slots__ = ("model_version", "offset", "total_size", "data", "delta")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     offset: int
     total_size: int
     data: bytes
-    def __init__(self, model_version: _Optional[str] = ..., offset: _Optional[int] = ..., total_size: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+    delta: bool
+    def __init__(self, model_version: _Optional[str] = ..., offset: _Optional[int] = ..., total_size: _Optional[int] = ..., data: _Optional[bytes] = ..., delta: _Optional[bool] = ...) -> None: ...
 
 class ResultHeader(_message.Message):
     __slots__ = ("task_id", "client_id", "run_id", "round", "kind", "model_version", "num_examples", "metrics", "loss", "payload_size", "payload_sha256", "signature", "failure_stage", "failure_error", "failure_message", "secagg", "compressed")

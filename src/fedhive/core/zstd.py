@@ -1,7 +1,8 @@
-"""zstd of the encoded body, and a decompression bounded by the size the layout allows.
+"""zstd, and a decompression bounded by the size the caller expects.
 
-A payload's decompressed size is known before decompressing it (it follows from the
-layout and the pipeline), so decompression reads at most that many bytes plus one: a
+Both users know a payload's decompressed size before decompressing it (an update's
+follows from the layout and the pipeline, a model delta's from the model it applies
+to), so decompression reads at most that many bytes plus one: a
 "zstd bomb" (a small frame that expands to gigabytes) is refused after that many bytes,
 never held in memory whole. The frame must declare its content size (our encoder always
 writes it), and it must be the expected one.
@@ -34,8 +35,7 @@ def decompress(frame: bytes, expected_size: int) -> bytes:
         raise CodecError(f"zstd body: not a zstd frame: {exc}") from None
     if declared != expected_size:
         raise CodecError(
-            f"zstd body declares {declared} bytes (-1: unknown), the layout allows "
-            f"exactly {expected_size}"
+            f"zstd body declares {declared} bytes (-1: unknown), expected exactly {expected_size}"
         )
     reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(frame), read_across_frames=False)
     chunks: list[bytes] = []
