@@ -166,15 +166,20 @@ def run_variant(pki: Path, variant: str, args: argparse.Namespace) -> dict[str, 
                 )
             )
         list(pool.map(register, links))
-        futures = [
-            pool.submit(serve, link, StepClient(i), stop=stop, max_tasks=args.rounds)
-            for i, link in enumerate(links)
-        ]
-        out, _ = server.communicate(timeout=args.rounds * ROUND_TIMEOUT_S + REGISTER_TIMEOUT_S)
+        # One task per client per round, a round at a time: only `threads` clients are
+        # served at once, and a round needs every client (a serve loop kept waiting for
+        # the next round would hold its thread while others wait for this one).
+        clients = [StepClient(i) for i in range(args.clients)]
+        for _round in range(args.rounds):
+            futures = [
+                pool.submit(serve, link, client, stop=stop, max_tasks=1)
+                for link, client in zip(links, clients, strict=True)
+            ]
+            for future in futures:
+                future.result(timeout=ROUND_TIMEOUT_S)
+        out, _ = server.communicate(timeout=REGISTER_TIMEOUT_S)
         if server.returncode != 0 or not out.strip():
             raise RuntimeError(f"server failed (rc {server.returncode})")
-        for future in futures:
-            future.result(timeout=60)
     finally:
         stop.set()
         if server.poll() is None:
