@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from fedhive.core.codecs import Pipeline, RandomK, StochasticQuantization, TopK, Zstd
+from fedhive.core.codecs import (
+    MAX_ZSTD_LEVEL,
+    Pipeline,
+    RandomK,
+    StochasticQuantization,
+    TopK,
+    Zstd,
+)
 from fedhive.core.extensions import (
     ClipAndNoise,
     Compression,
@@ -31,7 +38,7 @@ def clip_and_noise(draw: st.DrawFn) -> ClipAndNoise:
     )
 
 
-fractions = st.floats(min_value=1e-9, max_value=1.0)
+fractions = st.floats(min_value=0, max_value=1, exclude_min=True) | st.just(1)
 lossy_stages = st.one_of(
     st.builds(
         StochasticQuantization,
@@ -44,14 +51,17 @@ lossy_stages = st.one_of(
 
 
 @st.composite
-def compressions(draw: st.DrawFn) -> Compression:
+def pipelines(draw: st.DrawFn) -> Pipeline:
+    """At most one lossy stage, then optionally zstd, with any valid field values."""
+    stages = [draw(lossy_stages)] if draw(st.booleans()) else []
+    if draw(st.booleans()):
+        stages.append(Zstd(draw(st.integers(1, MAX_ZSTD_LEVEL))))
+    return Pipeline(tuple(stages))
+
+
+def compressions() -> st.SearchStrategy[Compression]:
     """A :class:`Compression` of any valid pipeline."""
-    stages: list[object] = []
-    if draw(st.booleans()):
-        stages.append(draw(lossy_stages))
-    if draw(st.booleans()):
-        stages.append(Zstd(level=draw(st.integers(1, 22))))
-    return Compression(pipeline=Pipeline(tuple(stages)))  # type: ignore[arg-type]
+    return pipelines().map(lambda pipeline: Compression(pipeline=pipeline))
 
 
 one_of_each: list[st.SearchStrategy[Extension]] = [

@@ -7,8 +7,8 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pipeline_strategy import pipelines
 
+from extension_strategies import pipelines
 from fedhive.compression.spec_bytes import pipeline_to_bytes, read_pipeline
 from fedhive.core.codecs import Pipeline, RandomK, StochasticQuantization, TopK, Zstd
 from fedhive.errors import CodecError

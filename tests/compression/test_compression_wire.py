@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pipeline_strategy import pipelines
 
+from extension_strategies import pipelines
 from fedhive.compression import StochasticQuantization, encode, wire
 from fedhive.compression.spec_bytes import pipeline_to_bytes
 from fedhive.core.canonical import canonical_json

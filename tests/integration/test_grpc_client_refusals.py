@@ -13,18 +13,9 @@ from fedhive.cli.main import main
 from fedhive.client.runner import serve
 from fedhive.errors import PeerRejectedError
 from fedhive.pki.provision import provision, revoke
-from fedhive.pki.revocation import RevocationList
-from fedhive.pki.tls import TLSConfig
 from fedhive.simulation.app import AppSpec
-from fedhive.transport.grpc.connection import GrpcLink
-from fedhive.transport.grpc.security import (
-    CertificateIdentity,
-    ClientSignatures,
-    Signatures,
-    channel_credentials,
-    server_credentials,
-)
 from fedhive.transport.grpc.server import GrpcServerTransport
+from grpc_mtls import mtls_link, mtls_server
 
 TESTS = Path(__file__).resolve().parents[1]
 CLIENT = "client-0000"
@@ -38,13 +29,7 @@ def pki(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def server(pki: Path) -> Iterator[GrpcServerTransport]:
-    tls = TLSConfig.from_dir(pki / "server")
-    transport = GrpcServerTransport(
-        address="127.0.0.1:0",
-        credentials=server_credentials(tls),
-        identify=CertificateIdentity(RevocationList.from_dir(pki / "server")),
-        signatures=Signatures(tls),
-    )
+    transport = mtls_server(pki / "server", round_timeout=60)
     try:
         yield transport
     finally:
@@ -64,15 +49,7 @@ def signals_restored() -> Iterator[None]:
 def test_a_revoked_client_stops_serving_with_a_peer_rejected_error(
     server: GrpcServerTransport, pki: Path
 ) -> None:
-    tls = TLSConfig.from_dir(pki / "clients" / CLIENT)
-    link = GrpcLink(
-        f"127.0.0.1:{server.port}",
-        client_id=CLIENT,
-        credentials=channel_credentials(tls),
-        server_name="localhost",
-        signatures=ClientSignatures(tls),
-        timeout=5,
-    )
+    link = mtls_link(server, pki / "clients" / CLIENT, CLIENT)
     revoke(pki, CLIENT)
     app = AppSpec("fake_app:build", TESTS).build({"clients": ["good-0"]}, 0)
     stop = threading.Event()

@@ -20,23 +20,15 @@ from fedhive.core.messages import ClientConfig, EvaluateResult, FitResult
 from fedhive.core.serde import model_version, weights_to_bytes
 from fedhive.core.weights import Weights
 from fedhive.pki.provision import provision
-from fedhive.pki.revocation import RevocationList
-from fedhive.pki.tls import TLSConfig
 from fedhive.server.orchestrator import RoundLoop
 from fedhive.server.run import RunResult
 from fedhive.strategy.algorithm import Algorithm
 from fedhive.transport.codec import TaskEnvelope
 from fedhive.transport.downlink import Downlink, Download
 from fedhive.transport.grpc.connection import GrpcLink
-from fedhive.transport.grpc.security import (
-    CertificateIdentity,
-    ClientSignatures,
-    Signatures,
-    channel_credentials,
-    server_credentials,
-)
 from fedhive.transport.grpc.server import GrpcServerTransport
 from grpc_loopback import loopback_server
+from grpc_mtls import mtls_link, mtls_server
 
 SIZE = 10_000
 MODEL = Weights({"w": np.random.default_rng(0).normal(size=SIZE).astype(np.float32)})
@@ -78,28 +70,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def mtls_server(pki: Path, downlink: Downlink) -> GrpcServerTransport:
-    tls = TLSConfig.from_dir(pki / "server")
-    return GrpcServerTransport(
-        address="127.0.0.1:0",
-        credentials=server_credentials(tls),
-        identify=CertificateIdentity(RevocationList.from_dir(pki / "server")),
-        signatures=Signatures(tls),
-        round_timeout=20.0,
-        downlink=downlink,
-    )
+def server_of(pki: Path, downlink: Downlink) -> GrpcServerTransport:
+    return mtls_server(pki / "server", downlink=downlink)
 
 
-def mtls_link(server: GrpcServerTransport, pki: Path, client_id: str) -> CountingLink:
-    tls = TLSConfig.from_dir(pki / "clients" / client_id)
-    return CountingLink(
-        f"127.0.0.1:{server.port}",
-        client_id=client_id,
-        credentials=channel_credentials(tls),
-        server_name="localhost",
-        signatures=ClientSignatures(tls),
-        timeout=5,
-    )
+def link_of(server: GrpcServerTransport, pki: Path, client_id: str) -> CountingLink:
+    return mtls_link(server, pki / "clients" / client_id, client_id, CountingLink)
 
 
 def run(server: GrpcServerTransport, links: list[CountingLink], rounds: int) -> RunResult:
@@ -124,9 +100,9 @@ def run(server: GrpcServerTransport, links: list[CountingLink], rounds: int) -> 
 def runs(pki: Path) -> dict[str, tuple[RunResult, list[CountingLink]]]:
     out = {}
     for name, delta in (("full", False), ("delta", True)):
-        server = mtls_server(pki, Downlink(delta=delta))
+        server = server_of(pki, Downlink(delta=delta))
         try:
-            links = [mtls_link(server, pki, cid) for cid in CLIENTS]
+            links = [link_of(server, pki, cid) for cid in CLIENTS]
             out[name] = (run(server, links, 3), links)
         finally:
             server.close()
@@ -185,9 +161,9 @@ class GarblingDownlink(Downlink):
 def test_a_delta_that_does_not_rebuild_the_model_falls_back_to_the_whole_model(
     pki: Path,
 ) -> None:
-    server = mtls_server(pki, GarblingDownlink(delta=True))
+    server = server_of(pki, GarblingDownlink(delta=True))
     try:
-        links = [mtls_link(server, pki, cid) for cid in CLIENTS]
+        links = [link_of(server, pki, cid) for cid in CLIENTS]
         result = run(server, links, 2)
     finally:
         server.close()
@@ -198,8 +174,8 @@ def test_a_delta_that_does_not_rebuild_the_model_falls_back_to_the_whole_model(
 
 
 def runs_weights(pki: Path, rounds: int) -> Weights:
-    server = mtls_server(pki, Downlink(delta=False))
+    server = server_of(pki, Downlink(delta=False))
     try:
-        return run(server, [mtls_link(server, pki, cid) for cid in CLIENTS], rounds).weights
+        return run(server, [link_of(server, pki, cid) for cid in CLIENTS], rounds).weights
     finally:
         server.close()

@@ -32,14 +32,12 @@ from fedhive.transport.envelope import ResultClaim
 from fedhive.transport.grpc.connection import GrpcLink
 from fedhive.transport.grpc.limits import PeerLimits
 from fedhive.transport.grpc.security import (
-    CertificateIdentity,
     ClientSignatures,
-    Signatures,
     channel_credentials,
-    server_credentials,
 )
 from fedhive.transport.grpc.server import GrpcServerTransport
 from fedhive.transport.proto import pb
+from grpc_mtls import mtls_link, mtls_server
 
 TESTS = Path(__file__).resolve().parents[1]
 CLIENTS = ["client-0000", "client-0001"]
@@ -55,15 +53,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def start(folder: Path, round_timeout: float = 20, **options: Any) -> GrpcServerTransport:
     """An mTLS server with the provisioned server folder ``folder``."""
-    tls = TLSConfig.from_dir(folder)
-    return GrpcServerTransport(
-        address="127.0.0.1:0",
-        credentials=server_credentials(tls),
-        identify=CertificateIdentity(RevocationList.from_dir(folder)),
-        signatures=Signatures(tls),
-        round_timeout=round_timeout,
-        **options,
-    )
+    return mtls_server(folder, round_timeout, **options)
 
 
 @pytest.fixture
@@ -76,15 +66,7 @@ def server(pki: Path) -> Iterator[GrpcServerTransport]:
 
 
 def link(server: GrpcServerTransport, folder: Path, client_id: str) -> GrpcLink:
-    tls = TLSConfig.from_dir(folder)
-    return GrpcLink(
-        f"127.0.0.1:{server.port}",
-        client_id=client_id,
-        credentials=channel_credentials(tls),
-        server_name="localhost",
-        signatures=ClientSignatures(tls),
-        timeout=5,
-    )
+    return mtls_link(server, folder, client_id)
 
 
 def test_a_signed_round_over_mtls(server: GrpcServerTransport, pki: Path) -> None:
