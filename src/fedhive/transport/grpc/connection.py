@@ -113,7 +113,7 @@ class GrpcLink:
         version = envelope.task.version
         if not 0 <= envelope.model_size <= self._max_model:
             raise ValidationError(
-                f"a model of {envelope.model_size} bytes, the limit is {self._max_model}",
+                f"a model of {envelope.model_size} bytes, the limit is {self._max_model} bytes",
                 stage="download",
             )
         held = self._held
