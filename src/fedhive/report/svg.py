@@ -20,14 +20,14 @@ class _Axes:
     def __init__(self, plot: Plot) -> None:
         xs = [x for s in plot.series for x in s.x]
         ys = [y for s in plot.series for y in (*s.y, *(s.low or ()), *(s.high or ()))]
-        self.x_ticks = _round_ticks(min(xs), max(xs))
+        self.x_range, self.x_ticks = _round_ticks(min(xs), max(xs))
         y_low = min(ys)
         if 0 <= y_low <= max(ys) / 2:  # counts and bytes read best from zero
             y_low = 0.0
         self.y_ticks = nice_ticks(y_low, max(ys))
 
     def px(self, x: float) -> float:
-        low, high = self.x_ticks[0], self.x_ticks[-1]
+        low, high = self.x_range
         return LEFT + (x - low) / (high - low) * (WIDTH - LEFT - RIGHT)
 
     def py(self, y: float) -> float:
@@ -119,12 +119,12 @@ def _line(plot: Plot, series: Series, axes: _Axes, run_name: str) -> str:
     )
 
 
-def _round_ticks(low: float, high: float) -> list[float]:
-    """Whole rounds: at most about eight ticks, a single round padded by one each side."""
+def _round_ticks(low: float, high: float) -> tuple[tuple[float, float], list[float]]:
+    """The x range (from the first round to the last; one round padded by one each side)
+    and its ticks: the first round, then whole multiples of a round step, about eight."""
     if high <= low:
-        return [low - 1, low, low + 1]
+        return (low - 1, low + 1), [low]
     ticks = nice_ticks(low, high, count=8)
     step = max(1.0, ticks[1] - ticks[0])
-    first = (low // step) * step
-    count = int(-(-(high - first) // step))
-    return [first + i * step for i in range(count + 1)]
+    multiples = [i * step for i in range(int(low // step) + 1, int(high // step) + 1)]
+    return (low, high), [low, *(x for x in multiples if x - low >= step / 2)]
