@@ -89,3 +89,27 @@ def test_the_command_imports_matplotlib_only_for_png() -> None:
     code = "import fedhive.cli.main, sys; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_report_of_a_real_simulation(tmp_path: Path) -> None:
+    """A run folder as `fedhive simulate` writes it: every file the report reads."""
+    tests = Path(__file__).resolve().parents[1]
+    (tmp_path / "fake_app.py").write_text((tests / "fake_app.py").read_text())
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[run]\napp = "fake_app:build"\nrounds = 3\nseed = 5\n'
+        "[strategy]\nfraction_fit = 1.0\nfraction_evaluate = 1.0\n"
+        "[evaluation]\nfederated_every = 1\n"
+        '[app]\nclients = ["good-0", "good-1", "raise-0"]\n'
+    )
+    run = tmp_path / "run"
+    assert main(["simulate", str(config), "--out", str(run)]) == 0
+    out = tmp_path / "report.html"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    for key in ("metric_loss", "metric_accuracy", "clients", "bytes", "round_time"):
+        assert f'id="plot-{key}"' in page
+    assert 'id="plot-epsilon"' not in page
+    assert "No run used differential privacy: no ε plot." in page
+    assert "<tr><th>run.seed</th><td>5</td></tr>" in page
+    assert "<tr><th>rounds</th><td>3</td></tr>" in page  # summary.json

@@ -102,3 +102,14 @@ def test_nice_ticks_cover_the_range_in_round_steps() -> None:
     assert nice_ticks(0, 1_004_000) == [0, 250_000, 500_000, 750_000, 1_000_000, 1_250_000]
     ticks = nice_ticks(5, 5)
     assert ticks[0] < 5 < ticks[-1]
+
+
+def test_the_round_axis_starts_at_the_first_round_and_positive_values_at_zero() -> None:
+    rounds = tuple(float(r) for r in range(1, 11))
+    plot = Plot("k", "t", "y", (Series(run=0, label="v", x=rounds, y=(7.0,) * 10),))
+    svg = render_svg(plot, ("run",))
+    x_labels = re.findall(r'text-anchor="middle">([\d.]+)</text>', svg)
+    assert x_labels == ["1", "2", "4", "6", "8", "10"]  # no round 0
+    y_labels = re.findall(r'text-anchor="end">([\d.]+)</text>', svg)
+    assert y_labels[0] == "0"
+    assert float(y_labels[-1]) >= 7

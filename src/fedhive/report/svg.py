@@ -22,8 +22,8 @@ class _Axes:
         ys = [y for s in plot.series for y in (*s.y, *(s.low or ()), *(s.high or ()))]
         self.x_range, self.x_ticks = _round_ticks(min(xs), max(xs))
         y_low = min(ys)
-        if 0 <= y_low <= max(ys) / 2:  # counts and bytes read best from zero
-            y_low = 0.0
+        if y_low >= 0 and (y_low <= max(ys) / 2 or y_low == max(ys)):
+            y_low = 0.0  # counts and bytes read best from zero, a constant one too
         self.y_ticks = nice_ticks(y_low, max(ys))
 
     def px(self, x: float) -> float:
