@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from fedhive.cli import audit, deploy, provision, simulate
+from fedhive.cli import audit, deploy, new, provision, simulate
 from fedhive.errors import FedhiveError
 
 # Each subcommand module registers its parser and sets ``handler(args, console) -> int``.
@@ -18,6 +18,7 @@ SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
     deploy.add_parser,
     provision.add_parser,
     audit.add_parser,
+    new.add_parser,
 )
 
 
