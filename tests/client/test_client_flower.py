@@ -78,8 +78,10 @@ def test_the_config_dict_carries_the_round_the_seed_and_the_extras() -> None:
     "extension", [DpSgd(noise_multiplier=1.0, max_grad_norm=1.0), PartialWork(max_local_steps=2)]
 )
 def test_instructions_a_numpy_client_cannot_follow_are_refused(extension: Any) -> None:
+    client, config = FlowerClient(LogRegNumPyClient("c1")), CONFIG.with_extensions(extension)
     with pytest.raises(ClientError, match=type(extension).__name__):
-        FlowerClient(LogRegNumPyClient("c1")).fit(ZEROS, CONFIG.with_extensions(extension), ctx())
+        client.fit(ZEROS, config, ctx())
+    assert client.evaluate(ZEROS, config, ctx()).num_examples == 10  # evaluation is unaffected
     context = ctx()
     context.aux = Weights({f"@scaffold/{k}": np.zeros_like(v) for k, v in ZEROS.items()})
     with pytest.raises(ClientError, match="SCAFFOLD"):

@@ -73,13 +73,17 @@ def _unwrap(client: object) -> NumPyClientLike:
     return candidate
 
 
-def flower_config(config: ClientConfig, context: Context) -> FlowerConfig:
-    """The Flower config dict a NumPy client receives for ``config`` (see the module)."""
+def _refuse_unfollowable(config: ClientConfig, context: Context) -> None:
+    """Raise for a training instruction a NumPy client cannot follow (fit only)."""
     for kind in (DpSgd, PartialWork):
         if config.extension(kind) is not None:
             raise ClientError(f"a Flower NumPyClient cannot follow the {kind.__name__} instruction")
     if scaffold.correction(context) is not None:
         raise ClientError("a Flower NumPyClient cannot apply SCAFFOLD's control variates")
+
+
+def flower_config(config: ClientConfig, context: Context) -> FlowerConfig:
+    """The Flower config dict a NumPy client receives for ``config`` (see the module)."""
     out: FlowerConfig = dict(config.extra)
     out.update(
         local_epochs=config.local_epochs,
@@ -137,8 +141,8 @@ class FlowerClient:
         Raises:
             ClientError: an instruction it cannot follow, or a malformed result.
         """
-        flower = flower_config(config, context)
-        value = self._client.fit(list(weights.values()), flower)
+        _refuse_unfollowable(config, context)
+        value = self._client.fit(list(weights.values()), flower_config(config, context))
         if not isinstance(value, tuple) or len(value) != 3:
             raise ClientError("fit must return (parameters, num_examples, metrics)")
         arrays, num_examples, metrics = value
