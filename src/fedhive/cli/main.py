@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from fedhive.cli import audit, deploy, provision, report, simulate
+from fedhive.cli import audit, deploy, new, provision, report, simulate
 from fedhive.errors import FedhiveError
 
 # Each subcommand module registers its parser and sets ``handler(args, console) -> int``.
@@ -19,6 +19,7 @@ SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
     provision.add_parser,
     audit.add_parser,
     report.add_parser,
+    new.add_parser,
 )
 
 
