@@ -183,7 +183,9 @@ class Algorithm:
         top = opener(0)(self.broadcast(state, weights).layout())
         for reply in replies:
             top.add(reply)
+            del reply  # not held while the next one is received and decoded
         result = top.close()
+        del top  # the plain mean's exact sum (4x the model) is freed before the step
         self.require_fit_clients(result.count, round)
         parts = list(state.parts)
         for depth, transform in enumerate(self.transforms):
