@@ -77,6 +77,20 @@ def test_open_store_resolves_the_path_against_the_config_folder(tmp_path: Path) 
     assert isinstance(temporary, SqliteStateStore)
     assert temporary.path.parent != tmp_path
     temporary.close()
+    assert not temporary.path.parent.exists()
+    run_dir = tmp_path / "run"
+    first = open_store(StateBackend.SQLITE, base_dir=tmp_path, run_dir=run_dir)
+    first.put("a", b"1")
+    first.close()
+    again = open_store(StateBackend.SQLITE, base_dir=tmp_path, run_dir=run_dir)
+    assert again.get("a") is None  # the run folder's store starts afresh: reruns reproduce
+    again.close()
+    kept = open_store(StateBackend.SQLITE, str(run_dir / "states.db"), base_dir=tmp_path)
+    kept.put("a", b"2")
+    kept.close()
+    kept = open_store(StateBackend.SQLITE, str(run_dir / "states.db"), base_dir=tmp_path)
+    assert kept.get("a") == b"2"  # a named file is kept across runs
+    kept.close()
     assert isinstance(open_store(StateBackend.MEMORY, base_dir=tmp_path), MemoryStateStore)
 
 

@@ -48,8 +48,8 @@ class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 class SimulationSection(_Section, frozen=True):
     """The ``[simulation]`` section: the backend that runs the clients, and where their
-    persistent states live (``state_path``: the SQLite file, relative to the config;
-    empty: a new temporary file per run)."""
+    persistent states live (``state_path``: the SQLite file, relative to the config,
+    kept across runs; empty: ``states.db`` in the run's output folder, fresh each run)."""
 
     backend: Backend = Backend.LOCAL
     workers: AtLeastOne = 2

@@ -97,9 +97,14 @@ def run_simulation(
 
 
 def simulate(
-    config: RunConfig, *, base_dir: Path, observer: RunObserver | None = None
+    config: RunConfig,
+    *,
+    base_dir: Path,
+    observer: RunObserver | None = None,
+    out_dir: Path | None = None,
 ) -> RunResult:
-    """Run the simulation a config describes, on the backend it names."""
+    """Run the simulation a config describes, on the backend it names (``out_dir``: the
+    run's output folder, where a SQLite state store without a path lives)."""
     check_run(
         config.strategy, secure=config.secagg, federated_every=config.evaluation.federated_every
     )
@@ -116,7 +121,7 @@ def simulate(
     if attacked:  # forked workers inherit the wrapped app
         app = with_attack(app, config.attack, seed=config.run.seed)
     app = with_stragglers(app, config.stragglers)
-    states = open_store(sim.state, sim.state_path, base_dir=base_dir)
+    states = open_store(sim.state, sim.state_path, base_dir=base_dir, run_dir=out_dir)
     runner: CohortRunner
     if sim.backend == Backend.PROCESS:
         runner = ProcessBackend(

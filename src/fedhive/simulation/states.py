@@ -16,6 +16,7 @@ process backend ships the bytes as they are, the local backend decodes them.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -71,9 +72,10 @@ class SqliteStateStore:
     the process's memory does not depend on how many clients hold a state.
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, temporary: bool = False) -> None:
         self.path = Path(path)
         self._closed = False
+        self._temporary = temporary  # remove the file and its folder on close
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -107,17 +109,33 @@ class SqliteStateStore:
         self._closed = True
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
+        if self._temporary:
+            shutil.rmtree(self.path.parent, ignore_errors=True)
 
 
-def open_store(kind: StateBackend, path: str = "", *, base_dir: Path) -> StateStore:
-    """The store ``[simulation] state`` names; a SQLite file at ``state_path`` (relative
-    to ``base_dir``), or in a new temporary folder when the path is empty."""
+def open_store(
+    kind: StateBackend, path: str = "", *, base_dir: Path, run_dir: Path | None = None
+) -> StateStore:
+    """The store ``[simulation] state`` names.
+
+    SQLite at ``state_path`` (relative to ``base_dir``, the config's folder): opened as it
+    is, so a later run continues each client's state. Without a path: ``states.db`` in
+    ``run_dir`` (the run's output folder), started afresh so that a rerun of the same
+    config is reproducible; without either, a temporary file removed when the store
+    closes.
+    """
     if kind == StateBackend.MEMORY:
         return MemoryStateStore()
-    if not path:
-        return SqliteStateStore(Path(tempfile.mkdtemp(prefix="fedhive-states-")) / "states.db")
-    resolved = Path(path)
-    return SqliteStateStore(resolved if resolved.is_absolute() else base_dir / resolved)
+    if path:
+        resolved = Path(path)
+        return SqliteStateStore(resolved if resolved.is_absolute() else base_dir / resolved)
+    if run_dir is None:
+        return SqliteStateStore(
+            Path(tempfile.mkdtemp(prefix="fedhive-states-")) / "states.db", temporary=True
+        )
+    for suffix in ("", "-wal", "-shm"):
+        (run_dir / f"states.db{suffix}").unlink(missing_ok=True)
+    return SqliteStateStore(run_dir / "states.db")
 
 
 def load_state(store: StateStore, client_id: str) -> dict[str, RecordValue]:
