@@ -6,12 +6,15 @@ from __future__ import annotations
 import tracemalloc
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tests.simulation import counting_app
 
 from fedhive.config.simulated import Backend
+from fedhive.core.ids import VirtualClientIds
 from fedhive.simulation.engine import run_simulation
 from fedhive.simulation.states import SqliteStateStore, load_state
+from fedhive.strategy import fedbuff
 from fedhive.strategy.algorithm import Algorithm
 
 MILLION = 1_000_000
@@ -53,3 +56,24 @@ def test_selection_from_a_million_clients_does_not_materialise_them(
     chosen = result.history[-1].fit.contributors[0]
     assert load_state(reopened, chosen)["calls"] >= 1
     reopened.close()
+
+
+def test_fedbuff_refills_from_a_million_clients_without_materialising_them() -> None:
+    app = counting_app.build(MILLION)
+    counting_app.CountingIds.made = 0
+    result = run_simulation(app, strategy=fedbuff(buffer_size=10, concurrency=20), rounds=3, seed=2)
+    assert len(result.history) == 3
+    assert counting_app.CountingIds.made <= 4 * (20 + 3 * 10)
+
+
+def test_fedbuff_refill_picks_the_same_clients_from_lazy_ids_and_their_list() -> None:
+    algorithm = fedbuff(buffer_size=5, concurrency=30)
+    lazy = VirtualClientIds(500)
+    state = algorithm.initial_state(counting_app.INITIAL)
+    busy = {lazy[3], lazy[250], lazy[499]}
+    picks = [
+        algorithm.configure_refill(state, ids, busy, np.random.default_rng(4))
+        for ids in (lazy, list(reversed(list(lazy))))
+    ]
+    assert picks[0] == picks[1]
+    assert not busy & {i.client_id for i in picks[0]}
