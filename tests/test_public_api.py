@@ -201,7 +201,11 @@ PUBLIC = {
     "fedhive.simulation": [
         "AppContext",
         "AppSpec",
+        "MemoryStateStore",
         "SimulationApp",
+        "SqliteStateStore",
+        "StateStore",
+        "VirtualClientIds",
         "run_simulation",
         "simulate",
     ],

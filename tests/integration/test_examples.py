@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from fedhive.config import parse_config
@@ -82,3 +83,22 @@ def test_a_dp_run_of_digits_mlp_completes_and_reports_its_epsilon() -> None:
     assert 0 < epsilons[0] < epsilons[-1] < 10.0
     assert all(r.privacy.delta == 1e-5 for r in result.history)
     assert result.stop_reason == ""
+
+
+def test_cross_device_example_runs_a_million_devices_with_states_in_sqlite(
+    tmp_path: Path,
+) -> None:
+    from fedhive.simulation.states import SqliteStateStore
+
+    states = tmp_path / "states.db"
+    result = run_example(
+        "cross-device",
+        run={"rounds": 3},
+        app={"eval_devices": 50},
+        simulation={"state_path": str(states)},
+    )
+    assert [r.fit.succeeded for r in result.history] == [100, 100, 100]
+    assert result.history[-1].centralized["loss"] < np.log(10)  # below the uniform guess
+    store = SqliteStateStore(states)
+    assert len(store) >= 290  # SCAFFOLD's variate of (nearly) every selected device
+    store.close()

@@ -35,7 +35,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
     started = time.perf_counter()
     with ProgressDisplay(console, config.run.rounds) as display:
         result = simulate(
-            config, base_dir=args.config.resolve().parent, observer=Observers(writer, display)
+            config,
+            base_dir=args.config.resolve().parent,
+            observer=Observers(writer, display),
+            out_dir=out,
         )
     summary = writer.finish(
         result, seed=config.run.seed, wall_seconds=time.perf_counter() - started

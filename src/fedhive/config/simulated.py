@@ -35,16 +35,27 @@ class StartMethod(StrEnum):
     SPAWN = "spawn"  # a fresh interpreter that builds the app from its spec
 
 
+class StateBackend(StrEnum):
+    """Where virtual clients' persistent states are kept between their rounds."""
+
+    MEMORY = "memory"  # a dict in the driver (grows with the clients that hold one)
+    SQLITE = "sqlite"  # one SQLite file (memory independent of the number of clients)
+
+
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A config section: frozen, every key declared (an unknown key is refused)."""
 
 
 class SimulationSection(_Section, frozen=True):
-    """The ``[simulation]`` section: the backend that runs the clients."""
+    """The ``[simulation]`` section: the backend that runs the clients, and where their
+    persistent states live (``state_path``: the SQLite file, relative to the config,
+    kept across runs; empty: ``states.db`` in the run's output folder, fresh each run)."""
 
     backend: Backend = Backend.LOCAL
     workers: AtLeastOne = 2
     start_method: StartMethod = StartMethod.FORK
+    state: StateBackend = StateBackend.MEMORY
+    state_path: str = ""
 
 
 class AttackKind(StrEnum):
@@ -120,5 +131,6 @@ __all__ = [
     "DevicesSection",
     "SimulationSection",
     "StartMethod",
+    "StateBackend",
     "StragglerSection",
 ]

@@ -24,6 +24,8 @@ AUX_PREFIX = "@"
 client returns with its update (SCAFFOLD's control variates), never model parameters."""
 
 SCAFFOLD_PREFIX = AUX_PREFIX + "scaffold/"
+CHUNK = 1 << 16
+"""Values per piece of :meth:`Layout.chunks` (512 KiB of float64: cache-sized)."""
 """Auxiliary tensor names of SCAFFOLD's control variates, ``@scaffold/<parameter>``: the
 server's ``c`` on the way down, a client's change ``Δc_i`` on the way up."""
 
@@ -144,6 +146,15 @@ class Layout:
         if not self.names:
             return np.zeros(0, dtype=np.float64)
         return np.concatenate([weights[n].ravel() for n in self.names], dtype=np.float64)
+
+    def chunks(self, weights: Weights, size: int = CHUNK) -> Iterator[FloatVector]:
+        """The values of :meth:`flatten`, as float64 pieces of at most ``size`` values
+        in layout order (their concatenation is ``flatten(weights)``): a pass over a
+        large model without a float64 copy of all of it."""
+        for name in self.names:
+            flat = weights[name].reshape(-1)
+            for start in range(0, flat.size, size):
+                yield flat[start : start + size].astype(np.float64)
 
     def unflatten(self, flat: FloatVector) -> Weights:
         """Split a flat vector back into named arrays of this layout's dtypes.

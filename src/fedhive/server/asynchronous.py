@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fedhive.core.failures import FailureKind, Stage
+from fedhive.core.ids import SortedIds
 from fedhive.core.messages import Failure, FitReply, FitTask
 from fedhive.core.rng import run_stream
 from fedhive.core.version import ModelVersion
@@ -146,7 +147,9 @@ class _Run:
         """Dispatch tasks to free slots; returns why none could be, if so."""
         rng = self.stream.child(self.dispatched).child("select").numpy()
         busy = {task.client_id for task in self.tasks.values()}
-        clients = tuple(self.loop.runner.client_ids())  # deployed clients come and go
+        ids = self.loop.runner.client_ids()
+        # deployed clients come and go (a snapshot); a lazy id sequence never changes
+        clients = ids if isinstance(ids, SortedIds) else tuple(ids)
         try:
             instructions = self.strategy.configure_refill(self.state, clients, busy, rng)
         except NotEnoughClientsError as exc:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from fedhive.core.ids import excluding
 from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
 from fedhive.core.rng import SeedStream, run_stream
 from fedhive.core.version import ModelVersion
@@ -116,7 +117,7 @@ class RoundLoop:
         committed = False
         train: dict[str, float] = {}
         exhausted = set() if exhausted is None else exhausted
-        clients = [c for c in self.transport.client_ids() if c not in exhausted]
+        clients = excluding(self.transport.client_ids(), exhausted)
         try:
             state, new_weights, train = self._fit(
                 state, rnd, model, clients, stream=stream, stats=fit, exhausted=exhausted
@@ -179,7 +180,7 @@ class RoundLoop:
         outcomes = self._replacing_refusals(
             self.transport.fit(list(tasks.values()), published, quorum=quorum),
             tasks,
-            pool=[c for c in clients if c not in tasks],
+            pool=excluding(clients, tasks.keys()),
             published=published,
             state=state,
             stream=stream,

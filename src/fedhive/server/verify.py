@@ -27,7 +27,7 @@ from fedhive.core.messages import (
 )
 from fedhive.core.weights import Layout
 from fedhive.errors import ClientError, ConfigError, ValidationError
-from fedhive.strategy.aggregate import MAX_WEIGHTED_VALUE, within_exact_range
+from fedhive.strategy.aggregate import MAX_WEIGHTED_VALUE, weights_within_exact_range
 
 MAX_EXAMPLES = 1 << 29
 """The largest cap a policy may set (weights below 2**29 keep weighted sums exact)."""
@@ -104,7 +104,7 @@ def verify_fit_reply(
     _check_examples(reply.num_examples, policy)
     reply.update.validate_like(layout)
     weight = max(1, reply.num_examples)
-    if not within_exact_range(layout.flatten(reply.update), weight):
+    if not weights_within_exact_range(layout, reply.update, weight):
         raise ValidationError(
             f"an update value times its weight {weight} is not below {MAX_WEIGHTED_VALUE:g}, "
             "the exact aggregation range",

@@ -32,6 +32,7 @@ from fedhive.simulation.backends.process import ProcessBackend
 from fedhive.simulation.clock import ClockObserver, RoundTimer, VirtualClockRunner
 from fedhive.simulation.devices import DeviceModel
 from fedhive.simulation.secure import SecAggDevices
+from fedhive.simulation.states import StateStore, open_store
 from fedhive.simulation.stragglers import with_stragglers
 from fedhive.strategy.algorithm import Algorithm
 from fedhive.strategy.base import Strategy
@@ -55,8 +56,11 @@ def run_simulation(
     secure: SecureAggregation | None = None,
     dropout: SimulatedDropout | None = None,
     downlink: Downlink | None = None,
+    states: StateStore | None = None,
 ) -> RunResult:
     """Run ``rounds`` rounds of ``app``: in this process, or in forked worker processes.
+
+    ``states``: where the clients' persistent states live (default: in memory).
 
     ``secure``: secure aggregation each round (the strategy sees only the sum);
     ``dropout`` makes simulated devices vanish mid-protocol.
@@ -73,9 +77,9 @@ def run_simulation(
     check_run(strategy, secure=secure, federated_every=federated_every)
     runner: CohortRunner
     if Backend(backend) == Backend.PROCESS:
-        runner = ProcessBackend(app=app, seed=seed, workers=workers)
+        runner = ProcessBackend(app=app, seed=seed, workers=workers, states=states)
     else:
-        runner = LocalBackend(app.client.client_fn)
+        runner = LocalBackend(app.client.client_fn, states)
     return _run(
         app,
         runner,
@@ -93,9 +97,14 @@ def run_simulation(
 
 
 def simulate(
-    config: RunConfig, *, base_dir: Path, observer: RunObserver | None = None
+    config: RunConfig,
+    *,
+    base_dir: Path,
+    observer: RunObserver | None = None,
+    out_dir: Path | None = None,
 ) -> RunResult:
-    """Run the simulation a config describes, on the backend it names."""
+    """Run the simulation a config describes, on the backend it names (``out_dir``: the
+    run's output folder, where a SQLite state store without a path lives)."""
     check_run(
         config.strategy, secure=config.secagg, federated_every=config.evaluation.federated_every
     )
@@ -112,6 +121,7 @@ def simulate(
     if attacked:  # forked workers inherit the wrapped app
         app = with_attack(app, config.attack, seed=config.run.seed)
     app = with_stragglers(app, config.stragglers)
+    states = open_store(sim.state, sim.state_path, base_dir=base_dir, run_dir=out_dir)
     runner: CohortRunner
     if sim.backend == Backend.PROCESS:
         runner = ProcessBackend(
@@ -121,9 +131,10 @@ def simulate(
             seed=config.run.seed,
             workers=sim.workers,
             start_method=sim.start_method,
+            states=states,
         )
     else:
-        runner = LocalBackend(app.client.client_fn)
+        runner = LocalBackend(app.client.client_fn, states)
     return _run(
         app,
         runner,

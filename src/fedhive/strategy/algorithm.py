@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from fedhive.core.config import check_int, check_real
+from fedhive.core.ids import SortedIds, excluding
 from fedhive.core.messages import ClientConfig, EvaluateReply, FitReply
 from fedhive.core.weights import Layout, Weights
 from fedhive.errors import ConfigError, NotEnoughClientsError, StateError, ValidationError
@@ -183,7 +184,9 @@ class Algorithm:
         top = opener(0)(self.broadcast(state, weights).layout())
         for reply in replies:
             top.add(reply)
+            del reply  # not held while the next one is received and decoded
         result = top.close()
+        del top  # the plain mean's exact sum (4x the model) is freed before the step
         self.require_fit_clients(result.count, round)
         parts = list(state.parts)
         for depth, transform in enumerate(self.transforms):
@@ -302,7 +305,11 @@ class Algorithm:
                 f"{len(clients)} clients available, the strategy needs at least "
                 f"{self.min_available_clients}"
             )
-        idle = sorted(set(clients) - set(busy))
+        idle = (  # the same ids in the same order; O(busy) for lazy ids, not O(clients)
+            excluding(clients, set(busy))
+            if isinstance(clients, SortedIds)
+            else sorted(set(clients) - set(busy))
+        )
         count = min(self.buffered.concurrency - len(busy), len(idle))
         if count <= 0:
             return []

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+import numpy as np
+
 from fedhive.core.messages import FitReply
 from fedhive.core.weights import FloatVector, Layout
 from fedhive.strategy.aggregate import ExactWeightedSum, WeightedMetrics
@@ -84,13 +86,16 @@ class _MeanFold:
         self.count = 0
 
     def add(self, reply: FitReply) -> None:
-        self.total.add(self.layout.flatten(reply.update), reply.num_examples)
+        self.total.add_weights(self.layout, reply.update, reply.num_examples)
         self.metrics.add(reply.metrics, reply.num_examples)
         self.count += reply.clients
 
     def close(self) -> Aggregate:
         total = self.total
-        update = None if total.total_weight == 0 else total.total() / total.total_weight
+        update = None
+        if total.total_weight:
+            update = total.total()
+            update /= total.total_weight  # in place: no second copy of the model
         return Aggregate(update, self.count, total.total_weight, self.metrics.means())
 
 
@@ -157,8 +162,10 @@ class ServerSGD:
     def step(
         self, state: Stateless, weights: FloatVector, update: FloatVector
     ) -> tuple[Stateless, FloatVector]:
-        """One step along the aggregated update."""
-        return state, weights + self.learning_rate * update
+        """One step along the aggregated update (``weights + learning_rate * update``,
+        with one new array: addition commutes, so the bits are the same)."""
+        new = np.multiply(update, self.learning_rate)
+        return state, np.add(new, weights, out=new)
 
 
 __all__ = [

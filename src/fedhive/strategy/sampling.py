@@ -9,6 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
+from fedhive.core.ids import sorted_ids
 from fedhive.errors import NotEnoughClientsError
 
 
@@ -22,10 +23,14 @@ def sample_clients(
 ) -> list[str]:
     """Sample ``max(min_clients, ceil(fraction * n))`` distinct clients, sorted by id.
 
+    O(selected) for a lazy :class:`~fedhive.core.ids.SortedIds` (not sorted, not
+    copied; numpy's choice without replacement is Floyd's algorithm for small
+    fractions), O(n log n) for a plain sequence.
+
     Raises:
         NotEnoughClientsError: fewer than ``min_available`` (or ``min_clients``) clients.
     """
-    available = sorted(clients)
+    available = sorted_ids(clients)
     needed = max(min_available, min_clients)
     if len(available) < needed:
         raise NotEnoughClientsError(
@@ -35,7 +40,7 @@ def sample_clients(
     wanted = math.ceil(round(fraction * len(available), 9))
     count = min(len(available), max(min_clients, wanted))
     if count == len(available):
-        return available
+        return list(available)
     chosen = rng.choice(len(available), size=count, replace=False)
     return [available[i] for i in sorted(chosen.tolist())]
 

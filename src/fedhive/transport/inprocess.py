@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TypeVar
 
 from fedhive.core.failures import FailureKind, Stage
+from fedhive.core.ids import SortedIds
 from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply, FitTask
 from fedhive.core.version import ModelVersion
 from fedhive.transport.base import (
@@ -50,7 +51,8 @@ class InProcessTransport:
         arrival: Callable[[FitTask], float] | None = None,
         downlink: Downlink | None = None,
     ) -> None:
-        self._client_ids = tuple(client_ids)
+        # a lazy id sequence stays lazy (a million virtual clients); others are frozen
+        self._client_ids = client_ids if isinstance(client_ids, SortedIds) else tuple(client_ids)
         self._downlink = downlink if downlink is not None and downlink.delta else None
         self._held: dict[str, str] = {}  # client -> the version it last received
         self._sent: dict[tuple[str, str], int] = {}  # (client, version) -> bytes

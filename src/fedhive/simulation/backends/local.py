@@ -8,8 +8,9 @@ from fedhive.client.base import Client, ClientFn, TaskOrigin
 from fedhive.client.pipeline import run_evaluate, run_fit
 from fedhive.core.failures import Stage
 from fedhive.core.messages import EvaluateTask, Failure, FitTask
-from fedhive.core.serde import RecordValue
+from fedhive.core.serde import record_from_bytes
 from fedhive.core.version import ModelVersion
+from fedhive.simulation.states import MemoryStateStore, StateStore, save_state
 from fedhive.transport.base import EvaluateOutcome, FitOutcome
 
 
@@ -17,12 +18,13 @@ class LocalBackend:
     """Runs client tasks sequentially in the calling process.
 
     Clients are built by ``client_fn`` only when selected; each client's ``state``
-    dict is kept here between the rounds it joins.
+    dict is read from ``states`` before its task and written back after it (default:
+    an in-memory store).
     """
 
-    def __init__(self, client_fn: ClientFn) -> None:
+    def __init__(self, client_fn: ClientFn, states: StateStore | None = None) -> None:
         self._client_fn = client_fn
-        self._states: dict[str, dict[str, RecordValue]] = {}
+        self._states = MemoryStateStore() if states is None else states
 
     def fit(self, tasks: Sequence[FitTask], model: ModelVersion) -> Iterator[FitOutcome]:
         """Run each fit task in turn, on ``model``'s weights (never serialised here)."""
@@ -31,9 +33,12 @@ class LocalBackend:
             if isinstance(client, Failure):
                 yield client
                 continue
-            state = self._states.setdefault(task.client_id, {})
+            before = self._states.get(task.client_id)
+            state = {} if before is None else record_from_bytes(before)
             origin = TaskOrigin.simulation(task)
-            yield run_fit(client, task, model.weights, state, origin=origin)
+            outcome = run_fit(client, task, model.weights, state, origin=origin)
+            save_state(self._states, task.client_id, state, before)
+            yield outcome
 
     def evaluate(
         self, tasks: Sequence[EvaluateTask], model: ModelVersion
@@ -44,12 +49,15 @@ class LocalBackend:
             if isinstance(client, Failure):
                 yield client
                 continue
-            state = self._states.setdefault(task.client_id, {})
-            yield run_evaluate(client, task, model.weights, state)
+            before = self._states.get(task.client_id)
+            state = {} if before is None else record_from_bytes(before)
+            outcome = run_evaluate(client, task, model.weights, state)
+            save_state(self._states, task.client_id, state, before)
+            yield outcome
 
     def close(self) -> None:
-        """Drop the clients' states."""
-        self._states.clear()
+        """Close the state store (an in-memory one drops the states)."""
+        self._states.close()
 
     def _build(self, client_id: str, round_: int) -> Client | Failure:
         try:

@@ -33,6 +33,7 @@ from fedhive.core.messages import EvaluateReply, EvaluateTask, Failure, FitReply
 from fedhive.core.version import ModelVersion
 from fedhive.errors import ConfigError, SerializationError, TransportError
 from fedhive.simulation.app import AppSpec, SimulationApp
+from fedhive.simulation.states import MemoryStateStore, StateStore
 from fedhive.simulation.wire import (
     FrameDecoder,
     Header,
@@ -81,7 +82,11 @@ class _Proc:
 
 
 class ProcessBackend:
-    """Runs client tasks in ``workers`` separate processes."""
+    """Runs client tasks in ``workers`` separate processes.
+
+    Client states stay in the driver's ``states`` store (default: in memory): each task
+    carries its client's record bytes, each outcome brings back what the task left.
+    """
 
     def __init__(
         self,
@@ -92,6 +97,7 @@ class ProcessBackend:
         seed: int = 0,
         workers: int = 2,
         start_method: StartMethod = StartMethod.FORK,
+        states: StateStore | None = None,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"simulation.workers: must be >= 1, got {workers}")
@@ -103,7 +109,7 @@ class ProcessBackend:
         self._seed, self._size, self._start = seed, workers, start_method
         self._procs: dict[int, _Proc] = {}
         self._selector = selectors.DefaultSelector()
-        self._states: dict[str, bytes] = {}
+        self._states = MemoryStateStore() if states is None else states
         self._cohort = 0
         self._next_index = 0
 
@@ -131,6 +137,7 @@ class ProcessBackend:
                 os.write(proc.write_fd, encode_frame({"type": "shutdown"}))
             self._drop(proc, timeout=10)
         self._selector.close()
+        self._states.close()
 
     def _run(
         self, kind: str, tasks: Sequence[_Task], model: ModelVersion
@@ -162,7 +169,7 @@ class ProcessBackend:
                     outcome = outcome_from_bytes(blobs[0], blobs[1])
                     proc.in_flight.pop(outcome.client_id, None)
                     if header.get("state"):
-                        self._states[outcome.client_id] = blobs[2]
+                        self._states.put(outcome.client_id, blobs[2])
                     yield outcome
         for chunk in pending:  # every worker died: the rest cannot run
             for task in chunk:
