@@ -74,6 +74,8 @@ def run_simulation(
     runner: CohortRunner
     if Backend(backend) == Backend.PROCESS:
         runner = ProcessBackend(app=app, seed=seed, workers=workers)
+    elif Backend(backend) == Backend.VECTORIZED:
+        runner = _vectorized(app)
     else:
         runner = LocalBackend(app.client.client_fn)
     return _run(
@@ -90,6 +92,13 @@ def run_simulation(
         dropout=dropout,
         downlink=downlink,
     )
+
+
+def _vectorized(app: SimulationApp) -> CohortRunner:
+    """The vectorised backend (imported here: it needs PyTorch, an optional extra)."""
+    from fedhive.simulation.backends.vectorized import VectorizedBackend
+
+    return VectorizedBackend(app.client.client_fn)
 
 
 def simulate(
@@ -122,6 +131,8 @@ def simulate(
             workers=sim.workers,
             start_method=sim.start_method,
         )
+    elif sim.backend == Backend.VECTORIZED:
+        runner = _vectorized(app)
     else:
         runner = LocalBackend(app.client.client_fn)
     return _run(
