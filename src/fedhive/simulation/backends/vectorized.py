@@ -110,12 +110,14 @@ class _Precomputed:
 
     def __init__(self, client: TorchClient, result: FitResult, torch_seed: int) -> None:
         self._client, self._result, self._seed = client, result, torch_seed
+        self.used = False
 
     def fit(self, weights: Weights, config: ClientConfig, context: Context) -> FitResult:
         """The precomputed result (or, should the context's seed differ, a real fit)."""
         if context.seed.torch_seed != self._seed:
             log.warning("vectorized: %s's fit stream moved; training it alone", context.client_id)
             return self._client.fit(weights, config, context)
+        self.used = True
         return self._result
 
     def evaluate(self, weights: Weights, config: ClientConfig, context: Context) -> EvaluateResult:
@@ -150,7 +152,6 @@ class VectorizedBackend:
             else:
                 jobs[i] = job
         results = self._train_groups(jobs, tasks, start, reasons)
-        self.stats["vectorized"] += len(results)
         for reason, count in reasons.items():
             self.stats[f"fallback: {reason}"] += count
         if reasons:
@@ -165,12 +166,16 @@ class VectorizedBackend:
             if isinstance(client, Failure):
                 yield client
                 continue
-            runs: Client = client
-            if i in results:
-                assert isinstance(client, TorchClient)
-                runs = _Precomputed(client, results[i], jobs[i].data.torch_seed)
             state = self._states.setdefault(task.client_id, {})
-            yield run_fit(runs, task, model.weights, state, origin=TaskOrigin.simulation(task))
+            origin = TaskOrigin.simulation(task)
+            if i not in results:
+                yield run_fit(client, task, model.weights, state, origin=origin)
+                continue
+            assert isinstance(client, TorchClient)
+            runs = _Precomputed(client, results[i], jobs[i].data.torch_seed)
+            outcome = run_fit(runs, task, model.weights, state, origin=origin)
+            self.stats["vectorized" if runs.used else "fallback: fit stream moved"] += 1
+            yield outcome
 
     def evaluate(
         self, tasks: Sequence[EvaluateTask], model: ModelVersion
@@ -263,7 +268,7 @@ def _qualify(index: int, task: FitTask, client: Client, start: Weights, aux: Wei
         return "model not vectorisable"
     if len(y) == 0:
         return "no train data"
-    seed = SeedStream(task.seed, f"run/round/{task.round}/client/{task.client_id}/{Stage.FIT}")
+    seed = SeedStream(task.seed)  # the pipeline's fit context's stream (its path is a name)
     key = (*group, config.local_epochs, config.batch_size, config.learning_rate, x.dtype)
     return _Job(index, module, ClientData(x, y, seed.torch_seed), loss, key)
 
