@@ -37,6 +37,7 @@ line on the ``fedhive.simulation`` logger.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ from torch import nn
 from fedhive.client.base import Client, ClientFn, Context, TaskOrigin
 from fedhive.client.pipeline import run_evaluate, run_fit
 from fedhive.client.proximal import max_local_steps, proximal_coefficient
-from fedhive.client.torch import TorchClient
+from fedhive.client.torch import TorchClient, _slots
 from fedhive.core.extensions import DpSgd
 from fedhive.core.failures import Stage
 from fedhive.core.messages import (
@@ -62,7 +63,7 @@ from fedhive.core.messages import (
 from fedhive.core.rng import SeedStream
 from fedhive.core.serde import RecordValue
 from fedhive.core.version import ModelVersion
-from fedhive.core.weights import Weights
+from fedhive.core.weights import Layout, Weights
 from fedhive.simulation.backends.vmap_sgd import ClientData, PerExampleLoss, train_cohort
 from fedhive.transport.base import EvaluateOutcome, FitOutcome
 
@@ -141,12 +142,13 @@ class VectorizedBackend:
         """Train the qualifying tasks together, then run every task's pipeline in order."""
         clients = [self._build(task.client_id, task.round) for task in tasks]
         start, aux = model.weights.split_aux()
+        layout = start.layout()
         reasons: Counter[str] = Counter()
         jobs: dict[int, _Job] = {}
         for i, (task, client) in enumerate(zip(tasks, clients, strict=True)):
             if isinstance(client, Failure):
                 continue
-            job = _qualify(i, task, client, start, aux)
+            job = _qualify(i, task, client, layout, aux)
             if isinstance(job, str):
                 reasons[job] += 1
             else:
@@ -239,7 +241,7 @@ class VectorizedBackend:
             return Failure.of(client_id, round_, Stage.CLIENT_FN, exc)
 
 
-def _qualify(index: int, task: FitTask, client: Client, start: Weights, aux: Weights) -> _Job | str:
+def _qualify(index: int, task: FitTask, client: Client, layout: Layout, aux: Weights) -> _Job | str:
     """The task's job, or why it cannot be vectorised."""
     if type(client) is not TorchClient:
         return f"client {type(client).__name__}"
@@ -263,7 +265,7 @@ def _qualify(index: int, task: FitTask, client: Client, start: Weights, aux: Wei
         module = client.model
     except Exception:
         return "model factory failed"
-    group = _group(module, start)
+    group = _group(module, layout)
     if group is None:
         return "model not vectorisable"
     if len(y) == 0:
@@ -335,9 +337,30 @@ def _probe_sgd(client: TorchClient, config: ClientConfig) -> bool:
     )
 
 
-def _group(module: nn.Module, start: Weights) -> tuple[object, ...] | None:
+# A module's key is read once and reused while TorchClient's cached view of its state
+# (the same tensors, shapes and dtypes: see fedhive.client.torch._slots) still holds.
+_GROUPS: weakref.WeakKeyDictionary[nn.Module, tuple[object, tuple[object, ...] | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _group(module: nn.Module, layout: Layout) -> tuple[object, ...] | None:
     """A key equal for modules that compute the same function of the same parameters;
     None when ``module`` is not one of those :data:`PER_EXAMPLE` builds."""
+    slots = _slots(module)
+    cached = _GROUPS.get(module)
+    if cached is not None and cached[0] is slots:
+        key = cached[1]
+    else:
+        key = _read_group(module)
+        _GROUPS[module] = (slots, key)
+    if key is None or key[1] != layout:
+        return None
+    return key
+
+
+def _read_group(module: nn.Module) -> tuple[object, ...] | None:
+    """The key itself (see :func:`_group`)."""
     if any(type(m) not in PER_EXAMPLE for m in module.modules()):
         return None
     if any(isinstance(m, nn.Flatten) and m.start_dim <= 0 for m in module.modules()):
@@ -345,12 +368,9 @@ def _group(module: nn.Module, start: Weights) -> tuple[object, ...] | None:
     if list(module.buffers()):
         return None
     named = list(module.named_parameters())
-    if [name for name, _ in named] != list(start) or not all(p.requires_grad for _, p in named):
+    if [name for name, _ in named] != list(_slots(module).names):
         return None
-    layout = tuple((name, tuple(p.shape), p.dtype, p.device) for name, p in named)
-    if any(
-        start[name].shape != shape or str(start[name].dtype) != str(dtype).removeprefix("torch.")
-        for name, shape, dtype, _ in layout
-    ):
+    if not all(p.requires_grad for _, p in named):
         return None
-    return (repr(module), layout)
+    devices = tuple(p.device for _, p in named)
+    return (repr(module), _slots(module).layout, devices)

@@ -81,18 +81,24 @@ def train_cohort(
     orders = [batch_orders(len(c.y), batch_size, epochs, c.torch_seed) for c in clients]
     size = len(clients)
     steps = max(len(o) for o in orders)
-    width = max(len(step) for o in orders for step in o)
     rows = max(len(c.y) for c in clients)
+    width = min(batch_size, rows)  # a client with n <= batch_size has one n-row batch
     x_all = _stack_padded([c.x for c in clients], rows, device)
     y_all = _stack_padded([c.y for c in clients], rows, device)
     index = torch.zeros(steps, size, width, dtype=torch.long)
     mask = torch.zeros(steps, size, width, dtype=x_all.dtype)
     for c, order in enumerate(orders):
-        for t, step in enumerate(order):
-            index[t, c, : len(step)] = step
-            mask[t, c, : len(step)] = 1
+        # Every step but an epoch's last holds `width` rows: pad each epoch to whole steps.
+        n, taken = len(clients[c].y), len(order)
+        per_epoch = taken // epochs
+        flat = torch.zeros(epochs, per_epoch * width, dtype=torch.long)
+        flat[:, :n] = torch.cat(order).view(epochs, n)
+        index[:taken, c] = flat.view(taken, width)
+        real = (torch.arange(per_epoch * width) < n).to(mask.dtype)
+        mask[:taken, c] = real.repeat(epochs).view(taken, width)
     index, mask = index.to(device), mask.to(device)
     active = torch.tensor([[t < len(o) for o in orders] for t in range(steps)], device=device)
+    everyone = [all(t < len(o) for o in orders) for t in range(steps)]
 
     def client_loss(
         params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, m: torch.Tensor
@@ -111,13 +117,14 @@ def train_cohort(
         x = x_all[clients_axis, index[t]]
         y = y_all[clients_axis, index[t]]
         grads, (mean, _) = step_fn(params, x, y, mask[t])
-        keep = active[t]
-        params = {
-            name: torch.where(
-                keep.view(-1, *[1] * (p.ndim - 1)), p.add(grads[name], alpha=-learning_rate), p
-            )
-            for name, p in params.items()
-        }
+        stepped = {name: p.add(grads[name], alpha=-learning_rate) for name, p in params.items()}
+        if not everyone[t]:  # clients whose steps are done keep their parameters
+            keep = active[t]
+            stepped = {
+                name: torch.where(keep.view(-1, *[1] * (p.ndim - 1)), p, params[name])
+                for name, p in stepped.items()
+            }
+        params = stepped
         losses.append(mean.detach())
     per_step = torch.stack(losses).cpu().tolist()  # one sync for every step's losses
     return [
