@@ -12,6 +12,7 @@ from rich.console import Console
 
 from fedhive.cli.progress import ProgressDisplay
 from fedhive.config import load_config
+from fedhive.config.simulated import Backend
 from fedhive.server.run import Observers
 from fedhive.simulation.engine import simulate
 from fedhive.simulation.output import RunWriter
@@ -23,7 +24,7 @@ def add_parser(commands: Any) -> None:
     sim.add_argument("config", type=Path, help="the run's TOML config")
     sim.add_argument("--out", type=Path, default=None, help="output folder (default runs/NAME)")
     sim.add_argument("--seed", type=int, default=None, help="override run.seed")
-    sim.add_argument("--backend", choices=["local", "process"], default=None)
+    sim.add_argument("--backend", choices=[b.value for b in Backend], default=None)
     sim.set_defaults(handler=run)
 
 

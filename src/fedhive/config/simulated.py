@@ -26,6 +26,7 @@ class Backend(StrEnum):
 
     LOCAL = "local"
     PROCESS = "process"
+    VECTORIZED = "vectorized"  # torch.func: a cohort trained at once (fallback: local)
 
 
 class StartMethod(StrEnum):

@@ -78,6 +78,8 @@ def run_simulation(
     runner: CohortRunner
     if Backend(backend) == Backend.PROCESS:
         runner = ProcessBackend(app=app, seed=seed, workers=workers, states=states)
+    elif Backend(backend) == Backend.VECTORIZED:
+        runner = _vectorized(app, states)
     else:
         runner = LocalBackend(app.client.client_fn, states)
     return _run(
@@ -94,6 +96,13 @@ def run_simulation(
         dropout=dropout,
         downlink=downlink,
     )
+
+
+def _vectorized(app: SimulationApp, states: StateStore | None) -> CohortRunner:
+    """The vectorised backend (imported here: it needs PyTorch, an optional extra)."""
+    from fedhive.simulation.backends.vectorized import VectorizedBackend
+
+    return VectorizedBackend(app.client.client_fn, states)
 
 
 def simulate(
@@ -133,6 +142,8 @@ def simulate(
             start_method=sim.start_method,
             states=states,
         )
+    elif sim.backend == Backend.VECTORIZED:
+        runner = _vectorized(app, states)
     else:
         runner = LocalBackend(app.client.client_fn, states)
     return _run(
