@@ -23,7 +23,7 @@ def add_parser(commands: Any) -> None:
     sim.add_argument("config", type=Path, help="the run's TOML config")
     sim.add_argument("--out", type=Path, default=None, help="output folder (default runs/NAME)")
     sim.add_argument("--seed", type=int, default=None, help="override run.seed")
-    sim.add_argument("--backend", choices=["local", "process"], default=None)
+    sim.add_argument("--backend", choices=["local", "process", "ray"], default=None)
     sim.set_defaults(handler=run)
 
 
