@@ -8,6 +8,8 @@ and kept small: 10 digits-mlp clients, 2 rounds, 2 one-CPU actors.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -28,11 +30,17 @@ from fedhive.config import parse_config
 from fedhive.config.simulated import Backend, SimulationSection
 from fedhive.core._compat import tomllib
 from fedhive.core.decode import decode
+from fedhive.core.failures import Stage
+from fedhive.core.messages import ClientConfig, EvaluateTask, Failure, FitReply, FitTask
+from fedhive.core.serde import record_from_bytes
+from fedhive.core.version import ModelVersion
+from fedhive.core.weights import Weights
 from fedhive.errors import ConfigError
 from fedhive.server.orchestrator import RoundLoop
 from fedhive.simulation.app import AppSpec
-from fedhive.simulation.backends.ray import RayBackend
+from fedhive.simulation.backends.ray import RayActor, RayBackend, run_task
 from fedhive.simulation.engine import run_simulation, simulate
+from fedhive.simulation.wire import outcome_from_bytes, task_bytes
 from fedhive.strategy.algorithm import Algorithm
 from fedhive.transport.inprocess import InProcessTransport
 
@@ -40,6 +48,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits-mlp"
 TESTS = Path(__file__).resolve().parents[1]
 SRC = Path(fedhive.__file__).resolve().parents[1]
 RAY_BIN = Path(sys.executable).with_name("ray")
+CONFIG = ClientConfig(local_epochs=1, learning_rate=0.1)
 
 
 def digits_config(backend: str, **simulation: Any) -> dict[str, Any]:
@@ -54,7 +63,14 @@ def digits_config(backend: str, **simulation: Any) -> dict[str, Any]:
 
 
 def run_digits(backend: str, **simulation: Any) -> str:
-    return simulate(parse_config(digits_config(backend, **simulation)), base_dir=EXAMPLE).version
+    """The final model's version; every client of every round must have succeeded (a
+    lost task still commits a round, on a different model)."""
+    result = simulate(parse_config(digits_config(backend, **simulation)), base_dir=EXAMPLE)
+    outcomes = [
+        (r.fit.succeeded, dict(r.fit.failures), r.evaluate.succeeded) for r in result.history
+    ]
+    assert outcomes == [(10, {}, 3)] * 2
+    return result.version
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +127,65 @@ def test_attacks_are_refused_on_the_ray_backend() -> None:
     data["attack"] = {"kind": "sign_flip", "fraction": 0.2}
     with pytest.raises(ConfigError, match=r'not with simulation\.backend = "ray"'):
         simulate(parse_config(data), base_dir=EXAMPLE)
+
+
+# --- an actor's code, in this process (what a Ray worker runs) -----------------------
+
+
+def test_an_actor_fetches_each_version_once_and_its_tasks_cross_as_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ray
+
+    spec = AppSpec("fake_app:build", TESTS)
+    app = spec.build({"clients": ["good-0"]}, 0)
+    first = ModelVersion.of(app.server.initial_weights)
+    second = ModelVersion.of(Weights({k: v + 1 for k, v in first.weights.items()}))
+    store = {"ref-1": first.data, "ref-2": second.data}
+    fetched: list[str] = []
+
+    def get(ref: str) -> bytes:
+        fetched.append(ref)
+        return store[ref]
+
+    monkeypatch.setattr(ray, "get", get)
+    actor = RayActor(spec.spec, str(spec.base_dir), json.dumps({"clients": ["good-0"]}), 0)
+
+    def fit(model: ModelVersion, ref: str, state: bytes | None) -> tuple[FitReply, bytes | None]:
+        task = FitTask(round=1, client_id="good-0", version=model.digest, seed=1, config=CONFIG)
+        ((header, payload, record),) = actor.run(
+            model.digest, [ref], [task_bytes(task)], ["good-0"], [state]
+        )
+        reply = outcome_from_bytes(header, payload)
+        assert isinstance(reply, FitReply)
+        return reply, record
+
+    reply, state = fit(first, "ref-1", None)
+    assert state is not None
+    assert record_from_bytes(state) == {"calls": 1}
+    reply, state = fit(first, "ref-1", state)  # the same version: not fetched again
+    assert state is not None
+    assert record_from_bytes(state) == {"calls": 2}
+    assert reply.metrics["calls"] == 2.0
+    fit(second, "ref-2", state)
+    assert fetched == ["ref-1", "ref-2"]
+
+
+def test_a_client_factory_that_raises_fails_its_task_alone() -> None:
+    spec = AppSpec("fake_app:build", TESTS)
+    app = spec.build({"clients": ["good-0"]}, 0)
+    model = ModelVersion.of(app.server.initial_weights)
+
+    def broken(client_id: str) -> Any:
+        raise RuntimeError(f"no client {client_id}")
+
+    broken_app = dataclasses.replace(app, client=dataclasses.replace(app.client, client_fn=broken))
+    task = EvaluateTask(round=2, client_id="x", version=model.digest, seed=1, config=CONFIG)
+    header, payload, state = run_task(broken_app, model.weights, "x", task_bytes(task), None)
+    failure = outcome_from_bytes(header, payload)
+    assert isinstance(failure, Failure)
+    assert (failure.client_id, failure.round, failure.stage) == ("x", 2, Stage.CLIENT_FN)
+    assert state is None
 
 
 # --- a local Ray ---------------------------------------------------------------------
@@ -261,12 +336,21 @@ def two_node_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
 
 @pytest.mark.slow
 def test_a_two_node_cluster_runs_one_actor_per_node_and_gives_the_local_model(
-    two_node_cluster: str, local_version: str, caplog: pytest.LogCaptureFixture
+    two_node_cluster: str,
+    local_version: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import ray
 
     caplog.set_level(logging.INFO, logger="fedhive.simulation.backends.ray")
     assert run_digits("ray", ray_address=two_node_cluster) == local_version
     # two actors of one CPU each on two one-CPU nodes: one on each, and the run said so
-    assert "ray backend: 2 actors on 2 nodes" in caplog.messages
+    assert "ray backend: 2 actors on 2 node(s)" in caplog.messages
     assert not ray.is_initialized()  # the driver left the cluster it joined
+    # without ray_address, a local Ray of its own: not the cluster `ray start` left
+    # running here, which Ray's own default would join (found in /tmp/ray or RAY_ADDRESS)
+    monkeypatch.setenv("RAY_ADDRESS", two_node_cluster)
+    caplog.clear()
+    assert run_digits("ray") == local_version
+    assert "ray backend: 2 actors on 1 node(s)" in caplog.messages

@@ -271,7 +271,8 @@ class RayBackend:
         ray = self._ray
         if not ray.is_initialized():
             if self._address is None:
-                ray.init(num_cpus=self._size, include_dashboard=False)
+                # "local": a new Ray, never one a `ray start` left running here
+                ray.init(address="local", num_cpus=self._size, include_dashboard=False)
             else:
                 ray.init(address=self._address, include_dashboard=False)
             self._owns_ray = True
@@ -298,7 +299,9 @@ class RayBackend:
             self.close()
             raise TransportError(f"a Ray actor failed to start: {_summary(exc)}") from exc
         self.node_ids = [str(node) for node in nodes]
-        _log.info("ray backend: %d actors on %d nodes", len(self.node_ids), len(set(self.node_ids)))
+        _log.info(
+            "ray backend: %d actors on %d node(s)", len(self.node_ids), len(set(self.node_ids))
+        )
 
 
 def _summary(exc: BaseException) -> str:
