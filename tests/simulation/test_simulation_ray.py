@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import logging
 import os
 import shutil
 import signal
@@ -62,9 +61,11 @@ def digits_config(backend: str, **simulation: Any) -> dict[str, Any]:
     return data
 
 
-def run_digits(backend: str, **simulation: Any) -> str:
+def run_digits(backend: str, address: str | None = None, **simulation: Any) -> str:
     """The final model's version; every client of every round must have succeeded (a
     lost task still commits a round, on a different model)."""
+    if address is not None:
+        simulation["ray_address"] = address
     result = simulate(parse_config(digits_config(backend, **simulation)), base_dir=EXAMPLE)
     outcomes = [
         (r.fit.succeeded, dict(r.fit.failures), r.evaluate.succeeded) for r in result.history
@@ -286,18 +287,23 @@ def _session_members(sid: int) -> list[int]:
     return members
 
 
-@pytest.fixture
-def two_node_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A head node and a second node of one CPU each, as `ray start` starts them on two
-    machines; yields the head's address. Token authentication is off: the cluster
-    listens on 127.0.0.1 only and lives for one test."""
-    env = dict(
+def cluster_env() -> dict[str, str]:
+    """The environment of the cluster's nodes and its driver: no token authentication,
+    no usage statistics, fedhive importable."""
+    return dict(
         os.environ,
         RAY_AUTH_MODE="disabled",
         RAY_USAGE_STATS_ENABLED="0",
         PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
     )
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # the driver, in this process
+
+
+@pytest.fixture
+def two_node_cluster(tmp_path: Path) -> Iterator[str]:
+    """A head node and a second node of one CPU each, as `ray start` starts them on two
+    machines; yields the head's address. Token authentication is off: the cluster
+    listens on 127.0.0.1 only and lives for one test."""
+    env = cluster_env()
     temp = tempfile.mkdtemp(prefix="fh-ray-", dir="/tmp")  # AF_UNIX paths: 107 bytes at most
     port = _free_port()
     address = f"127.0.0.1:{port}"
@@ -334,23 +340,48 @@ def two_node_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
         assert not leaked, f"ray processes left running: {leaked}"
 
 
+DRIVER = """
+import json, logging, sys
+sys.path[:0] = sys.argv[1:3]
+import conftest  # the pinned kernels, as in this process
+from test_simulation_ray import run_digits
+
+logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+print(json.dumps({"version": run_digits(*sys.argv[3:])}))
+"""
+
+
+def drive(*args: str, env: dict[str, str]) -> tuple[str, list[str]]:
+    """Run ``run_digits(*args)`` in a fresh interpreter, as a user's driver process would
+    (a Ray session this test process had would leave state behind: Ray sets
+    RAY_AUTH_MODE in os.environ and keeps its auth mode in the process); returns the
+    model version and the Ray backend's log lines."""
+    here = str(Path(__file__).parent)
+    done = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(TESTS), here, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    (result,) = (line for line in lines if line.startswith('{"version"'))
+    return json.loads(result)["version"], [line for line in lines if "ray backend" in line]
+
+
 @pytest.mark.slow
 def test_a_two_node_cluster_runs_one_actor_per_node_and_gives_the_local_model(
-    two_node_cluster: str,
-    local_version: str,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    two_node_cluster: str, local_version: str
 ) -> None:
-    import ray
-
-    caplog.set_level(logging.INFO, logger="fedhive.simulation.backends.ray")
-    assert run_digits("ray", ray_address=two_node_cluster) == local_version
+    env = cluster_env()
+    version, logged = drive("ray", two_node_cluster, env=env)
+    assert version == local_version
     # two actors of one CPU each on two one-CPU nodes: one on each, and the run said so
-    assert "ray backend: 2 actors on 2 node(s)" in caplog.messages
-    assert not ray.is_initialized()  # the driver left the cluster it joined
+    assert logged == ["ray backend: 2 actors on 2 node(s)"]
     # without ray_address, a local Ray of its own: not the cluster `ray start` left
     # running here, which Ray's own default would join (found in /tmp/ray or RAY_ADDRESS)
-    monkeypatch.setenv("RAY_ADDRESS", two_node_cluster)
-    caplog.clear()
-    assert run_digits("ray") == local_version
-    assert "ray backend: 2 actors on 1 node(s)" in caplog.messages
+    version, logged = drive("ray", env={**env, "RAY_ADDRESS": two_node_cluster})
+    assert version == local_version
+    assert logged == ["ray backend: 2 actors on 1 node(s)"]
