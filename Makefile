@@ -16,7 +16,7 @@ $(VENV)/.demo-installed: $(BIN)/python pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.test-installed: $(VENV)/.demo-installed
-	$(PIP) -e '.[torch,sklearn,dp,opacus,bench,dev]'
+	$(PIP) -e '.[torch,sklearn,dp,opacus,bench,ray,dev]'
 	touch $@
 
 demo: demo-deploy

@@ -8,7 +8,7 @@
               partial_work = { max_local_steps = 20 },
               compression = { quantize = { bits = 8 }, zstd = { level = 3 } }
 [clients.ID]  any [client] key, for client ID only (its own batch size, budget, ...)
-[simulation]  backend = "local" | "process", workers = 2
+[simulation]  backend = "local" | "process" | "ray", workers = 2, ray_address = "auto"
 [evaluation]  centralized = true, federated_every = 0 (0: never)
 [server]      app = "app:server", address = "127.0.0.1:8443", ... (fedhive.server.settings)
 [attack]      kind = "scaling", fraction = 0.3, scale = 10 (malicious clients; simulation only)
@@ -130,6 +130,8 @@ class RunConfig:
             config = dataclasses.replace(config, run=run, strategy=strategy)
         if backend is not None:
             table = {**plain(self.simulation), "backend": backend}
+            if backend != "ray":  # another backend on the command line: no cluster to join
+                table.pop("ray_address", None)
             config = dataclasses.replace(
                 config, simulation=decode(SimulationSection, table, "simulation")
             )

@@ -27,6 +27,7 @@ class Backend(StrEnum):
     LOCAL = "local"
     PROCESS = "process"
     VECTORIZED = "vectorized"  # torch.func: a cohort trained at once (fallback: local)
+    RAY = "ray"  # Ray actors, on this machine or a cluster (the fedhive[ray] extra)
 
 
 class StartMethod(StrEnum):
@@ -50,13 +51,27 @@ class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 class SimulationSection(_Section, frozen=True):
     """The ``[simulation]`` section: the backend that runs the clients, and where their
     persistent states live (``state_path``: the SQLite file, relative to the config,
-    kept across runs; empty: ``states.db`` in the run's output folder, fresh each run)."""
+    kept across runs; empty: ``states.db`` in the run's output folder, fresh each run).
+
+    ``ray_address`` (ray backend only): the cluster to join (``"auto"`` or
+    ``"host:port"``); none starts a local Ray with ``workers`` CPUs for the run.
+    """
 
     backend: Backend = Backend.LOCAL
     workers: AtLeastOne = 2
     start_method: StartMethod = StartMethod.FORK
     state: StateBackend = StateBackend.MEMORY
     state_path: str = ""
+    ray_address: str | None = None
+
+    def __post_init__(self) -> None:
+        """``ray_address`` means nothing to another backend: refuse it rather than ignore it."""
+        if self.ray_address is not None and self.backend != Backend.RAY:
+            raise ConfigError(
+                f'simulation.ray_address: only with backend = "ray", not {str(self.backend)!r}'
+            )
+        if self.ray_address is not None and not self.ray_address.strip():
+            raise ConfigError("simulation.ray_address: must not be empty (omit it for a local Ray)")
 
 
 class AttackKind(StrEnum):

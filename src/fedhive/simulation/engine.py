@@ -29,6 +29,7 @@ from fedhive.simulation.app import AppSpec, SimulationApp
 from fedhive.simulation.attacks import with_attack
 from fedhive.simulation.backends.local import LocalBackend
 from fedhive.simulation.backends.process import ProcessBackend
+from fedhive.simulation.backends.ray import RayBackend
 from fedhive.simulation.clock import ClockObserver, RoundTimer, VirtualClockRunner
 from fedhive.simulation.devices import DeviceModel
 from fedhive.simulation.secure import SecAggDevices
@@ -72,10 +73,16 @@ def run_simulation(
     server would send (see :class:`~fedhive.transport.inprocess.InProcessTransport`).
 
     Raises:
-        ConfigError: a combination :func:`~fedhive.server.rules.check_run` refuses.
+        ConfigError: a combination :func:`~fedhive.server.rules.check_run` refuses, or the
+            ray backend (its actors build the app from a spec: use :func:`simulate`).
     """
     check_run(strategy, secure=secure, federated_every=federated_every)
     runner: CohortRunner
+    if Backend(backend) == Backend.RAY:
+        raise ConfigError(
+            'backend: "ray" builds the app in each actor from its spec: run it from a '
+            "config (simulate(), fedhive simulate)"
+        )
     if Backend(backend) == Backend.PROCESS:
         runner = ProcessBackend(app=app, seed=seed, workers=workers, states=states)
     elif Backend(backend) == Backend.VECTORIZED:
@@ -125,6 +132,8 @@ def simulate(
         raise ConfigError(
             'attack, stragglers: need simulation.start_method = "fork" with the process backend'
         )
+    if wrapped and sim.backend == Backend.RAY:  # Ray actors rebuild it from its spec too
+        raise ConfigError('attack, stragglers: not with simulation.backend = "ray"')
     spec = AppSpec(config.run.app, base_dir)
     app = spec.build(config.app, config.run.seed)
     if attacked:  # forked workers inherit the wrapped app
@@ -144,6 +153,15 @@ def simulate(
         )
     elif sim.backend == Backend.VECTORIZED:
         runner = _vectorized(app, states)
+    elif sim.backend == Backend.RAY:
+        runner = RayBackend(
+            spec=spec,
+            params=config.app,
+            seed=config.run.seed,
+            workers=sim.workers,
+            address=sim.ray_address,
+            states=states,
+        )
     else:
         runner = LocalBackend(app.client.client_fn, states)
     return _run(
