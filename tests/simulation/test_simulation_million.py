@@ -6,9 +6,9 @@ from __future__ import annotations
 import tracemalloc
 from pathlib import Path
 
+import counting_app
 import numpy as np
 import pytest
-from tests.simulation import counting_app
 
 from fedhive.config.simulated import Backend
 from fedhive.core.ids import VirtualClientIds

@@ -8,9 +8,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import counting_app
 import numpy as np
 import pytest
-from tests.simulation import counting_app
 
 import fedhive
 from fedhive import ClientConfig, Context, FitResult, SimulationApp, Weights
