@@ -67,6 +67,19 @@ def write_run(
     return path
 
 
+FULL_PLOTS = [
+    "metric_accuracy",
+    "metric_loss",
+    "train_train_loss",
+    "clients",
+    "bytes",
+    "round_time",
+    "epsilon",
+    "per_client_bytes_up",
+]
+"""The plots :func:`full_records` gives, in page order."""
+
+
 def full_records(rounds: int = 4) -> list[dict[str, Any]]:
     """Every series the report draws: both evaluations (federated every other round),
     train metrics, epsilon, and per-client traffic."""

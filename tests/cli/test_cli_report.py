@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fedhive.cli.main import main
-from report_runs import full_records, png_size, record, write_run
+from report_runs import FULL_PLOTS, full_records, png_size, record, write_run
 
 
 def test_report_writes_the_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -29,19 +29,7 @@ def test_report_writes_one_png_per_plot(tmp_path: Path, capsys: pytest.CaptureFi
     pngs = tmp_path / "png"
     assert main(["report", str(run), "--out", str(tmp_path / "r.html"), "--png", str(pngs)]) == 0
     written = sorted(p.name for p in pngs.iterdir())
-    assert written == sorted(
-        f"{key}.png"
-        for key in (
-            "metric_accuracy",
-            "metric_loss",
-            "train_train_loss",
-            "clients",
-            "bytes",
-            "round_time",
-            "epsilon",
-            "per_client_bytes_up",
-        )
-    )
+    assert written == sorted(f"{key}.png" for key in FULL_PLOTS)
     for name in written:
         width, height = png_size(pngs / name)
         assert (width, height) == (960, 540)  # 6.4 x 3.6 inches at 150 dpi

@@ -11,7 +11,7 @@ from fedhive.report import build_report, load_runs, render_page
 from fedhive.report.plots import Plot, Series, Unit
 from fedhive.report.style import PALETTE, format_value, nice_ticks
 from fedhive.report.svg import render_svg
-from report_runs import full_records, record, write_run
+from report_runs import FULL_PLOTS, full_records, record, write_run
 
 SVG = re.compile(r'<svg class="plot" id="plot-([a-z_]+)".*?</svg>', re.DOTALL)
 
@@ -24,16 +24,7 @@ def page_of(tmp_path: Path, *runs: list[dict[str, object]], **files: dict[str, o
 def test_one_svg_per_plot_each_with_lines(tmp_path: Path) -> None:
     page = page_of(tmp_path, full_records(4))
     charts = SVG.findall(page)
-    assert charts == [
-        "metric_accuracy",
-        "metric_loss",
-        "train_train_loss",
-        "clients",
-        "bytes",
-        "round_time",
-        "epsilon",
-        "per_client_bytes_up",
-    ]
+    assert charts == FULL_PLOTS
     for match in SVG.finditer(page):
         assert "<polyline" in match.group(0)
     assert page.count('class="band"') == 1  # the per-client band

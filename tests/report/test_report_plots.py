@@ -9,18 +9,7 @@ import pytest
 
 from fedhive.errors import FedhiveError, SerializationError
 from fedhive.report import Report, build_report, load_run, load_runs
-from report_runs import full_records, record, write_run
-
-ALL_PLOTS = [
-    "metric_accuracy",
-    "metric_loss",
-    "train_train_loss",
-    "clients",
-    "bytes",
-    "round_time",
-    "epsilon",
-    "per_client_bytes_up",
-]
+from report_runs import FULL_PLOTS, full_records, record, write_run
 
 
 def report_of(tmp_path: Path, *runs: list[dict[str, object]]) -> Report:
@@ -30,7 +19,7 @@ def report_of(tmp_path: Path, *runs: list[dict[str, object]]) -> Report:
 
 def test_every_series_present(tmp_path: Path) -> None:
     report = report_of(tmp_path, full_records(4))
-    assert [p.key for p in report.plots] == ALL_PLOTS
+    assert [p.key for p in report.plots] == FULL_PLOTS
     assert report.notes == ()
     plots = {p.key: p for p in report.plots}
     accuracy = {s.label: s for s in plots["metric_accuracy"].series}

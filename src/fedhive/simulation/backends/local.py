@@ -29,23 +29,24 @@ class LocalBackend:
     def fit(self, tasks: Sequence[FitTask], model: ModelVersion) -> Iterator[FitOutcome]:
         """Run each fit task in turn, on ``model``'s weights (never serialised here)."""
         for task in tasks:
-            client = self._build(task.client_id, task.round)
-            if isinstance(client, Failure):
-                yield client
-                continue
-            before = self._states.get(task.client_id)
-            state = {} if before is None else record_from_bytes(before)
-            origin = TaskOrigin.simulation(task)
-            outcome = run_fit(client, task, model.weights, state, origin=origin)
-            save_state(self._states, task.client_id, state, before)
-            yield outcome
+            client = self.build(task.client_id, task.round)
+            yield client if isinstance(client, Failure) else self.fit_one(client, task, model)
+
+    def fit_one(self, client: Client, task: FitTask, model: ModelVersion) -> FitOutcome:
+        """Run one fit task on ``client`` with its stored state, and store what it leaves."""
+        before = self._states.get(task.client_id)
+        state = {} if before is None else record_from_bytes(before)
+        origin = TaskOrigin.simulation(task)
+        outcome = run_fit(client, task, model.weights, state, origin=origin)
+        save_state(self._states, task.client_id, state, before)
+        return outcome
 
     def evaluate(
         self, tasks: Sequence[EvaluateTask], model: ModelVersion
     ) -> Iterator[EvaluateOutcome]:
         """Run each evaluate task in turn."""
         for task in tasks:
-            client = self._build(task.client_id, task.round)
+            client = self.build(task.client_id, task.round)
             if isinstance(client, Failure):
                 yield client
                 continue
@@ -59,7 +60,8 @@ class LocalBackend:
         """Close the state store (an in-memory one drops the states)."""
         self._states.close()
 
-    def _build(self, client_id: str, round_: int) -> Client | Failure:
+    def build(self, client_id: str, round_: int) -> Client | Failure:
+        """The client ``client_fn`` builds, or the failure of its task if it raises."""
         try:
             return self._client_fn(client_id)
         except Exception as exc:  # the user's factory: a failure of this task only

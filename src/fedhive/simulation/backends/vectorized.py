@@ -46,12 +46,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedhive.client.base import Client, ClientFn, Context, TaskOrigin
-from fedhive.client.pipeline import run_evaluate, run_fit
+from fedhive.client.base import Client, ClientFn, Context
 from fedhive.client.proximal import max_local_steps, proximal_coefficient
 from fedhive.client.torch import TorchClient, _slots
 from fedhive.core.extensions import DpSgd
-from fedhive.core.failures import Stage
 from fedhive.core.messages import (
     ClientConfig,
     EvaluateResult,
@@ -61,11 +59,11 @@ from fedhive.core.messages import (
     FitTask,
 )
 from fedhive.core.rng import SeedStream
-from fedhive.core.serde import record_from_bytes
 from fedhive.core.version import ModelVersion
 from fedhive.core.weights import Layout, Weights
+from fedhive.simulation.backends.local import LocalBackend
 from fedhive.simulation.backends.vmap_sgd import ClientData, PerExampleLoss, train_cohort
-from fedhive.simulation.states import MemoryStateStore, StateStore, save_state
+from fedhive.simulation.states import StateStore
 from fedhive.transport.base import EvaluateOutcome, FitOutcome
 
 log = logging.getLogger("fedhive.simulation")
@@ -135,13 +133,12 @@ class VectorizedBackend:
     """
 
     def __init__(self, client_fn: ClientFn, states: StateStore | None = None) -> None:
-        self._client_fn = client_fn
-        self._states = MemoryStateStore() if states is None else states
+        self._local = LocalBackend(client_fn, states)  # the state and the fallback path
         self.stats: Counter[str] = Counter()
 
     def fit(self, tasks: Sequence[FitTask], model: ModelVersion) -> Iterator[FitOutcome]:
         """Train the qualifying tasks together, then run every task's pipeline in order."""
-        clients = [self._build(task.client_id, task.round) for task in tasks]
+        clients = [self._local.build(task.client_id, task.round) for task in tasks]
         start, aux = model.weights.split_aux()
         layout = start.layout()
         reasons: Counter[str] = Counter()
@@ -168,38 +165,24 @@ class VectorizedBackend:
         for i, (task, client) in enumerate(zip(tasks, clients, strict=True)):
             if isinstance(client, Failure):
                 yield client
-                continue
-            before = self._states.get(task.client_id)
-            state = {} if before is None else record_from_bytes(before)
-            origin = TaskOrigin.simulation(task)
-            if i not in results:
-                outcome = run_fit(client, task, model.weights, state, origin=origin)
+            elif i not in results:
+                yield self._local.fit_one(client, task, model)
             else:
                 assert isinstance(client, TorchClient)
                 runs = _Precomputed(client, results[i], jobs[i].data.torch_seed)
-                outcome = run_fit(runs, task, model.weights, state, origin=origin)
+                outcome = self._local.fit_one(runs, task, model)
                 self.stats["vectorized" if runs.used else "fallback: fit stream moved"] += 1
-            save_state(self._states, task.client_id, state, before)
-            yield outcome
+                yield outcome
 
     def evaluate(
         self, tasks: Sequence[EvaluateTask], model: ModelVersion
     ) -> Iterator[EvaluateOutcome]:
         """Run each evaluate task in turn (the local backend's path)."""
-        for task in tasks:
-            client = self._build(task.client_id, task.round)
-            if isinstance(client, Failure):
-                yield client
-                continue
-            before = self._states.get(task.client_id)
-            state = {} if before is None else record_from_bytes(before)
-            outcome = run_evaluate(client, task, model.weights, state)
-            save_state(self._states, task.client_id, state, before)
-            yield outcome
+        return self._local.evaluate(tasks, model)
 
     def close(self) -> None:
         """Close the state store (an in-memory one drops the states)."""
-        self._states.close()
+        self._local.close()
 
     def _train_groups(
         self,
@@ -239,12 +222,6 @@ class VectorizedBackend:
                     weights=weights, num_examples=out.num_examples, metrics=metrics
                 )
         return results
-
-    def _build(self, client_id: str, round_: int) -> Client | Failure:
-        try:
-            return self._client_fn(client_id)
-        except Exception as exc:  # the user's factory: a failure of this task only
-            return Failure.of(client_id, round_, Stage.CLIENT_FN, exc)
 
 
 def _qualify(index: int, task: FitTask, client: Client, layout: Layout, aux: Weights) -> _Job | str:
