@@ -45,11 +45,17 @@ from typing import Any
 
 import numpy as np
 
-from deployment_round import model, raise_fd_limit, socket_bytes
+from deployment_round import (
+    ROUND_TIMEOUT_S,
+    model,
+    mtls_link,
+    mtls_server,
+    raise_fd_limit,
+    socket_bytes,
+)
 from fedhive.core.messages import ClientConfig, EvaluateResult, FitResult
 from fedhive.core.weights import Weights
 
-ROUND_TIMEOUT_S = 600.0
 REGISTER_TIMEOUT_S = 180.0
 VARIANTS = {"none": (False, False), "8-bit": (True, False), "8-bit + delta": (True, True)}
 
@@ -75,26 +81,13 @@ def serve_rounds(pki: Path, clients: int, params: int, rounds: int, variant: str
     """The server process: print the port, wait for the clients, run the rounds, report."""
     from fedhive.compression import Pipeline, StochasticQuantization
     from fedhive.core.extensions import Compression
-    from fedhive.pki.revocation import RevocationList
-    from fedhive.pki.tls import TLSConfig
     from fedhive.server.orchestrator import RoundLoop
     from fedhive.strategy import fedavg
     from fedhive.transport.downlink import Downlink
-    from fedhive.transport.grpc.security import CertificateIdentity, Signatures, server_credentials
-    from fedhive.transport.grpc.server import GrpcServerTransport
 
     quantized, delta = VARIANTS[variant]
     raise_fd_limit()
-    tls = TLSConfig.from_dir(pki / "server")
-    transport = GrpcServerTransport(
-        address="127.0.0.1:0",
-        credentials=server_credentials(tls),
-        identify=CertificateIdentity(RevocationList.from_dir(pki / "server")),
-        signatures=Signatures(tls),
-        round_timeout=ROUND_TIMEOUT_S,
-        workers=max(32, min(clients, 128)),
-        downlink=Downlink(delta=delta),
-    )
+    transport = mtls_server(pki, clients, downlink=Downlink(delta=delta))
     eight_bit = Compression(pipeline=Pipeline((StochasticQuantization(bits=8),)))
     config = ClientConfig(extensions=(eight_bit,) if quantized else ())
     try:
@@ -136,9 +129,7 @@ def _figures(round_: int, sizes: list[int]) -> dict[str, Any]:
 def run_variant(pki: Path, variant: str, args: argparse.Namespace) -> dict[str, Any]:
     """Start the server process for ``variant``, serve its rounds with the clients."""
     from fedhive.client.runner import serve
-    from fedhive.pki.tls import TLSConfig
     from fedhive.transport.grpc.connection import GrpcLink
-    from fedhive.transport.grpc.security import ClientSignatures, channel_credentials
 
     command = [sys.executable, __file__, "--serve", str(pki), "--variant", variant]
     command += ["--clients", str(args.clients), "--params", str(args.params)]
@@ -153,18 +144,7 @@ def run_variant(pki: Path, variant: str, args: argparse.Namespace) -> dict[str, 
         if not first:
             raise RuntimeError(f"server exited before serving (rc {server.wait()})")
         port = json.loads(first)["port"]
-        for index in range(args.clients):
-            tls = TLSConfig.from_dir(pki / "clients" / f"client-{index:04d}")
-            links.append(
-                GrpcLink(
-                    f"127.0.0.1:{port}",
-                    client_id=f"client-{index:04d}",
-                    credentials=channel_credentials(tls),
-                    server_name="localhost",
-                    signatures=ClientSignatures(tls),
-                    timeout=ROUND_TIMEOUT_S,
-                )
-            )
+        links.extend(mtls_link(pki, port, index) for index in range(args.clients))
         list(pool.map(register, links))
         # One task per client per round, a round at a time: only `threads` clients are
         # served at once, and a round needs every client (a serve loop kept waiting for

@@ -104,12 +104,12 @@ def socket_bytes(port: int) -> tuple[int, int]:
     return sent, received
 
 
-def serve_round(pki: Path, clients: int, params: int) -> None:
-    """The server process: print the port, wait for the clients, run one round, report."""
+def mtls_server(pki: Path, clients: int, **options: Any) -> Any:
+    """The benchmark's server: mutual TLS with signed results from ``pki/server``, a
+    round timeout of ``ROUND_TIMEOUT_S``, ``max(32, min(C, 128))`` workers (``options``:
+    more ``GrpcServerTransport`` arguments)."""
     from fedhive.pki.revocation import RevocationList
     from fedhive.pki.tls import TLSConfig
-    from fedhive.server.orchestrator import RoundLoop
-    from fedhive.strategy import fedavg
     from fedhive.transport.grpc.security import (
         CertificateIdentity,
         Signatures,
@@ -117,16 +117,42 @@ def serve_round(pki: Path, clients: int, params: int) -> None:
     )
     from fedhive.transport.grpc.server import GrpcServerTransport
 
-    raise_fd_limit()
     tls = TLSConfig.from_dir(pki / "server")
-    transport = GrpcServerTransport(
+    return GrpcServerTransport(
         address="127.0.0.1:0",
         credentials=server_credentials(tls),
         identify=CertificateIdentity(RevocationList.from_dir(pki / "server")),
         signatures=Signatures(tls),
         round_timeout=ROUND_TIMEOUT_S,
         workers=max(32, min(clients, SERVER_WORKERS_MAX)),
+        **options,
     )
+
+
+def mtls_link(pki: Path, port: int, index: int) -> Any:
+    """Client ``client-<index>``'s own link (its certificate, its TLS connection)."""
+    from fedhive.pki.tls import TLSConfig
+    from fedhive.transport.grpc.connection import GrpcLink
+    from fedhive.transport.grpc.security import ClientSignatures, channel_credentials
+
+    tls = TLSConfig.from_dir(pki / "clients" / f"client-{index:04d}")
+    return GrpcLink(
+        f"127.0.0.1:{port}",
+        client_id=f"client-{index:04d}",
+        credentials=channel_credentials(tls),
+        server_name="localhost",
+        signatures=ClientSignatures(tls),
+        timeout=ROUND_TIMEOUT_S,
+    )
+
+
+def serve_round(pki: Path, clients: int, params: int) -> None:
+    """The server process: print the port, wait for the clients, run one round, report."""
+    from fedhive.server.orchestrator import RoundLoop
+    from fedhive.strategy import fedavg
+
+    raise_fd_limit()
+    transport = mtls_server(pki, clients)
     try:
         print(json.dumps({"port": transport.port}), flush=True)
         if not transport.wait_for_clients(clients, timeout=REGISTER_TIMEOUT_S):
@@ -173,20 +199,9 @@ def run_clients(
 ) -> list[Future[int]]:
     """Connect and register every client (into ``links``), then serve them on ``pool``."""
     from fedhive.client.runner import serve
-    from fedhive.pki.tls import TLSConfig
-    from fedhive.transport.grpc.connection import GrpcLink
-    from fedhive.transport.grpc.security import ClientSignatures, channel_credentials
 
     for index in range(len(links)):
-        tls = TLSConfig.from_dir(pki / "clients" / f"client-{index:04d}")
-        links[index] = GrpcLink(
-            f"127.0.0.1:{port}",
-            client_id=f"client-{index:04d}",
-            credentials=channel_credentials(tls),
-            server_name="localhost",
-            signatures=ClientSignatures(tls),
-            timeout=ROUND_TIMEOUT_S,
-        )
+        links[index] = mtls_link(pki, port, index)
     # Register all first: only `threads` clients serve at a time, and the server waits
     # for all C before it publishes the round.
     list(pool.map(lambda link: link.register(), links))
